@@ -1,0 +1,185 @@
+"""What was written: the Flow AST, small frozen dataclasses that each carry a `Span`.
+
+Spans are excluded from equality, so two ASTs that say the same thing compare equal
+wherever they were written (the formatter's round-trip law relies on it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal as TypingLiteral
+from typing import TypeAlias, Union
+
+from dsl.diagnostics import WHOLE_TEXT, Span
+
+#: A static value: the JSON data model, as `json.loads` gives it (objects keep key order).
+Value: TypeAlias = Union[None, bool, int, float, str, list["Value"], dict[str, "Value"]]
+
+LiteralKind = TypingLiteral["int", "float", "string", "bool", "null"]
+BinaryOp = TypingLiteral[
+    "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "%"
+]
+UnaryOp = TypingLiteral["not", "-"]
+
+
+def _span() -> Span:
+    return field(default=WHOLE_TEXT, compare=False, repr=False)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ static values
+
+
+@dataclass(frozen=True, slots=True)
+class JsonValue:
+    """A static JSON literal (a setting's value or a tool's keyword argument)."""
+
+    value: Value
+    span: Span = _span()
+
+
+# -------------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """`3`, `2.5`, `"text"`, `true`, `null`; `kind` keeps `true` apart from `1`."""
+
+    kind: LiteralKind
+    value: None | bool | int | float | str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ListExpr:
+    """`[a, 1, "x"]`."""
+
+    items: tuple[Expr, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PathExpr:
+    """A path into the state: `score`, `review.score`, `issues[0].line`."""
+
+    parts: tuple[str | int, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    """`not x` or `-x`."""
+
+    op: UnaryOp
+    operand: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    """`left op right` for every binary operator, `and`/`or` included."""
+
+    op: BinaryOp
+    left: Expr
+    right: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """`len(x)`, `default(path, 0)`: a call of one of the condition functions."""
+
+    function: str
+    args: tuple[Expr, ...]
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+Expr: TypeAlias = Union[Literal, ListExpr, PathExpr, Unary, Binary, Call]
+
+
+# -------------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """An identifier as written, with its place."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """`flow NAME`."""
+
+    name: Name
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """`set NAME = VALUE`."""
+
+    name: Name
+    value: JsonValue
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Argument:
+    """`NAME = VALUE` inside a node declaration's parentheses."""
+
+    name: Name
+    value: JsonValue
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDecl:
+    """`node NAME = TOOL` or `node NAME = TOOL(arg = value, ...)`.
+
+    `args` is None when there are no parentheses, so `tool` and `tool()` both round-trip.
+    """
+
+    name: Name
+    tool: Name
+    args: tuple[Argument, ...] | None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """`CONDITION -> target` inside a branch."""
+
+    condition: Expr
+    target: Name
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """`? arm : arm : ... : otherwise` on the last node of a route."""
+
+    arms: tuple[Arm, ...]
+    otherwise: Name
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A chain `a -> b -> c`, optionally ending in a branch on its last node."""
+
+    nodes: tuple[Name, ...]
+    branch: Branch | None
+    span: Span = _span()
+
+
+Statement: TypeAlias = Union[Header, Setting, NodeDecl, Route]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A whole `.flow` text: its statements in source order."""
+
+    statements: tuple[Statement, ...]
+    span: Span = _span()

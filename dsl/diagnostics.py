@@ -1,0 +1,79 @@
+"""Positions and problems: `Span`, `Diagnostic` and the one exception root, `FlowError`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A range of source text: 1-based lines and columns, the end exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of this one to the end of `other`."""
+        return Span(self.line, self.column, other.end_line, other.end_column)
+
+
+#: The span used for problems that belong to the whole text rather than a place in it.
+WHOLE_TEXT = Span(1, 1, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in a flow: where it is, how bad it is, and what to do about it."""
+
+    severity: Severity
+    code: str
+    message: str
+    span: Span
+    help: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_error(self) -> bool:
+        """True for errors, False for warnings."""
+        return self.severity == "error"
+
+    def sort_key(self) -> tuple[int, int, str]:
+        """Order diagnostics by position, then code, as every renderer prints them."""
+        return (self.span.line, self.span.column, self.code)
+
+
+def error(code: str, message: str, span: Span, help: str | None = None) -> Diagnostic:
+    """Build an error diagnostic."""
+    return Diagnostic("error", code, message, span, help)
+
+
+def warning(code: str, message: str, span: Span, help: str | None = None) -> Diagnostic:
+    """Build a warning diagnostic."""
+    return Diagnostic("warning", code, message, span, help)
+
+
+class FlowError(Exception):
+    """The one exception root: a flow has errors, all of them carried in `diagnostics`."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> None:
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(
+            sorted(diagnostics, key=Diagnostic.sort_key)
+        )
+        first = self.diagnostics[0] if self.diagnostics else None
+        summary = (
+            f"{first.span.line}:{first.span.column}: {first.code}: {first.message}"
+            if first
+            else "invalid flow"
+        )
+        more = len(self.diagnostics) - 1
+        super().__init__(summary + (f" (and {more} more)" if more > 0 else ""))
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        """Only the diagnostics that are errors."""
+        return tuple(d for d in self.diagnostics if d.is_error)

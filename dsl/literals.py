@@ -1,0 +1,81 @@
+"""Literal text -> Python values: string escapes and numbers, with the problem named."""
+
+from __future__ import annotations
+
+_SIMPLE_ESCAPES = {
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+    "/": "/",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+}
+
+
+class LiteralProblem(ValueError):
+    """A literal that cannot be decoded; `offset` is where in the literal's text."""
+
+    def __init__(self, message: str, offset: int, length: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.length = length
+
+
+def decode_string(text: str) -> str:
+    """Decode a quoted string literal (either quote) with JSON's escapes plus `\\'`."""
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        esc = body[i + 1]  # the grammar never ends a string on a lone backslash
+        if esc in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[esc])
+            i += 2
+            continue
+        if esc != "u":
+            raise LiteralProblem(f"invalid escape `\\{esc}` in a string", i + 1, 2)
+        code = _hex4(body, i)
+        i += 6
+        if 0xD800 <= code <= 0xDBFF and body.startswith("\\u", i):
+            low = _hex4(body, i)
+            if 0xDC00 <= low <= 0xDFFF:
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
+        if 0xD800 <= code <= 0xDFFF:
+            raise LiteralProblem("a `\\u` escape names a lone surrogate", i - 5, 6)
+        out.append(chr(code))
+    return "".join(out)
+
+
+def _hex4(body: str, i: int) -> int:
+    digits = body[i + 2 : i + 6]
+    if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise LiteralProblem("a `\\u` escape needs four hexadecimal digits", i + 1, 2)
+    return int(digits, 16)
+
+
+def decode_int(text: str) -> int:
+    """Decode an integer literal; Python refuses more than 4,300 digits."""
+    try:
+        return int(text)
+    except ValueError:
+        raise LiteralProblem(f"integer literal too long ({len(text)} digits)", 0, len(text)) from None
+
+
+def decode_float(text: str) -> float:
+    """Decode a float literal; infinities are refused (JSON has none)."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise LiteralProblem("number out of range", 0, len(text))
+    return value

@@ -1,0 +1,229 @@
+"""Source text -> AST: the Lark facade, with limits and recovery from syntax errors.
+
+The fast path hands the text to Lark with the AST builder as its inline transformer.  When
+that fails, the slow path reports the error, blanks out the broken statement (keeping every
+line and column where it was) and parses again, so independent errors all show in one run.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import resources
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedInput
+
+from dsl import ast
+from dsl.builder import AstBuilder
+from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
+from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS
+from dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
+
+_BOM = "\ufeff"
+_lock = threading.Lock()
+_builder = AstBuilder()
+_lark: Lark | None = None
+
+
+def grammar_text() -> str:
+    """The text of `grammars/flow.lark`, the language's specification."""
+    return resources.files("grammars").joinpath("flow.lark").read_text(encoding="utf-8")
+
+
+def lark_parser(transformer: AstBuilder | None = None) -> Lark:
+    """A Lark LALR parser for the Flow grammar (tables cached between processes)."""
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        transformer=transformer,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def _parser() -> Lark:
+    global _lark
+    if _lark is None:
+        _lark = lark_parser(_builder)
+    return _lark
+
+
+def parse(text: str, filename: str | None = None) -> ast.Flow:
+    """Parse Flow source text into an AST; raise `FlowError` with every problem found."""
+    problems = check_text(text)
+    if problems:
+        raise FlowError(problems)
+    if text.startswith(_BOM):
+        text = text[1:]
+    with _lock:
+        _builder.problems = []
+        try:
+            flow: ast.Flow | None = _parser().parse(text)  # type: ignore[assignment]
+            syntax: list[Diagnostic] = []
+        except UnexpectedInput:
+            flow, syntax = _parse_with_recovery(text)
+        problems = syntax + _builder.problems
+    if flow is not None:
+        problems += nesting_problems(flow)
+    if problems or flow is None:
+        raise FlowError(problems)
+    return flow
+
+
+def check_text(text: str) -> list[Diagnostic]:
+    """Problems with the text as a whole: too large, or characters UTF-8 cannot hold."""
+    if len(text) > MAX_SOURCE_BYTES:  # every character is at least one byte
+        return [_too_large(len(text.encode("utf-8", "surrogatepass")))]
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        line = text.count("\n", 0, exc.start) + 1
+        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        span = Span(line, column, line, column + 1)
+        return [error("E002", "the text holds a lone surrogate, which UTF-8 cannot encode", span)]
+    return [_too_large(size)] if size > MAX_SOURCE_BYTES else []
+
+
+def _too_large(size: int) -> Diagnostic:
+    return error(
+        "E001",
+        f"the text is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,} bytes",
+        WHOLE_TEXT,
+        help="split the flow into smaller files",
+    )
+
+
+# ------------------------------------------------------------------- recovery
+
+
+def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
+    diagnostics: list[Diagnostic] = []
+    end = _end_span(text)
+    for _ in range(MAX_SYNTAX_ERRORS):
+        _builder.problems = []
+        interactive = _parser().parse_interactive(text)
+        good: Token | None = None  # the last token the parser accepted
+        current: Token | None = None  # iter_parse yields a token before feeding it
+        statement_start = 0
+        try:
+            for token in interactive.iter_parse():
+                if current is not None:
+                    statement_start = _after_separator(current, good, statement_start)
+                    good = current
+                current = token
+            return interactive.feed_eof(), diagnostics  # type: ignore[no-any-return]
+        except UnexpectedInput as exc:
+            if current is not None and getattr(exc, "token", None) is not current:
+                # The lexer failed, or the end came: `current` was accepted.
+                statement_start = _after_separator(current, good, statement_start)
+                good = current
+            diagnostics.append(syntax_diagnostic(exc, good, text, end))
+            position = _error_offset(exc, len(text))
+            text = _blank(text, min(statement_start, position), _statement_end(text, position))
+    diagnostics.append(
+        error("E010", f"too many syntax errors; stopped after {MAX_SYNTAX_ERRORS}", end)
+    )
+    return None, diagnostics
+
+
+def _after_separator(token: Token, good: Token | None, statement_start: int) -> int:
+    """Where the next statement starts once `token` is accepted after `good`."""
+    if token.type in ("_NL", "SEMICOLON") and (good is None or good.type not in CONTINUATIONS):
+        return token.end_pos or 0
+    return statement_start
+
+
+def _error_offset(exc: UnexpectedInput, size: int) -> int:
+    token = getattr(exc, "token", None)
+    if token is not None and token.type != "$END" and token.start_pos is not None:
+        return int(token.start_pos)
+    position = getattr(exc, "pos_in_stream", None)
+    return size if position is None else int(position)
+
+
+def _statement_end(text: str, position: int) -> int:
+    """Where the statement around `position` ends: the next `;` or line end that does not
+    follow `->`, `?` or `:` (strings and comments skipped)."""
+    n = len(text)
+    i = position
+    last = ""
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":
+            close = i + 1
+            while close < n and text[close] not in (ch, "\n"):
+                close += 2 if text[close] == "\\" else 1
+            unterminated = close >= n or text[close] == "\n"
+            i, last = (close if unterminated else close + 1), ch
+            continue
+        if ch == "#":
+            newline = text.find("\n", i)
+            i = n if newline < 0 else newline
+            continue
+        if ch == ";" or (ch == "\n" and last not in ("->", "?", ":")):
+            return i + 1
+        if not ch.isspace():
+            last = "->" if ch == ">" and i > 0 and text[i - 1] == "-" else ch
+        i += 1
+    return n
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    """Replace text[start:end] with spaces, keeping line breaks so positions stay put."""
+    start = min(start, end)
+    hole = "".join(c if c in "\r\n" else " " for c in text[start:end])
+    return text[:start] + hole + text[end:]
+
+
+def _end_span(text: str) -> Span:
+    line = text.count("\n") + 1
+    column = len(text) - (text.rfind("\n") + 1) + 1
+    return Span(line, column, line, column + 1)
+
+
+# --------------------------------------------------------------------- limits
+
+
+def nesting_problems(flow: ast.Flow) -> list[Diagnostic]:
+    """Conditions and values nested deeper than `MAX_NESTING` (checked without recursion)."""
+    problems: list[Diagnostic] = []
+    for statement in flow.statements:
+        roots: list[tuple[object, Span]] = []
+        if isinstance(statement, ast.Route) and statement.branch is not None:
+            roots = [(arm.condition, arm.condition.span) for arm in statement.branch.arms]
+        elif isinstance(statement, ast.Setting):
+            roots = [(statement.value.value, statement.value.span)]
+        elif isinstance(statement, ast.NodeDecl) and statement.args:
+            roots = [(arg.value.value, arg.value.span) for arg in statement.args]
+        for root, span in roots:
+            if _depth_exceeds(root, MAX_NESTING):
+                problems.append(
+                    error(
+                        "E003",
+                        f"nested more than {MAX_NESTING} levels deep",
+                        span,
+                        help="split the condition, or name intermediate results in the state",
+                    )
+                )
+    return problems
+
+
+def _depth_exceeds(root: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(root, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, ast.Binary):
+            stack += [(item.left, depth + 1), (item.right, depth + 1)]
+        elif isinstance(item, ast.Unary):
+            stack.append((item.operand, depth + 1))
+        elif isinstance(item, (ast.ListExpr, ast.Call)):
+            children = item.items if isinstance(item, ast.ListExpr) else item.args
+            stack += [(child, depth + 1) for child in children]
+        elif isinstance(item, list):
+            stack += [(child, depth + 1) for child in item]
+        elif isinstance(item, dict):
+            stack += [(child, depth + 1) for child in item.values()]
+    return False

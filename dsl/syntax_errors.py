@@ -1,0 +1,146 @@
+"""Lark's parse exceptions -> diagnostics in words a person understands.
+
+Never shows Lark's internal names: every terminal has a description here, and the
+expected-token sets of the parser states are summarised ("a node name", "an operator").
+"""
+
+from __future__ import annotations
+
+from copy import copy
+
+from lark import Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dsl.diagnostics import Diagnostic, Span, error
+
+_SHOWN = {
+    "ARROW": "`->`", "QMARK": "`?`", "COLON": "`:`", "SEMICOLON": "`;`", "EQUALS": "`=`",
+    "COMMA": "`,`", "DOT": "`.`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
+    "LBRACE": "`{`", "RBRACE": "`}`", "EQ": "`==`", "NE": "`!=`", "LE": "`<=`", "GE": "`>=`",
+    "LT": "`<`", "GT": "`>`", "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`",
+    "PERCENT": "`%`", "FLOW": "`flow`", "SET": "`set`", "NODE": "`node`", "START": "`start`",
+    "END": "`end`", "AND": "`and`", "OR": "`or`", "NOT": "`not`", "IN": "`in`",
+    "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "NAME": "a name",
+    "INT": "a number", "FLOAT": "a number", "STRING": "a string",
+    "_NL": "a new line", "$END": "the end of the text",
+}  # fmt: skip
+
+_OPERATORS = frozenset(
+    ["EQ", "NE", "LT", "LE", "GT", "GE", "IN", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT",
+     "AND", "OR", "NOT"]
+)  # fmt: skip
+_EXPRESSION_START = frozenset(["NAME", "INT", "STRING", "LPAR"])
+_VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
+_STATEMENT_START = frozenset(["FLOW", "SET", "NODE", "NAME"])
+_NODE_NAME = frozenset(["NAME", "START", "END"])
+_SEPARATORS = frozenset(["_NL", "SEMICOLON", "$END"])
+#: After these, a new line continues the statement instead of ending it.
+CONTINUATIONS = frozenset(["ARROW", "QMARK", "COLON"])
+
+
+def describe_expected(expected: set[str]) -> str:
+    """Summarise a parser state's expected terminals as a phrase."""
+    wanted = set(expected)
+    phrases: list[str] = []
+    if _STATEMENT_START <= wanted:
+        phrases.append("a statement")
+        wanted -= _STATEMENT_START | _NODE_NAME
+    if _EXPRESSION_START <= wanted:
+        phrases.append("an expression")
+        wanted -= _EXPRESSION_START | {"FLOAT", "MINUS", "LSQB", "TRUE", "FALSE", "NULL"}
+    if _VALUE_START <= wanted:
+        phrases.append("a value")
+        wanted -= _VALUE_START | {"FLOAT", "MINUS", "TRUE", "FALSE", "NULL"}
+    if _NODE_NAME <= wanted:
+        phrases.append("a node name")
+        wanted -= _NODE_NAME
+    if len(wanted & _OPERATORS) >= 3:
+        phrases.append("an operator")
+        wanted -= _OPERATORS | {"DOT", "LSQB"}
+    # A new line alone is expected only where it continues the statement: not worth naming.
+    ends = wanted & {"SEMICOLON", "$END"}
+    wanted -= _SEPARATORS
+    if "INT" in wanted:
+        wanted.discard("FLOAT")
+    phrases.extend(sorted(_SHOWN.get(name, f"`{name}`") for name in wanted))
+    if ends and "a statement" not in phrases:
+        phrases.append("the end of the statement")
+    if not phrases:
+        return "something else"
+    if len(phrases) == 1:
+        return phrases[0]
+    return ", ".join(phrases[:-1]) + " or " + phrases[-1]
+
+
+def describe_token(token: Token) -> str:
+    """How a found token is named in a message."""
+    if token.type == "$END":
+        return "the end of the text"
+    if token.type == "_NL":
+        return "the end of the line"
+    if token.type in ("NAME", "INT", "FLOAT", "STRING"):
+        return f"`{token.value}`"
+    return _SHOWN.get(token.type, f"`{token.value}`")
+
+
+def syntax_diagnostic(
+    exc: UnexpectedInput, previous: Token | None, text: str, end: Span
+) -> Diagnostic:
+    """The diagnostic for one Lark parse exception; `previous` is the last good token."""
+    after = ""
+    if previous is not None and previous.type not in _SEPARATORS:
+        after = f" after `{previous.value}`"
+    if isinstance(exc, UnexpectedCharacters):
+        line, column = exc.line, exc.column
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        span = Span(line, column, line, column + 1)
+        if char in "\"'":
+            return error(
+                "E012", "unterminated string", span, help=f"close it with {char} on the same line"
+            )
+        shown = repr(char)[1:-1] if not char.isprintable() or char.isspace() else char
+        return error("E011", f"unexpected character `{shown}`{after}", span)
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        token = exc.token
+        span = Span(token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
+        if token.type == "_NL":  # point at the line's end, not the whole run of blank lines
+            span = Span(token.line, token.column, token.line, token.column + 1)  # type: ignore[arg-type]
+        wanted = describe_expected(_acceptable(exc))
+        message = f"expected {wanted}{after}, found {describe_token(token)}"
+        if token.type == "GT" and previous is not None and previous.type == "MINUS":
+            # `x < -> y`: the lexer took `->` apart because an operand may start with `-`.
+            line, column = previous.line, previous.column
+            span = Span(line, column, line, column + 2)  # type: ignore[arg-type]
+            message = "expected an expression before `->`"
+        return error("E010", message, span)
+    wanted = describe_expected(_acceptable(exc))
+    return error("E010", f"expected {wanted}{after}, found the end of the text", end)
+
+
+def _acceptable(exc: UnexpectedInput) -> set[str]:
+    """Every terminal the parser would take where `exc` happened.
+
+    Tried one by one on a copy of the parser state, without callbacks: the parse table
+    alone over-approximates (LALR merges lookaheads), and the contextual lexer's own
+    list leaves out keywords.
+    """
+    state = getattr(exc, "state", None)
+    if state is None:
+        interactive = getattr(exc, "interactive_parser", None)
+        state = interactive.parser_state if interactive is not None else None
+    if state is None:
+        return set(getattr(exc, "expected", None) or ())
+    quiet = copy(state.parse_conf)
+    quiet.callbacks = {}
+    accepted: set[str] = set()
+    for name in state.parse_conf.states[state.position]:
+        if not name.isupper():
+            continue
+        trial = state.copy(deepcopy_values=False)
+        trial.parse_conf = quiet
+        try:
+            trial.feed_token(Token(name, ""), is_end=name == "$END")
+        except UnexpectedInput:
+            continue
+        accepted.add(name)
+    return accepted
