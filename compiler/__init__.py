@@ -1,0 +1,24 @@
+"""The Flow compiler: AST -> checked Program -> IR, with diagnostics for every problem."""
+
+from compiler.pipeline import (
+    Checked,
+    Compiled,
+    check_ir,
+    check_program,
+    check_source,
+    compile_ir,
+    compile_source,
+)
+from compiler.tools import ToolParam, ToolSpec
+
+__all__ = [
+    "Checked",
+    "Compiled",
+    "ToolParam",
+    "ToolSpec",
+    "check_ir",
+    "check_program",
+    "check_source",
+    "compile_ir",
+    "compile_source",
+]

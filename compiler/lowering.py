@@ -1,0 +1,252 @@
+"""AST -> Program, in one pass: nodes, routes, settings, and the structural errors.
+
+Structural errors are what the Program cannot represent: a node declared twice, two
+routing rules on one node, edges into `start` or out of `end`, unknown settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from dsl import ast
+from dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
+from compiler.program import (
+    DEFAULT_MAX_STEPS,
+    END,
+    MAX_MAX_STEPS,
+    START,
+    Arm,
+    Branch,
+    Goto,
+    Node,
+    Program,
+    Route,
+)
+from compiler.suggestions import did_you_mean
+
+SETTINGS = ("max_steps",)
+
+
+def source_hash(text: str) -> str:
+    """The hash recorded in the IR: `sha256:` and the hex digest of the UTF-8 text."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Lowering:
+    problems: list[Diagnostic] = field(default_factory=list)
+    name: str | None = None
+    header_seen: bool = False
+    max_steps: int = DEFAULT_MAX_STEPS
+    settings_seen: dict[str, Span] = field(default_factory=dict)
+    declared: dict[str, ast.NodeDecl] = field(default_factory=dict)
+    first_mention: dict[str, Span] = field(default_factory=dict)
+    mentioned: set[str] = field(default_factory=set)
+    routes: dict[str, Route] = field(default_factory=dict)
+    start: str | None = None
+    start_span: Span = WHOLE_TEXT
+
+    def header(self, statement: ast.Header, index: int) -> None:
+        if self.header_seen or index != 0:
+            self.problems.append(
+                error(
+                    "E109",
+                    "`flow NAME` must be the first statement, and there can be only one",
+                    statement.span,
+                )
+            )
+        self.header_seen = True
+        self.name = statement.name.text
+
+    def setting(self, statement: ast.Setting) -> None:
+        name, value = statement.name.text, statement.value.value
+        if name not in SETTINGS:
+            self.problems.append(
+                error(
+                    "E106",
+                    f"unknown setting `{name}`",
+                    statement.name.span,
+                    help=did_you_mean(name, SETTINGS) or f"known settings: {', '.join(SETTINGS)}",
+                )
+            )
+            return
+        if name in self.settings_seen:
+            first = self.settings_seen[name]
+            self.problems.append(
+                error(
+                    "E108",
+                    f"setting `{name}` is set twice (first on line {first.line})",
+                    statement.span,
+                )
+            )
+            return
+        self.settings_seen[name] = statement.span
+        if type(value) is not int or not 1 <= value <= MAX_MAX_STEPS:
+            self.problems.append(
+                error(
+                    "E107",
+                    f"`max_steps` must be a whole number from 1 to {MAX_MAX_STEPS:,}",
+                    statement.value.span,
+                )
+            )
+            return
+        self.max_steps = value
+
+    def node_decl(self, statement: ast.NodeDecl) -> None:
+        name = statement.name.text
+        if name in self.declared:
+            first = self.declared[name].span
+            self.problems.append(
+                error(
+                    "E101",
+                    f"node `{name}` is declared twice (first on line {first.line})",
+                    statement.name.span,
+                    help="give one of them another name",
+                )
+            )
+            return
+        self.declared[name] = statement
+        self.first_mention.setdefault(name, statement.name.span)
+        seen: dict[str, Span] = {}
+        for arg in statement.args or ():
+            if arg.name.text in seen:
+                self.problems.append(
+                    error(
+                        "E112",
+                        f"argument `{arg.name.text}` is given twice",
+                        arg.name.span,
+                    )
+                )
+            seen[arg.name.text] = arg.span
+
+    def route(self, statement: ast.Route) -> None:
+        names = statement.nodes
+        for name in names:
+            self._mention(name)
+        for source, target in zip(names, names[1:]):
+            self._add_route(source, Goto(target.text, source.span.to(target.span), target.span))
+        if statement.branch is not None:
+            source = names[-1]
+            branch = statement.branch
+            arms = []
+            for arm in branch.arms:
+                self._mention(arm.target)
+                arms.append(Arm(arm.condition, arm.target.text, arm.span, arm.target.span))
+            self._mention(branch.otherwise)
+            lowered = Branch(tuple(arms), branch.otherwise.text, branch.span, branch.otherwise.span)
+            self._add_route(source, lowered, source.span.to(branch.span))
+
+    def _mention(self, name: ast.Name) -> None:
+        if name.text not in (START, END):
+            self.mentioned.add(name.text)
+            self.first_mention.setdefault(name.text, name.span)
+
+    def _add_route(self, source: ast.Name, route: Route, span: Span | None = None) -> None:
+        span = span or route.span
+        for target, target_span in _targets(route):
+            if target == START:
+                self.problems.append(
+                    error(
+                        "E103",
+                        "nothing can lead into `start`",
+                        target_span,
+                        help="`start -> NODE` names where a run begins",
+                    )
+                )
+        if source.text == END:
+            self.problems.append(
+                error("E104", "nothing can leave `end`", span, help="a run stops at `end`")
+            )
+            return
+        if source.text == START:
+            self._start(route, span)
+            return
+        if source.text in self.routes:
+            first = self.routes[source.text].span
+            self.problems.append(
+                error(
+                    "E102",
+                    f"node `{source.text}` already has a routing rule (on line {first.line})",
+                    span,
+                    help="a node has one plain edge or one branch; merge them into one branch",
+                )
+            )
+            return
+        self.routes[source.text] = route
+
+    def _start(self, route: Route, span: Span) -> None:
+        if self.start is not None:
+            self.problems.append(
+                error(
+                    "E102",
+                    f"`start` already leads to `{self.start}` (on line {self.start_span.line})",
+                    span,
+                )
+            )
+        elif not isinstance(route, Goto) or route.target in (START, END):
+            self.problems.append(
+                error(
+                    "E105",
+                    "`start` must lead to one node with a plain edge: `start -> NODE`",
+                    span,
+                )
+            )
+        else:
+            self.start, self.start_span = route.target, span
+
+    def program(self, text_hash: str | None) -> Program:
+        order = list(self.first_mention)
+        nodes: dict[str, Node] = {}
+        for name in order:
+            decl = self.declared.get(name)
+            if decl is None:
+                span = self.first_mention[name]
+                nodes[name] = Node(name, name, {}, span, span)
+                continue
+            args = {a.name.text: a.value.value for a in decl.args or ()}
+            spans = {a.name.text: a.span for a in decl.args or ()}
+            nodes[name] = Node(name, decl.tool.text, args, decl.span, decl.tool.span, spans, True)
+        start = self.start or (order[0] if order else START)
+        if not nodes:
+            self.problems.append(
+                error(
+                    "E110",
+                    "the flow has no nodes",
+                    WHOLE_TEXT,
+                    help="add a route such as `analyze -> end`",
+                )
+            )
+        return Program(
+            name=self.name,
+            start=start,
+            nodes=nodes,
+            routes=self.routes,
+            max_steps=self.max_steps,
+            start_span=self.start_span if self.start else nodes[start].span if nodes else WHOLE_TEXT,
+            source_hash=text_hash,
+            mentioned=frozenset(self.mentioned),
+        )
+
+
+def _targets(route: Route) -> list[tuple[str, Span]]:
+    if isinstance(route, Goto):
+        return [(route.target, route.target_span)]
+    pairs = [(arm.target, arm.target_span) for arm in route.arms]
+    return [*pairs, (route.otherwise, route.otherwise_span)]
+
+
+def lower(flow: ast.Flow, text: str | None = None) -> tuple[Program, list[Diagnostic]]:
+    """Lower an AST to a Program; structural problems come back as diagnostics."""
+    state = _Lowering()
+    for index, statement in enumerate(flow.statements):
+        if isinstance(statement, ast.Header):
+            state.header(statement, index)
+        elif isinstance(statement, ast.Setting):
+            state.setting(statement)
+        elif isinstance(statement, ast.NodeDecl):
+            state.node_decl(statement)
+        else:
+            state.route(statement)
+    program = state.program(source_hash(text) if text is not None else None)
+    return program, state.problems

@@ -1,0 +1,165 @@
+"""Source text or IR JSON -> checked Program -> IR: the one function that runs every stage.
+
+`check_source` gives all diagnostics without building the pydantic IR (what `flowc check`
+runs); `compile_source` also builds the IR and raises `FlowError` when there are errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
+from dsl.parser import parse
+from compiler.expressions import check_branch
+from compiler.graph import check_graph
+from compiler.lowering import lower
+from compiler.program import END, START, Branch, Program
+from compiler.tools import ToolSpec, check_tools
+
+if TYPE_CHECKING:
+    from compiler.ir import Flow
+
+Tools = Mapping[str, ToolSpec] | Iterable[ToolSpec] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """Everything found in a flow, and its Program when lowering got that far."""
+
+    program: Program | None
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        """The diagnostics that are errors."""
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        """The diagnostics that are warnings."""
+        return tuple(d for d in self.diagnostics if not d.is_error)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A flow that compiled: its IR and the warnings about it."""
+
+    ir: Flow
+    warnings: tuple[Diagnostic, ...]
+
+
+def _tool_table(tools: Tools) -> dict[str, ToolSpec] | None:
+    if tools is None:
+        return None
+    if isinstance(tools, Mapping):
+        return dict(tools)
+    return {spec.name: spec for spec in tools}
+
+
+def _sorted(problems: list[Diagnostic]) -> tuple[Diagnostic, ...]:
+    return tuple(sorted(problems, key=Diagnostic.sort_key))
+
+
+def check_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Checked:
+    """Parse, lower and check DSL text; never raises for a bad flow."""
+    try:
+        flow = parse(text, filename)
+    except FlowError as exc:
+        return Checked(None, exc.diagnostics)
+    program, problems = lower(flow, text)
+    if program.nodes:
+        problems += check_program(program, _tool_table(tools))
+    return Checked(program, _sorted(problems))
+
+
+def check_program(program: Program, tools: dict[str, ToolSpec] | None) -> list[Diagnostic]:
+    """The semantic checks, shared by DSL text and IR documents."""
+    problems: list[Diagnostic] = []
+    for route in program.routes.values():
+        if isinstance(route, Branch):
+            problems += check_branch(route)
+    if tools is not None:
+        problems += check_tools(program, tools)
+    problems += check_graph(program)
+    return problems
+
+
+def compile_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Compiled:
+    """DSL text -> IR and warnings; raises `FlowError` carrying every diagnostic on error."""
+    checked = check_source(text, tools=tools, filename=filename)
+    return _finish(checked)
+
+
+def _finish(checked: Checked) -> Compiled:
+    if checked.errors or checked.program is None:
+        raise FlowError(list(checked.diagnostics))
+    from compiler.ir import to_ir
+
+    return Compiled(to_ir(checked.program), checked.warnings)
+
+
+def check_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) -> Checked:
+    """Check an IR document (a mapping or JSON text) with the same checks as DSL text."""
+    from pydantic import ValidationError
+
+    from compiler.ir import Flow, program_from_ir
+
+    try:
+        if isinstance(document, (str, bytes)):
+            flow = Flow.model_validate_json(document)
+        else:
+            flow = Flow.model_validate(document)
+    except ValidationError as exc:
+        return Checked(None, tuple(_validation_problem(e) for e in exc.errors()))
+    except (ValueError, RecursionError) as exc:  # JSON too deep or not JSON at all
+        return Checked(None, (error("E020", f"invalid IR: {exc}", WHOLE_TEXT),))
+    problems = _ir_structure(flow)
+    program = program_from_ir(flow)
+    if not problems:
+        problems += check_program(program, _tool_table(tools))
+    return Checked(program, _sorted(problems))
+
+
+def compile_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) -> Compiled:
+    """An IR document -> the same IR, checked; raises `FlowError` on error."""
+    return _finish(check_ir(document, tools=tools))
+
+
+def _validation_problem(problem: Any) -> Diagnostic:
+    where = ".".join(str(part) for part in problem.get("loc", ())) or "the document"
+    return error("E020", f"invalid IR at `{where}`: {problem.get('msg', 'invalid')}", WHOLE_TEXT)
+
+
+def _ir_structure(flow: Flow) -> list[Diagnostic]:
+    """What an IR document can get wrong that the DSL cannot express."""
+    from compiler.ir import Branch as IrBranch
+
+    problems: list[Diagnostic] = []
+    names: set[str] = set()
+    for node in flow.nodes:
+        if node.name in names or node.name in (START, END):
+            problems.append(
+                error("E101", f"node `{node.name}` is defined twice or is reserved", WHOLE_TEXT)
+            )
+        names.add(node.name)
+    if flow.start not in names:
+        problems.append(error("E111", f"the start node `{flow.start}` is not a node", WHOLE_TEXT))
+    for source, route in flow.routes.items():
+        if source not in names:
+            problems.append(error("E111", f"a route leaves `{source}`, which is not a node", WHOLE_TEXT))
+        targets = (
+            [arm.target for arm in route.arms] + [route.otherwise]
+            if isinstance(route, IrBranch)
+            else [route.target]
+        )
+        for target in targets:
+            if target == START:
+                problems.append(error("E103", "nothing can lead into `start`", WHOLE_TEXT))
+            elif target != END and target not in names:
+                problems.append(
+                    error("E111", f"`{source}` leads to `{target}`, which is not a node", WHOLE_TEXT)
+                )
+    return problems

@@ -1,0 +1,95 @@
+"""The checked flow as plain frozen dataclasses: what every semantic check reads.
+
+Lowering builds a `Program` from the AST, and an IR document is turned into one too, so
+the same checks run on DSL text and on IR JSON.  Conditions stay `dsl.ast` expressions.
+The pydantic IR (`compiler.ir`) is built from a `Program` only when it is asked for, which
+keeps `flowc check` free of pydantic's import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias, Union
+
+from dsl import ast
+from dsl.diagnostics import WHOLE_TEXT, Span
+
+#: The pseudo-nodes: where a run starts and where it ends.
+START = "start"
+END = "end"
+
+#: Settings and their defaults (`set NAME = VALUE`).
+DEFAULT_MAX_STEPS = 1000
+MAX_MAX_STEPS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node: the tool it runs and the static keyword arguments it passes."""
+
+    name: str
+    tool: str
+    args: dict[str, ast.Value] = field(default_factory=dict)
+    span: Span = WHOLE_TEXT
+    tool_span: Span = WHOLE_TEXT
+    arg_spans: dict[str, Span] = field(default_factory=dict)
+    declared: bool = False  # True when a `node` statement names it
+
+
+@dataclass(frozen=True, slots=True)
+class Goto:
+    """A plain edge to `target`."""
+
+    target: str
+    span: Span = WHOLE_TEXT
+    target_span: Span = WHOLE_TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """`condition -> target`: taken when the condition is the first true one."""
+
+    condition: ast.Expr
+    target: str
+    span: Span = WHOLE_TEXT
+    target_span: Span = WHOLE_TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """Ordered arms, then `otherwise` when no condition holds."""
+
+    arms: tuple[Arm, ...]
+    otherwise: str
+    span: Span = WHOLE_TEXT
+    otherwise_span: Span = WHOLE_TEXT
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every target, arms first, the else last."""
+        return (*(arm.target for arm in self.arms), self.otherwise)
+
+
+Route: TypeAlias = Union[Goto, Branch]
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A whole flow: nodes in order of first mention, and at most one route per node."""
+
+    name: str | None
+    start: str
+    nodes: dict[str, Node]
+    routes: dict[str, Route]
+    max_steps: int = DEFAULT_MAX_STEPS
+    start_span: Span = WHOLE_TEXT
+    source_hash: str | None = None
+    #: Nodes that some route statement mentions (the rest were only declared).
+    mentioned: frozenset[str] = frozenset()
+
+    def successors(self, name: str) -> tuple[str, ...]:
+        """Where a run can go after `name`; empty when the run ends there."""
+        route = self.routes.get(name)
+        if route is None:
+            return ()
+        return (route.target,) if isinstance(route, Goto) else route.targets

@@ -1,0 +1,105 @@
+"""Diagnostics -> text for people (source line and caret), JSON, and GitHub annotations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from dsl.diagnostics import WHOLE_TEXT, Diagnostic
+
+
+def render_text(diagnostic: Diagnostic, source: str | None, filename: str) -> str:
+    """One diagnostic as a compiler would print it, with the line and a caret under the span.
+
+        examples/bad.flow:3:11: error[E201]: unknown tool `analyse_syntax`
+          3 | node a = analyse_syntax
+            |          ^^^^^^^^^^^^^^
+          help: did you mean `analyze_syntax`?
+    """
+    span = diagnostic.span
+    head = (
+        f"{filename}:{span.line}:{span.column}: "
+        f"{diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"
+    )
+    lines = [head]
+    line_text = _source_line(source, span.line) if span is not WHOLE_TEXT else None
+    if line_text is not None:
+        gutter = " " * len(str(span.line))
+        end = span.end_column if span.end_line == span.line else len(line_text) + 1
+        width = max(1, end - span.column)
+        # Keep tabs under tabs, so the caret lines up however tabs are shown.
+        pad = "".join(c if c == "\t" else " " for c in line_text[: span.column - 1])
+        lines.append(f"  {span.line} | {line_text}".rstrip())
+        lines.append(f"  {gutter} | {pad}{'^' * width}")
+    lines += [f"  note: {note}" for note in diagnostic.notes]
+    if diagnostic.help:
+        lines.append(f"  help: {diagnostic.help}")
+    return "\n".join(lines)
+
+
+def _source_line(source: str | None, line: int) -> str | None:
+    if source is None:
+        return None
+    if source.startswith("\ufeff"):
+        source = source[1:]
+    lines = source.splitlines()
+    if not 1 <= line <= len(lines):
+        return "" if line == len(lines) + 1 else None
+    return lines[line - 1].rstrip("\r")
+
+
+def render_text_all(diagnostics: Sequence[Diagnostic], source: str | None, filename: str) -> str:
+    """Every diagnostic as text, a blank line between them, and a closing count."""
+    blocks = [render_text(d, source, filename) for d in diagnostics]
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if blocks:
+        blocks.append(f"{filename}: {_count(errors, 'error')}, {_count(warnings, 'warning')}")
+    return "\n\n".join(blocks)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def diagnostic_json(diagnostic: Diagnostic, filename: str) -> dict[str, Any]:
+    """One diagnostic as the JSON object used by `--format json` and the API's 422 body."""
+    span = diagnostic.span
+    return {
+        "file": filename,
+        "line": span.line,
+        "column": span.column,
+        "end_line": span.end_line,
+        "end_column": span.end_column,
+        "severity": diagnostic.severity,
+        "code": diagnostic.code,
+        "message": diagnostic.message,
+        "help": diagnostic.help,
+    }
+
+
+def render_json(diagnostics: Sequence[tuple[str, Diagnostic]]) -> str:
+    """(filename, diagnostic) pairs as one JSON list."""
+    return json.dumps([diagnostic_json(d, f) for f, d in diagnostics], indent=2, ensure_ascii=False)
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diagnostic: Diagnostic, filename: str) -> str:
+    """One diagnostic as a GitHub Actions workflow command (an annotation on the line)."""
+    span = diagnostic.span
+    command = "error" if diagnostic.is_error else "warning"
+    properties = (
+        f"file={_escape_property(filename)},line={span.line},col={span.column},"
+        f"endLine={span.end_line},endColumn={span.end_column},"
+        f"title={_escape_property(diagnostic.code)}"
+    )
+    message = diagnostic.message + (f"\n{diagnostic.help}" if diagnostic.help else "")
+    return f"::{command} {properties}::{_escape_data(message)}"

@@ -1,0 +1,148 @@
+"""Python functions -> registered tools: `@register_tool` and the `ToolSpec` of each.
+
+A tool takes the state as its first parameter and its static arguments as keyword
+arguments.  The registry turns each signature into a `compiler.ToolSpec`, which the
+compiler checks node declarations against before anything runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from compiler.tools import ParamKind, ToolParam, ToolSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_KINDS: dict[Any, ParamKind] = {
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+
+
+class ToolDefinitionError(TypeError):
+    """A function that cannot be a tool (no state parameter, positional-only arguments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A registered tool: the function and its spec."""
+
+    function: Callable[..., Any]
+    spec: ToolSpec
+
+
+def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False) -> ToolSpec:
+    """The `ToolSpec` of `function`: its first parameter is the state, the rest static."""
+    signature = inspect.signature(function)
+    params = list(signature.parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise ToolDefinitionError(
+            f"tool `{name}`: the first parameter must take the state, as in `def {name}(state)`"
+        )
+    if blocking and inspect.iscoroutinefunction(function):
+        raise ToolDefinitionError(f"tool `{name}`: `blocking=True` is for sync functions only")
+    static: list[ToolParam] = []
+    for param in params[1:]:
+        kind = _KINDS.get(param.kind)
+        if kind is None:
+            raise ToolDefinitionError(
+                f"tool `{name}`: parameter `{param.name}` must be passable by keyword"
+            )
+        has_default = param.default is not inspect.Parameter.empty
+        annotation = None
+        if param.annotation is not inspect.Parameter.empty:
+            annotation = (
+                param.annotation if isinstance(param.annotation, str) else
+                getattr(param.annotation, "__name__", repr(param.annotation))
+            )  # fmt: skip
+        static.append(
+            ToolParam(
+                name=param.name,
+                kind=kind,
+                required=kind != "var_keyword" and not has_default,
+                default=repr(param.default) if has_default else None,
+                annotation=annotation,
+            )
+        )
+    return ToolSpec(
+        name=name,
+        params=tuple(static),
+        doc=inspect.getdoc(function) or "",
+        state_param=params[0].name,
+        is_async=inspect.iscoroutinefunction(function),
+        blocking=blocking,
+    )
+
+
+class Registry:
+    """Tools by name.  `register_tool` adds to the default registry, `REGISTRY`."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def add(self, function: Callable[..., Any], name: str | None = None, *, blocking: bool = False) -> Tool:
+        """Register `function` under `name` (default: its own name); a later one replaces."""
+        tool_name = name or function.__name__
+        tool = Tool(function, tool_spec(function, tool_name, blocking=blocking))
+        self._tools[tool_name] = tool
+        return tool
+
+    def get(self, name: str) -> Tool | None:
+        """The tool called `name`, or None."""
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(sorted(self._tools.values(), key=lambda t: t.spec.name))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def specs(self) -> dict[str, ToolSpec]:
+        """Every tool's spec by name: what the compiler checks against."""
+        return {name: tool.spec for name, tool in self._tools.items()}
+
+    def remove(self, name: str) -> None:
+        """Forget the tool called `name` (tests use it to undo a registration)."""
+        self._tools.pop(name, None)
+
+
+REGISTRY = Registry()
+
+
+@overload
+def register_tool(function: F, /) -> F: ...
+@overload
+def register_tool(
+    name: str | None = None, /, *, blocking: bool = False, registry: Registry | None = None
+) -> Callable[[F], F]: ...
+def register_tool(
+    function_or_name: Any = None,
+    /,
+    *,
+    blocking: bool = False,
+    registry: Registry | None = None,
+) -> Any:
+    """Register a tool: `@register_tool`, `@register_tool("name")`, `@register_tool(blocking=True)`.
+
+    `blocking=True` marks a sync tool that the interpreter runs in a worker thread.
+    """
+    target = registry if registry is not None else REGISTRY
+    if callable(function_or_name):
+        target.add(function_or_name)
+        return function_or_name
+
+    def decorate(function: F) -> F:
+        target.add(function, function_or_name, blocking=blocking)
+        return function
+
+    return decorate
