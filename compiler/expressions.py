@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsl import ast
-from dsl.diagnostics import Diagnostic, error, warning
-from dsl.formatter import format_expr
 from compiler.operators import BINARY, FUNCTIONS, OperatorError, negate, require_bool, type_name
 from compiler.program import Branch
 from compiler.suggestions import did_you_mean
+from dsl import ast
+from dsl.diagnostics import Diagnostic, error, warning
+from dsl.formatter import format_expr
 
 #: Each function's argument count: (fewest, most or None for any number).
 SIGNATURES: dict[str, tuple[int, int | None]] = {
@@ -190,7 +190,8 @@ def check_branch(branch: Branch) -> list[Diagnostic]:
             problems.append(
                 warning(
                     "W505",
-                    f"this arm is never taken: the condition on line {always_true_at} is always true",
+                    "this arm is never taken: "
+                    f"the condition on line {always_true_at} is always true",
                     arm.span,
                 )
             )

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from dsl.diagnostics import Diagnostic, error, warning
 from compiler.program import END, Goto, Program
+from dsl.diagnostics import Diagnostic, error, warning
 
 
 def check_graph(program: Program) -> list[Diagnostic]:

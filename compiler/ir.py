@@ -6,7 +6,7 @@ expression trees, never source strings.  `ir_version` leaves room for v2.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,10 +19,10 @@ from pydantic import (
     StrictStr,
 )
 
+from compiler import program as p
 from dsl import ast
 from dsl.diagnostics import WHOLE_TEXT
 from dsl.diagnostics import Span as DslSpan
-from compiler import program as p
 
 IR_VERSION = 1
 
@@ -98,7 +98,7 @@ class CallExpr(_Frozen):
 
 
 Expr = Annotated[
-    Union[LiteralExpr, ListExpr, PathExpr, UnaryExpr, BinaryExpr, CallExpr],
+    LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr,
     Field(discriminator="type"),
 ]
 for _model in (ListExpr, UnaryExpr, BinaryExpr, CallExpr):
@@ -141,7 +141,7 @@ class Branch(_Frozen):
     span: Span | None = None
 
 
-Route = Annotated[Union[Goto, Branch], Field(discriminator="kind")]
+Route = Annotated[Goto | Branch, Field(discriminator="kind")]
 
 
 class Settings(_Frozen):
@@ -153,7 +153,7 @@ class Settings(_Frozen):
 class Flow(_Frozen):
     """A whole flow, ready to run: `ir_version` 1."""
 
-    ir_version: Literal[1] = IR_VERSION
+    ir_version: Literal[1] = 1
     name: str | None = None
     start: str
     settings: Settings = Settings()
@@ -177,10 +177,14 @@ def json_schema() -> dict[str, Any]:
 def _span(span: DslSpan) -> Span | None:
     if span is WHOLE_TEXT:
         return None
-    return Span(line=span.line, column=span.column, end_line=span.end_line, end_column=span.end_column)
+    return Span(
+        line=span.line, column=span.column, end_line=span.end_line, end_column=span.end_column
+    )
 
 
-def expr_to_ir(expr: ast.Expr) -> LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr:
+def expr_to_ir(
+    expr: ast.Expr,
+) -> LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr:
     """One AST condition as an IR expression tree."""
     span = _span(expr.span)
     if isinstance(expr, ast.Literal):
@@ -195,9 +199,7 @@ def expr_to_ir(expr: ast.Expr) -> LiteralExpr | ListExpr | PathExpr | UnaryExpr 
         return BinaryExpr(
             op=expr.op, left=expr_to_ir(expr.left), right=expr_to_ir(expr.right), span=span
         )
-    return CallExpr(
-        function=expr.function, args=tuple(expr_to_ir(a) for a in expr.args), span=span
-    )
+    return CallExpr(function=expr.function, args=tuple(expr_to_ir(a) for a in expr.args), span=span)
 
 
 def _route_to_ir(route: p.Route) -> Goto | Branch:
@@ -235,7 +237,9 @@ def _dsl_span(span: Span | None) -> DslSpan:
     return DslSpan(span.line, span.column, span.end_line, span.end_column)
 
 
-def expr_from_ir(expr: LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr) -> ast.Expr:
+def expr_from_ir(
+    expr: LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr,
+) -> ast.Expr:
     """One IR expression as the AST condition the checks read."""
     span = _dsl_span(expr.span)
     if isinstance(expr, LiteralExpr):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from dsl import ast
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
 from compiler.program import (
     DEFAULT_MAX_STEPS,
     END,
@@ -24,6 +23,8 @@ from compiler.program import (
     Route,
 )
 from compiler.suggestions import did_you_mean
+from dsl import ast
+from dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
 
 SETTINGS = ("max_steps",)
 
@@ -124,7 +125,7 @@ class _Lowering:
         names = statement.nodes
         for name in names:
             self._mention(name)
-        for source, target in zip(names, names[1:]):
+        for source, target in pairwise(names):
             self._add_route(source, Goto(target.text, source.span.to(target.span), target.span))
         if statement.branch is not None:
             source = names[-1]
@@ -223,7 +224,11 @@ class _Lowering:
             nodes=nodes,
             routes=self.routes,
             max_steps=self.max_steps,
-            start_span=self.start_span if self.start else nodes[start].span if nodes else WHOLE_TEXT,
+            start_span=self.start_span
+            if self.start
+            else nodes[start].span
+            if nodes
+            else WHOLE_TEXT,
             source_hash=text_hash,
             mentioned=frozenset(self.mentioned),
         )

@@ -76,15 +76,18 @@ def _contains(item: Any, container: Any) -> bool:
         if not isinstance(item, str):
             raise OperatorError(f"`in` an object needs a string key, not {type_name(item)}")
         return item in container
-    raise OperatorError(f"`in` needs a list, a string or an object on the right, not {type_name(container)}")
+    raise OperatorError(
+        f"`in` needs a list, a string or an object on the right, not {type_name(container)}"
+    )
 
 
 def _add(left: Any, right: Any) -> Any:
     if _is_number(left) and _is_number(right):
         return left + right
-    for kind in (str, list):
-        if isinstance(left, kind) and isinstance(right, kind):
-            return left + right
+    if isinstance(left, str) and isinstance(right, str):
+        return left + right
+    if isinstance(left, list) and isinstance(right, list):
+        return left + right
     raise OperatorError(f"cannot add {type_name(left)} and {type_name(right)}")
 
 

@@ -6,18 +6,17 @@ runs); `compile_source` also builds the IR and raises `FlowError` when there are
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
-from dsl.parser import parse
 from compiler.expressions import check_branch
 from compiler.graph import check_graph
 from compiler.lowering import lower
 from compiler.program import END, START, Branch, Program
 from compiler.tools import ToolSpec, check_tools
+from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
+from dsl.parser import parse
 
 if TYPE_CHECKING:
     from compiler.ir import Flow
@@ -149,7 +148,9 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
         problems.append(error("E111", f"the start node `{flow.start}` is not a node", WHOLE_TEXT))
     for source, route in flow.routes.items():
         if source not in names:
-            problems.append(error("E111", f"a route leaves `{source}`, which is not a node", WHOLE_TEXT))
+            problems.append(
+                error("E111", f"a route leaves `{source}`, which is not a node", WHOLE_TEXT)
+            )
         targets = (
             [arm.target for arm in route.arms] + [route.otherwise]
             if isinstance(route, IrBranch)
@@ -160,6 +161,8 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
                 problems.append(error("E103", "nothing can lead into `start`", WHOLE_TEXT))
             elif target != END and target not in names:
                 problems.append(
-                    error("E111", f"`{source}` leads to `{target}`, which is not a node", WHOLE_TEXT)
+                    error(
+                        "E111", f"`{source}` leads to `{target}`, which is not a node", WHOLE_TEXT
+                    )
                 )
     return problems

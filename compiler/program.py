@@ -9,7 +9,7 @@ keeps `flowc check` free of pydantic's import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 from dsl import ast
 from dsl.diagnostics import WHOLE_TEXT, Span
@@ -70,7 +70,7 @@ class Branch:
         return (*(arm.target for arm in self.arms), self.otherwise)
 
 
-Route: TypeAlias = Union[Goto, Branch]
+Route: TypeAlias = Goto | Branch
 
 
 @dataclass(frozen=True, slots=True)

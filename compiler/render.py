@@ -12,10 +12,10 @@ from dsl.diagnostics import WHOLE_TEXT, Diagnostic
 def render_text(diagnostic: Diagnostic, source: str | None, filename: str) -> str:
     """One diagnostic as a compiler would print it, with the line and a caret under the span.
 
-        examples/bad.flow:3:11: error[E201]: unknown tool `analyse_syntax`
-          3 | node a = analyse_syntax
-            |          ^^^^^^^^^^^^^^
-          help: did you mean `analyze_syntax`?
+    examples/bad.flow:3:11: error[E201]: unknown tool `analyse_syntax`
+      3 | node a = analyse_syntax
+        |          ^^^^^^^^^^^^^^
+      help: did you mean `analyze_syntax`?
     """
     span = diagnostic.span
     head = (

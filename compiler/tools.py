@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dsl.diagnostics import Diagnostic, error
 from compiler.program import Program
 from compiler.suggestions import did_you_mean
+from dsl.diagnostics import Diagnostic, error
 
 ParamKind = Literal["positional_or_keyword", "keyword_only", "var_keyword"]
 
@@ -73,8 +73,9 @@ def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic
             if spec.param(arg) is None and not spec.accepts_any_keyword:
                 names = [p.name for p in spec.params if p.kind != "var_keyword"]
                 hint = did_you_mean(arg, names) or (
-                    f"`{spec.name}` takes {_listing(names)}" if names else
-                    f"`{spec.name}` takes no arguments"
+                    f"`{spec.name}` takes {_listing(names)}"
+                    if names
+                    else f"`{spec.name}` takes no arguments"
                 )
                 problems.append(
                     error("E202", f"tool `{spec.name}` has no parameter `{arg}`", span, hint)

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 from dsl.diagnostics import WHOLE_TEXT, Span
 
 #: A static value: the JSON data model, as `json.loads` gives it (objects keep key order).
-Value: TypeAlias = Union[None, bool, int, float, str, list["Value"], dict[str, "Value"]]
+Value: TypeAlias = bool | int | float | str | list["Value"] | dict[str, "Value"] | None
 
 LiteralKind = TypingLiteral["int", "float", "string", "bool", "null"]
 BinaryOp = TypingLiteral[
     "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "%"
 ]
 UnaryOp = TypingLiteral["not", "-"]
-
-
-def _span() -> Span:
-    return field(default=WHOLE_TEXT, compare=False, repr=False)  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------ static values
@@ -34,7 +30,7 @@ class JsonValue:
     """A static JSON literal (a setting's value or a tool's keyword argument)."""
 
     value: Value
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 # -------------------------------------------------------------------- conditions
@@ -45,8 +41,8 @@ class Literal:
     """`3`, `2.5`, `"text"`, `true`, `null`; `kind` keeps `true` apart from `1`."""
 
     kind: LiteralKind
-    value: None | bool | int | float | str
-    span: Span = _span()
+    value: bool | int | float | str | None
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +50,7 @@ class ListExpr:
     """`[a, 1, "x"]`."""
 
     items: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +58,7 @@ class PathExpr:
     """A path into the state: `score`, `review.score`, `issues[0].line`."""
 
     parts: tuple[str | int, ...]
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +67,7 @@ class Unary:
 
     op: UnaryOp
     operand: Expr
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +77,7 @@ class Binary:
     op: BinaryOp
     left: Expr
     right: Expr
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +86,11 @@ class Call:
 
     function: str
     args: tuple[Expr, ...]
-    span: Span = _span()
-    name_span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+    name_span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
-Expr: TypeAlias = Union[Literal, ListExpr, PathExpr, Unary, Binary, Call]
+Expr: TypeAlias = Literal | ListExpr | PathExpr | Unary | Binary | Call
 
 
 # -------------------------------------------------------------------- statements
@@ -105,7 +101,7 @@ class Name:
     """An identifier as written, with its place."""
 
     text: str
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +109,7 @@ class Header:
     """`flow NAME`."""
 
     name: Name
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +118,7 @@ class Setting:
 
     name: Name
     value: JsonValue
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +127,7 @@ class Argument:
 
     name: Name
     value: JsonValue
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +140,7 @@ class NodeDecl:
     name: Name
     tool: Name
     args: tuple[Argument, ...] | None
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +149,7 @@ class Arm:
 
     condition: Expr
     target: Name
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +158,7 @@ class Branch:
 
     arms: tuple[Arm, ...]
     otherwise: Name
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +167,10 @@ class Route:
 
     nodes: tuple[Name, ...]
     branch: Branch | None
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
-Statement: TypeAlias = Union[Header, Setting, NodeDecl, Route]
+Statement: TypeAlias = Header | Setting | NodeDecl | Route
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,4 +178,4 @@ class Flow:
     """A whole `.flow` text: its statements in source order."""
 
     statements: tuple[Statement, ...]
-    span: Span = _span()
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)

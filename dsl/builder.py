@@ -32,7 +32,8 @@ def token_span(tok: Token) -> Span:
 
 
 def _span_of(item: Any) -> Span:
-    return token_span(item) if isinstance(item, Token) else item.span  # type: ignore[no-any-return]
+    span: Span = token_span(item) if isinstance(item, Token) else item.span
+    return span
 
 
 def _outer(children: Children) -> Span:
@@ -159,7 +160,7 @@ class AstBuilder(Transformer[Token, ast.Flow]):
 
     def negative(self, children: Children) -> ast.JsonValue:
         """`-NUMBER` in a static value."""
-        kind, value = self._decode(children[1])
+        value = self._decode(children[1])[1]
         return ast.JsonValue(-value, _outer(children))
 
     def list_value(self, children: Children) -> ast.JsonValue:
@@ -174,7 +175,9 @@ class AstBuilder(Transformer[Token, ast.Flow]):
             key = self._decode(key_tok)[1]
             if key in members:
                 self.problems.append(
-                    error("E016", f"duplicate key {key_tok.value} in an object", token_span(key_tok))
+                    error(
+                        "E016", f"duplicate key {key_tok.value} in an object", token_span(key_tok)
+                    )
                 )
             members[key] = value
         return ast.JsonValue(members, _outer(children))
@@ -211,7 +214,9 @@ class AstBuilder(Transformer[Token, ast.Flow]):
     def call(self, children: Children) -> ast.Call:
         """`name(args)`."""
         name = children[0]
-        return ast.Call(str(name.value), tuple(_strip(children[1:])), _outer(children), token_span(name))
+        return ast.Call(
+            str(name.value), tuple(_strip(children[1:])), _outer(children), token_span(name)
+        )
 
     def path_expr(self, children: Children) -> ast.PathExpr:
         """`a.b[0]["k"][-1]`."""

@@ -19,7 +19,7 @@ _ATOM = 8
 _COMPARISON = 4
 
 
-def format(flow: ast.Flow) -> str:  # noqa: A001 - the public name DESIGN gives it
+def format(flow: ast.Flow) -> str:
     """The canonical text of a flow; `parse(format(f)) == f` and formatting is idempotent."""
     lines: list[str] = []
     previous: type | None = None

@@ -26,7 +26,7 @@ class LiteralProblem(ValueError):
 
 
 def decode_string(text: str) -> str:
-    """Decode a quoted string literal (either quote) with JSON's escapes plus `\\'`."""
+    r"""Decode a quoted string literal (either quote) with JSON's escapes plus `\'`."""
     body = text[1:-1]
     if "\\" not in body:
         return body
@@ -70,7 +70,9 @@ def decode_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise LiteralProblem(f"integer literal too long ({len(text)} digits)", 0, len(text)) from None
+        raise LiteralProblem(
+            f"integer literal too long ({len(text)} digits)", 0, len(text)
+        ) from None
 
 
 def decode_float(text: str) -> float:

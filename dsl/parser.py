@@ -112,7 +112,8 @@ def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
                     statement_start = _after_separator(current, good, statement_start)
                     good = current
                 current = token
-            return interactive.feed_eof(), diagnostics  # type: ignore[no-any-return]
+            flow: ast.Flow = interactive.feed_eof()  # type: ignore[no-untyped-call]
+            return flow, diagnostics
         except UnexpectedInput as exc:
             if current is not None and getattr(exc, "token", None) is not current:
                 # The lexer failed, or the end came: `current` was accepted.
@@ -143,8 +144,11 @@ def _error_offset(exc: UnexpectedInput, size: int) -> int:
 
 
 def _statement_end(text: str, position: int) -> int:
-    """Where the statement around `position` ends: the next `;` or line end that does not
-    follow `->`, `?` or `:` (strings and comments skipped)."""
+    """Where the statement around `position` ends.
+
+    That is the next `;`, or the next line end that does not follow `->`, `?` or `:`;
+    strings and comments are skipped.
+    """
     n = len(text)
     i = position
     last = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from copy import copy
 
 from lark import Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from dsl.diagnostics import Diagnostic, Span, error
 
@@ -42,16 +42,16 @@ def describe_expected(expected: set[str]) -> str:
     """Summarise a parser state's expected terminals as a phrase."""
     wanted = set(expected)
     phrases: list[str] = []
-    if _STATEMENT_START <= wanted:
+    if wanted >= _STATEMENT_START:
         phrases.append("a statement")
         wanted -= _STATEMENT_START | _NODE_NAME
-    if _EXPRESSION_START <= wanted:
+    if wanted >= _EXPRESSION_START:
         phrases.append("an expression")
         wanted -= _EXPRESSION_START | {"FLOAT", "MINUS", "LSQB", "TRUE", "FALSE", "NULL"}
-    if _VALUE_START <= wanted:
+    if wanted >= _VALUE_START:
         phrases.append("a value")
         wanted -= _VALUE_START | {"FLOAT", "MINUS", "TRUE", "FALSE", "NULL"}
-    if _NODE_NAME <= wanted:
+    if wanted >= _NODE_NAME:
         phrases.append("a node name")
         wanted -= _NODE_NAME
     if len(wanted & _OPERATORS) >= 3:
@@ -91,8 +91,8 @@ def syntax_diagnostic(
     if previous is not None and previous.type not in _SEPARATORS:
         after = f" after `{previous.value}`"
     if isinstance(exc, UnexpectedCharacters):
-        line, column = exc.line, exc.column
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        line, column, position = exc.line, exc.column, exc.pos_in_stream or 0
+        char = text[position] if position < len(text) else ""
         span = Span(line, column, line, column + 1)
         if char in "\"'":
             return error(
@@ -102,15 +102,15 @@ def syntax_diagnostic(
         return error("E011", f"unexpected character `{shown}`{after}", span)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token = exc.token
-        span = Span(token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
+        span = Span(token.line, token.column, token.end_line, token.end_column)
         if token.type == "_NL":  # point at the line's end, not the whole run of blank lines
-            span = Span(token.line, token.column, token.line, token.column + 1)  # type: ignore[arg-type]
+            span = Span(token.line, token.column, token.line, token.column + 1)
         wanted = describe_expected(_acceptable(exc))
         message = f"expected {wanted}{after}, found {describe_token(token)}"
         if token.type == "GT" and previous is not None and previous.type == "MINUS":
             # `x < -> y`: the lexer took `->` apart because an operand may start with `-`.
-            line, column = previous.line, previous.column
-            span = Span(line, column, line, column + 2)  # type: ignore[arg-type]
+            span = Span(previous.line or 1, previous.column or 1, 0, 0)
+            span = Span(span.line, span.column, span.line, span.column + 2)
             message = "expected an expression before `->`"
         return error("E010", message, span)
     wanted = describe_expected(_acceptable(exc))

@@ -87,7 +87,9 @@ class Registry:
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
 
-    def add(self, function: Callable[..., Any], name: str | None = None, *, blocking: bool = False) -> Tool:
+    def add(
+        self, function: Callable[..., Any], name: str | None = None, *, blocking: bool = False
+    ) -> Tool:
         """Register `function` under `name` (default: its own name); a later one replaces."""
         tool_name = name or function.__name__
         tool = Tool(function, tool_spec(function, tool_name, blocking=blocking))
