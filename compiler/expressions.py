@@ -117,7 +117,8 @@ class _Checker:
         types = [self.infer(arg) for arg in call.args]
         if name in ("min", "max") and len(types) == 1 and types[0] == "list":
             return ANY  # the list's elements are not typed
-        return self.apply(call, FUNCTIONS[name], *types)
+        kind = self.apply(call, FUNCTIONS[name], *types)
+        return "int" if name == "len" else kind
 
 
 def check_condition(expr: ast.Expr) -> list[Diagnostic]:

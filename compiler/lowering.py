@@ -45,6 +45,7 @@ class _Lowering:
     first_mention: dict[str, Span] = field(default_factory=dict)
     mentioned: set[str] = field(default_factory=set)
     routes: dict[str, Route] = field(default_factory=dict)
+    first_routed: str | None = None
     start: str | None = None
     start_span: Span = WHOLE_TEXT
 
@@ -140,6 +141,7 @@ class _Lowering:
 
     def _mention(self, name: ast.Name) -> None:
         if name.text not in (START, END):
+            self.first_routed = self.first_routed or name.text
             self.mentioned.add(name.text)
             self.first_mention.setdefault(name.text, name.span)
 
@@ -208,7 +210,8 @@ class _Lowering:
             args = {a.name.text: a.value.value for a in decl.args or ()}
             spans = {a.name.text: a.span for a in decl.args or ()}
             nodes[name] = Node(name, decl.tool.text, args, decl.span, decl.tool.span, spans, True)
-        start = self.start or (order[0] if order else START)
+        # The default start is the first node a route names; failing that, the first declared.
+        start = self.start or self.first_routed or (order[0] if order else START)
         if not nodes:
             self.problems.append(
                 error(

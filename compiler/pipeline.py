@@ -112,7 +112,17 @@ def check_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) 
         else:
             flow = Flow.model_validate(document)
     except ValidationError as exc:
-        return Checked(None, tuple(_validation_problem(e) for e in exc.errors()))
+        found = exc.errors()
+        locations = [tuple(e.get("loc", ())) for e in found]
+        # A bad item also fails its container's own constraint: report the item only.
+        return Checked(
+            None,
+            tuple(
+                _validation_problem(e)
+                for e, loc in zip(found, locations, strict=True)
+                if not any(other[: len(loc)] == loc and other != loc for other in locations)
+            ),
+        )
     except (ValueError, RecursionError) as exc:  # JSON too deep or not JSON at all
         return Checked(None, (error("E020", f"invalid IR: {exc}", WHOLE_TEXT),))
     problems = _ir_structure(flow)
