@@ -1,0 +1,136 @@
+"""The IR: JSON -> IR -> JSON round-trips exactly, compiling is deterministic, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compiler import check_ir, compile_ir, compile_source
+from compiler.ir import Flow, json_schema
+from compiler.tools import ToolSpec
+from dsl import FlowError
+
+GOLDEN = Path(__file__).parent / "golden"
+REVIEW = (GOLDEN / "OK_code_review.flow").read_text(encoding="utf-8")
+
+
+def test_json_round_trip_is_exact(tools: dict[str, ToolSpec]) -> None:
+    text = compile_source(REVIEW, tools=tools).ir.to_json()
+    again = Flow.model_validate_json(text).to_json()
+    assert again == text
+
+
+def test_compiling_twice_gives_identical_bytes(tools: dict[str, ToolSpec]) -> None:
+    first = compile_source(REVIEW, tools=tools).ir.to_json()
+    second = compile_source(REVIEW, tools=tools).ir.to_json()
+    assert first.encode() == second.encode()
+
+
+def test_ir_content(tools: dict[str, ToolSpec]) -> None:
+    ir = compile_source(REVIEW, tools=tools).ir
+    assert ir.ir_version == 1
+    assert ir.name == "code_review"
+    assert ir.start == "analyze"
+    assert ir.settings.max_steps == 60
+    assert [(n.name, n.tool, n.args) for n in ir.nodes] == [
+        ("analyze", "analyze_syntax", {}),
+        ("style", "check_style", {}),
+        ("score", "score_code", {}),
+        ("refine", "refine_code", {"max_fixes": 10}),
+    ]
+    branch = ir.routes["score"]
+    assert branch.kind == "branch"
+    assert branch.otherwise == "end"
+    (arm,) = branch.arms
+    assert arm.target == "refine"
+    data = arm.condition.model_dump(exclude_none=True)
+    assert data == {
+        "type": "binary",
+        "op": "and",
+        "left": {
+            "type": "binary",
+            "op": "<",
+            "left": {"type": "path", "path": ("score",), "span": _span(12, 9, 12, 14)},
+            "right": {"type": "literal", "value": 80, "span": _span(12, 17, 12, 19)},
+            "span": _span(12, 9, 12, 19),
+        },
+        "right": {
+            "type": "binary",
+            "op": "<",
+            "left": {
+                "type": "call",
+                "function": "default",
+                "args": (
+                    {"type": "path", "path": ("attempts",), "span": _span(12, 32, 12, 40)},
+                    {"type": "literal", "value": 0, "span": _span(12, 42, 12, 43)},
+                ),
+                "span": _span(12, 24, 12, 44),
+            },
+            "right": {"type": "literal", "value": 3, "span": _span(12, 47, 12, 48)},
+            "span": _span(12, 24, 12, 48),
+        },
+        "span": _span(12, 9, 12, 48),
+    }
+    assert ir.source_hash is not None and ir.source_hash.startswith("sha256:")
+
+
+def _span(line: int, column: int, end_line: int, end_column: int) -> dict[str, int]:
+    return {"line": line, "column": column, "end_line": end_line, "end_column": end_column}
+
+
+def test_literal_types_survive_json() -> None:
+    text = 'x ? a == 1 or a == 1.0 or a == true or a == null or a == "1" -> y : end\ny -> end\n'
+    ir = compile_source(text).ir
+    again = Flow.model_validate_json(ir.to_json())
+    assert again == ir
+    assert '"value": 1.0' in ir.to_json()
+    assert '"value": true' in ir.to_json()
+
+
+def test_ir_document_gets_the_same_checks(tools: dict[str, ToolSpec]) -> None:
+    document = json.loads(compile_source(REVIEW, tools=tools).ir.to_json())
+    assert compile_ir(document, tools=tools).ir.to_json() == json.dumps(document, indent=2)
+    document["nodes"][0]["tool"] = "analyse_syntax"
+    checked = check_ir(document, tools=tools)
+    assert [(d.code, d.message, d.help) for d in checked.errors] == [
+        ("E201", "unknown tool `analyse_syntax`", "did you mean `analyze_syntax`?")
+    ]
+    assert checked.errors[0].span.line == 5  # the node's span came with the document
+
+
+def test_ir_document_with_a_trap_is_rejected() -> None:
+    document = {
+        "start": "a",
+        "nodes": [{"name": "a", "tool": "t"}, {"name": "b", "tool": "t"}],
+        "routes": {"a": {"kind": "goto", "target": "b"}, "b": {"kind": "goto", "target": "a"}},
+    }
+    with pytest.raises(FlowError) as caught:
+        compile_ir(document)
+    assert [d.code for d in caught.value.diagnostics] == ["E401"]
+    assert "a -> b -> a" in caught.value.diagnostics[0].message
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("not json", "invalid IR"),
+        ('{"start": "a", "nodes": []}', "invalid IR at `nodes`"),
+        ('{"ir_version": 2, "start": "a", "nodes": [{"name": "a", "tool": "t"}]}', "ir_version"),
+        ('{"start": "zz", "nodes": [{"name": "a", "tool": "t"}]}', "`zz` is not a node"),
+        ("[" * 10_000 + "]" * 10_000, "invalid IR"),
+    ],
+)
+def test_bad_ir_documents(document: str, message: str) -> None:
+    checked = check_ir(document)
+    assert checked.errors
+    assert message in checked.errors[0].message
+
+
+def test_schema_describes_the_ir() -> None:
+    schema = json_schema()
+    assert schema["title"] == "Flow"
+    assert set(schema["required"]) == {"start", "nodes"}
+    for name in ("BinaryExpr", "PathExpr", "Goto", "Branch", "Node", "Span"):
+        assert name in schema["$defs"]
