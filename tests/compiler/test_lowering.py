@@ -55,7 +55,8 @@ def test_route_spans_point_at_the_edge() -> None:
 
 def test_settings_and_args() -> None:
     p = program(
-        'flow f\nset max_steps = 7\nnode r = refine(limit = -2, tags = ["a"], o = {"k": null})\nr -> end\n'
+        'flow f\nset max_steps = 7\nnode r = refine(limit = -2, tags = ["a"], o = {"k": null})\n'
+        "r -> end\n"
     )
     assert p.name == "f"
     assert p.max_steps == 7
