@@ -8,16 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from typing_extensions import NotRequired, TypedDict
 
 from compiler import program as p
 from dsl import ast
@@ -31,78 +23,81 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Span(_Frozen):
+# Spans and condition trees are typed dicts, validated by pydantic-core without a Python
+# object per node: a 10,000-node flow holds some 60,000 of them, and as models they made
+# compiling 1.5x slower than parsing (see the note in bench/compile.py).
+
+
+class Span(TypedDict):
     """Where in the source text: 1-based lines and columns, the end exclusive."""
 
-    line: int = Field(ge=1)
-    column: int = Field(ge=1)
-    end_line: int = Field(ge=1)
-    end_column: int = Field(ge=1)
+    line: int
+    column: int
+    end_line: int
+    end_column: int
 
 
-# ------------------------------------------------------------------ conditions
-
-
-class LiteralExpr(_Frozen):
+class LiteralExpr(TypedDict):
     """A literal: number, string, bool or null."""
 
-    type: Literal["literal"] = "literal"
+    type: Literal["literal"]
     value: StrictBool | StrictInt | StrictFloat | StrictStr | None
-    span: Span | None = None
+    span: NotRequired[Span]
 
 
-class ListExpr(_Frozen):
+class ListExpr(TypedDict):
     """A list of expressions."""
 
-    type: Literal["list"] = "list"
-    items: tuple[Expr, ...] = ()
-    span: Span | None = None
+    type: Literal["list"]
+    items: list[Expr]
+    span: NotRequired[Span]
 
 
-class PathExpr(_Frozen):
+class PathExpr(TypedDict):
     """A path into the state: keys and list indexes, the first a key."""
 
-    type: Literal["path"] = "path"
-    path: tuple[StrictStr | StrictInt, ...] = Field(min_length=1)
-    span: Span | None = None
+    type: Literal["path"]
+    path: Annotated[list[StrictStr | StrictInt], Field(min_length=1)]
+    span: NotRequired[Span]
 
 
-class UnaryExpr(_Frozen):
+class UnaryExpr(TypedDict):
     """`not x` or `-x`."""
 
-    type: Literal["unary"] = "unary"
+    type: Literal["unary"]
     op: Literal["not", "-"]
     operand: Expr
-    span: Span | None = None
+    span: NotRequired[Span]
 
 
-class BinaryExpr(_Frozen):
+BinaryOp = Literal[
+    "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "%"
+]
+
+
+class BinaryExpr(TypedDict):
     """`left op right`."""
 
-    type: Literal["binary"] = "binary"
-    op: Literal[
-        "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "%"
-    ]
+    type: Literal["binary"]
+    op: BinaryOp
     left: Expr
     right: Expr
-    span: Span | None = None
+    span: NotRequired[Span]
 
 
-class CallExpr(_Frozen):
+class CallExpr(TypedDict):
     """A call of one of the condition functions."""
 
-    type: Literal["call"] = "call"
+    type: Literal["call"]
     function: str
-    args: tuple[Expr, ...] = ()
-    span: Span | None = None
+    args: list[Expr]
+    span: NotRequired[Span]
 
 
 Expr = Annotated[
     LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr,
     Field(discriminator="type"),
 ]
-for _model in (ListExpr, UnaryExpr, BinaryExpr, CallExpr):
-    _model.model_rebuild()
 
 # ---------------------------------------------------------------- the graph
 
@@ -112,7 +107,8 @@ class Node(_Frozen):
 
     name: str
     tool: str
-    args: dict[str, JsonValue] = Field(default_factory=dict)
+    # JSON values; checked by the compiler (pydantic's JsonValue tripled compile time).
+    args: dict[str, Any] = Field(default_factory=dict)
     span: Span | None = None
 
 
@@ -177,54 +173,68 @@ def json_schema() -> dict[str, Any]:
 def _span(span: DslSpan) -> Span | None:
     if span is WHOLE_TEXT:
         return None
-    return Span(
-        line=span.line, column=span.column, end_line=span.end_line, end_column=span.end_column
-    )
+    return {
+        "line": span.line,
+        "column": span.column,
+        "end_line": span.end_line,
+        "end_column": span.end_column,
+    }
 
 
-def expr_to_ir(
-    expr: ast.Expr,
-) -> LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr:
-    """One AST condition as an IR expression tree."""
-    span = _span(expr.span)
+def expr_to_ir(expr: ast.Expr) -> dict[str, Any]:
+    """One AST condition as an IR expression tree (plain data, validated with the flow)."""
     if isinstance(expr, ast.Literal):
-        return LiteralExpr(value=expr.value, span=span)
-    if isinstance(expr, ast.ListExpr):
-        return ListExpr(items=tuple(expr_to_ir(i) for i in expr.items), span=span)
-    if isinstance(expr, ast.PathExpr):
-        return PathExpr(path=expr.parts, span=span)
-    if isinstance(expr, ast.Unary):
-        return UnaryExpr(op=expr.op, operand=expr_to_ir(expr.operand), span=span)
-    if isinstance(expr, ast.Binary):
-        return BinaryExpr(
-            op=expr.op, left=expr_to_ir(expr.left), right=expr_to_ir(expr.right), span=span
-        )
-    return CallExpr(function=expr.function, args=tuple(expr_to_ir(a) for a in expr.args), span=span)
+        data: dict[str, Any] = {"type": "literal", "value": expr.value}
+    elif isinstance(expr, ast.PathExpr):
+        data = {"type": "path", "path": list(expr.parts)}
+    elif isinstance(expr, ast.ListExpr):
+        data = {"type": "list", "items": [expr_to_ir(i) for i in expr.items]}
+    elif isinstance(expr, ast.Unary):
+        data = {"type": "unary", "op": expr.op, "operand": expr_to_ir(expr.operand)}
+    elif isinstance(expr, ast.Binary):
+        data = {
+            "type": "binary",
+            "op": expr.op,
+            "left": expr_to_ir(expr.left),
+            "right": expr_to_ir(expr.right),
+        }
+    else:
+        data = {
+            "type": "call",
+            "function": expr.function,
+            "args": [expr_to_ir(a) for a in expr.args],
+        }
+    span = _span(expr.span)
+    if span is not None:
+        data["span"] = span
+    return data
 
 
-def _route_to_ir(route: p.Route) -> Goto | Branch:
+def _route_to_ir(route: p.Route) -> dict[str, Any]:
     if isinstance(route, p.Goto):
-        return Goto(target=route.target, span=_span(route.span))
-    arms = tuple(
-        Arm(condition=expr_to_ir(a.condition), target=a.target, span=_span(a.span))
+        return {"kind": "goto", "target": route.target, "span": _span(route.span)}
+    arms = [
+        {"condition": expr_to_ir(a.condition), "target": a.target, "span": _span(a.span)}
         for a in route.arms
-    )
-    return Branch(arms=arms, otherwise=route.otherwise, span=_span(route.span))
+    ]
+    return {"kind": "branch", "arms": arms, "otherwise": route.otherwise, "span": _span(route.span)}
 
 
 def to_ir(program: p.Program) -> Flow:
-    """The IR of a checked program."""
-    nodes = tuple(
-        Node(name=n.name, tool=n.tool, args=n.args, span=_span(n.span))
+    """The IR of a checked program: built as plain data, validated once by pydantic-core."""
+    nodes = [
+        {"name": n.name, "tool": n.tool, "args": n.args, "span": _span(n.span)}
         for n in program.nodes.values()
-    )
-    return Flow(
-        name=program.name,
-        start=program.start,
-        settings=Settings(max_steps=program.max_steps),
-        nodes=nodes,
-        routes={name: _route_to_ir(route) for name, route in program.routes.items()},
-        source_hash=program.source_hash,
+    ]
+    return Flow.model_validate(
+        {
+            "name": program.name,
+            "start": program.start,
+            "settings": {"max_steps": program.max_steps},
+            "nodes": nodes,
+            "routes": {name: _route_to_ir(route) for name, route in program.routes.items()},
+            "source_hash": program.source_hash,
+        }
     )
 
 
@@ -234,31 +244,28 @@ def to_ir(program: p.Program) -> Flow:
 def _dsl_span(span: Span | None) -> DslSpan:
     if span is None:
         return WHOLE_TEXT
-    return DslSpan(span.line, span.column, span.end_line, span.end_column)
+    return DslSpan(span["line"], span["column"], span["end_line"], span["end_column"])
 
 
-def expr_from_ir(
-    expr: LiteralExpr | ListExpr | PathExpr | UnaryExpr | BinaryExpr | CallExpr,
-) -> ast.Expr:
+_KINDS: dict[type, ast.LiteralKind] = {
+    type(None): "null", bool: "bool", int: "int", float: "float", str: "string"
+}  # fmt: skip
+
+
+def expr_from_ir(expr: Expr) -> ast.Expr:
     """One IR expression as the AST condition the checks read."""
-    span = _dsl_span(expr.span)
-    if isinstance(expr, LiteralExpr):
-        value = expr.value
-        kind: ast.LiteralKind = (
-            "null" if value is None else "bool" if isinstance(value, bool)
-            else "int" if isinstance(value, int) else "float" if isinstance(value, float)
-            else "string"
-        )  # fmt: skip
-        return ast.Literal(kind, value, span)
-    if isinstance(expr, ListExpr):
-        return ast.ListExpr(tuple(expr_from_ir(i) for i in expr.items), span)
-    if isinstance(expr, PathExpr):
-        return ast.PathExpr(tuple(expr.path), span)
-    if isinstance(expr, UnaryExpr):
-        return ast.Unary(expr.op, expr_from_ir(expr.operand), span)
-    if isinstance(expr, BinaryExpr):
-        return ast.Binary(expr.op, expr_from_ir(expr.left), expr_from_ir(expr.right), span)
-    return ast.Call(expr.function, tuple(expr_from_ir(a) for a in expr.args), span, span)
+    span = _dsl_span(expr.get("span"))
+    if expr["type"] == "literal":
+        return ast.Literal(_KINDS[type(expr["value"])], expr["value"], span)
+    if expr["type"] == "list":
+        return ast.ListExpr(tuple(expr_from_ir(i) for i in expr["items"]), span)
+    if expr["type"] == "path":
+        return ast.PathExpr(tuple(expr["path"]), span)
+    if expr["type"] == "unary":
+        return ast.Unary(expr["op"], expr_from_ir(expr["operand"]), span)
+    if expr["type"] == "binary":
+        return ast.Binary(expr["op"], expr_from_ir(expr["left"]), expr_from_ir(expr["right"]), span)
+    return ast.Call(expr["function"], tuple(expr_from_ir(a) for a in expr["args"]), span, span)
 
 
 def _route_from_ir(route: Goto | Branch) -> p.Route:

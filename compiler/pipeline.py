@@ -6,6 +6,7 @@ runs); `compile_source` also builds the IR and raises `FlowError` when there are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -149,6 +150,16 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
     problems: list[Diagnostic] = []
     names: set[str] = set()
     for node in flow.nodes:
+        try:
+            json.dumps(node.args, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            problems.append(
+                error(
+                    "E020",
+                    f"invalid IR: the arguments of node `{node.name}` are not JSON: {exc}",
+                    WHOLE_TEXT,
+                )
+            )
         if node.name in names or node.name in (START, END):
             problems.append(
                 error("E101", f"node `{node.name}` is defined twice or is reserved", WHOLE_TEXT)

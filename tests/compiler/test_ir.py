@@ -45,14 +45,14 @@ def test_ir_content(tools: dict[str, ToolSpec]) -> None:
     assert branch.otherwise == "end"
     (arm,) = branch.arms
     assert arm.target == "refine"
-    data = arm.condition.model_dump(exclude_none=True)
+    data = arm.condition
     assert data == {
         "type": "binary",
         "op": "and",
         "left": {
             "type": "binary",
             "op": "<",
-            "left": {"type": "path", "path": ("score",), "span": _span(12, 9, 12, 14)},
+            "left": {"type": "path", "path": ["score"], "span": _span(12, 9, 12, 14)},
             "right": {"type": "literal", "value": 80, "span": _span(12, 17, 12, 19)},
             "span": _span(12, 9, 12, 19),
         },
@@ -62,10 +62,10 @@ def test_ir_content(tools: dict[str, ToolSpec]) -> None:
             "left": {
                 "type": "call",
                 "function": "default",
-                "args": (
-                    {"type": "path", "path": ("attempts",), "span": _span(12, 32, 12, 40)},
+                "args": [
+                    {"type": "path", "path": ["attempts"], "span": _span(12, 32, 12, 40)},
                     {"type": "literal", "value": 0, "span": _span(12, 42, 12, 43)},
-                ),
+                ],
                 "span": _span(12, 24, 12, 44),
             },
             "right": {"type": "literal", "value": 3, "span": _span(12, 47, 12, 48)},
@@ -126,6 +126,15 @@ def test_bad_ir_documents(document: str, message: str) -> None:
     checked = check_ir(document)
     assert checked.errors
     assert message in checked.errors[0].message
+
+
+def test_ir_args_must_be_json() -> None:
+    document = {"start": "a", "nodes": [{"name": "a", "tool": "t", "args": {"x": {1, 2}}}]}
+    checked = check_ir(document)
+    assert [d.message for d in checked.errors] == [
+        "invalid IR: the arguments of node `a` are not JSON: Object of type set is not JSON "
+        "serializable"
+    ]
 
 
 def test_schema_describes_the_ir() -> None:
