@@ -1,5 +1,45 @@
-"""The runtime: the tool registry, and the built-in tool packs."""
+"""The runtime: the tool registry, the interpreter and its events, the built-in tools.
+
+The registry loads eagerly; the interpreter (which needs pydantic for the IR) loads on
+first use, so `flowc check` can read the registry without paying for pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from runtime.registry import REGISTRY, Registry, Tool, ToolDefinitionError, register_tool
 
-__all__ = ["REGISTRY", "Registry", "Tool", "ToolDefinitionError", "register_tool"]
+if TYPE_CHECKING:
+    from runtime.events import Event, RunError, RunResult, Step
+    from runtime.interpreter import WorkflowEngine
+
+_LAZY = {
+    "WorkflowEngine": "runtime.interpreter",
+    "Event": "runtime.events",
+    "RunError": "runtime.events",
+    "RunResult": "runtime.events",
+    "Step": "runtime.events",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+
+
+__all__ = [
+    "REGISTRY",
+    "Event",
+    "Registry",
+    "RunError",
+    "RunResult",
+    "Step",
+    "Tool",
+    "ToolDefinitionError",
+    "WorkflowEngine",
+    "register_tool",
+]

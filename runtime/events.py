@@ -1,0 +1,124 @@
+"""Run results and events: what a run reports, typed, and as the JSON the API sends.
+
+As JSON an event is `{"type", "run_id", "step", "node", "delta", "at", ...}`.  Events are
+made on the hot path, so they are slotted dataclasses and `at` is a float until rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from compiler.ir import Span
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+EventType = Literal["run_started", "node_started", "node_finished", "run_finished", "run_failed"]
+
+
+def iso(at: float) -> str:
+    """A POSIX timestamp as ISO 8601 in UTC."""
+    return datetime.fromtimestamp(at, timezone.utc).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """Why a run failed: a stable code, a message, the node, and the span in the source."""
+
+    code: str
+    message: str
+    node: str | None = None
+    span: Span | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as JSON."""
+        return {"code": self.code, "message": self.message, "node": self.node, "span": self.span}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One node's execution: its place in the run, the state delta, and its timing."""
+
+    seq: int
+    node: str
+    delta: dict[str, Any]
+    started_at: float
+    finished_at: float
+
+    @property
+    def duration_ms(self) -> float:
+        """Wall time of the tool call, in milliseconds."""
+        return (self.finished_at - self.started_at) * 1000
+
+    def to_json(self) -> dict[str, Any]:
+        """The step as JSON."""
+        return {
+            "seq": self.seq,
+            "node": self.node,
+            "delta": self.delta,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended: status, final (or last good) state, its steps, and any error."""
+
+    run_id: str
+    status: RunStatus
+    state: dict[str, Any]
+    steps: list[Step]
+    error: RunError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "state": self.state,
+            "steps": [step.to_json() for step in self.steps],
+            "error": self.error.to_json() if self.error else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened in a run; `type` says what, the other fields fill in."""
+
+    type: EventType
+    run_id: str
+    step: int
+    node: str | None
+    at: float
+    delta: dict[str, Any] | None = None
+    duration_ms: float | None = None
+    status: RunStatus | None = None
+    state: dict[str, Any] | None = None
+    error: RunError | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the JSON message the WebSocket sends."""
+        data: dict[str, Any] = {
+            "type": self.type,
+            "run_id": self.run_id,
+            "step": self.step,
+            "node": self.node,
+            "delta": self.delta,
+            "at": iso(self.at),
+        }
+        if self.duration_ms is not None:
+            data["duration_ms"] = round(self.duration_ms, 3)
+        if self.status is not None:
+            data["status"] = self.status
+        if self.state is not None:
+            data["state"] = self.state
+        if self.error is not None:
+            data["error"] = self.error.to_json()
+        return data
+
+    @property
+    def is_final(self) -> bool:
+        """True for the last event of a run."""
+        return self.type in ("run_finished", "run_failed")

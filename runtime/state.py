@@ -1,0 +1,80 @@
+"""State values -> independent JSON copies: what isolates each tool from the run's history.
+
+A tool gets its own copy of the state, and what it returns is copied before it is merged,
+so nothing a tool does to objects it holds can change a recorded step.  The copy also
+checks that the state stays JSON (finite numbers, string keys), as the store needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class StateError(ValueError):
+    """A value that is not JSON; `where` is the path to it, as in `issues[0].line`."""
+
+    def __init__(self, problem: str, parts: list[str | int] | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.parts: list[str | int] = parts or []
+
+    @property
+    def where(self) -> str:
+        """The path to the bad value."""
+        out = ""
+        for part in reversed(self.parts):
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out or "the value"
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, str, int, float, bool, None).
+
+    Tuples become lists and subclasses become their base types.  Anything else, NaN and
+    infinities, and non-string keys raise `StateError`.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise StateError(f"a key is a {type(key).__name__}, not a string: {key!r}")
+            try:
+                copied[key] = copy_json(item)
+            except StateError as problem:
+                problem.parts.append(key)
+                raise
+        return copied
+    if kind is list or kind is tuple:
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(copy_json(item))
+            except StateError as problem:
+                problem.parts.append(index)
+                raise
+        return items
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise StateError(f"{value} is not a JSON number")
+    return _copy_subclass(value)
+
+
+def _copy_subclass(value: Any) -> Any:
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return copy_json(float(value))
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return copy_json(dict(value))
+    if isinstance(value, (list, tuple)):
+        return copy_json(list(value))
+    raise StateError(f"a {type(value).__name__} is not JSON")

@@ -1,0 +1,337 @@
+"""The interpreter: routing, loops, limits, every failure, tools of every kind, events."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from runtime import Event, Registry, RunResult, WorkflowEngine
+
+State = dict[str, Any]
+
+
+def make_registry() -> Registry:
+    registry = Registry()
+
+    def count(state: State) -> State:
+        return {"n": state.get("n", 0) + 1}
+
+    def score(state: State) -> State:
+        return {"score": state.get("n", 0) * 30}
+
+    def note(state: State, *, text: str = "hi", tags: list[str] | None = None) -> State:
+        return {"note": text, "tags": tags or []}
+
+    def nothing(state: State) -> None:
+        return None
+
+    for function in (count, score, note, nothing):
+        registry.add(function)
+    return registry
+
+
+def run(source: str, registry: Registry | None = None, **kwargs: Any) -> RunResult:
+    engine = WorkflowEngine(source, registry or make_registry())
+    return asyncio.run(engine.run(**kwargs))
+
+
+def nodes(result: RunResult) -> list[str]:
+    return [step.node for step in result.steps]
+
+
+def test_chain_runs_in_order_and_merges() -> None:
+    result = run("count -> score -> note -> end", initial_state={"code": "x"})
+    assert result.status == "succeeded"
+    assert nodes(result) == ["count", "score", "note"]
+    assert result.state == {"code": "x", "n": 1, "score": 30, "note": "hi", "tags": []}
+    assert [step.delta for step in result.steps] == [
+        {"n": 1},
+        {"score": 30},
+        {"note": "hi", "tags": []},
+    ]
+    assert result.error is None
+
+
+def test_a_node_without_a_route_ends_the_run() -> None:
+    result = run("count -> score")
+    assert result.status == "succeeded"
+    assert nodes(result) == ["count", "score"]
+
+
+def test_branch_first_true_arm_wins_else_last() -> None:
+    source = "count ? n > 5 -> score : n == 1 -> note : nothing\nscore -> end\nnote -> end\n"
+    assert nodes(run(source)) == ["count", "note"]
+    assert nodes(run(source, initial_state={"n": 7})) == ["count", "score"]
+    assert nodes(run(source, initial_state={"n": 2})) == ["count", "nothing"]
+
+
+def test_chain_ending_in_a_branch() -> None:
+    result = run("count -> score ? score >= 30 -> note : end")
+    assert nodes(result) == ["count", "score", "note"]
+
+
+def test_loop_until_condition() -> None:
+    result = run("count -> score; score ? score < 80 -> count : end")
+    assert nodes(result) == ["count", "score"] * 3
+    assert result.state["score"] == 90
+
+
+def test_explicit_start_and_start_node_argument() -> None:
+    assert nodes(run("start -> score\ncount -> score\nscore -> end")) == ["score"]
+    result = run("count -> score -> end", start_node="score")
+    assert nodes(result) == ["score"]
+
+
+def test_unknown_start_node() -> None:
+    result = run("count -> end", start_node="nope")
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.message) == ("unknown_node", "there is no node `nope`")
+
+
+def test_max_steps_names_the_loop() -> None:
+    result = run("set max_steps = 5\ncount -> score; score ? score < 999 -> count : end")
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "max_steps"
+    assert result.error.message == (
+        "the run took more than 5 steps (max_steps = 5) and was stopped; "
+        "the last nodes were count -> score -> count -> score -> count -> score"
+    )
+    assert result.error.node == "score"
+    assert len(result.steps) == 5
+    assert result.state["n"] == 3  # the last good state is kept
+
+
+def test_tool_exception_fails_the_run_and_keeps_the_last_good_state() -> None:
+    registry = make_registry()
+
+    def explode(state: State) -> State:
+        raise RuntimeError("disk on fire")
+
+    registry.add(explode)
+    result = run("count -> explode -> score", registry)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "tool_error"
+    assert result.error.message == "tool `explode` failed: RuntimeError: disk on fire"
+    assert result.error.node == "explode"
+    assert result.error.span == {"line": 1, "column": 10, "end_line": 1, "end_column": 17}
+    assert result.state == {"n": 1}
+    assert nodes(result) == ["count"]
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ([1, 2], "tool `bad` returned a list; a tool returns a dict of updates, the whole state, "
+                 "or None"),
+        ("text", "tool `bad` returned a str; a tool returns a dict of updates, the whole state, "
+                 "or None"),
+        ({"x": {1, 2}}, "tool `bad` returned a value that is not JSON at `x`: a set is not JSON"),
+        ({"x": [1, float("nan")]}, "tool `bad` returned a value that is not JSON at `x[1]`: "
+                                   "nan is not a JSON number"),
+        ({1: "a"}, "tool `bad` returned a value that is not JSON at `the value`: a key is a int, "
+                   "not a string: 1"),
+    ],
+)  # fmt: skip
+def test_bad_return_values(returned: Any, message: str) -> None:
+    registry = make_registry()
+
+    def bad(state: State) -> Any:
+        return returned
+
+    registry.add(bad)
+    result = run("count -> bad -> score", registry)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.message) == ("bad_return", message)
+    assert result.state == {"n": 1}
+
+
+def test_tool_missing_at_run_time() -> None:
+    registry = make_registry()
+    engine = WorkflowEngine("count -> score -> end", registry)
+    registry.remove("score")
+    result = asyncio.run(engine.run())
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "unknown_tool"
+    assert result.error.message == "node `score` runs tool `score`, which is not registered"
+    assert nodes(result) == ["count"]
+
+
+def test_condition_type_error_names_line_path_value_and_type() -> None:
+    result = run("note ? note < 3 -> count : end", initial_state={})
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "condition_error"
+    assert result.error.message == (
+        'the condition on line 1: cannot compare string with int using `<` (`note` is "hi", '
+        "a string)"
+    )
+    assert result.error.span == {"line": 1, "column": 8, "end_line": 1, "end_column": 16}
+
+
+def test_condition_must_be_a_bool_at_run_time() -> None:
+    result = run("note ? note -> count : end")
+    assert result.error is not None
+    assert result.error.message == (
+        'the condition on line 1: a condition must be true or false, but it gave "hi", a string'
+    )
+
+
+def test_missing_key_names_the_key_and_the_keys_present() -> None:
+    result = run("count ? review.score > 1 -> score : end", initial_state={"review": {"text": 1}})
+    assert result.error is not None
+    assert result.error.code == "missing_key"
+    assert result.error.message == (
+        "the condition on line 1: no key `score` in `review`; keys present: `text`"
+    )
+    guarded = run("count ? default(review.score, 0) > 1 -> score : end")
+    assert guarded.status == "succeeded"
+
+
+def test_async_and_blocking_tools() -> None:
+    registry = make_registry()
+    threads: dict[str, int] = {}
+
+    async def waits(state: State) -> State:
+        await asyncio.sleep(0)
+        threads["async"] = threading.get_ident()
+        return {"waited": True}
+
+    def blocks(state: State) -> State:
+        threads["blocking"] = threading.get_ident()
+        return {"blocked": True}
+
+    registry.add(waits)
+    registry.add(blocks, blocking=True)
+    result = run("waits -> blocks -> end", registry)
+    assert result.status == "succeeded"
+    assert result.state == {"waited": True, "blocked": True}
+    assert threads["async"] == threading.get_ident()
+    assert threads["blocking"] != threading.get_ident()
+
+
+def test_static_arguments_are_passed_and_cannot_leak_between_calls() -> None:
+    registry = make_registry()
+    given: list[list[int]] = []
+
+    def collect(state: State, *, into: list[int]) -> State:
+        given.append(list(into))
+        into.append(len(into))
+        return {"seen": into}
+
+    registry.add(collect)
+    source = (
+        'set max_steps = 20\nnode c = collect(into = [])\nnode n = note(text = "x")\n'
+        "c -> n -> count ? n < 3 -> c : end\n"
+    )
+    result = run(source, registry)
+    assert result.status == "succeeded"
+    assert result.state["note"] == "x"
+    # Every call got the declared `[]`, never the list an earlier call appended to.
+    assert given == [[], [], []]
+
+
+def test_a_tool_that_mutates_its_state_cannot_change_history() -> None:
+    registry = make_registry()
+    seen: list[State] = []
+
+    def mutate(state: State) -> State:
+        state.setdefault("items", []).append("sneaky")
+        state["n"] = 100
+        return {"other": 1}
+
+    def look(state: State) -> None:
+        seen.append({key: value for key, value in state.items()})
+        state["items"] = "changed after"
+
+    def whole(state: State) -> State:
+        state["n"] = state["n"] + 1
+        return state
+
+    for function in (mutate, look, whole):
+        registry.add(function)
+    result = run("mutate -> look -> whole -> end", registry, initial_state={"items": [], "n": 1})
+    assert result.status == "succeeded"
+    assert [step.delta for step in result.steps] == [{"other": 1}, {}, {"n": 2}]
+    assert seen == [{"items": [], "n": 1, "other": 1}]
+    assert result.state == {"items": [], "n": 2, "other": 1}
+
+
+def test_initial_state_must_be_json() -> None:
+    result = run("count -> end", initial_state={"when": object()})
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "bad_input"
+    assert result.error.message == "the initial state is not JSON: when: a object is not JSON"
+
+
+def test_events_in_order_with_deltas() -> None:
+    engine = WorkflowEngine("count -> score; score ? score < 60 -> count : end", make_registry())
+
+    async def collect() -> list[Event]:
+        return [event async for event in engine.stream(initial_state={}, run_id="r1")]
+
+    events = asyncio.run(collect())
+    assert [(e.type, e.step, e.node) for e in events] == [
+        ("run_started", 0, "count"),
+        ("node_started", 1, "count"),
+        ("node_finished", 1, "count"),
+        ("node_started", 2, "score"),
+        ("node_finished", 2, "score"),
+        ("node_started", 3, "count"),
+        ("node_finished", 3, "count"),
+        ("node_started", 4, "score"),
+        ("node_finished", 4, "score"),
+        ("run_finished", 4, "score"),
+    ]
+    assert [e.delta for e in events if e.type == "node_finished"] == [
+        {"n": 1},
+        {"score": 30},
+        {"n": 2},
+        {"score": 60},
+    ]
+    assert all(e.run_id == "r1" for e in events)
+    final = events[-1].to_json()
+    assert final["status"] == "succeeded"
+    assert final["state"] == {"n": 2, "score": 60}
+    assert set(events[2].to_json()) == {"type", "run_id", "step", "node", "delta", "at",
+                                        "duration_ms"}  # fmt: skip
+
+
+def test_a_failed_run_streams_run_failed_last() -> None:
+    engine = WorkflowEngine("count ? nope -> score : end", make_registry())
+
+    async def collect() -> list[Event]:
+        return [event async for event in engine.stream()]
+
+    events = asyncio.run(collect())
+    assert [e.type for e in events] == ["run_started", "node_started", "node_finished",
+                                        "run_failed"]  # fmt: skip
+    assert events[-1].error is not None and events[-1].error.code == "missing_key"
+    assert events[-1].to_json()["error"]["node"] == "count"
+
+
+def test_history_replays_to_the_state_each_node_saw() -> None:
+    registry = make_registry()
+    given: list[State] = []
+
+    def record(state: State) -> State:
+        given.append(dict(state))
+        return {"k": len(given)}
+
+    registry.add(record)
+    result = run("set max_steps = 8\nrecord -> count ? n < 3 -> record : end", registry)
+    replay: State = {}
+    for index, step in enumerate(result.steps):
+        if step.node == "record":
+            assert given.pop(0) == replay
+        replay = {**replay, **step.delta}
+        assert step.seq == index + 1
+    assert replay == result.state
