@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from compiler.ir import Span
 
@@ -35,9 +35,11 @@ class RunError:
         return {"code": self.code, "message": self.message, "node": self.node, "span": self.span}
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One node's execution: its place in the run, the state delta, and its timing."""
+class Step(NamedTuple):
+    """One node's execution: its place in the run, the state delta, and its timing.
+
+    A named tuple: one is made per step, on the hot path.
+    """
 
     seq: int
     node: str

@@ -8,10 +8,8 @@ good state; nothing escapes as a stack trace.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -177,16 +175,19 @@ class _Run:
         return RunResult(self.run_id, "succeeded", self.state, self.steps)
 
     async def _walk(self, node: str, tools: dict[str, Tool]) -> None:
+        # The hot path: keep per-step work to a call, a merge, a route and the events.
         plans = self.engine._plans
         max_steps = self.engine.flow.settings.max_steps
-        trail: deque[str] = deque(maxlen=TRAIL)
         listening = self.listener is not None
+        steps = self.steps
+        state = self.state
+        containers = {key for key, value in state.items() if type(value) in (dict, list)}
         while node != END:
             plan = plans.get(node)
             if plan is None:
                 raise _Failed(RunError("unknown_node", f"there is no node `{node}`", node))
-            if len(self.steps) >= max_steps:
-                raise _Failed(_too_many_steps(max_steps, trail, plan))
+            if len(steps) >= max_steps:
+                raise _Failed(_too_many_steps(max_steps, steps, plan))
             tool = tools.get(plan.tool)
             if tool is None:
                 raise _Failed(
@@ -197,72 +198,41 @@ class _Run:
                         plan.span,
                     )
                 )
-            seq = len(self.steps) + 1
+            seq = len(steps) + 1
             if listening:
                 await self.emit(Event("node_started", self.run_id, seq, node, time.time()))
+            # The tool gets its own copy: only container values need copying.
+            given = dict(state)
+            for key in containers:
+                given[key] = copy_json(given[key])
+            args = copy_json(plan.args) if plan.copy_args else plan.args
             started = time.time()
-            result = await self._call(tool, plan)
+            try:
+                if tool.mode == "sync":
+                    result = tool.function(given, **args)
+                elif tool.mode == "async":
+                    result = await tool.function(given, **args)
+                else:
+                    result = await asyncio.to_thread(tool.function, given, **args)
+            except Exception as exc:  # a tool's failure is the run's failure
+                raise _Failed(_tool_failed(exc, plan)) from None
             finished = time.time()
-            delta = self._delta(result, plan)
+            delta = _delta(result, state, plan) if result is not None else {}
             if delta:
-                self.state = {**self.state, **delta}
-            self.steps.append(Step(seq, node, delta, started, finished))
-            trail.append(node)
+                state = {**state, **delta}
+                self.state = state
+                for key, value in delta.items():
+                    if type(value) in (dict, list):
+                        containers.add(key)
+                    else:
+                        containers.discard(key)
+            steps.append(Step(seq, node, delta, started, finished))
             if listening:
                 await self.emit(
                     Event("node_finished", self.run_id, seq, node, finished, delta=delta,
                           duration_ms=(finished - started) * 1000)
                 )  # fmt: skip
             node = plan.goto if plan.goto is not None else self._branch(plan)
-
-    async def _call(self, tool: Tool, plan: _Plan) -> Any:
-        given = copy_json(self.state)
-        args = copy_json(plan.args) if plan.copy_args else plan.args
-        function = tool.function
-        try:
-            if tool.spec.is_async:
-                return await function(given, **args)
-            if tool.spec.blocking:
-                return await asyncio.to_thread(function, given, **args)
-            result = function(given, **args)
-            if inspect.isawaitable(result):
-                return await result
-            return result
-        except Exception as exc:  # a tool's failure is the run's failure, never the caller's
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise _Failed(
-                RunError("tool_error", f"tool `{plan.tool}` failed: {detail}", plan.name, plan.span)
-            ) from None
-
-    def _delta(self, result: Any, plan: _Plan) -> State:
-        """The updates a tool's return value makes: a dict of updates, the whole state, None."""
-        if result is None:
-            return {}
-        if not isinstance(result, dict):
-            raise _Failed(
-                RunError(
-                    "bad_return",
-                    f"tool `{plan.tool}` returned a {type(result).__name__}; a tool returns a "
-                    "dict of updates, the whole state, or None",
-                    plan.name,
-                    plan.span,
-                )
-            )
-        try:
-            updates = copy_json(result)
-        except StateError as problem:
-            raise _Failed(
-                RunError(
-                    "bad_return",
-                    f"tool `{plan.tool}` returned a value that is not JSON at "
-                    f"`{problem.where}`: {problem.problem}",
-                    plan.name,
-                    plan.span,
-                )
-            ) from None
-        state = self.state
-        # Keys whose value did not change are not part of the delta (a whole-state return).
-        return {k: v for k, v in updates.items() if k not in state or not strict_equal(state[k], v)}
 
     def _branch(self, plan: _Plan) -> str:
         try:
@@ -277,8 +247,68 @@ class _Run:
         return plan.otherwise
 
 
-def _too_many_steps(max_steps: int, trail: deque[str], plan: _Plan) -> RunError:
-    loop = " -> ".join([*trail, plan.name])
+def _tool_failed(exc: Exception, plan: _Plan) -> RunError:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return RunError("tool_error", f"tool `{plan.tool}` failed: {detail}", plan.name, plan.span)
+
+
+_SCALARS = (str, int, bool, float, type(None))
+
+
+def _delta(result: Any, state: State, plan: _Plan) -> State:
+    """The updates a tool's return value makes: a dict of updates or the whole state.
+
+    Values are copied (so the tool keeps no handle on history) and checked to be JSON;
+    keys whose value did not change are left out, which is what a whole-state return needs.
+    """
+    if type(result) is not dict:
+        if not isinstance(result, dict):
+            raise _Failed(
+                _bad_return(
+                    plan,
+                    f"returned a {type(result).__name__}; a tool returns a dict of updates, "
+                    "the whole state, or None",
+                )
+            )
+        result = dict(result)
+    delta: State = {}
+    for key, value in result.items():
+        if type(key) is not str:
+            raise _Failed(_bad_return(plan, f"returned a key that is not a string: {key!r}"))
+        kind = type(value)
+        if kind not in _SCALARS or (kind is float and value - value != 0.0):  # NaN, infinity
+            try:
+                value = copy_json(value)
+            except StateError as problem:
+                problem.parts.append(key)
+                raise _Failed(
+                    _bad_return(
+                        plan,
+                        f"returned a value that is not JSON at `{problem.where}`: "
+                        f"{problem.problem}",
+                    )
+                ) from None
+        if key in state and _unchanged(state[key], value):
+            continue
+        delta[key] = value
+    return delta
+
+
+def _unchanged(old: Any, new: Any) -> bool:
+    if old is new:
+        return True
+    kind = type(old)
+    if kind is type(new) and kind in _SCALARS:
+        return bool(old == new)
+    return kind in (list, dict) and strict_equal(old, new)
+
+
+def _bad_return(plan: _Plan, problem: str) -> RunError:
+    return RunError("bad_return", f"tool `{plan.tool}` {problem}", plan.name, plan.span)
+
+
+def _too_many_steps(max_steps: int, steps: list[Step], plan: _Plan) -> RunError:
+    loop = " -> ".join([*(step.node for step in steps[-TRAIL:]), plan.name])
     return RunError(
         "max_steps",
         f"the run took more than {max_steps} steps (max_steps = {max_steps}) and was stopped; "

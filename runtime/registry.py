@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from compiler.tools import ParamKind, ToolParam, ToolSpec
 
@@ -29,10 +29,15 @@ class ToolDefinitionError(TypeError):
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A registered tool: the function and its spec."""
+    """A registered tool: the function, its spec, and how the interpreter calls it.
+
+    `mode`: `sync` tools are called inline, `async` ones awaited, `thread` (blocking) ones
+    run in a worker thread.
+    """
 
     function: Callable[..., Any]
     spec: ToolSpec
+    mode: Literal["sync", "async", "thread"] = "sync"
 
 
 def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False) -> ToolSpec:
@@ -92,7 +97,11 @@ class Registry:
     ) -> Tool:
         """Register `function` under `name` (default: its own name); a later one replaces."""
         tool_name = name or function.__name__
-        tool = Tool(function, tool_spec(function, tool_name, blocking=blocking))
+        spec = tool_spec(function, tool_name, blocking=blocking)
+        mode: Literal["sync", "async", "thread"] = (
+            "async" if spec.is_async else "thread" if blocking else "sync"
+        )
+        tool = Tool(function, spec, mode)
         self._tools[tool_name] = tool
         return tool
 
