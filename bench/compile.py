@@ -77,7 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     lark = Lark(grammar_text(), parser="lalr", lexer="contextual")
 
     print("\n1. compile vs Lark parse tree (same text, same grammar)")
@@ -93,23 +95,23 @@ def main() -> None:
         print(f"{size:>7,} {lines:>7,} {baseline:>12.3f} {ours:>10.3f} {ours / baseline:>6.2f}")
 
     print("\n2. compile time ratio per doubling")
-    for (small, a), (big, b) in zip(
-        zip(SIZES, compile_times, strict=True),
-        zip(SIZES[1:], compile_times[1:], strict=True),
-        strict=False,
-    ):
-        print(f"{small:>7,} -> {big:>7,}: {b / a:.2f}")
+    for index in range(1, len(SIZES)):
+        ratio = compile_times[index] / compile_times[index - 1]
+        print(f"{SIZES[index - 1]:>7,} -> {SIZES[index]:>7,}: {ratio:.2f}")
 
-    print("\n3. `flowc check` on a small file vs `python -c \"import lark\"` (whole process)")
+    print('\n3. `flowc check` on a small file vs `python -c "import lark"` (whole process)')
     flowc = Path(sys.executable).with_name("flowc")
     with tempfile.TemporaryDirectory() as folder:
-        small = Path(folder) / "small.flow"
-        small.write_text("analyze -> style -> score; score ? score<80 -> refine : end\n")
-        check = [str(flowc), "check", str(small)]
+        flow_file = Path(folder) / "small.flow"
+        flow_file.write_text("analyze -> style -> score; score ? score<80 -> refine : end\n")
+        check = [str(flowc), "check", str(flow_file)]
         subprocess.run(check, check=False, capture_output=True)  # warm the parser cache
         lark_import = process_time([sys.executable, "-c", "import lark"], args.repeats * 2)
         check_time = process_time(check, args.repeats * 2)
-    print(f"import lark: {lark_import:.3f} s, flowc check: {check_time:.3f} s, ratio {check_time / lark_import:.2f}")
+    print(
+        f"import lark: {lark_import:.3f} s, flowc check: {check_time:.3f} s, "
+        f"ratio {check_time / lark_import:.2f}"
+    )
 
 
 if __name__ == "__main__":
