@@ -1,8 +1,9 @@
-"""Diagnostics -> text for people (source line and caret), JSON, and GitHub annotations."""
+"""Diagnostics -> text for people (source line and caret), JSON, GitHub annotations, SARIF."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,3 +104,74 @@ def render_github(diagnostic: Diagnostic, filename: str) -> str:
     )
     message = diagnostic.message + (f"\n{diagnostic.help}" if diagnostic.help else "")
     return f"::{command} {properties}::{_escape_data(message)}"
+
+
+#: Where SARIF 2.1.0 is specified; readers use it to recognise the format.
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_VERSION = "2.1.0"
+_SARIF_LEVELS = {"error": "error", "warning": "warning"}
+
+
+def render_sarif(diagnostics: Sequence[tuple[str, Diagnostic]], *, tool_version: str) -> str:
+    """(filename, diagnostic) pairs as one SARIF 2.1.0 log, for code-scanning services.
+
+    Columns count Unicode code points, as the diagnostics do (`columnKind`); a diagnostic's
+    notes and help follow its message, one line each.
+    """
+    codes = sorted({d.code for _, d in diagnostics})
+    rule_index = {code: i for i, code in enumerate(codes)}
+    results = [_sarif_result(d, f, rule_index[d.code]) for f, d in diagnostics]
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": SARIF_VERSION,
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "flowc",
+                        "version": tool_version,
+                        "rules": [{"id": code} for code in codes],
+                    }
+                },
+                "columnKind": "unicodeCodePoints",
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(log, indent=2, ensure_ascii=False)
+
+
+def _sarif_result(diagnostic: Diagnostic, filename: str, rule_index: int) -> dict[str, Any]:
+    span = diagnostic.span
+    lines = [diagnostic.message, *(f"note: {note}" for note in diagnostic.notes)]
+    if diagnostic.help:
+        lines.append(f"help: {diagnostic.help}")
+    return {
+        "ruleId": diagnostic.code,
+        "ruleIndex": rule_index,
+        "level": _SARIF_LEVELS[diagnostic.severity],
+        "message": {"text": "\n".join(lines)},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": _sarif_uri(filename)},
+                    "region": {
+                        "startLine": span.line,
+                        "startColumn": span.column,
+                        "endLine": span.end_line,
+                        "endColumn": span.end_column,
+                    },
+                }
+            }
+        ],
+    }
+
+
+def _sarif_uri(filename: str) -> str:
+    """A file name as a URI: `file:` for an absolute path, else a relative `/`-separated one."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    if os.path.isabs(filename):
+        return Path(filename).as_uri()
+    return quote(filename.replace(os.sep, "/"), safe="/")

@@ -1,0 +1,42 @@
+"""`flowc check FILE...` -> diagnostics for every file; exit 0 clean, 1 errors, 2 unreadable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+
+from cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError, report
+from cli.reporting import Finding, render
+from cli.sources import Source, read_source
+from cli.tool_loading import load_tools, tool_entries
+from compiler import Checked, ToolSpec, check_source
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check each file against the loaded tools and print what was found in `--format`."""
+    tools = load_tools(tool_entries(args.tools, os.environ))
+    findings: list[Finding] = []
+    unreadable = False
+    for argument in args.files:
+        try:
+            source = read_source(argument)
+        except CommandError as exc:
+            report(exc)
+            unreadable = True
+            continue
+        findings.append((source, check(source, tools).diagnostics))
+    output = render(findings, args.format)
+    if output:
+        print(output)
+    if unreadable:
+        return EXIT_USAGE
+    has_errors = any(d.is_error for _, diagnostics in findings for d in diagnostics)
+    return EXIT_ERRORS if has_errors else EXIT_OK
+
+
+def check(source: Source, tools: Mapping[str, ToolSpec] | None) -> Checked:
+    """Parse and check a source; a source that could not be decoded reports only that."""
+    if source.problem is not None:
+        return Checked(None, (source.problem,))
+    return check_source(source.text, tools=tools, filename=source.name)

@@ -1,0 +1,141 @@
+"""Command-line arguments -> one command's exit code: the `flowc` parser and its dispatch.
+
+Each command lives in its own module, imported only when that command runs, so
+`flowc check` loads the front end and the compiler's checks and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cli.errors import EXIT_USAGE, CommandError, report
+
+PROG = "flowc"
+
+CHECK_FORMATS = ("text", "json", "github", "sarif")
+GRAPH_FORMATS = ("mermaid", "dot")
+
+
+def version() -> str:
+    """The installed distribution's version, or `unknown` when running from a bare checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("flowc")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, resolved only when asked for (reading package metadata is not free)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"{PROG} {version()}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `flowc` argument parser; each command names the `module:function` that runs it."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Check, compile, format and draw Flow workflow files."
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    tools = argparse.ArgumentParser(add_help=False)
+    tools.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_PATH",
+        help="import a tool module (a module name or a .py file); repeatable; "
+        "FLOWC_TOOLS lists more, separated like PATH",
+    )
+
+    check = _command(commands, "check", "report every problem in flow files", [tools])
+    check.add_argument("files", nargs="+", metavar="FILE", help="flow files; `-` reads stdin")
+    check.add_argument("--format", choices=CHECK_FORMATS, default="text")
+
+    compile_ = _command(commands, "compile", "print a flow's IR as JSON", [tools], "compile:run")
+    compile_.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
+
+    fmt = _command(commands, "fmt", "rewrite flow files in the canonical layout")
+    fmt.add_argument("files", nargs="+", metavar="FILE", help="flow files; `-` reads stdin")
+    fmt.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a file would change"
+    )
+
+    graph = _command(commands, "graph", "print a flow's diagram source", [tools])
+    graph.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
+    graph.add_argument("--format", choices=GRAPH_FORMATS, default="mermaid")
+
+    _command(commands, "schema", "print the IR's JSON schema", [], "compile:schema")
+
+    listing = _command(commands, "tools", "list the registered tools", [tools])
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _command(
+    commands: Any,
+    name: str,
+    summary: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    target: str | None = None,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary[0].upper() + summary[1:] + ".", parents=parents
+    )
+    parser.set_defaults(run=f"cli.{target or name + ':run'}")
+    return parser
+
+
+def _runner(target: str) -> Callable[[argparse.Namespace], int]:
+    module, _, function = target.partition(":")
+    run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `flowc` with `argv` (default: the process's arguments); return the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return _runner(args.run)(args)
+    except CommandError as exc:
+        return report(exc)
+    except SystemExit as exc:  # argparse's usage errors, --help and --version
+        return _exit_code(exc)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return EXIT_USAGE
+
+
+def entry() -> None:
+    """The console script: run `main` and exit with its code."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # The reader went away (`flowc tools | head`): stop quietly, as other tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,107 @@
+"""Program -> diagram source: a Mermaid flowchart or a Graphviz DOT digraph.
+
+Nodes are labelled with their name, and with their tool when it differs; branch edges
+carry the condition's canonical text and the last one `else`.  `start` and `end` are
+drawn as circles.  Labels are escaped for each format, so any condition text is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from compiler.program import END, START, Goto, Program
+from dsl.formatter import format_expr
+
+#: The label of a branch's last edge, taken when no condition holds.
+ELSE_LABEL = "else"
+
+# Mermaid reads `#name;` and `#code;` as entities; a bare `\n` would become a line break.
+_MERMAID_ESCAPES = str.maketrans(
+    {
+        "#": "#35;",
+        '"': "#quot;",
+        "&": "#amp;",
+        "<": "#lt;",
+        ">": "#gt;",
+        "|": "#124;",
+        "\\": "#92;",
+    }
+)
+_DOT_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+def edges(program: Program) -> Iterator[tuple[str, str, str | None]]:
+    """Every edge as (source, target, label): `start`'s first, then each route in order."""
+    yield START, program.start, None
+    for name, route in program.routes.items():
+        if isinstance(route, Goto):
+            yield name, route.target, None
+            continue
+        for arm in route.arms:
+            yield name, arm.target, format_expr(arm.condition)
+        yield name, route.otherwise, ELSE_LABEL
+
+
+def node_label(program: Program, name: str) -> str:
+    """`name`, or `name (tool)` when the node runs a tool of another name."""
+    node = program.nodes.get(name)
+    if node is None or node.tool == name:
+        return name
+    return f"{name} ({node.tool})"
+
+
+def _leads_to_end(program: Program) -> bool:
+    return any(target == END for _, target, _ in edges(program))
+
+
+# -------------------------------------------------------------------- Mermaid
+
+
+def _mermaid_id(name: str) -> str:
+    # Prefixes keep names clear of Mermaid's keywords (`end`, `style`, `click`, ...).
+    return {START: "flow_start", END: "flow_end"}.get(name, f"node_{name}")
+
+
+def _mermaid_text(text: str) -> str:
+    return '"' + text.translate(_MERMAID_ESCAPES) + '"'
+
+
+def to_mermaid(program: Program) -> str:
+    """A Mermaid `flowchart TD`, titled with the flow's name when it has one."""
+    lines = [f"---\ntitle: {program.name}\n---"] if program.name else []
+    lines += ["flowchart TD", f"    {_mermaid_id(START)}(({_mermaid_text(START)}))"]
+    for name in program.nodes:
+        lines.append(f"    {_mermaid_id(name)}[{_mermaid_text(node_label(program, name))}]")
+    if _leads_to_end(program):
+        lines.append(f"    {_mermaid_id(END)}((({_mermaid_text(END)})))")
+    for source, target, label in edges(program):
+        arrow = "-->" if label is None else f"-->|{_mermaid_text(label)}|"
+        lines.append(f"    {_mermaid_id(source)} {arrow} {_mermaid_id(target)}")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------ DOT
+
+
+def _dot_text(text: str) -> str:
+    return '"' + text.translate(_DOT_ESCAPES) + '"'
+
+
+def to_dot(program: Program) -> str:
+    """A Graphviz `digraph` named after the flow (`flow` when it has no name)."""
+    lines = [
+        f"digraph {_dot_text(program.name or 'flow')} {{",
+        "    node [shape=box, style=rounded];",
+        f"    {_dot_text(START)} [shape=circle];",
+    ]
+    for name in program.nodes:
+        label = node_label(program, name)
+        attributes = f" [label={_dot_text(label)}]" if label != name else ""
+        lines.append(f"    {_dot_text(name)}{attributes};")
+    if _leads_to_end(program):
+        lines.append(f"    {_dot_text(END)} [shape=doublecircle];")
+    for source, target, condition in edges(program):
+        attributes = "" if condition is None else f" [label={_dot_text(condition)}]"
+        lines.append(f"    {_dot_text(source)} -> {_dot_text(target)}{attributes};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

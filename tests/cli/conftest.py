@@ -1,0 +1,96 @@
+"""CLI fixtures: an empty tool registry per test, no built-in packs, and test tool modules."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime import REGISTRY
+
+#: A tool module as a user writes one: importing it registers its tools.
+TOOLS_MODULE = '''\
+"""Tools for the CLI tests."""
+
+from runtime import register_tool
+
+
+@register_tool
+def analyze(state):
+    """Parse the code.
+
+    Records whether it parsed.
+    """
+    return {"parsed": True}
+
+
+@register_tool
+def score(state):
+    """Score the code."""
+    return {"score": 90}
+
+
+@register_tool("refine")
+def refine_code(state, max_fixes: int = 10):
+    """Fix what the score complained about."""
+    return None
+
+
+@register_tool
+def notify(state, *, channel: str, **options):
+    return None
+'''
+
+#: A flow over those tools without a single problem.
+CLEAN_FLOW = """\
+flow review
+node fix = refine(max_fixes = 3)
+analyze -> score
+score ? score < 80 -> fix : end
+fix -> analyze
+"""
+
+WriteFile = Callable[[str, str], Path]
+
+
+@pytest.fixture(autouse=True)
+def isolated_tools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with no tools and no built-in packs; the registry is restored after."""
+    monkeypatch.setattr("runtime.tools.BUILTIN_PACKS", ())
+    monkeypatch.delenv("FLOWC_TOOLS", raising=False)
+    saved = list(REGISTRY)
+    modules = set(sys.modules)
+    _clear()
+    yield
+    _clear()
+    for tool in saved:
+        REGISTRY.add(tool.function, tool.spec.name, blocking=tool.spec.blocking)
+    for name in set(sys.modules) - modules:
+        if name.startswith(("flowc_tools_", "cli_test_")):
+            del sys.modules[name]
+
+
+def _clear() -> None:
+    for tool in list(REGISTRY):
+        REGISTRY.remove(tool.spec.name)
+
+
+@pytest.fixture
+def write_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WriteFile:
+    """Work in `tmp_path`; write text there (UTF-8, line ends as given) and return its path."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_bytes(text.encode("utf-8"))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tools_path(write_file: WriteFile) -> Path:
+    """The test tool module, as a `.py` file to pass to `--tools`."""
+    return write_file("review_tools.py", TOOLS_MODULE)

@@ -1,0 +1,167 @@
+"""`flowc fmt`: canonical rewrites, `--check`, stdin, and files it must leave alone."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from cli.fmt import comment_positions
+from cli.main import main
+from tests.cli.conftest import WriteFile
+
+MESSY = "analyze->score ;score?score<80->refine:end\nrefine   ->analyze\n"
+CANONICAL = "analyze -> score\nscore ? score < 80 -> refine : end\nrefine -> analyze\n"
+
+
+def test_fmt_rewrites_a_file_in_the_canonical_layout(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_file("messy.flow", MESSY)
+    assert main(["fmt", "messy.flow"]) == 0
+    assert path.read_bytes() == CANONICAL.encode()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_fmt_leaves_a_canonical_file_untouched(write_file: WriteFile) -> None:
+    path = write_file("tidy.flow", CANONICAL)
+    os.utime(path, (1_000_000, 1_000_000))
+    assert main(["fmt", "tidy.flow"]) == 0
+    assert path.stat().st_mtime == 1_000_000  # not even rewritten with the same bytes
+
+
+def test_fmt_drops_the_bom_and_crlf_line_ends(write_file: WriteFile) -> None:
+    path = write_file("windows.flow", "\ufeff" + CANONICAL.replace("\n", "\r\n"))
+    assert main(["fmt", "windows.flow"]) == 0
+    assert path.read_bytes() == CANONICAL.encode()
+
+
+def test_check_lists_the_files_that_would_change_and_writes_nothing(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    messy = write_file("messy.flow", MESSY)
+    write_file("tidy.flow", CANONICAL)
+    assert main(["fmt", "--check", "tidy.flow", "messy.flow"]) == 1
+    assert capsys.readouterr() == ("messy.flow\n", "")
+    assert messy.read_text() == MESSY
+
+
+def test_check_passes_on_canonical_files(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_file("tidy.flow", CANONICAL)
+    assert main(["fmt", "--check", "tidy.flow"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_stdin_is_formatted_to_stdout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(MESSY))
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr() == (CANONICAL, "")
+
+
+def test_canonical_stdin_is_still_echoed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(CANONICAL))
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr() == (CANONICAL, "")
+
+
+def test_check_on_stdin_names_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(MESSY))
+    assert main(["fmt", "--check", "-"]) == 1
+    assert capsys.readouterr() == ("<stdin>\n", "")
+
+
+def test_a_file_with_syntax_errors_is_left_alone(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_file("broken.flow", "analyze ->\n")
+    assert main(["fmt", "broken.flow"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("broken.flow:1:11: error[E010]: ")
+    assert err.endswith("broken.flow: 1 error, 0 warnings\n")
+    assert path.read_text() == "analyze ->\n"
+
+
+def test_semantic_errors_do_not_stop_formatting(write_file: WriteFile) -> None:
+    path = write_file("odd.flow", "a->b\nb->a\n")  # a loop that never ends: still formattable
+    assert main(["fmt", "odd.flow"]) == 0
+    assert path.read_text() == "a -> b\nb -> a\n"
+
+
+def test_a_file_with_comments_is_not_formatted(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "analyze->score\n\n# why we score\nscore -> end  # done\n"
+    path = write_file("commented.flow", text)
+    assert main(["fmt", "commented.flow"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "commented.flow:3:1: not formatted: the formatter would drop the file's comments "
+        "(it does not keep comments yet)\n",
+    )
+    assert path.read_text() == text
+
+
+def test_invalid_utf8_is_not_formatted(
+    tmp_path: Path, write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "latin1.flow").write_bytes(b"a -> b\nb -> \xe9\n")
+    assert main(["fmt", "latin1.flow"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "latin1.flow:2:6: error[E002]: the text is not valid UTF-8: byte 0xe9"
+    )
+    assert (tmp_path / "latin1.flow").read_bytes() == b"a -> b\nb -> \xe9\n"
+
+
+def test_a_missing_file_exits_2_after_formatting_the_rest(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_file("messy.flow", MESSY)
+    assert main(["fmt", "missing.flow", "messy.flow"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "flowc: error: cannot read `missing.flow`: No such file or directory\n",
+    )
+    assert path.read_text() == CANONICAL
+
+
+def test_an_unwritable_file_exits_2(
+    write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_file("messy.flow", MESSY)
+
+    def refuse(file: str, mode: str = "r") -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # Tests run as root in CI, where file modes do not stop writes: fail the open itself.
+    monkeypatch.setattr("cli.fmt.open", refuse, raising=False)
+    assert main(["fmt", "messy.flow"]) == 2
+    assert capsys.readouterr().err == (
+        "flowc: error: cannot write `messy.flow`: Permission denied\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "positions"),
+    [
+        ("a -> b\n", []),
+        ("# head\na -> b # tail\n", [(1, 1), (2, 8)]),
+        ('a ? x == "#" -> b : c # real\n', [(1, 23)]),
+        ("a ? x == '\\'#' -> b : c\n", []),
+        ("\ufeff# after a BOM\n", [(1, 1)]),
+    ],
+)
+def test_comment_positions_skip_hashes_in_strings(
+    text: str, positions: list[tuple[int, int]]
+) -> None:
+    assert comment_positions(text) == positions
