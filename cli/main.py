@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
     graph.add_argument("--format", choices=GRAPH_FORMATS, default="mermaid")
 
+    run = _command(commands, "run", "run a flow in this process (no database)", [tools])
+    run.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
+    run.add_argument("--input", metavar="JSON", help="the initial state, a JSON object")
+    run.add_argument("--input-file", metavar="PATH", help="read the initial state from a file")
+    run.add_argument("--code-file", metavar="PATH", help="put the file's text in `code`")
+    run.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    run.add_argument("--max-steps", type=int, metavar="N", help="override `set max_steps`")
+
     _command(commands, "schema", "print the IR's JSON schema", [], "compile:schema")
 
     listing = _command(commands, "tools", "list the registered tools", [tools])

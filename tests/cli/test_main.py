@@ -32,8 +32,8 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run"]) == 2
-    assert "flowc: error: argument COMMAND: invalid choice: 'run'" in capsys.readouterr().err
+    assert main(["launch"]) == 2
+    assert "flowc: error: argument COMMAND: invalid choice: 'launch'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
