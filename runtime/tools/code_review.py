@@ -1,0 +1,231 @@
+"""State `code` -> review results: the code-review tools `analyze`, `style`, `score`, `refine`.
+
+Importing this module registers the four tools, each under its long and its short name
+(`analyze_syntax`/`analyze`, `check_style`/`style`, `score_code`/`score`,
+`refine_code`/`refine`), so both `examples/code_review.flow` and the one-liner
+`analyze -> style -> score; score ? score<80 -> refine : end` run out of the box.
+
+Each tool reads the Python source under the state key `code`, parses it once, and returns
+the keys it updates; it never changes the state it is given and never raises, whatever the
+text.  A `code` that is missing or not a string is reported like code that does not parse.
+The rules are in `code_review_rules` and documented in `docs/rules.md`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.registry import register_tool
+from runtime.tools.code_review_fixes import SourceText, apply_edits
+from runtime.tools.code_review_rules import RULES, SYNTAX_ERROR_SCORE, Finding, find_problems
+
+#: The most issues `check_style` lists; `issue_count` always counts them all.
+MAX_REPORTED_ISSUES = 200
+#: Where the score starts, before each finding's points are taken off.
+FULL_SCORE = 100
+#: How many findings `refine_code` fixes per call unless told otherwise.
+DEFAULT_MAX_FIXES = 10
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCode:
+    """The state's `code` parsed once: its text and tree, or why there is no tree."""
+
+    text: str
+    tree: ast.Module | None
+    error: dict[str, Any] | None
+
+    def findings(self) -> list[Finding]:
+        """The catalogue's findings; for code that does not parse, the FLW000 finding alone."""
+        if self.tree is not None:
+            return find_problems(self.tree, self.text)
+        assert self.error is not None
+        line, column = self.error["line"] or 1, self.error["column"] or 1
+        message = f"the code does not parse, so it was not checked: {self.error['message']}"
+        return [Finding("FLW000", message, line, column)]
+
+
+def parse_code(state: Mapping[str, Any]) -> ParsedCode:
+    """Parse `state["code"]`; any failure (syntax, null bytes, nesting, size) becomes `error`.
+
+    The error is `{message, line, column}` with a 1-based line and character column, or
+    None for both when the problem has no position.  Warnings about the code (an invalid
+    escape sequence, say) are silenced: they concern the code under review, not the run.
+    """
+    code = state.get("code")
+    if not isinstance(code, str):
+        what = "the state has no `code`" if code is None else f"`code` is {type(code).__name__}"
+        return ParsedCode("", None, _error(f"{what}, not Python source text"))
+    null = code.find("\0")
+    if null >= 0:  # Python versions word (and raise) this differently: say it the same way
+        return ParsedCode(code, None, _error("the code contains a null byte", code, null))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ParsedCode(code, ast.parse(code), None)
+    except SyntaxError as error:
+        return ParsedCode(code, None, _error(error.msg, line=error.lineno, column=error.offset))
+    except UnicodeEncodeError as error:
+        message = "the code contains text that is not valid Unicode (a lone surrogate)"
+        return ParsedCode(code, None, _error(message, code, error.start))
+    except ValueError as error:
+        return ParsedCode(code, None, _error(str(error)))
+    except (RecursionError, MemoryError):
+        return ParsedCode(code, None, _error("the code is nested too deeply to parse"))
+
+
+def _error(
+    message: str,
+    text: str = "",
+    index: int | None = None,
+    *,
+    line: int | None = None,
+    column: int | None = None,
+) -> dict[str, Any]:
+    """A syntax error object; `index` (into `text`) gives its position if `line` doesn't."""
+    if index is not None:
+        breaks = [match.end() for match in _NEWLINE.finditer(text, 0, index)]
+        line = len(breaks) + 1
+        column = index - (breaks[-1] if breaks else 0) + 1
+    return {"message": message, "line": line, "column": column}
+
+
+def _where(error: Mapping[str, Any]) -> str:
+    """`line 3, column 7: message`, or the message alone when it has no position."""
+    if error["line"] is None:
+        return str(error["message"])
+    return f"line {error['line']}, column {error['column']}: {error['message']}"
+
+
+@register_tool
+def analyze_syntax(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Check that `code` parses: sets `syntax_ok` and `syntax_error` ({message, line, column}).
+
+    `syntax_error` is None when the code parses, so a stale error from an earlier loop
+    iteration does not linger in the state.
+    """
+    parsed = parse_code(state)
+    return {"syntax_ok": parsed.tree is not None, "syntax_error": parsed.error}
+
+
+@register_tool
+def check_style(state: Mapping[str, Any]) -> dict[str, Any]:
+    """List the catalogue's findings in `code` as `issues`; `style_ok` when there are none.
+
+    Each issue is {rule, message, line, column, fixable}; at most `MAX_REPORTED_ISSUES` are
+    listed and `issue_count` counts them all.  Code that does not parse cannot be checked:
+    `style_checked` is then false and the one issue is the FLW000 syntax error.
+    """
+    parsed = parse_code(state)
+    findings = parsed.findings()
+    return {
+        "issues": [finding.as_issue() for finding in findings[:MAX_REPORTED_ISSUES]],
+        "issue_count": len(findings),
+        "style_ok": not findings,
+        "style_checked": parsed.tree is not None,
+    }
+
+
+@register_tool
+def score_code(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Score `code`: 100 minus each finding's points (10 each), at least 0, as `score`.
+
+    Code that does not parse scores `SYNTAX_ERROR_SCORE` (0).  `score_reason` says how the
+    number came about.
+    """
+    parsed = parse_code(state)
+    if parsed.error is not None:
+        reason = f"the code does not parse ({_where(parsed.error)}): score {SYNTAX_ERROR_SCORE}"
+        return {"score": SYNTAX_ERROR_SCORE, "score_reason": reason}
+    findings = parsed.findings()
+    lost = sum(RULES[finding.rule].points for finding in findings)
+    if not findings:
+        return {"score": FULL_SCORE, "score_reason": "no findings"}
+    counts = Counter(finding.rule for finding in findings)
+    listed = ", ".join(f"{rule} x{count}" for rule, count in sorted(counts.items()))
+    reason = f"{FULL_SCORE} - {lost} for {_findings(len(findings))} ({listed})"
+    return {"score": max(0, FULL_SCORE - lost), "score_reason": reason}
+
+
+@register_tool
+def refine_code(state: Mapping[str, Any], max_fixes: int = DEFAULT_MAX_FIXES) -> dict[str, Any]:
+    """Rewrite up to `max_fixes` fixable findings in `code`, first ones first.
+
+    The rewrites (print -> `logging.info`, bare except -> `except Exception`, `== None` ->
+    `is None`, ...) replace only the bytes of the construct they fix, plus one inserted
+    `import logging` line when needed; every other byte of the code stays as it was.  The
+    result is parsed again and kept only if it parses.  Returns the new `code` (only when it
+    changed), `attempts` (the state's plus one; missing or not an integer counts as 0), the
+    `fixes` made ({rule, line, column, fix}, positions in the code as it was) and a
+    `refine_note`.  Code that does not parse is left as it is.  A `max_fixes` that is not
+    an integer counts as `DEFAULT_MAX_FIXES`, a negative one as 0.
+    """
+    update: dict[str, Any] = {"attempts": _count(state.get("attempts"), 0) + 1, "fixes": []}
+    parsed = parse_code(state)
+    if parsed.tree is None:
+        assert parsed.error is not None
+        update["refine_note"] = f"nothing changed: the code does not parse ({_where(parsed.error)})"
+        return update
+    limit = max(0, _count(max_fixes, DEFAULT_MAX_FIXES))
+    findings = parsed.findings()
+    fixable = [finding for finding in findings if finding.fixable]
+    chosen = fixable[:limit]
+    refined = _rewrite(parsed.text, chosen)
+    if refined is None:
+        update["refine_note"] = "nothing changed: the rewrites could not be made cleanly"
+        return update
+    if refined != parsed.text:
+        update["code"] = refined
+    update["fixes"] = [
+        {"rule": f.rule, "line": f.line, "column": f.column, "fix": RULES[f.rule].fix}
+        for f in chosen
+    ]
+    note = f"fixed {len(chosen)} of {_findings(len(fixable))} refine can fix"
+    if not fixable:
+        note = "nothing refine can fix"
+    elif len(chosen) < len(fixable):
+        note += f" (max_fixes={limit})"
+    if len(findings) > len(fixable):
+        note += f"; {_findings(len(findings) - len(fixable))} left for a person"
+    update["refine_note"] = note
+    return update
+
+
+def _count(value: object, default: int) -> int:
+    """`value` if it is an integer (a bool is not), else `default`."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _findings(count: int) -> str:
+    """`1 finding`, `3 findings`."""
+    return f"{count} finding" + ("" if count == 1 else "s")
+
+
+def _rewrite(text: str, findings: list[Finding]) -> str | None:
+    """`text` with the findings' edits made, or None if that fails or does not parse."""
+    if not findings:
+        return text
+    refined = apply_edits(SourceText(text), (edit for f in findings for edit in f.edits))
+    if refined is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(refined)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return refined
+
+
+register_tool("analyze")(analyze_syntax)
+register_tool("style")(check_style)
+register_tool("score")(score_code)
+register_tool("refine")(refine_code)
