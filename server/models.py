@@ -1,0 +1,79 @@
+"""The tables: `WorkflowDefinition`, `WorkflowRun` and `RunStep`, one SQLModel each.
+
+JSON columns are JSONB on PostgreSQL and JSON on SQLite: one definition, a dialect variant.
+Timestamps are stored with their time zone (UTC); SQLite hands them back naive, so
+`utc()` puts the zone back on read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+#: JSON everywhere, JSONB on PostgreSQL.
+JSONColumn = JSON().with_variant(JSONB(), "postgresql")
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """`moment` with UTC as its zone when the database returned it naive."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+class WorkflowDefinition(SQLModel, table=True):
+    """A saved graph: its source text (when it came as text), its IR, and the IR's hash."""
+
+    __tablename__ = "workflow_definition"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str | None = Field(default=None, max_length=200)
+    source: str | None = Field(default=None, sa_type=Text)
+    ir: dict[str, Any] = Field(sa_type=JSONColumn)
+    source_hash: str | None = Field(default=None, max_length=80)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class WorkflowRun(SQLModel, table=True):
+    """One execution of a definition: where it is, what it holds, how it ended."""
+
+    __tablename__ = "workflow_run"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    definition_id: uuid.UUID = Field(foreign_key="workflow_definition.id", index=True)
+    status: str = Field(default="queued", max_length=20)
+    durability: str = Field(default="sync", max_length=10)
+    input: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
+    current_node: str | None = Field(default=None, max_length=200)
+    step: int = 0
+    error: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class RunStep(SQLModel, table=True):
+    """One node's execution in a run: the execution log, append-only."""
+
+    __tablename__ = "run_step"
+    __table_args__ = (UniqueConstraint("run_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: uuid.UUID = Field(foreign_key="workflow_run.id", index=True)
+    seq: int
+    node: str = Field(max_length=200)
+    delta: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
+    started_at: datetime = Field(sa_type=DateTime(timezone=True))
+    finished_at: datetime = Field(sa_type=DateTime(timezone=True))

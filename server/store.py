@@ -1,0 +1,72 @@
+"""Store functions: keyword-only, given a session, knowing nothing of HTTP.
+
+Definitions and runs in and out of the tables.  Writing a run's steps as it goes is the
+recorder's job (`server/recorder.py`), which uses the same tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from compiler.ir import Flow
+from server.models import RunStep, WorkflowDefinition, WorkflowRun
+
+
+async def create_definition(
+    session: AsyncSession, *, name: str | None, source: str | None, ir: Flow
+) -> WorkflowDefinition:
+    """Save a compiled graph and return it."""
+    definition = WorkflowDefinition(
+        name=name or ir.name,
+        source=source,
+        ir=ir.model_dump(mode="json"),
+        source_hash=ir.source_hash,
+    )
+    session.add(definition)
+    await session.commit()
+    return definition
+
+
+async def get_definition(
+    session: AsyncSession, *, definition_id: uuid.UUID
+) -> WorkflowDefinition | None:
+    """The definition with this id, or None."""
+    return await session.get(WorkflowDefinition, definition_id)
+
+
+async def create_run(
+    session: AsyncSession,
+    *,
+    definition_id: uuid.UUID,
+    input: dict[str, Any],
+    durability: str,
+    run_id: uuid.UUID | None = None,
+) -> WorkflowRun:
+    """Record a new, queued run of a definition."""
+    run = WorkflowRun(
+        id=run_id or uuid.uuid4(),
+        definition_id=definition_id,
+        durability=durability,
+        input=input,
+        state=input,
+    )
+    session.add(run)
+    await session.commit()
+    return run
+
+
+async def get_run(session: AsyncSession, *, run_id: uuid.UUID) -> WorkflowRun | None:
+    """The run with this id, or None."""
+    return await session.get(WorkflowRun, run_id, populate_existing=True)
+
+
+async def list_steps(session: AsyncSession, *, run_id: uuid.UUID) -> list[RunStep]:
+    """A run's steps in order."""
+    result = await session.exec(
+        select(RunStep).where(RunStep.run_id == run_id).order_by(col(RunStep.seq))
+    )
+    return list(result.all())
