@@ -1,0 +1,208 @@
+"""The run service: durability modes, recorded history, events live and replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compiler import compile_source
+from runtime import Registry
+from server import store
+from server.db import Database
+from server.models import WorkflowDefinition
+from server.runs import RunService, UnknownRun
+from tests.server.databases import database_url
+
+__all__ = ["database_url"]
+
+ROOT = Path(__file__).parents[2]
+LOOP = "set max_steps = 40\ncount -> check ? n < 5 -> count : end\n"
+
+
+def make_registry() -> Registry:
+    registry = Registry()
+
+    def count(state: dict[str, Any]) -> dict[str, Any]:
+        return {"n": state.get("n", 0) + 1, "log": [*state.get("log", []), state.get("n", 0)]}
+
+    def check(state: dict[str, Any]) -> None:
+        return None
+
+    async def explode(state: dict[str, Any]) -> None:
+        raise RuntimeError("broken tool")
+
+    for function in (count, check, explode):
+        registry.add(function)
+    return registry
+
+
+async def _define(db: Database, source: str, registry: Registry) -> WorkflowDefinition:
+    ir = compile_source(source, tools=registry.specs()).ir
+    async with db.session() as session:
+        return await store.create_definition(session, name="t", source=source, ir=ir)
+
+
+async def _run_and_read(
+    url: str, source: str, durability: Any, state: dict[str, Any]
+) -> tuple[Any, Any, list[Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    db = Database(url)
+    await db.create_tables()
+    registry = make_registry()
+    service = RunService(db, registry=registry)
+    try:
+        definition = await _define(db, source, registry)
+        run_id = await service.start(definition=definition, input=state, durability=durability)
+        live = asyncio.ensure_future(_collect(service, run_id))
+        result = await service.result(run_id)
+        live_events = await live
+        async with db.session() as session:
+            run = await store.get_run(session, run_id=run_id)
+            steps = await store.list_steps(session, run_id=run_id)
+        late = await _collect(service, run_id)
+        service._live.clear()  # forget it here: the next subscriber replays from the database
+        replayed = await _collect(service, run_id)
+        return result, run, steps, live_events, [*late, *replayed]
+    finally:
+        await service.close()
+        await db.dispose()
+
+
+async def _collect(service: RunService, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [message async for message in service.events(run_id)]
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_durability_modes_record_the_exact_history(database_url: str, durability: str) -> None:
+    result, run, steps, live, _ = asyncio.run(
+        _run_and_read(database_url, LOOP, durability, {"seed": True})
+    )
+    assert result.status == "succeeded"
+    assert run.status == "succeeded" and run.durability == durability
+    assert [(s.seq, s.node) for s in steps] == [(s.seq, s.node) for s in result.steps]
+    assert len(steps) == 10
+    replay: dict[str, Any] = dict(run.input)
+    for step in steps:
+        replay = {**replay, **step.delta}
+    assert replay == run.state == result.state
+    assert run.state["log"] == [0, 1, 2, 3, 4]
+    assert (run.current_node, run.step) == ("check", 10)
+    assert run.started_at is not None or durability == "exit"
+    assert run.finished_at is not None
+    assert [m["type"] for m in live][:3] == ["run_started", "node_started", "node_finished"]
+    assert live[-1]["type"] == "run_finished" and live[-1]["state"] == run.state
+
+
+def test_late_and_replayed_events(database_url: str) -> None:
+    _, run, steps, live, later = asyncio.run(_run_and_read(database_url, LOOP, "sync", {}))
+    late, replayed = later[: len(live)], later[len(live) :]
+    assert late == live  # a client that joins after the end gets everything, in order
+    assert [m["type"] for m in replayed] == ["run_started"] + ["node_finished"] * 10 + [
+        "run_finished"
+    ]
+    finished = [m for m in live if m["type"] == "node_finished"]
+    assert [(m["step"], m["node"], m["delta"]) for m in replayed[1:-1]] == [
+        (m["step"], m["node"], m["delta"]) for m in finished
+    ]
+    assert replayed[-1]["state"] == run.state
+    assert len(steps) == 10
+
+
+def test_a_failed_run_is_recorded_with_its_error(database_url: str) -> None:
+    result, run, steps, live, _ = asyncio.run(
+        _run_and_read(database_url, "count -> explode -> end", "sync", {})
+    )
+    assert result.status == "failed" and run.status == "failed"
+    assert run.error == {
+        "code": "tool_error",
+        "message": "tool `explode` failed: RuntimeError: broken tool",
+        "node": "explode",
+        "span": {"line": 1, "column": 10, "end_line": 1, "end_column": 17},
+    }
+    assert run.state == {"n": 1, "log": [0]}
+    assert [s.node for s in steps] == ["count"]
+    assert live[-1]["type"] == "run_failed" and live[-1]["error"]["code"] == "tool_error"
+
+
+def test_in_progress_state_is_visible_between_steps(database_url: str) -> None:
+    async def scenario() -> list[tuple[str, int, str | None]]:
+        db = Database(database_url)
+        await db.create_tables()
+        registry = make_registry()
+        gate = asyncio.Event()
+        seen: list[tuple[str, int, str | None]] = []
+
+        async def wait_here(state: dict[str, Any]) -> dict[str, Any]:
+            async with db.session() as session:
+                run = await store.get_run(session, run_id=run_ids[0])
+                assert run is not None
+                seen.append((run.status, run.step, run.current_node))
+            await gate.wait()
+            return {"waited": True}
+
+        registry.add(wait_here)
+        service = RunService(db, registry=registry)
+        run_ids: list[uuid.UUID] = []
+        try:
+            definition = await _define(
+                db, "node c1 = count\nnode c2 = count\nc1 -> c2 -> wait_here -> end", registry
+            )
+            run_ids.append(await service.start(definition=definition, input={}))
+            await asyncio.sleep(0.2)
+            gate.set()
+            result = await service.result(run_ids[0])
+            assert result.status == "succeeded"
+            return seen
+        finally:
+            await service.close()
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == [("running", 2, "c2")]
+
+
+def test_unknown_runs(database_url: str) -> None:
+    async def scenario() -> None:
+        db = Database(database_url)
+        await db.create_tables()
+        service = RunService(db, registry=make_registry())
+        try:
+            with pytest.raises(UnknownRun):
+                await service.result(uuid.uuid4())
+            with pytest.raises(UnknownRun):
+                await _collect(service, uuid.uuid4())
+        finally:
+            await service.close()
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_code_review_example_runs_through_the_service(database_url: str) -> None:
+    source = (ROOT / "examples/code_review.flow").read_text()
+    code = (ROOT / "examples/samples/prints.py").read_text()
+
+    async def scenario() -> tuple[Any, Any]:
+        from runtime import REGISTRY
+        from runtime.tools import load_builtin_packs
+
+        load_builtin_packs()
+        db = Database(database_url)
+        await db.create_tables()
+        service = RunService(db, registry=REGISTRY)
+        try:
+            definition = await _define(db, source, REGISTRY)
+            run_id = await service.start(definition=definition, input={"code": code})
+            result = await service.result(run_id)
+            async with db.session() as session:
+                return result, await store.get_run(session, run_id=run_id)
+        finally:
+            await service.close()
+            await db.dispose()
+
+    result, run = asyncio.run(scenario())
+    assert result.status == "succeeded"
+    assert run.state == result.state
+    assert run.state["score"] >= 80
