@@ -9,6 +9,7 @@ mostly round trips.  SQLite goes through SQLAlchemy Core.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -101,12 +102,17 @@ class PostgresWriter:
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: Any = None
+        self._opening = asyncio.Lock()
 
     async def _acquire(self) -> Any:
         if self._pool is None:
-            import asyncpg
+            async with self._opening:  # the first steps of concurrent runs all get here
+                if self._pool is None:
+                    import asyncpg
 
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=1, max_size=self.pool_size
+                    )
         return self._pool.acquire()
 
     async def begin(self, run_id: uuid.UUID, at: datetime) -> None:
