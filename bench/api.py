@@ -94,7 +94,7 @@ async def api_load(url: str, concurrency: int, total: int) -> tuple[float, float
     from server.app import create_app
     from server.settings import Settings
 
-    app = create_app(Settings(DATABASE_URL=url))  # type: ignore[call-arg]
+    app = create_app(Settings(DATABASE_URL=url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

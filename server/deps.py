@@ -1,0 +1,99 @@
+"""Request -> what a route needs: database, session, run service, settings, registry, graph.
+
+The graph comes from a JSON body or from flow text (`text/plain`).  The objects live on
+`app.state` (the lifespan puts them there); the `Annotated` aliases are what routes declare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import HTTPConnection
+
+from runtime import Registry
+from server.db import Database
+from server.errors import is_json, media_type
+from server.runs import RunService
+from server.schemas import GraphInput
+from server.settings import Settings
+
+#: Charsets a `text/plain` body may declare (the flow language is UTF-8).
+TEXT_CHARSETS = (None, "utf-8", "utf8", "us-ascii", "ascii")
+
+
+def _state(connection: HTTPConnection, name: str) -> Any:
+    return getattr(connection.app.state, name)
+
+
+def get_database(connection: HTTPConnection) -> Database:
+    """The application's database."""
+    return cast(Database, _state(connection, "db"))
+
+
+def get_runs(connection: HTTPConnection) -> RunService:
+    """The application's run service."""
+    return cast(RunService, _state(connection, "runs"))
+
+
+def get_app_settings(connection: HTTPConnection) -> Settings:
+    """The application's settings."""
+    return cast(Settings, _state(connection, "settings"))
+
+
+def get_registry(connection: HTTPConnection) -> Registry:
+    """The tool registry the application runs and checks flows with."""
+    return cast(Registry, _state(connection, "registry"))
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """A session for one request, closed after it."""
+    async with db.session() as session:
+        yield session
+
+
+async def get_graph_input(
+    request: Request,
+    name: Annotated[str | None, Query(description="the graph's name, for a text body")] = None,
+) -> GraphInput:
+    """The graph in the body: JSON `{"name"?, "source" | "ir"}`, or flow text (`text/plain`)."""
+    kind, charset = media_type(request)
+    if is_json(kind):
+        data = await request.json()
+    elif kind == "text/plain":
+        if charset not in TEXT_CHARSETS:
+            raise HTTPException(status_code=415, detail="send the flow text as UTF-8")
+        data = {"name": name, "source": _utf8(await request.body())}
+    else:
+        raise HTTPException(
+            status_code=415,
+            detail="send JSON (`Content-Type: application/json`) "
+            "or the flow text (`Content-Type: text/plain`)",
+        )
+    try:
+        return GraphInput.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        detail = f"the flow text is not UTF-8: byte {body[exc.start]:#04x} at offset {exc.start}"
+        raise HTTPException(status_code=400, detail=detail) from None
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RunsDep = Annotated[RunService, Depends(get_runs)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+GraphInputDep = Annotated[GraphInput, Depends(get_graph_input)]

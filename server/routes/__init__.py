@@ -1,0 +1,16 @@
+"""HTTP paths -> route functions: every router of the API, in matching order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from server.routes import graphs, runs, stream, system
+
+api_router = APIRouter()
+# `/graph/state/...` before `/graph/{graph_id}/...`: the more specific paths match first.
+api_router.include_router(runs.router)
+api_router.include_router(graphs.router)
+api_router.include_router(stream.router)
+api_router.include_router(system.router)
+
+__all__ = ["api_router"]

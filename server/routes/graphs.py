@@ -1,0 +1,151 @@
+"""Graph requests -> compiled, checked and saved graphs, and their diagrams."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+
+from compiler import Checked, Compiled, check_ir, check_source, compile_ir, compile_source
+from compiler.diagram import to_dot, to_mermaid
+from compiler.render import diagnostic_json
+from compiler.tools import ToolSpec
+from dsl.diagnostics import Diagnostic, FlowError
+from server import store
+from server.deps import GraphInputDep, RegistryDep, SessionDep
+from server.errors import StrictJSONRoute, not_found
+from server.schemas import (
+    CheckReport,
+    DiagnosticOut,
+    DiagramOut,
+    GraphCreated,
+    GraphInput,
+    GraphOut,
+)
+
+router = APIRouter(prefix="/graph", tags=["graphs"], route_class=StrictJSONRoute)
+
+#: The file name diagnostics carry for each form of graph.
+SOURCE_NAME = "<source>"
+IR_NAME = "<ir>"
+
+#: The request body of `/graph/create` and `/graph/check`: JSON, or the flow text itself.
+GRAPH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": GraphInput.model_json_schema()},
+            "text/plain": {"schema": {"type": "string", "example": "a -> b; b -> end"}},
+        },
+    }
+}
+
+DiagramFormat = Literal["mermaid", "dot"]
+
+
+def _check(graph: GraphInput, tools: dict[str, ToolSpec]) -> Checked:
+    if graph.source is not None:
+        return check_source(graph.source, tools=tools)
+    return check_ir(graph.ir or {}, tools=tools)
+
+
+def _compile(graph: GraphInput, tools: dict[str, ToolSpec]) -> Compiled:
+    if graph.source is not None:
+        return compile_source(graph.source, tools=tools)
+    return compile_ir(graph.ir or {}, tools=tools)
+
+
+def _filename(graph: GraphInput) -> str:
+    return SOURCE_NAME if graph.source is not None else IR_NAME
+
+
+def _json(diagnostics: tuple[Diagnostic, ...], filename: str) -> list[DiagnosticOut]:
+    return [DiagnosticOut.model_validate(diagnostic_json(d, filename)) for d in diagnostics]
+
+
+def flow_errors(problem: FlowError, filename: str) -> HTTPException:
+    """The 422 for a graph with errors: a summary and every diagnostic, positioned."""
+    what = "IR document" if filename == IR_NAME else "flow"
+    errors = problem.errors
+    message = f"the {what} is not valid"
+    if errors:
+        first = errors[0]
+        where = (
+            "" if filename == IR_NAME else f"line {first.span.line}, column {first.span.column}: "
+        )
+        count = f"{len(errors)} error" + ("" if len(errors) == 1 else "s")
+        message = f"the {what} has {count}; the first: {where}{first.message}"
+    return HTTPException(
+        status_code=422,
+        detail={
+            "message": message,
+            "diagnostics": [d.model_dump() for d in _json(problem.diagnostics, filename)],
+        },
+    )
+
+
+@router.post(
+    "/create",
+    status_code=201,
+    openapi_extra=GRAPH_BODY,
+    responses={422: {"description": "the flow has errors: `{message, diagnostics}`"}},
+)
+async def create_graph(
+    graph: GraphInputDep, session: SessionDep, registry: RegistryDep
+) -> GraphCreated:
+    """Compile a graph (flow text or IR) against the registered tools and save it."""
+    try:
+        # Off the event loop: a big flow takes a while to compile.
+        compiled = await run_in_threadpool(_compile, graph, registry.specs())
+    except FlowError as problem:
+        raise flow_errors(problem, _filename(graph)) from None
+    definition = await store.create_definition(
+        session, name=graph.name, source=graph.source, ir=compiled.ir
+    )
+    return GraphCreated(
+        graph_id=definition.id,
+        name=definition.name,
+        warnings=_json(compiled.warnings, _filename(graph)),
+        ir=definition.ir,
+    )
+
+
+@router.post("/check", openapi_extra=GRAPH_BODY)
+async def check(graph: GraphInputDep, registry: RegistryDep) -> CheckReport:
+    """Report every problem in a graph; errors are `ok: false`, not an HTTP error."""
+    checked = await run_in_threadpool(_check, graph, registry.specs())
+    return CheckReport(
+        ok=not checked.errors and checked.program is not None,
+        diagnostics=_json(checked.diagnostics, _filename(graph)),
+    )
+
+
+@router.get("/{graph_id}")
+async def get_graph(graph_id: uuid.UUID, session: SessionDep) -> GraphOut:
+    """A saved graph: its name, source text (if it came as text), IR and hash."""
+    definition = await store.get_definition(session, definition_id=graph_id)
+    if definition is None:
+        raise not_found("graph", graph_id)
+    return GraphOut.model_validate(definition)
+
+
+@router.get("/{graph_id}/diagram")
+async def diagram(
+    graph_id: uuid.UUID,
+    session: SessionDep,
+    diagram_format: Annotated[DiagramFormat, Query(alias="format")] = "mermaid",
+) -> DiagramOut:
+    """A saved graph's diagram source: Mermaid (default) or Graphviz DOT."""
+    definition = await store.get_definition(session, definition_id=graph_id)
+    if definition is None:
+        raise not_found("graph", graph_id)
+    # From the text when there is one: JSONB keeps no key order, so routes read back from
+    # PostgreSQL come sorted, and the diagram would list its edges in another order.
+    checked = check_source(definition.source) if definition.source else check_ir(definition.ir)
+    if checked.program is None:
+        raise RuntimeError(f"graph {graph_id} no longer compiles")
+    program = checked.program
+    draw = to_mermaid if diagram_format == "mermaid" else to_dot
+    return DiagramOut(format=diagram_format, diagram=draw(program))

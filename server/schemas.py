@@ -1,0 +1,272 @@
+"""HTTP bodies -> validated requests, and results -> the JSON the API answers with.
+
+Request values must be storable as they are: PostgreSQL's JSONB cannot hold NUL (U+0000)
+nor lone surrogates, and JSON has no NaN or Infinity, so those are refused here, with
+the path to the value, rather than failing later inside the database.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    computed_field,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from server.models import utc
+from server.runs import Durability
+
+#: Deepest nesting accepted in a request's JSON values.  The IR of the most deeply nested
+#: flow the language accepts is about 210 levels; responses serialize up to about 250.
+MAX_JSON_DEPTH = 220
+
+#: Longest graph name (the column's width).
+MAX_NAME_LENGTH = 200
+
+
+def unstorable(value: Any, where: str = "the value") -> str | None:
+    """Why a JSON value cannot be stored, naming the path to the problem; None if it can."""
+    pending: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while pending:
+        item, path, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"`{where}` is nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                return f"the string at `{path}` {problem}"
+        elif isinstance(item, float) and not math.isfinite(item):
+            number = "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity"
+            return f"`{path}` is {number}; JSON numbers are finite"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                problem = text_problem(key)
+                if problem:
+                    return f"the key {key!r} in `{path}` {problem}"
+                pending.append((child, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why a string cannot be stored (`holds ...`: a NUL character, a lone surrogate), or None."""
+    if "\x00" in text:
+        return "holds `\\u0000`, which PostgreSQL cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate `{text[exc.start]!r}`, which is not Unicode"
+    return None
+
+
+def _storable_json(value: Any, info: ValidationInfo) -> Any:
+    problem = unstorable(value, info.field_name or "the value")
+    if problem:
+        raise PydanticCustomError("unstorable", problem)
+    return value
+
+
+def _storable_text(value: str, info: ValidationInfo) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise PydanticCustomError("unstorable", f"`{info.field_name}` {problem}")
+    return value
+
+
+JSONObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+Text = Annotated[str, AfterValidator(_storable_text)]
+#: SQLite hands timestamps back without their zone: they are UTC.
+UTCDateTime = Annotated[datetime, AfterValidator(lambda moment: utc(moment) or moment)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH), AfterValidator(_storable_text)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GraphInput(_Request):
+    """A graph to check or save: flow text (`source`) or an IR document (`ir`), not both."""
+
+    name: Name | None = None
+    source: Text | None = None
+    ir: JSONObject | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> GraphInput:
+        if (self.source is None) == (self.ir is None):
+            raise PydanticCustomError(
+                "one_form", "send exactly one of `source` (flow text) and `ir` (an IR document)"
+            )
+        return self
+
+
+class RunRequest(_Request):
+    """Run a saved graph on an input; `wait: false` answers at once (202)."""
+
+    graph_id: uuid.UUID
+    input: JSONObject = Field(default_factory=dict)
+    wait: StrictBool = True
+    durability: Durability | None = Field(
+        default=None, description="how steps reach the database; the server's default if unset"
+    )
+
+
+class DiagnosticOut(BaseModel):
+    """One problem in a flow, with its position (1-based, end exclusive)."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    severity: Literal["error", "warning"]
+    code: str
+    message: str
+    help: str | None = None
+
+
+class GraphCreated(BaseModel):
+    """A saved graph: its id, name, warnings and IR."""
+
+    graph_id: uuid.UUID
+    name: str | None
+    warnings: list[DiagnosticOut]
+    ir: dict[str, Any]
+
+
+class CheckReport(BaseModel):
+    """What checking a graph found; `ok` when there are no errors."""
+
+    ok: bool
+    diagnostics: list[DiagnosticOut]
+
+
+class _Row(BaseModel):
+    """A response read from a row's (or any object's) attributes."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class GraphOut(_Row):
+    """A saved graph as stored."""
+
+    graph_id: uuid.UUID = Field(validation_alias="id")
+    name: str | None
+    source: str | None
+    ir: dict[str, Any]
+    source_hash: str | None
+    created_at: UTCDateTime
+
+
+class DiagramOut(BaseModel):
+    """A graph's diagram source."""
+
+    format: Literal["mermaid", "dot"]
+    diagram: str
+
+
+class RunErrorOut(BaseModel):
+    """Why a run failed: a stable code, a message, the node, and the span in the source."""
+
+    code: str
+    message: str
+    node: str | None = None
+    span: dict[str, int] | None = None
+
+
+class StepOut(_Row):
+    """One node's execution in a run."""
+
+    seq: int
+    node: str
+    delta: dict[str, Any]
+    started_at: UTCDateTime
+    finished_at: UTCDateTime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_ms(self) -> float:
+        """Wall time of the node, in milliseconds."""
+        return round((self.finished_at - self.started_at).total_seconds() * 1000, 3)
+
+
+class RunOut(BaseModel):
+    """A run that ended: its status, final (or last good) state, steps and error."""
+
+    run_id: uuid.UUID
+    status: str
+    state: dict[str, Any]
+    steps: list[StepOut]
+    error: RunErrorOut | None
+
+
+class RunAccepted(BaseModel):
+    """A run that was started and goes on in the background."""
+
+    run_id: uuid.UUID
+    status: str
+
+
+class RunState(_Row):
+    """Where a run is, as recorded."""
+
+    run_id: uuid.UUID = Field(validation_alias="id")
+    graph_id: uuid.UUID = Field(validation_alias="definition_id")
+    status: str
+    current_node: str | None
+    step: int
+    state: dict[str, Any]
+    error: RunErrorOut | None
+    durability: str
+    created_at: UTCDateTime
+    started_at: UTCDateTime | None
+    finished_at: UTCDateTime | None
+    updated_at: UTCDateTime
+
+
+class RunSteps(BaseModel):
+    """A run's recorded steps, in order."""
+
+    run_id: uuid.UUID
+    steps: list[StepOut]
+
+
+class ToolParamOut(_Row):
+    """A tool's static parameter (`default` is its Python repr)."""
+
+    name: str
+    kind: str
+    required: bool
+    default: str | None
+    annotation: str | None
+
+
+class ToolOut(_Row):
+    """A registered tool: its name, documentation, parameters, and how it runs."""
+
+    name: str
+    summary: str
+    doc: str
+    params: list[ToolParamOut]
+    is_async: bool
+    blocking: bool
+
+
+class Health(BaseModel):
+    """The server and its database answer."""
+
+    status: Literal["ok"] = "ok"
+    database: Literal["ok"] = "ok"

@@ -1,0 +1,102 @@
+"""`/tools`, `/healthz`, the OpenAPI docs, and how the application is built."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from runtime import REGISTRY
+from server.db import Database
+from server.deps import get_database
+from server.settings import Settings
+from tests.server.conftest import ROOT
+
+#: Nothing listens on port 1.
+UNREACHABLE = "postgresql+asyncpg://flowc:secret@127.0.0.1:1/flowc"
+
+
+@pytest.mark.asyncio
+async def test_tools_lists_every_registered_tool(client: httpx.AsyncClient) -> None:
+    tools = (await client.get("/tools")).json()
+    assert [tool["name"] for tool in tools] == [tool.spec.name for tool in REGISTRY]
+    refine = next(tool for tool in tools if tool["name"] == "refine_code")
+    spec = REGISTRY.specs()["refine_code"]
+    assert refine == {
+        "name": "refine_code",
+        "summary": spec.summary,
+        "doc": spec.doc,
+        "params": [
+            {
+                "name": "max_fixes",
+                "kind": "positional_or_keyword",
+                "required": False,
+                "default": "10",
+                "annotation": "int",
+            }
+        ],
+        "is_async": False,
+        "blocking": False,
+    }
+    assert refine["summary"].startswith("Rewrite up to `max_fixes` fixable findings")
+
+
+@pytest.mark.asyncio
+async def test_healthz_asks_the_database(app: FastAPI, client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "database": "ok"})
+    broken = Database(UNREACHABLE)
+    app.dependency_overrides[get_database] = lambda: broken
+    try:
+        response = await client.get("/healthz")
+    finally:
+        app.dependency_overrides.clear()
+        await broken.dispose()
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("the database does not answer: ")
+    assert "secret" not in response.text
+
+
+@pytest.mark.asyncio
+async def test_openapi_docs(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    assert set(schema["paths"]) == {
+        "/graph/create",
+        "/graph/check",
+        "/graph/run",
+        "/graph/state/{run_id}",
+        "/graph/state/{run_id}/steps",
+        "/graph/{graph_id}",
+        "/graph/{graph_id}/diagram",
+        "/tools",
+        "/healthz",
+    }
+    create = schema["paths"]["/graph/create"]["post"]["requestBody"]["content"]
+    assert set(create) == {"application/json", "text/plain"}
+    run = schema["paths"]["/graph/run"]["post"]["responses"]
+    assert {"200", "202", "422"} <= set(run)
+
+
+def test_importing_the_app_connects_to_nothing() -> None:
+    script = (
+        "import sys; import server.app as m; "
+        "print(type(m.app).__name__, 'asyncpg' in sys.modules, 'aiosqlite' in sys.modules)"
+    )
+    env = {"DATABASE_URL": UNREACHABLE, "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "FastAPI False False\n", "")
+
+
+def test_a_bad_default_durability_is_refused_when_the_app_is_built() -> None:
+    from server.app import create_app
+
+    settings = Settings.model_validate({"DATABASE_URL": "sqlite://", "default_durability": "x"})
+    with pytest.raises(ValueError) as raised:
+        create_app(settings)
+    assert str(raised.value) == "FLOWC_DEFAULT_DURABILITY must be one of sync, async, exit, not 'x'"
