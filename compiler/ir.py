@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from typing_extensions import NotRequired, TypedDict
 
 from compiler import program as p
@@ -156,6 +165,23 @@ class Flow(_Frozen):
     nodes: tuple[Node, ...] = Field(min_length=1)
     routes: dict[str, Route] = Field(default_factory=dict)
     source_hash: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _routes_in_node_order(cls, data: Any) -> Any:
+        """Keep `routes` in node order, whatever order a document (or JSONB) gave them in."""
+        if isinstance(data, dict) and isinstance(data.get("routes"), dict):
+            nodes = data.get("nodes")
+            names = (
+                [n.get("name") for n in nodes if isinstance(n, dict)]
+                if isinstance(nodes, (list, tuple))
+                else []
+            )
+            routes = data["routes"]
+            rank = {name: index for index, name in enumerate(names)}
+            ordered = sorted(routes, key=lambda name: rank.get(name, len(rank)))
+            data = {**data, "routes": {name: routes[name] for name in ordered}}
+        return data
 
     def to_json(self) -> str:
         """Canonical JSON: the same flow always gives the same bytes."""

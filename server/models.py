@@ -55,7 +55,7 @@ class WorkflowRun(SQLModel, table=True):
     durability: str = Field(default="sync", max_length=10)
     input: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
     state: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
-    current_node: str | None = Field(default=None, max_length=200)
+    current_node: str | None = Field(default=None, sa_type=Text)
     step: int = 0
     error: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
@@ -73,7 +73,7 @@ class RunStep(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: uuid.UUID = Field(foreign_key="workflow_run.id", index=True)
     seq: int
-    node: str = Field(max_length=200)
+    node: str = Field(sa_type=Text)
     delta: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
     started_at: datetime = Field(sa_type=DateTime(timezone=True))
     finished_at: datetime = Field(sa_type=DateTime(timezone=True))

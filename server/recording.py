@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, update
 
 from server.db import Database
 from server.models import RunStep, WorkflowRun
@@ -58,6 +58,7 @@ class StepWriter(Protocol):
         state: dict[str, Any],
         error: dict[str, Any] | None,
         at: datetime,
+        started: datetime | None = None,
     ) -> None:
         """Write the remaining `rows` and the run's outcome."""
 
@@ -94,7 +95,7 @@ class PostgresWriter:
         UPDATE workflow_run
            SET status = $2, state = $3::jsonb, error = $4::jsonb,
                current_node = coalesce($5, current_node), step = coalesce($6, step),
-               finished_at = $7, updated_at = $7
+               started_at = coalesce(started_at, $8), finished_at = $7, updated_at = $7
          WHERE id = $1
     """
 
@@ -166,6 +167,7 @@ class PostgresWriter:
         state: dict[str, Any],
         error: dict[str, Any] | None,
         at: datetime,
+        started: datetime | None = None,
     ) -> None:
         """The remaining steps and the outcome, in one transaction."""
         async with await self._acquire() as connection, connection.transaction():
@@ -181,6 +183,7 @@ class PostgresWriter:
                 node,
                 rows[-1].seq if rows else None,
                 at,
+                started or at,
             )
 
     async def close(self) -> None:
@@ -231,6 +234,7 @@ class SqlWriter:
         state: dict[str, Any],
         error: dict[str, Any] | None,
         at: datetime,
+        started: datetime | None = None,
     ) -> None:
         """The remaining steps and the outcome, in one transaction."""
         values: dict[str, Any] = {
@@ -239,6 +243,7 @@ class SqlWriter:
             "error": error,
             "finished_at": at,
             "updated_at": at,
+            "started_at": func.coalesce(WorkflowRun.started_at, started or at),
         }
         if rows:
             values.update(current_node=rows[-1].node, step=rows[-1].seq)

@@ -14,6 +14,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from compiler.ir import Flow
@@ -68,9 +69,11 @@ class _Recorder:
         self.pending: list[StepRow] = []
         self.pending_delta: dict[str, Any] = {}
         self.flushing: asyncio.Task[None] | None = None
+        self.started: datetime | None = None
 
     async def record(self, event: Event, state: dict[str, Any]) -> None:
         if event.type == "run_started":
+            self.started = moment(event.at)
             if self.durability != "exit":
                 await self.writer.begin(self.run_id, moment(event.at))
             return
@@ -108,6 +111,7 @@ class _Recorder:
             state=result.state,
             error=error,
             at=now(),
+            started=self.started,
         )
         self.pending = []
 

@@ -143,3 +143,20 @@ def test_schema_describes_the_ir() -> None:
     assert set(schema["required"]) == {"start", "nodes"}
     for name in ("BinaryExpr", "PathExpr", "Goto", "Branch", "Node", "Span"):
         assert name in schema["$defs"]
+
+
+def _jsonb_order(value: object) -> object:
+    # PostgreSQL's JSONB hands objects back with keys sorted by length, then bytes.
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return {k: _jsonb_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_jsonb_order(item) for item in value]
+    return value
+
+
+def test_ir_bytes_survive_jsonb_key_order(tools: dict[str, ToolSpec]) -> None:
+    text = compile_source(REVIEW, tools=tools).ir.to_json()
+    reordered = _jsonb_order(json.loads(text))
+    assert list(reordered["routes"]) != list(json.loads(text)["routes"])  # type: ignore[index]
+    assert Flow.model_validate(reordered).to_json() == text
