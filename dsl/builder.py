@@ -6,6 +6,7 @@ cannot express (reserved words used as names, bad escapes) are collected in `pro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from lark import Token, Transformer
@@ -113,7 +114,7 @@ class AstBuilder(Transformer[Token, ast.Flow]):
 
     def setting(self, children: Children) -> ast.Setting:
         """`set NAME = VALUE`."""
-        name = ast.Name(str(children[1].value), token_span(children[1]))
+        name = self._name(children[1], "a setting name")
         return ast.Setting(name, self._as_value(children[3]), _outer(children))
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
@@ -204,8 +205,8 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return ast.Unary(str(children[0].value), children[1], _outer(children))  # type: ignore[arg-type]
 
     def group(self, children: Children) -> ast.Expr:
-        """`( condition )`: parentheses only group, they leave no node."""
-        return children[1]  # type: ignore[no-any-return]
+        """`( condition )`: parentheses only group, they leave no node but widen its span."""
+        return replace(children[1], span=_outer(children))  # type: ignore[no-any-return]
 
     def list_expr(self, children: Children) -> ast.ListExpr:
         """`[a, b]` in a condition."""
@@ -213,16 +214,14 @@ class AstBuilder(Transformer[Token, ast.Flow]):
 
     def call(self, children: Children) -> ast.Call:
         """`name(args)`."""
-        name = children[0]
-        return ast.Call(
-            str(name.value), tuple(_strip(children[1:])), _outer(children), token_span(name)
-        )
+        name = self._name(children[0], "a function name")
+        return ast.Call(name.text, tuple(_strip(children[1:])), _outer(children), name.span)
 
     def path_expr(self, children: Children) -> ast.PathExpr:
-        """`a.b[0]["k"][-1]`."""
-        parts: list[str | int] = []
+        """`a.b[0]["k"][-1]`; after a `.`, any name is a key, reserved words too."""
+        parts: list[str | int] = [self._name(children[0], "a path").text]
         negate = False
-        for tok in children:
+        for tok in children[1:]:
             kind = tok.type
             if kind == "NAME":
                 parts.append(str(tok.value))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A range of source text: 1-based lines and columns, the end exclusive."""
+class Span(NamedTuple):
+    """A range of source text: 1-based lines and columns, the end exclusive.
+
+    A named tuple rather than a dataclass: the parser makes one per token.
+    """
 
     line: int
     column: int

@@ -68,7 +68,14 @@ def _format_route(route: ast.Route) -> list[str]:
 
 def format_value(value: ast.Value) -> str:
     """A static value as a JSON literal (`true`, `null`, `[1, 2]`, `{"k": 1}`)."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
+    return _json(value, separators=(", ", ": "))
+
+
+def _json(value: ast.Value, separators: tuple[str, str] | None = None) -> str:
+    # JSON escapes every control character but DEL, which the grammar refuses in strings too;
+    # outside strings JSON text holds no DEL, so replacing them all is safe.
+    text = json.dumps(value, ensure_ascii=False, separators=separators, allow_nan=False)
+    return text.replace("\x7f", "\\u007f")
 
 
 def format_expr(expr: ast.Expr) -> str:
@@ -105,7 +112,7 @@ def _expr(expr: ast.Expr) -> tuple[str, int]:
 
 def _literal(lit: ast.Literal) -> str:
     if lit.kind == "string":
-        return json.dumps(lit.value, ensure_ascii=False)
+        return _json(lit.value)
     if lit.kind == "float":
         text = repr(lit.value)
         return text if any(c in text for c in ".e") else text + ".0"
@@ -120,5 +127,5 @@ def _path(path: ast.PathExpr) -> str:
         elif part.isidentifier() and part.isascii():
             out.append(f".{part}")
         else:
-            out.append("[" + json.dumps(part, ensure_ascii=False) + "]")
+            out.append("[" + _json(part) + "]")
     return "".join(out)

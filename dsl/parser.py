@@ -16,6 +16,7 @@ from lark.exceptions import UnexpectedInput
 from dsl import ast
 from dsl.builder import AstBuilder
 from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
+from dsl.lexer import FlowLexer
 from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS
 from dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
 
@@ -31,11 +32,11 @@ def grammar_text() -> str:
 
 
 def lark_parser(transformer: AstBuilder | None = None) -> Lark:
-    """A Lark LALR parser for the Flow grammar (tables cached between processes)."""
+    """A Lark LALR parser for the Flow grammar, with `FlowLexer` (tables cached on disk)."""
     return Lark(
         grammar_text(),
         parser="lalr",
-        lexer="contextual",
+        lexer=FlowLexer,
         transformer=transformer,
         maybe_placeholders=False,
         cache=True,
@@ -109,16 +110,14 @@ def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
         try:
             for token in interactive.iter_parse():
                 if current is not None:
-                    statement_start = _after_separator(current, good, statement_start)
-                    good = current
+                    good, statement_start = _accepted(current, good, statement_start)
                 current = token
             flow: ast.Flow = interactive.feed_eof()  # type: ignore[no-untyped-call]
             return flow, diagnostics
         except UnexpectedInput as exc:
             if current is not None and getattr(exc, "token", None) is not current:
                 # The lexer failed, or the end came: `current` was accepted.
-                statement_start = _after_separator(current, good, statement_start)
-                good = current
+                good, statement_start = _accepted(current, good, statement_start)
             diagnostics.append(syntax_diagnostic(exc, good, text, end))
             position = _error_offset(exc, len(text))
             text = _blank(text, min(statement_start, position), _statement_end(text, position))
@@ -128,16 +127,24 @@ def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
     return None, diagnostics
 
 
-def _after_separator(token: Token, good: Token | None, statement_start: int) -> int:
-    """Where the next statement starts once `token` is accepted after `good`."""
-    if token.type in ("_NL", "SEMICOLON") and (good is None or good.type not in CONTINUATIONS):
-        return token.end_pos or 0
-    return statement_start
+def _accepted(token: Token, good: Token | None, statement_start: int) -> tuple[Token, int]:
+    """The last good token and where the statement starts, once `token` is accepted.
+
+    A new line after `->`, `?` or `:` continues the statement and leaves the last good token
+    alone, so that a message still says what it follows.
+    """
+    if token.type == "_NL" and good is not None and good.type in CONTINUATIONS:
+        return good, statement_start
+    if token.type in ("_NL", "SEMICOLON"):
+        return token, token.end_pos or 0
+    return token, statement_start
 
 
 def _error_offset(exc: UnexpectedInput, size: int) -> int:
     token = getattr(exc, "token", None)
-    if token is not None and token.type != "$END" and token.start_pos is not None:
+    if token is not None and token.type == "$END":
+        return size  # `feed_eof` places its `$END` token at offset 0
+    if token is not None and token.start_pos is not None:
         return int(token.start_pos)
     position = getattr(exc, "pos_in_stream", None)
     return size if position is None else int(position)
@@ -174,9 +181,13 @@ def _statement_end(text: str, position: int) -> int:
 
 
 def _blank(text: str, start: int, end: int) -> str:
-    """Replace text[start:end] with spaces, keeping line breaks so positions stay put."""
+    r"""Replace text[start:end] with spaces, keeping line breaks so positions stay put.
+
+    Only `\n` counts as a line break for positions; a lone `\r` is blanked like any other
+    character, or an unexpected one would be reported again on every pass.
+    """
     start = min(start, end)
-    hole = "".join(c if c in "\r\n" else " " for c in text[start:end])
+    hole = "".join(c if c == "\n" else " " for c in text[start:end])
     return text[:start] + hole + text[end:]
 
 
@@ -200,16 +211,15 @@ def nesting_problems(flow: ast.Flow) -> list[Diagnostic]:
             roots = [(statement.value.value, statement.value.span)]
         elif isinstance(statement, ast.NodeDecl) and statement.args:
             roots = [(arg.value.value, arg.value.span) for arg in statement.args]
+        help = (
+            "split the condition, or name intermediate results in the state"
+            if isinstance(statement, ast.Route)
+            else "flatten the value"
+        )
         for root, span in roots:
             if _depth_exceeds(root, MAX_NESTING):
-                problems.append(
-                    error(
-                        "E003",
-                        f"nested more than {MAX_NESTING} levels deep",
-                        span,
-                        help="split the condition, or name intermediate results in the state",
-                    )
-                )
+                message = f"nested more than {MAX_NESTING} levels deep"
+                problems.append(error("E003", message, span, help=help))
     return problems
 
 

@@ -33,6 +33,7 @@ _EXPRESSION_START = frozenset(["NAME", "INT", "STRING", "LPAR"])
 _VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
 _STATEMENT_START = frozenset(["FLOW", "SET", "NODE", "NAME"])
 _NODE_NAME = frozenset(["NAME", "START", "END"])
+_COMPARISONS = frozenset(["EQ", "NE", "LT", "LE", "GT", "GE", "IN", "NOT"])
 _SEPARATORS = frozenset(["_NL", "SEMICOLON", "$END"])
 #: After these, a new line continues the statement instead of ending it.
 CONTINUATIONS = frozenset(["ARROW", "QMARK", "COLON"])
@@ -51,7 +52,7 @@ def describe_expected(expected: set[str]) -> str:
     if wanted >= _VALUE_START:
         phrases.append("a value")
         wanted -= _VALUE_START | {"FLOAT", "MINUS", "TRUE", "FALSE", "NULL"}
-    if wanted >= _NODE_NAME:
+    if expected >= _NODE_NAME and wanted & _NODE_NAME:  # an expression may have taken NAME
         phrases.append("a node name")
         wanted -= _NODE_NAME
     if len(wanted & _OPERATORS) >= 3:
@@ -95,26 +96,67 @@ def syntax_diagnostic(
         char = text[position] if position < len(text) else ""
         span = Span(line, column, line, column + 1)
         if char in "\"'":
+            stray = _control_character(text, position)
+            if stray is not None:
+                span = Span(line, column + stray - position, line, column + stray - position + 1)
+                return error(
+                    "E011",
+                    f"unexpected character `{_shown(text[stray])}` in a string",
+                    span,
+                    help=f"write it as the escape `\\u{ord(text[stray]):04x}`",
+                )
             return error(
                 "E012", "unterminated string", span, help=f"close it with {char} on the same line"
             )
-        shown = repr(char)[1:-1] if not char.isprintable() or char.isspace() else char
-        return error("E011", f"unexpected character `{shown}`{after}", span)
+        return error("E011", f"unexpected character `{_shown(char)}`{after}", span)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token = exc.token
         span = Span(token.line, token.column, token.end_line, token.end_column)
         if token.type == "_NL":  # point at the line's end, not the whole run of blank lines
             span = Span(token.line, token.column, token.line, token.column + 1)
-        wanted = describe_expected(_acceptable(exc))
-        message = f"expected {wanted}{after}, found {describe_token(token)}"
+        acceptable = _acceptable(exc)
+        if token.type in _COMPARISONS and "PLUS" in acceptable:  # `a < b < c`
+            return error(
+                "E010",
+                f"comparisons do not chain: found {describe_token(token)}{after}",
+                span,
+                help="join two comparisons with `and`, as in `a < b and b < c`",
+            )
+        message = f"expected {describe_expected(acceptable)}{after}, found {describe_token(token)}"
         if token.type == "GT" and previous is not None and previous.type == "MINUS":
             # `x < -> y`: the lexer took `->` apart because an operand may start with `-`.
             span = Span(previous.line or 1, previous.column or 1, 0, 0)
             span = Span(span.line, span.column, span.line, span.column + 2)
             message = "expected an expression before `->`"
         return error("E010", message, span)
+    if after and previous is not None and previous.end_line is not None:
+        # Right after the last good token, even when new lines or comments follow it.
+        line, column = previous.end_line, previous.end_column or 1
+        end = Span(line, column, line, column + 1)
     wanted = describe_expected(_acceptable(exc))
     return error("E010", f"expected {wanted}{after}, found the end of the text", end)
+
+
+def _shown(char: str) -> str:
+    """A character as a message shows it: control characters and spaces escaped."""
+    return repr(char)[1:-1] if not char.isprintable() or char.isspace() else char
+
+
+def _control_character(text: str, quote: int) -> int | None:
+    """Where the string opened at `quote` holds a control character before it ends, if it does."""
+    i = quote + 1
+    while i < len(text) and text[i] not in (text[quote], "\n"):
+        if text.startswith("\r\n", i):
+            return None  # the line ends: the string is unterminated
+        if _is_control(text[i]):
+            return i
+        escapes = text[i] == "\\" and text[i + 1 : i + 2] not in ("", "\n")
+        i += 2 if escapes and not _is_control(text[i + 1]) else 1
+    return None
+
+
+def _is_control(char: str) -> bool:
+    return char != "\t" and (char < " " or char == "\x7f")
 
 
 def _acceptable(exc: UnexpectedInput) -> set[str]:

@@ -1,0 +1,110 @@
+"""Source text -> Lark tokens, one compiled-regex match per token.
+
+A stand-in for Lark's contextual lexer with the same terminals, taken from the grammar
+itself, so `grammars/flow.lark` stays the one specification.  It exists for speed: Lark's
+lexer matches whitespace separately and does per-token bookkeeping in Python, which was
+half of the parse time.  Keywords follow the contextual lexer's rule: where the parser
+takes a name but not the keyword (`node start`, `a.end`), the word is a name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from lark import Token
+from lark.exceptions import UnexpectedCharacters
+from lark.lexer import Lexer, LexerState, TerminalDef
+from lark.utils import TextSlice
+
+#: Terminals the grammar ignores (`%ignore`) besides spaces and tabs; `_NL` covers comments.
+_NEWLINE = "_NL"
+
+
+def _scan_order(terminal: TerminalDef) -> tuple[int, int, int, str]:
+    # The order Lark's own lexer tries terminals in: longest possible match first.
+    pattern = terminal.pattern
+    return (-terminal.priority, -pattern.max_width, -len(pattern.value), terminal.name)
+
+
+class FlowLexer(Lexer):
+    """Tokens for the Flow grammar (Lark's custom-lexer interface, version 2)."""
+
+    __future_interface__ = 2
+
+    def __init__(self, lexer_conf: Any) -> None:
+        terminals: list[TerminalDef] = list(lexer_conf.terminals)
+        ignored = set(lexer_conf.ignore)
+        name = re.compile(next(t.pattern.to_regexp() for t in terminals if t.name == "NAME"))
+        # Words NAME would match are keywords: looked up after a NAME match, not scanned.
+        self.keywords: dict[str, str] = {
+            t.pattern.value: t.name
+            for t in terminals
+            if t.pattern.type == "str" and name.fullmatch(t.pattern.value)
+        }
+        scanned = sorted(
+            (
+                t
+                for t in terminals
+                if t.name not in ignored and t.pattern.value not in self.keywords
+            ),
+            key=_scan_order,
+        )
+        spaces = "|".join(
+            t.pattern.to_regexp() for t in terminals if t.name in ignored and t.name != "COMMENT"
+        )
+        alternatives = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanned)
+        # The spaces are matched atomically (a lookahead, then a back-reference to it): when no
+        # token follows them, `(?:[\t \f]+)*` would otherwise backtrack exponentially.
+        self.scanner = re.compile(f"(?=(?P<_spaces>(?:{spaces})*))(?P=_spaces)(?:{alternatives})")
+        self.spaces = re.compile(f"(?:{spaces})*")
+        self.group_names = {index: name for name, index in self.scanner.groupindex.items()}
+
+    def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
+        """Yield the tokens of the text, consulting the parser only about keywords."""
+        text = lexer_state.text
+        if isinstance(text, TextSlice):
+            text = text.text
+        assert isinstance(text, str)
+        match = self.scanner.match
+        keywords = self.keywords
+        groups = self.group_names
+        states = parser_state.parse_conf.states
+        position, size = 0, len(text)
+        line, line_start = 1, 0
+        while True:
+            found = match(text, position)
+            if found is None:
+                spaces = self.spaces.match(text, position)
+                position = spaces.end() if spaces else position
+                if position >= size:
+                    return
+                column = position - line_start + 1
+                accepts = set(states[parser_state.position])
+                raise UnexpectedCharacters(  # type: ignore[no-untyped-call]
+                    text, position, line, column, allowed=accepts, state=parser_state
+                )
+            kind = groups[found.lastindex]  # type: ignore[index]
+            start, end = found.span(kind)
+            value = text[start:end]
+            column = start - line_start + 1
+            if kind == _NEWLINE:
+                newlines = value.count("\n")
+                if newlines:
+                    last = start + value.rindex("\n")
+                    token = Token(
+                        kind, value, start, line, column, line + newlines, end - last, end
+                    )
+                    line, line_start = line + newlines, last + 1
+                else:  # a comment at the very end of the text
+                    token = Token(kind, value, start, line, column, line, column + len(value), end)
+            else:
+                if kind == "NAME" and value in keywords:
+                    keyword = keywords[value]
+                    accepted = states[parser_state.position]
+                    if keyword in accepted or "NAME" not in accepted:
+                        kind = keyword
+                token = Token(kind, value, start, line, column, line, column + end - start, end)
+            position = end
+            yield token

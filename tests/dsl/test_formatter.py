@@ -1,0 +1,157 @@
+"""The canonical formatter: round-trip laws over generated ASTs, and the text it writes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dsl import ast, format, parse
+from tests.dsl import strategies
+
+_QUICK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_LONG = settings(max_examples=5_000, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _round_trip(flow: ast.Flow) -> None:
+    text = format(flow)
+    reparsed = parse(text)
+    assert reparsed == flow, text
+    assert format(reparsed) == text
+
+
+@_QUICK
+@given(strategies.flows)
+def test_parse_of_format_gives_the_same_flow(flow: ast.Flow) -> None:
+    _round_trip(flow)
+
+
+@_QUICK
+@given(strategies.conditions)
+def test_every_condition_tree_survives_formatting(condition: ast.Expr) -> None:
+    branch = ast.Branch((ast.Arm(condition, ast.Name("b")),), ast.Name("c"))
+    _round_trip(ast.Flow((ast.Route((ast.Name("a"),), branch),)))
+
+
+@_QUICK
+@given(strategies.json_values)
+def test_every_static_value_survives_formatting(value: ast.Value) -> None:
+    _round_trip(ast.Flow((ast.Setting(ast.Name("x"), ast.JsonValue(value)),)))
+
+
+@pytest.mark.slow
+@_LONG
+@given(strategies.flows)
+def test_parse_of_format_gives_the_same_flow_long(flow: ast.Flow) -> None:
+    _round_trip(flow)
+
+
+# ---------------------------------------------------------------- the text written
+
+DESIGN_EXAMPLE = """\
+# code_review.flow
+flow code_review                        # optional header: the flow's name
+set max_steps = 60                      # optional settings
+
+node analyze = analyze_syntax           # bind a node name to a registered tool
+node style   = check_style
+node score   = score_code
+node refine  = refine_code(max_fixes = 10)   # static keyword arguments (JSON literals)
+
+start -> analyze                        # optional: default start is the first node named
+analyze -> style -> score
+score ? score < 80 and default(attempts, 0) < 3 -> refine : end
+refine -> analyze
+"""
+
+DESIGN_EXAMPLE_FORMATTED = """\
+flow code_review
+set max_steps = 60
+node analyze = analyze_syntax
+node style = check_style
+node score = score_code
+node refine = refine_code(max_fixes = 10)
+
+start -> analyze
+analyze -> style -> score
+score ? score < 80 and default(attempts, 0) < 3 -> refine : end
+refine -> analyze
+"""
+
+
+def test_the_design_example_is_written_canonically() -> None:
+    assert format(parse(DESIGN_EXAMPLE)) == DESIGN_EXAMPLE_FORMATTED
+
+
+def test_the_one_liner_becomes_two_lines() -> None:
+    text = "analyze -> style -> score; score ? score<80 -> refine : end"
+    assert format(parse(text)) == "analyze -> style -> score\nscore ? score < 80 -> refine : end\n"
+
+
+def test_an_empty_flow_is_empty_text() -> None:
+    assert format(parse("# nothing\n\n;;\n")) == ""
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("((a or b)) and c", "(a or b) and c"),
+        ("a or (b and c)", "a or b and c"),
+        ("(a or b) or c", "a or b or c"),
+        ("a or (b or c)", "a or (b or c)"),
+        ("a - (b - c)", "a - (b - c)"),
+        ("(a - b) - c", "a - b - c"),
+        ("(a + b) * c", "(a + b) * c"),
+        ("a + (b * c)", "a + b * c"),
+        ("(a < b) == (c < d)", "(a < b) == (c < d)"),
+        ("not (a == b)", "not a == b"),
+        ("(not a) == b", "(not a) == b"),
+        ("not (a and b)", "not (a and b)"),
+        ("-(a + b)", "-(a + b)"),
+        ("- - a", "--a"),
+        ("a - -1", "a - -1"),
+        ("-a * b", "-a * b"),
+        ("x not in [1,2,]", "x not in [1, 2]"),
+        ("len( x )>=1", "len(x) >= 1"),
+        ("x['k'][-1].y[\"a b\"]", 'x.k[-1].y["a b"]'),
+        ('x["é"]', 'x["é"]'),
+        ("x == 'it\\'s'", 'x == "it\'s"'),
+        ('x == "\\u0041\\n"', 'x == "A\\n"'),
+        ("x == 1e3", "x == 1000.0"),
+        ("x == 1.", "x == 1.0"),
+        ("x == .5", "x == 0.5"),
+        ("x == 1e20", "x == 1e+20"),
+    ],
+)
+def test_conditions_are_written_with_the_fewest_parentheses(written: str, canonical: str) -> None:
+    assert format(parse(f"a ? {written} -> b : c")) == f"a ? {canonical} -> b : c\n"
+
+
+def test_static_values_are_written_as_json() -> None:
+    text = "node a = f(x = -1.5e3, y = [1, [], {}], z = {'k': null,}, w = \"\\u007f\")"
+    assert format(parse(text)) == (
+        'node a = f(x = -1500.0, y = [1, [], {}], z = {"k": null}, w = "\\u007f")\n'
+    )
+
+
+def test_tool_without_parentheses_stays_apart_from_an_empty_call() -> None:
+    assert format(parse("node a = f\nnode b = f()")) == "node a = f\nnode b = f()\n"
+
+
+def test_a_long_branch_is_written_one_arm_per_line() -> None:
+    arms = " : ".join(f"score >= {n} -> publish_{n}" for n in (90, 80, 70, 60))
+    flow = parse(f"score ? {arms} : refine")
+    assert format(flow) == (
+        "score ? score >= 90 -> publish_90 :\n"
+        "        score >= 80 -> publish_80 :\n"
+        "        score >= 70 -> publish_70 :\n"
+        "        score >= 60 -> publish_60 :\n"
+        "        refine\n"
+    )
+    assert parse(format(flow)) == flow
+
+
+def test_a_long_branch_with_one_arm_stays_on_one_line() -> None:
+    condition = " and ".join(f"long_name_{n} > {n}" for n in range(8))
+    text = f"a ? {condition} -> b : c\n"
+    assert len(text) > 100
+    assert format(parse(text)) == text

@@ -1,0 +1,233 @@
+"""The front end's limits: size (E001), encodable text (E002), nesting (E003), control characters.
+
+Whatever the input, the parser answers with diagnostics: never `MemoryError`,
+`RecursionError` or a hang.  Lark's LALR parser keeps its own stack, and the AST builder
+reduces one rule at a time, so deep inputs cost no Python recursion; the nesting limit
+then keeps the later, recursive stages (lowering, checks, evaluation) safe.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler import check_source
+from dsl import FlowError, Span, ast, parse
+from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES
+
+Found = tuple[str, str, Span]
+
+
+def problems(source: str) -> list[Found]:
+    with pytest.raises(FlowError) as caught:
+        parse(source)
+    return [(d.code, d.message, d.span) for d in caught.value.diagnostics]
+
+
+def codes(source: str) -> list[str]:
+    """The codes `check_source` reports, which must not raise whatever the input."""
+    return [d.code for d in check_source(source).diagnostics]
+
+
+# ------------------------------------------------------------------- size
+
+
+def test_the_limit_is_one_mebibyte() -> None:
+    assert MAX_SOURCE_BYTES == 1024 * 1024
+
+
+def test_a_text_of_exactly_the_limit_is_parsed() -> None:
+    text = "a -> b\n#" + "x" * (MAX_SOURCE_BYTES - 8)
+    assert len(text.encode()) == MAX_SOURCE_BYTES
+    assert parse(text) == ast.Flow((ast.Route((ast.Name("a"), ast.Name("b")), None),))
+
+
+def test_one_byte_over_the_limit_is_e001() -> None:
+    text = "#" * (MAX_SOURCE_BYTES + 1)
+    with pytest.raises(FlowError) as caught:
+        parse(text)
+    (found,) = caught.value.diagnostics
+    assert (found.code, found.message) == (
+        "E001",
+        "the text is 1,048,577 bytes; the limit is 1,048,576 bytes",
+    )
+    assert found.help == "split the flow into smaller files"
+
+
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    text = "# " + "é" * (MAX_SOURCE_BYTES // 2)  # fewer characters than the limit, more bytes
+    assert len(text) < MAX_SOURCE_BYTES < len(text.encode())
+    assert [code for code, _, _ in problems(text)] == ["E001"]
+
+
+def test_a_huge_text_is_refused_without_running_out_of_memory() -> None:
+    text = "a -> b\n" * (2 * MAX_SOURCE_BYTES)  # 14 MiB of valid statements
+    assert problems(text) == [
+        ("E001", "the text is 14,680,064 bytes; the limit is 1,048,576 bytes", Span(1, 1, 1, 1))
+    ]
+    assert codes(text) == ["E001"]
+
+
+# ----------------------------------------------------------- lone surrogates
+
+
+def test_a_lone_surrogate_is_e002() -> None:
+    assert problems('a -> b\nc ? x == "\ud800" -> d : e') == [
+        (
+            "E002",
+            "the text holds a lone surrogate, which UTF-8 cannot encode",
+            Span(2, 11, 2, 12),
+        )
+    ]
+
+
+def test_a_lone_surrogate_in_a_too_large_text_is_still_e001() -> None:
+    assert [code for code, _, _ in problems("\udfff" * (MAX_SOURCE_BYTES + 1))] == ["E001"]
+
+
+# ------------------------------------------------------------------ nesting
+
+DEEP = 5_000
+
+
+def nesting(source: str) -> list[Found]:
+    """The E003 diagnostics for `source`, checked through the compiler as well."""
+    assert codes(source) == ["E003"]
+    return problems(source)
+
+
+E003 = "nested more than 100 levels deep"
+
+
+@pytest.mark.parametrize(
+    ("condition", "end_column"),
+    [
+        ("not " * DEEP + "x", 5 + 4 * DEEP + 1),
+        ("-" * DEEP + "x", 5 + DEEP + 1),
+        ("-(" * DEEP + "x" + ")" * DEEP, 5 + 3 * DEEP + 1),  # to the last `)`
+        (" + ".join(["a"] * DEEP), 5 + 4 * DEEP - 3),
+        ("[" * DEEP + "]" * DEEP, 5 + 2 * DEEP),
+        ("len(" * DEEP + "x" + ")" * DEEP, 5 + 5 * DEEP + 1),
+        ("a or " * DEEP + "a", 5 + 5 * DEEP + 1),
+    ],
+    ids=["not", "minus", "minus-parentheses", "sum", "lists", "calls", "or"],
+)
+def test_deep_conditions_are_e003(condition: str, end_column: int) -> None:
+    source = f"a ? {condition} -> b : c"
+    assert nesting(source) == [("E003", E003, Span(1, 5, 1, end_column))]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * DEEP + "]" * DEEP,
+        '{"k": ' * DEEP + "1" + "}" * DEEP,
+        '[{"k": ' * DEEP + "1" + "}]" * DEEP,
+    ],
+    ids=["lists", "objects", "mixed"],
+)
+def test_deep_static_values_are_e003(value: str) -> None:
+    assert [code for code, _, _ in nesting(f"set x = {value}")] == ["E003"]
+    assert [code for code, _, _ in nesting(f"node a = f(x = 1, y = {value})")] == ["E003"]
+
+
+def test_the_nesting_limit_is_inclusive() -> None:
+    at_limit = "not " * (MAX_NESTING - 1) + "x"  # `x` is the 100th level
+    parse(f"a ? {at_limit} -> b : c")
+    parse("set x = " + "[" * MAX_NESTING + "]" * MAX_NESTING)
+    assert [code for code, _, _ in problems(f"a ? not {at_limit} -> b : c")] == ["E003"]
+    over = MAX_NESTING + 1
+    assert [code for code, _, _ in problems("set x = " + "[" * over + "]" * over)] == ["E003"]
+
+
+def test_a_flow_nested_to_the_limit_compiles_without_recursion_errors() -> None:
+    condition = " + ".join(["x"] * MAX_NESTING) + " > 0"  # 99 sums under a comparison
+    deep = "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1)
+    source = f"node a = a(x = {deep})\na ? {condition} -> a : end"
+    assert [d.code for d in check_source(source).errors] == ["E003"]
+    shallower = " + ".join(["x"] * (MAX_NESTING - 1)) + " > 0"
+    checked = check_source(f"node a = a(x = {deep})\na ? {shallower} -> a : end")
+    assert not checked.errors
+
+
+def test_each_deep_condition_is_reported_once_where_it_is() -> None:
+    deep = "not " * 200 + "x"
+    source = f"a ? {deep} -> b : ok -> c : {deep} -> d : e\nset y = {'[' * 200}{']' * 200}"
+    assert [(code, span.line, span.column) for code, _, span in problems(source)] == [
+        ("E003", 1, 5),
+        ("E003", 1, 824),
+        ("E003", 2, 9),
+    ]
+
+
+def test_parentheses_alone_add_no_depth() -> None:
+    # `(` ... `)` only groups: the AST has no node for it, so ten thousand of them around a
+    # name are the name itself, well within the nesting limit.
+    deep = "(" * 10_000 + "x" + ")" * 10_000
+    assert parse(f"a ? {deep} -> b : c") == parse("a ? x -> b : c")
+    assert not check_source(f"a ? {deep} -> b : c").errors
+
+
+def test_long_flat_texts_are_not_nesting() -> None:
+    chain = " -> ".join(f"n{i}" for i in range(DEEP))
+    route = parse(chain).statements[0]
+    assert isinstance(route, ast.Route) and len(route.nodes) == DEEP
+    arms = " : ".join(f"x == {i} -> n{i}" for i in range(DEEP))
+    branch = parse(f"a ? {arms} : end").statements[0]
+    assert isinstance(branch, ast.Route) and branch.branch is not None
+    assert len(branch.branch.arms) == DEEP
+    path = parse("a ? x" + ".y" * DEEP + "[0]" * DEEP + " -> b : c").statements[0]
+    assert isinstance(path, ast.Route) and path.branch is not None
+    condition = path.branch.arms[0].condition
+    assert isinstance(condition, ast.PathExpr) and len(condition.parts) == 2 * DEEP + 1
+
+
+# ------------------------------------------------------ control characters
+
+
+@pytest.mark.parametrize(
+    "char", ["\x00", "\x01", "\x07", "\x08", "\x0b", "\x0e", "\x1b", "\x1f", "\x7f", "\r"]
+)
+def test_control_characters_are_e011_in_code_strings_and_comments(char: str) -> None:
+    shown = repr(char)[1:-1]
+    assert problems(f"a{char} -> b") == [
+        ("E011", f"unexpected character `{shown}` after `a`", Span(1, 2, 1, 3))
+    ]
+    assert problems(f'a ? x == "{char}" -> b : c') == [
+        ("E011", f"unexpected character `{shown}` in a string", Span(1, 11, 1, 12))
+    ]
+    assert problems(f"a -> b # a{char}b") == [
+        ("E011", f"unexpected character `{shown}`", Span(1, 11, 1, 12))
+    ]
+
+
+def test_tabs_are_allowed_everywhere_and_form_feeds_outside_strings() -> None:
+    assert parse('a\t->\fb\t# a\tcomment\f\nc ? x == "\t" -> d : e') == parse(
+        'a -> b\nc ? x == "\\t" -> d : e'
+    )
+    assert problems('a ? x == "\f" -> b : c') == [
+        ("E011", "unexpected character `\\x0c` in a string", Span(1, 11, 1, 12))
+    ]
+
+
+def test_escaped_control_characters_are_fine_in_strings() -> None:
+    route = parse('a ? x == "\\u0000\\u001b\\n" -> b : c').statements[0]
+    assert isinstance(route, ast.Route) and route.branch is not None
+    comparison = route.branch.arms[0].condition
+    assert isinstance(comparison, ast.Binary)
+    assert comparison.right == ast.Literal("string", "\x00\x1b\n")
+
+
+def test_lines_of_null_bytes_are_one_error_per_line_then_stop() -> None:
+    found = problems("\x00\x00\n" * 1_000)
+    assert found[0] == ("E011", "unexpected character `\\x00`", Span(1, 1, 1, 2))
+    assert len(found) == 51
+    assert found[-1][:2] == ("E010", "too many syntax errors; stopped after 50")
+
+
+def test_the_help_for_e003_fits_what_is_nested() -> None:
+    with pytest.raises(FlowError) as caught:
+        parse(f"a ? {'not ' * 101}x -> b : c\nset x = {'[' * 101}{']' * 101}")
+    assert [d.help for d in caught.value.diagnostics] == [
+        "split the condition, or name intermediate results in the state",
+        "flatten the value",
+    ]

@@ -1,0 +1,392 @@
+"""Syntax errors, word for word: messages, codes and spans, and recovery from several errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dsl import FlowError, Span, parse
+from dsl.parser import lark_parser
+
+Found = tuple[str, str, tuple[int, int, int, int]]
+
+
+def problems(source: str) -> list[Found]:
+    """(code, message, span) of every diagnostic `parse` raises for `source`."""
+    with pytest.raises(FlowError) as caught:
+        parse(source)
+    return [
+        (d.code, d.message, (d.span.line, d.span.column, d.span.end_line, d.span.end_column))
+        for d in caught.value.diagnostics
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "message", "span"),
+    [
+        # arrows and node names
+        ("a -> -> b", "E010", "expected a node name after `->`, found `->`", (1, 6, 1, 8)),
+        (
+            "a ->",
+            "E010",
+            "expected a node name after `->`, found the end of the text",
+            (1, 5, 1, 6),
+        ),
+        # at the end of a file that ends in new lines, the caret stays after the arrow
+        (
+            "a ->\n\n",
+            "E010",
+            "expected a node name after `->`, found the end of the text",
+            (1, 5, 1, 6),
+        ),
+        ("a -> 1", "E010", "expected a node name after `->`, found `1`", (1, 6, 1, 7)),
+        ("a", "E010", "expected `->` or `?` after `a`, found the end of the text", (1, 2, 1, 3)),
+        ("a b", "E010", "expected `->` or `?` after `a`, found `b`", (1, 3, 1, 4)),
+        ("a.b -> c", "E010", "expected `->` or `?` after `a`, found `.`", (1, 2, 1, 3)),
+        ("-> a", "E010", "expected a statement, found `->`", (1, 1, 1, 3)),
+        ('"a" -> b', "E010", 'expected a statement, found `"a"`', (1, 1, 1, 4)),
+        (
+            "a -> b -> c d",
+            "E010",
+            "expected `->`, `?` or the end of the statement after `c`, found `d`",
+            (1, 13, 1, 14),
+        ),
+        # branches
+        ("a ? x -> b", "E010", "expected `:` after `b`, found the end of the text", (1, 11, 1, 12)),
+        (
+            "a ? x -> b\nc -> d",
+            "E010",
+            "expected `:` after `b`, found the end of the line",
+            (1, 11, 1, 12),
+        ),
+        (
+            "a ? -> b : c",
+            "E010",
+            "expected an expression or `not` after `?`, found `->`",
+            (1, 5, 1, 7),
+        ),
+        (
+            "a ? x -> b :",
+            "E010",
+            "expected an expression, a node name or `not` after `:`, found the end of the text",
+            (1, 13, 1, 14),
+        ),
+        ("a ? x -> : c", "E010", "expected a node name after `->`, found `:`", (1, 10, 1, 11)),
+        ("a ? x -> b ? y -> c : d", "E010", "expected `:` after `b`, found `?`", (1, 12, 1, 13)),
+        # conditions
+        ("a ? x < -> y : z", "E010", "expected an expression after `<`, found `->`", (1, 9, 1, 11)),
+        (
+            "a ? x == = y -> b : c",
+            "E010",
+            "expected an expression after `==`, found `=`",
+            (1, 10, 1, 11),
+        ),
+        ("a ? x not y -> b : c", "E010", "expected `in` after `not`, found `y`", (1, 11, 1, 12)),
+        ("a ? (x -> b : c", "E010", "expected `)` after `x`, found `->`", (1, 8, 1, 10)),
+        ("a ? f(x -> b : c", "E010", "expected `)` or `,` after `x`, found `->`", (1, 9, 1, 11)),
+        (
+            "a ? x[1.5] -> b : c",
+            "E010",
+            "expected `-`, a number or a string after `[`, found `1.5`",
+            (1, 7, 1, 10),
+        ),
+        (
+            "a ? x = 1 -> b : c",
+            "E010",
+            "expected an operator, `(` or `->` after `x`, found `=`",
+            (1, 7, 1, 8),
+        ),
+        # statements with keywords
+        ("flow", "E010", "expected a name after `flow`, found the end of the text", (1, 5, 1, 6)),
+        (
+            "flow\na -> b",
+            "E010",
+            "expected a name after `flow`, found the end of the line",
+            (1, 5, 1, 6),
+        ),
+        (
+            "flow a b",
+            "E010",
+            "expected the end of the statement after `a`, found `b`",
+            (1, 8, 1, 9),
+        ),
+        ("node a", "E010", "expected `=` after `a`, found the end of the text", (1, 7, 1, 8)),
+        ("node a = f(x)", "E010", "expected `=` after `x`, found `)`", (1, 13, 1, 14)),
+        (
+            "node a = f(x = 1 y = 2)",
+            "E010",
+            "expected `)` or `,` after `1`, found `y`",
+            (1, 18, 1, 19),
+        ),
+        ("node a = f(x = y)", "E010", "expected a value after `=`, found `y`", (1, 16, 1, 17)),
+        ("set x = ", "E010", "expected a value after `=`, found the end of the text", (1, 8, 1, 9)),
+        (
+            "set x = -",
+            "E010",
+            "expected a number after `-`, found the end of the text",
+            (1, 10, 1, 11),
+        ),
+        (
+            "set x = [1, 2",
+            "E010",
+            "expected `,` or `]` after `2`, found the end of the text",
+            (1, 14, 1, 15),
+        ),
+        ("set x = {1: 2}", "E010", "expected `}` or a string after `{`, found `1`", (1, 10, 1, 11)),
+        # characters the language has no use for
+        ("a @ b", "E011", "unexpected character `@` after `a`", (1, 3, 1, 4)),
+        ("a ? x ! y -> b : c", "E011", "unexpected character `!` after `x`", (1, 7, 1, 8)),
+        ("a -> b\x00", "E011", "unexpected character `\\x00` after `b`", (1, 7, 1, 8)),
+        ("\x00", "E011", "unexpected character `\\x00`", (1, 1, 1, 2)),
+        ("a -> b\rc -> d", "E011", "unexpected character `\\r` after `b`", (1, 7, 1, 8)),
+        ("a\x1b -> b", "E011", "unexpected character `\\x1b` after `a`", (1, 2, 1, 3)),
+        ("a\x7f -> b", "E011", "unexpected character `\\x7f` after `a`", (1, 2, 1, 3)),
+        ("a\u2028-> b", "E011", "unexpected character `\\u2028` after `a`", (1, 2, 1, 3)),
+        ("a -> b # comment\x00", "E011", "unexpected character `\\x00`", (1, 17, 1, 18)),
+        (
+            'a ? x == "a\x00b" -> b : c',
+            "E011",
+            "unexpected character `\\x00` in a string",
+            (1, 12, 1, 13),
+        ),
+        (
+            'a ? x == "\\\x01" -> b : c',  # a backslash does not excuse it
+            "E011",
+            "unexpected character `\\x01` in a string",
+            (1, 12, 1, 13),
+        ),
+        # strings and numbers
+        ('a ? x == "abc -> b : c', "E012", "unterminated string", (1, 10, 1, 11)),
+        ('a ? x == "ab\\\nb -> c', "E012", "unterminated string", (1, 10, 1, 11)),
+        ("a ? x == 'abc", "E012", "unterminated string", (1, 10, 1, 11)),
+        ('a ? x == "ab\r\nb -> c', "E012", "unterminated string", (1, 10, 1, 11)),
+        ('a ? x == "a\\qb" -> b : c', "E013", "invalid escape `\\q` in a string", (1, 12, 1, 14)),
+        ("set x = '\\u12'", "E013", "a `\\u` escape needs four hexadecimal digits", (1, 10, 1, 12)),
+        ('set x = "\\ud800"', "E013", "a `\\u` escape names a lone surrogate", (1, 10, 1, 16)),
+        ("a ? x == 1e999 -> b : c", "E013", "number out of range", (1, 10, 1, 15)),
+        ("set x = -1e999", "E013", "number out of range", (1, 10, 1, 15)),
+        # reserved words
+        (
+            "node end = x",
+            "E014",
+            "`end` is a reserved word and cannot be used as a node name",
+            (1, 6, 1, 9),
+        ),
+        (
+            "node a = start",
+            "E014",
+            "`start` is a reserved word and cannot be used as a tool name",
+            (1, 10, 1, 15),
+        ),
+        (
+            "node a = f(in = 1)",
+            "E014",
+            "`in` is a reserved word and cannot be used as a parameter name",
+            (1, 12, 1, 14),
+        ),
+        (
+            "flow node",
+            "E014",
+            "`node` is a reserved word and cannot be used as a flow name",
+            (1, 6, 1, 10),
+        ),
+        (
+            "set flow = 1",
+            "E014",
+            "`flow` is a reserved word and cannot be used as a setting name",
+            (1, 5, 1, 9),
+        ),
+        (
+            "a ? end -> b : c",
+            "E014",
+            "`end` is a reserved word and cannot be used as a path",
+            (1, 5, 1, 8),
+        ),
+        (
+            "a ? in(x) -> b : c",
+            "E014",
+            "`in` is a reserved word and cannot be used as a function name",
+            (1, 5, 1, 7),
+        ),
+        # objects
+        ("set x = {\"a\": 1, 'a': 2}", "E016", "duplicate key 'a' in an object", (1, 18, 1, 21)),
+    ],
+)
+def test_syntax_error_messages(
+    source: str, code: str, message: str, span: tuple[int, int, int, int]
+) -> None:
+    assert problems(source) == [(code, message, span)]
+
+
+def test_chained_comparisons_are_refused_with_a_suggestion() -> None:
+    with pytest.raises(FlowError) as caught:
+        parse("a ? 0 < x < 10 -> b : c")
+    (found,) = caught.value.diagnostics
+    assert (found.code, found.message, found.span) == (
+        "E010",
+        "comparisons do not chain: found `<` after `x`",
+        Span(1, 11, 1, 12),
+    )
+    assert found.help == "join two comparisons with `and`, as in `a < b and b < c`"
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("a ? x == y != z -> b : c", "`!=`"),
+        ("a ? x in y in z -> b : c", "`in`"),
+        ("a ? x < y not in z -> b : c", "`not`"),
+        ("a ? x + 1 >= y * 2 == z -> b : c", "`==`"),
+    ],
+)
+def test_every_chained_comparison_says_so(source: str, found: str) -> None:
+    ((code, message, _),) = problems(source)
+    assert code == "E010"
+    assert message.startswith(f"comparisons do not chain: found {found}")
+
+
+def test_helps_for_reserved_words_and_strings() -> None:
+    with pytest.raises(FlowError) as caught:
+        parse('node end = f\na ? x == "abc -> b : c\nd ? y == "\x01" -> e : f')
+    assert [d.help for d in caught.value.diagnostics] == [
+        "rename it, for example `end_`",
+        'close it with " on the same line',
+        "write it as the escape `\\u0001`",
+    ]
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def test_independent_errors_are_all_reported_with_their_lines() -> None:
+    source = (
+        "flow demo\n"
+        "a -> -> b\n"  # 2: syntax
+        "c ? x < -> d : e\n"  # 3: syntax
+        "f @ g\n"  # 4: character
+        "node end = f\n"  # 5: good syntax, reserved word
+        'set x = {"k": 1, "k": 2}\n'  # 6: good syntax, duplicate key
+        'h ? "\\q" == y -> i : j\n'  # 7: good syntax, bad escape
+        "k -> l\n"
+    )
+    assert problems(source) == [
+        ("E010", "expected a node name after `->`, found `->`", (2, 6, 2, 8)),
+        ("E010", "expected an expression after `<`, found `->`", (3, 9, 3, 11)),
+        ("E011", "unexpected character `@` after `f`", (4, 3, 4, 4)),
+        ("E014", "`end` is a reserved word and cannot be used as a node name", (5, 6, 5, 9)),
+        ("E016", 'duplicate key "k" in an object', (6, 18, 6, 21)),
+        ("E013", "invalid escape `\\q` in a string", (7, 6, 7, 8)),
+    ]
+
+
+def test_recovery_on_one_line_separated_by_semicolons() -> None:
+    assert problems("a -> @ ; b -> ; c ? ; d -> e") == [
+        ("E011", "unexpected character `@` after `->`", (1, 6, 1, 7)),
+        ("E010", "expected a node name after `->`, found `;`", (1, 15, 1, 16)),
+        ("E010", "expected an expression or `not` after `?`, found `;`", (1, 21, 1, 22)),
+    ]
+
+
+def test_recovery_skips_a_whole_statement_over_continued_lines() -> None:
+    source = "a ->\n  b ->\n  ->\n  c\nnode = f\nd -> e\n"
+    assert problems(source) == [
+        ("E010", "expected a node name after `->`, found `->`", (3, 3, 3, 5)),
+        ("E010", "expected a name after `node`, found `=`", (5, 6, 5, 7)),
+    ]
+
+
+def test_an_error_at_the_end_after_other_errors_is_reported_once() -> None:
+    assert problems("x\ne -> f ->\n") == [
+        ("E010", "expected `->` or `?` after `x`, found the end of the line", (1, 2, 1, 3)),
+        ("E010", "expected a node name after `->`, found the end of the text", (2, 10, 2, 11)),
+    ]
+
+
+def test_a_lone_carriage_return_is_reported_once() -> None:
+    assert problems("\r") == [("E011", "unexpected character `\\r`", (1, 1, 1, 2))]
+
+
+def test_recovery_gives_up_after_fifty_errors() -> None:
+    found = problems("a -> ;\n" * 60)
+    assert len(found) == 51
+    assert found[:2] == [
+        ("E010", "expected a node name after `->`, found `;`", (1, 6, 1, 7)),
+        ("E010", "expected a node name after `->`, found `;`", (2, 6, 2, 7)),
+    ]
+    assert found[-2:] == [
+        ("E010", "expected a node name after `->`, found `;`", (50, 6, 50, 7)),
+        ("E010", "too many syntax errors; stopped after 50", (61, 1, 61, 2)),
+    ]
+
+
+def test_lines_ending_in_arrows_are_one_statement_until_the_end() -> None:
+    assert problems("a ->\n" * 60) == [
+        ("E010", "expected a node name after `->`, found the end of the text", (60, 5, 60, 6))
+    ]
+
+
+def test_spaces_before_a_bad_character_cost_no_backtracking() -> None:
+    # A run of spaces before an unexpected character or the end once took exponential time.
+    spaces = " \t" * 50_000
+    assert problems(f"a -> b{spaces}@") == [
+        ("E011", "unexpected character `@` after `b`", (1, 100_007, 1, 100_008))
+    ]
+    assert parse(" " * 100_000) == parse("")
+
+
+# ------------------------------------------------------- no Lark internals
+
+VALID = (
+    "flow demo\n"
+    "set max_steps = 60\n"
+    'node refine = refine_code(max_fixes = 10, opts = {"a": [1, -2.5, true, null]})\n'
+    "start -> analyze\n"
+    "analyze -> style -> score\n"
+    "score ? score < 80 and default(attempts, 0) < 3 -> refine :\n"
+    '  issues[-1]["k"].line not in [1, 2] or -x % 2 == 1 -> end : end\n'
+)
+VOCABULARY = [
+    "flow", "set", "node", "start", "end", "and", "or", "not", "in", "true", "false", "null",
+    "->", "?", ":", ";", "=", ",", ".", "(", ")", "[", "]", "{", "}", "==", "!=", "<", "<=",
+    ">", ">=", "+", "-", "*", "/", "%", "1", "2.5", '"s"', "'", '"', "\n", "#", "@", "!", "\\",
+    "x",
+]  # fmt: skip
+_TERMINALS = {terminal.name for terminal in lark_parser().terminals}
+
+
+def leaks(message: str) -> list[str]:
+    """Words of Lark's vocabulary in a message, outside the text it quotes in backticks."""
+    unquoted = re.sub(r"`[^`]*`", "", message)
+    found = set(re.findall(r"__ANON\w*|\$END|Token\(|Tree\(", unquoted))
+    found |= set(re.findall(r"\w+", unquoted)) & _TERMINALS
+    return sorted(found)
+
+
+def _broken_texts() -> list[str]:
+    """Every one-token deletion, and every insertion of a vocabulary word between tokens."""
+    pieces = re.findall(r"->|[=!<>]=|\s+|\w+|\"[^\"]*\"|.", VALID)
+    texts = ["".join(pieces[:i] + pieces[i + 1 :]) for i in range(len(pieces))]
+    for i in range(0, len(pieces) + 1, 3):
+        texts += ["".join([*pieces[:i], f" {word} ", *pieces[i:]]) for word in VOCABULARY]
+    return texts
+
+
+def test_the_leak_check_finds_lark_names() -> None:
+    assert leaks("expected __ANON_0 or RPAR, found $END") == ["$END", "END", "RPAR", "__ANON_0"]
+    assert leaks("expected a new line after _NL, found Token('X', 'y')") == ["Token(", "_NL"]
+    assert leaks("expected `RPAR` after `_NL`") == []
+
+
+def test_messages_never_show_lark_internals() -> None:
+    texts = _broken_texts()
+    seen = 0
+    for text in texts:
+        try:
+            parse(text)
+        except FlowError as exc:
+            for diagnostic in exc.diagnostics:
+                seen += 1
+                assert not leaks(diagnostic.message), (text, diagnostic.message)
+                assert not leaks(diagnostic.help or ""), (text, diagnostic.help)
+    assert seen > len(texts) // 2  # most of these texts are broken
