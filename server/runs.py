@@ -44,16 +44,25 @@ class UnknownRun(LookupError):
 
 @dataclass
 class _Live:
-    """A run in this process: its events so far, who listens, and its outcome."""
+    """A run in this process: its events so far, who listens, and its outcome.
 
-    events: list[dict[str, Any]] = field(default_factory=list)
+    Events are kept as they came and turned into JSON only for someone who listens.
+    """
+
+    events: list[Event | dict[str, Any]] = field(default_factory=list)
     subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     task: asyncio.Task[RunResult] | None = None
 
-    def publish(self, message: dict[str, Any]) -> None:
-        self.events.append(message)
-        for queue in self.subscribers:
-            queue.put_nowait(message)
+    def publish(self, event: Event | dict[str, Any]) -> None:
+        self.events.append(event)
+        if self.subscribers:
+            message = _json(event)
+            for queue in self.subscribers:
+                queue.put_nowait(message)
+
+
+def _json(event: Event | dict[str, Any]) -> dict[str, Any]:
+    return event if isinstance(event, dict) else event.to_json()
 
 
 class _Recorder:
@@ -169,23 +178,23 @@ class RunService:
         recorder = _Recorder(self.writer, run_id, durability, self.settings.async_batch_steps)
         state: dict[str, Any] = dict(input)
 
-        final: list[dict[str, Any]] = []
+        final: list[Event] = []
 
         async def listen(event: Event) -> None:
             nonlocal state
             if event.delta:
                 state = {**state, **event.delta}
             if event.is_final:
-                final.append(event.to_json())  # published once the outcome is committed
+                final.append(event)  # published once the outcome is committed
                 return
             await recorder.record(event, state)  # committed before anyone hears of it
-            live.publish(event.to_json())
+            live.publish(event)
 
         try:
             result = await engine.run(initial_state=input, run_id=str(run_id), listener=listen)
             await recorder.finish(result)
-            for message in final:
-                live.publish(message)
+            for event in final:
+                live.publish(event)
         except asyncio.CancelledError:
             cancelled = RunResult(
                 str(run_id),
@@ -232,7 +241,8 @@ class RunService:
         history = list(live.events)  # taken with the subscription: nothing is missed or doubled
         live.subscribers.add(queue)
         try:
-            for message in history:
+            for past in history:
+                message = _json(past)
                 yield message
                 if _is_final(message):
                     return
