@@ -44,7 +44,9 @@ def _source_line(source: str | None, line: int) -> str | None:
         return None
     if source.startswith("\ufeff"):
         source = source[1:]
-    lines = source.splitlines()
+    lines = source.split("\n")  # the parser's lines: `\n` only, not every Unicode break
+    if lines and lines[-1] == "":
+        lines.pop()
     if not 1 <= line <= len(lines):
         return "" if line == len(lines) + 1 else None
     return lines[line - 1].rstrip("\r")

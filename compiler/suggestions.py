@@ -28,6 +28,8 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     limit = max(1, len(name) // 3)
     lowered = name.lower()
     for candidate in sorted(set(candidates)):
+        if abs(len(candidate) - len(name)) > limit:
+            continue  # too far apart in length alone; and edit distance is quadratic
         distance = edit_distance(lowered, candidate.lower())
         if distance <= limit and (best is None or distance < best[0]):
             best = (distance, candidate)

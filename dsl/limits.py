@@ -8,3 +8,7 @@ MAX_NESTING = 100
 
 #: Syntax errors reported before the parser gives up on a text.
 MAX_SYNTAX_ERRORS = 50
+
+#: Characters the error recovery may parse in all: each error re-parses the text, so a large
+#: broken text gets fewer passes (a 1 MiB text two, a 40 KiB one all fifty).
+RECOVERY_BUDGET = 2 * 1024 * 1024

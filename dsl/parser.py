@@ -17,7 +17,7 @@ from dsl import ast
 from dsl.builder import AstBuilder
 from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
 from dsl.lexer import FlowLexer
-from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS
+from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
 from dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
 
 _BOM = "\ufeff"
@@ -101,7 +101,8 @@ def _too_large(size: int) -> Diagnostic:
 def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
     diagnostics: list[Diagnostic] = []
     end = _end_span(text)
-    for _ in range(MAX_SYNTAX_ERRORS):
+    passes = max(1, min(MAX_SYNTAX_ERRORS, RECOVERY_BUDGET // max(1, len(text))))
+    for _ in range(passes):
         _builder.problems = []
         interactive = _parser().parse_interactive(text)
         good: Token | None = None  # the last token the parser accepted
@@ -121,9 +122,7 @@ def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
             diagnostics.append(syntax_diagnostic(exc, good, text, end))
             position = _error_offset(exc, len(text))
             text = _blank(text, min(statement_start, position), _statement_end(text, position))
-    diagnostics.append(
-        error("E010", f"too many syntax errors; stopped after {MAX_SYNTAX_ERRORS}", end)
-    )
+    diagnostics.append(error("E010", f"too many syntax errors; stopped after {passes}", end))
     return None, diagnostics
 
 

@@ -22,8 +22,8 @@ CASES = sorted([*GOLDEN.glob("*.flow"), *GOLDEN.glob("*.ir.json")])
 
 #: Codes that a small golden file cannot trigger, and the test that covers each instead.
 ELSEWHERE = {
-    "E001": "tests/dsl/test_parser.py (a text over 1 MiB)",
-    "E002": "tests/dsl/test_parser.py and tests/cli (text UTF-8 cannot hold)",
+    "E001": "tests/dsl/test_limits.py (a text over 1 MiB)",
+    "E002": "tests/dsl/test_limits.py and tests/cli (text UTF-8 cannot hold)",
 }
 
 

@@ -231,3 +231,13 @@ def test_the_help_for_e003_fits_what_is_nested() -> None:
         "split the condition, or name intermediate results in the state",
         "flatten the value",
     ]
+
+
+def test_a_large_broken_text_gets_few_recovery_passes() -> None:
+    # Each error re-parses the whole text: a large one is not re-parsed fifty times.
+    text = "a -> -> b\n" * 100_000  # about 1 MB, an error on every line
+    with pytest.raises(FlowError) as caught:
+        parse(text)
+    messages = [d.message for d in caught.value.diagnostics]
+    assert messages[-1] == "too many syntax errors; stopped after 2"
+    assert len(messages) == 3
