@@ -1,8 +1,8 @@
 """`flowc fmt FILE...` -> each file rewritten in the canonical layout (`--check`: listed only).
 
 The canonical text is `dsl.format(dsl.parse(text))`: LF line ends, no BOM.  A file is
-written only when that changes it.  A file with syntax errors is left alone, and so is a
-file whose comments the formatter would drop.
+written only when that changes it; comments are kept.  A file with syntax errors is left
+alone.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from cli.errors import EXIT_ERRORS, EXIT_OK, CommandError, report
 from cli.reporting import print_text
 from cli.sources import Source, read_source
 from dsl import FlowError, format, parse
+from dsl.comments import find_comments
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,38 +55,17 @@ def canonical_text(source: Source) -> str | None:
     except FlowError as exc:
         print_text(source, exc.diagnostics)
         return None
-    comments = comment_positions(source.text)
-    if len(comment_positions(formatted)) < len(comments):
-        line, column = comments[0]
+    # A safety net: the formatter keeps comments, and a file is never written without them.
+    comments = find_comments(source.text)
+    if len(find_comments(formatted)) < len(comments):
+        first = comments[0]
         print(
-            f"{source.name}:{line}:{column}: not formatted: the formatter would drop "
-            "the file's comments (it does not keep comments yet)",
+            f"{source.name}:{first.line}:{first.column}: not formatted: "
+            "the formatter would drop a comment",
             file=sys.stderr,
         )
         return None
     return formatted
-
-
-def comment_positions(text: str) -> list[tuple[int, int]]:
-    """The (line, column) of every `#` comment in Flow text, skipping `#` inside strings."""
-    positions: list[tuple[int, int]] = []
-    for number, line in enumerate(text.lstrip("\ufeff").split("\n"), start=1):
-        quote = ""
-        escaped = False
-        for column, char in enumerate(line, start=1):
-            if quote:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == quote:
-                    quote = ""
-            elif char in "\"'":
-                quote = char
-            elif char == "#":
-                positions.append((number, column))
-                break
-    return positions
 
 
 def _write(path: str, text: str) -> None:

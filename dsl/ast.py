@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
 from typing import TypeAlias
 
+from dsl.comments import Comment
 from dsl.diagnostics import WHOLE_TEXT, Span
 
 #: A static value: the JSON data model, as `json.loads` gives it (objects keep key order).
@@ -179,3 +180,5 @@ class Flow:
 
     statements: tuple[Statement, ...]
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+    #: The text's comments, for the formatter; like spans, not part of what a flow says.
+    comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from dsl import ast
+from dsl.comments import Comment
 
 #: A branch longer than this is written one arm per line.
 LINE_WIDTH = 88
@@ -20,16 +21,44 @@ _COMPARISON = 4
 
 
 def format(flow: ast.Flow) -> str:
-    """The canonical text of a flow; `parse(format(f)) == f` and formatting is idempotent."""
+    """The canonical text of a flow; `parse(format(f)) == f` and formatting is idempotent.
+
+    Comments come back where they were: a comment on its own line stays above the
+    statement that follows it, a comment after code ends the statement's last line.  One
+    blank line is kept where the source had blank lines between statements.
+    """
     lines: list[str] = []
-    previous: type | None = None
+    comments = list(flow.comments)
+    previous: ast.Statement | None = None
     for statement in flow.statements:
-        kind = type(statement)
-        if previous is not None and kind is not previous and ast.Route in (kind, previous):
-            lines.append("")  # a blank line between declarations and routes
-        lines.extend(format_statement(statement))
-        previous = kind
+        span = statement.span
+        above = [c for c in comments if c.line < span.line]
+        inside = [c for c in comments if span.line <= c.line <= span.end_line]
+        comments = comments[len(above) + len(inside) :]
+        if previous is not None and _blank_line_between(previous, statement, above):
+            lines.append("")
+        lines.extend(comment.text for comment in above)
+        lines.extend(comment.text for comment in inside[1:])  # a second one goes above
+        body = format_statement(statement)
+        if inside:
+            body[-1] = f"{body[-1]}  {inside[0].text}"
+        lines.extend(body)
+        previous = statement
+    if comments:
+        if previous is not None and comments[0].line > previous.span.end_line + 1:
+            lines.append("")
+        lines.extend(comment.text for comment in comments)
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _blank_line_between(
+    previous: ast.Statement, statement: ast.Statement, comments: list[Comment]
+) -> bool:
+    kinds = {type(previous), type(statement)}
+    if len(kinds) == 2 and ast.Route in kinds:
+        return True  # declarations and routes are set apart
+    gap = statement.span.line - previous.span.end_line - 1
+    return gap > len(comments)  # the source had a blank line there
 
 
 def format_statement(statement: ast.Statement) -> list[str]:

@@ -8,6 +8,7 @@ line and column where it was) and parses again, so independent errors all show i
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from importlib import resources
 
 from lark import Lark, Token
@@ -15,6 +16,7 @@ from lark.exceptions import UnexpectedInput
 
 from dsl import ast
 from dsl.builder import AstBuilder
+from dsl.comments import find_comments
 from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
 from dsl.lexer import FlowLexer
 from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
@@ -69,6 +71,8 @@ def parse(text: str, filename: str | None = None) -> ast.Flow:
         problems += nesting_problems(flow)
     if problems or flow is None:
         raise FlowError(problems)
+    if "#" in text:
+        flow = replace(flow, comments=find_comments(text))
     return flow
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.fmt import comment_positions
 from cli.main import main
+from dsl.comments import find_comments
 from tests.cli.conftest import WriteFile
 
 MESSY = "analyze->score ;score?score<80->refine:end\nrefine   ->analyze\n"
@@ -98,18 +98,11 @@ def test_semantic_errors_do_not_stop_formatting(write_file: WriteFile) -> None:
     assert path.read_text() == "a -> b\nb -> a\n"
 
 
-def test_a_file_with_comments_is_not_formatted(
-    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_comments_are_kept(write_file: WriteFile) -> None:
     text = "analyze->score\n\n# why we score\nscore -> end  # done\n"
     path = write_file("commented.flow", text)
-    assert main(["fmt", "commented.flow"]) == 1
-    assert capsys.readouterr() == (
-        "",
-        "commented.flow:3:1: not formatted: the formatter would drop the file's comments "
-        "(it does not keep comments yet)\n",
-    )
-    assert path.read_text() == text
+    assert main(["fmt", "commented.flow"]) == 0
+    assert path.read_text() == "analyze -> score\n\n# why we score\nscore -> end  # done\n"
 
 
 def test_invalid_utf8_is_not_formatted(
@@ -164,4 +157,4 @@ def test_an_unwritable_file_exits_2(
 def test_comment_positions_skip_hashes_in_strings(
     text: str, positions: list[tuple[int, int]]
 ) -> None:
-    assert comment_positions(text) == positions
+    assert [(c.line, c.column) for c in find_comments(text)] == positions

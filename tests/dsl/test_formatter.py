@@ -64,14 +64,16 @@ refine -> analyze
 """
 
 DESIGN_EXAMPLE_FORMATTED = """\
-flow code_review
-set max_steps = 60
-node analyze = analyze_syntax
+# code_review.flow
+flow code_review  # optional header: the flow's name
+set max_steps = 60  # optional settings
+
+node analyze = analyze_syntax  # bind a node name to a registered tool
 node style = check_style
 node score = score_code
-node refine = refine_code(max_fixes = 10)
+node refine = refine_code(max_fixes = 10)  # static keyword arguments (JSON literals)
 
-start -> analyze
+start -> analyze  # optional: default start is the first node named
 analyze -> style -> score
 score ? score < 80 and default(attempts, 0) < 3 -> refine : end
 refine -> analyze
@@ -88,7 +90,8 @@ def test_the_one_liner_becomes_two_lines() -> None:
 
 
 def test_an_empty_flow_is_empty_text() -> None:
-    assert format(parse("# nothing\n\n;;\n")) == ""
+    assert format(parse("\n\n;;\n")) == ""
+    assert format(parse("# nothing\n\n;;\n")) == "# nothing\n"  # comments stay
 
 
 @pytest.mark.parametrize(
