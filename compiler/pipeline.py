@@ -17,6 +17,7 @@ from compiler.lowering import lower
 from compiler.program import END, START, Branch, Program
 from compiler.tools import ToolSpec, check_tools
 from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
+from dsl.gcpause import collector_paused
 from dsl.parser import parse
 
 if TYPE_CHECKING:
@@ -65,6 +66,11 @@ def _sorted(problems: list[Diagnostic]) -> tuple[Diagnostic, ...]:
 
 def check_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Checked:
     """Parse, lower and check DSL text; never raises for a bad flow."""
+    with collector_paused():
+        return _check_source(text, tools, filename)
+
+
+def _check_source(text: str, tools: Tools, filename: str | None) -> Checked:
     try:
         flow = parse(text, filename)
     except FlowError as exc:
@@ -89,8 +95,8 @@ def check_program(program: Program, tools: dict[str, ToolSpec] | None) -> list[D
 
 def compile_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Compiled:
     """DSL text -> IR and warnings; raises `FlowError` carrying every diagnostic on error."""
-    checked = check_source(text, tools=tools, filename=filename)
-    return _finish(checked)
+    with collector_paused():
+        return _finish(_check_source(text, tools, filename))
 
 
 def _finish(checked: Checked) -> Compiled:

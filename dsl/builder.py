@@ -38,7 +38,11 @@ def _span_of(item: Any) -> Span:
 
 
 def _outer(children: Children) -> Span:
-    return _span_of(children[0]).to(_span_of(children[-1]))
+    """From the start of the first child to the end of the last (tokens are `str`s)."""
+    first, last = children[0], children[-1]
+    start: Any = first if isinstance(first, str) else first.span
+    end: Any = last if isinstance(last, str) else last.span
+    return Span(start.line, start.column, end.end_line, end.end_column)
 
 
 def _strip(children: Children) -> Children:
