@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 FLOW   ?= examples/code_review.flow
+CODE   ?= examples/samples/prints.py
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 
-.PHONY: setup run check test lint typecheck layers unit bench clean
+.PHONY: setup run review check test lint typecheck layers unit bench clean
 
 setup: $(STAMP)
 
@@ -15,10 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: check every example, then print the compiled IR of $(FLOW).
+## The main job: serve the API on the embedded SQLite database (DATABASE_URL picks another).
 run: setup
+	$(BIN)/flowc serve --host $(HOST) --port $(PORT)
+
+## Run the code review on a sample, in-process (no database).
+review: setup
+	$(BIN)/flowc run $(FLOW) --code-file $(CODE)
+
+## Check every example flow.
+check: setup
 	$(BIN)/flowc check examples/*.flow
-	$(BIN)/flowc compile $(FLOW)
 
 ## The whole test suite: lint, format, types, layers, then every test (slow ones too).
 test: setup lint typecheck layers unit
@@ -38,6 +48,8 @@ unit:
 
 bench: setup
 	$(BIN)/python bench/compile.py
+	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
