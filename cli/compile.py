@@ -12,27 +12,35 @@ import sys
 
 from cli.errors import EXIT_ERRORS, EXIT_OK
 from cli.reporting import print_text
-from cli.sources import read_source
+from cli.sources import Source, read_source
 from cli.tool_loading import load_tools, tool_entries
-from compiler import compile_source
+from compiler import Compiled, ToolSpec, compile_source
 from dsl.diagnostics import FlowError
 
 
 def run(args: argparse.Namespace) -> int:
     """Compile one file; the same text always prints the same bytes."""
     tools = load_tools(tool_entries(args.tools, os.environ))
-    source = read_source(args.file)
+    outcome = compile_file(args.file, tools)
+    if outcome is None:
+        return EXIT_ERRORS
+    sys.stdout.write(outcome[1].ir.to_json() + "\n")
+    return EXIT_OK
+
+
+def compile_file(path: str, tools: dict[str, ToolSpec]) -> tuple[Source, Compiled] | None:
+    """Read and compile a flow file, its diagnostics on stderr; None when it has errors."""
+    source = read_source(path)
     if source.problem is not None:
         print_text(source, [source.problem])
-        return EXIT_ERRORS
+        return None
     try:
         compiled = compile_source(source.text, tools=tools, filename=source.name)
     except FlowError as exc:
         print_text(source, exc.diagnostics)
-        return EXIT_ERRORS
+        return None
     print_text(source, compiled.warnings)
-    sys.stdout.write(compiled.ir.to_json() + "\n")
-    return EXIT_OK
+    return source, compiled
 
 
 def schema(args: argparse.Namespace) -> int:

@@ -14,14 +14,13 @@ import os
 import sys
 from typing import Any
 
+from cli.compile import compile_file
 from cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError
-from cli.reporting import print_text
 from cli.sources import Source, read_source
 from cli.tool_loading import load_tools, tool_entries
-from compiler import compile_source
 from compiler.program import MAX_MAX_STEPS
 from compiler.render import render_text
-from dsl.diagnostics import WHOLE_TEXT, FlowError, Span, error
+from dsl.diagnostics import WHOLE_TEXT, Span, error
 
 #: Values longer than this are cut short in the human-readable final state.
 SHOWN_VALUE = 300
@@ -31,16 +30,10 @@ def run(args: argparse.Namespace) -> int:
     """Compile the file, build the initial state, run it, report."""
     tools = load_tools(tool_entries(args.tools, os.environ))
     initial = initial_state(args)
-    source = read_source(args.file)
-    if source.problem is not None:
-        print_text(source, [source.problem])
-        return EXIT_USAGE
-    try:
-        compiled = compile_source(source.text, tools=tools, filename=source.name)
-    except FlowError as exc:
-        print_text(source, exc.diagnostics)
-        return EXIT_USAGE
-    print_text(source, compiled.warnings)
+    outcome = compile_file(args.file, tools)
+    if outcome is None:
+        return EXIT_USAGE  # for `run`, a flow that does not compile is a usage error
+    source, compiled = outcome
     flow = compiled.ir
     if args.max_steps is not None:
         settings = flow.settings.model_copy(update={"max_steps": args.max_steps})
