@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 
 from cli.errors import EXIT_OK, CommandError
+from cli.tool_loading import load_tools, tool_entries
 
 #: `scheme://user:password@host` -> `scheme://user:***@host`.
 _PASSWORD = re.compile(r"(://[^/:@]*):[^/@]*@")
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # pydantic's ValidationError is one
         raise CommandError(f"invalid settings in the environment: {exc}") from None
     _open_database(settings.database_url)
+    load_tools(tool_entries((), os.environ))  # a broken FLOWC_TOOLS module: one line, exit 2
     where = f"http://{args.host}:{args.port}"
     print(f"flowc: serving on {where} (API docs at {where}/docs)", file=sys.stderr)
     print(f"flowc: database {redact(settings.database_url)}", file=sys.stderr, flush=True)

@@ -1,89 +1,40 @@
 """`--tools` and `FLOWC_TOOLS` entries -> imported tool modules -> the registry's `ToolSpec`s.
 
 The built-in packs always load first, then `FLOWC_TOOLS`, then `--tools`, so a later
-registration of a name replaces an earlier one.  An entry that names an existing `.py`
-file is imported from that file; any other entry is imported as a module name.
+registration of a name replaces an earlier one.  The loading itself is the runtime's
+(`runtime.tools.loading`); here a failure becomes a one-line error and exit status 2.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import os
-import sys
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from cli.errors import CommandError
+from runtime.tools.loading import TOOLS_VARIABLE, ToolLoadError, load_tool_modules, tool_entries
 
 if TYPE_CHECKING:
     from compiler.tools import ToolSpec
 
-#: The environment variable listing tool modules, separated by `os.pathsep`.
-TOOLS_VARIABLE = "FLOWC_TOOLS"
-
-
-def tool_entries(options: Iterable[str], environ: Mapping[str, str]) -> list[str]:
-    """`FLOWC_TOOLS` entries, then `--tools` options, without blanks or repeats."""
-    entries = [*environ.get(TOOLS_VARIABLE, "").split(os.pathsep), *options]
-    return list(dict.fromkeys(entry.strip() for entry in entries if entry.strip()))
+__all__ = ["TOOLS_VARIABLE", "import_tool_module", "load_tools", "tool_entries"]
 
 
 def load_tools(entries: Iterable[str]) -> dict[str, ToolSpec]:
     """Import the built-in packs and every entry; the registry's specs by name."""
     from runtime import REGISTRY
-    from runtime.tools import BUILTIN_PACKS, load_builtin_packs
 
     try:
-        load_builtin_packs()
-    except Exception as exc:
-        raise CommandError(_failure(", ".join(BUILTIN_PACKS), exc)) from None
-    for entry in entries:
-        import_tool_module(entry)
+        load_tool_modules(entries)
+    except ToolLoadError as exc:
+        raise CommandError(str(exc)) from None
     return REGISTRY.specs()
 
 
 def import_tool_module(entry: str) -> None:
     """Import one `--tools` entry (a `.py` path or a module name); `CommandError` on failure."""
-    path = Path(entry)
-    if path.suffix == ".py" or "/" in entry or os.sep in entry:  # a path, not a module name
-        if not path.exists():
-            raise CommandError(f"cannot load tools from `{entry}`: no such file")
-        if path.suffix != ".py" or not path.is_file():
-            raise CommandError(f"cannot load tools from `{entry}`: not a .py file")
+    from runtime.tools.loading import import_tool_module as load_one
+
     try:
-        if path.suffix == ".py":
-            _import_file(path)
-        else:
-            importlib.import_module(entry)
-    except CommandError:
-        raise
-    except Exception as exc:
-        raise CommandError(_failure(entry, exc)) from None
-
-
-def _import_file(path: Path) -> None:
-    resolved = path.resolve()
-    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    name = f"flowc_tools_{_identifier(resolved.stem)}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise CommandError(f"cannot load tools from `{path}`: not a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look their module up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-
-
-def _identifier(stem: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in stem)
-
-
-def _failure(entry: str, exc: BaseException) -> str:
-    detail = " ".join(str(exc).split()) or "no message"
-    return f"cannot load tools from `{entry}`: {type(exc).__name__}: {detail}"
+        load_one(entry)
+    except ToolLoadError as exc:
+        raise CommandError(str(exc)) from None

@@ -6,13 +6,14 @@ starts the run service.  Nothing connects at import: `app` is cheap to build.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from runtime import REGISTRY
-from runtime.tools import load_builtin_packs
+from runtime.tools.loading import load_tool_modules, tool_entries
 from server.db import Database
 from server.errors import BodySizeLimit, install_error_handlers
 from server.routes import api_router
@@ -27,7 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     db = Database(settings.database_url)
     try:
         await db.create_tables()
-        load_builtin_packs()
+        load_tool_modules(tool_entries((), os.environ))  # built-in packs, then FLOWC_TOOLS
         runs = RunService(db, registry=REGISTRY, settings=settings)
         app.state.db, app.state.runs, app.state.registry = db, runs, REGISTRY
         try:

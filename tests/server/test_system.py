@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from runtime import REGISTRY
+from server.app import create_app
 from server.db import Database
 from server.deps import get_database
 from server.settings import Settings
-from tests.server.conftest import ROOT
+from tests.server.conftest import ROOT, create_graph, make_settings
 
 #: Nothing listens on port 1.
 UNREACHABLE = "postgresql+asyncpg://flowc:secret@127.0.0.1:1/flowc"
@@ -100,3 +102,30 @@ def test_a_bad_default_durability_is_refused_when_the_app_is_built() -> None:
     with pytest.raises(ValueError) as raised:
         create_app(settings)
     assert str(raised.value) == "FLOWC_DEFAULT_DURABILITY must be one of sync, async, exit, not 'x'"
+
+
+@pytest.mark.asyncio
+async def test_the_server_loads_flowc_tools_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "team_tools.py"
+    module.write_text(
+        "from runtime import register_tool\n\n\n"
+        "@register_tool\n"
+        "def team_greeting(state, *, who: str = 'team'):\n"
+        '    """Say hello."""\n'
+        "    return {'greeting': 'hello ' + who}\n"
+    )
+    monkeypatch.setenv("FLOWC_TOOLS", str(module))
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'flowc.db'}"))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                names = [tool["name"] for tool in (await client.get("/tools")).json()]
+                assert "team_greeting" in names
+                graph = await create_graph(client, "node g = team_greeting(who = 'all')\ng -> end")
+                run = await client.post("/graph/run", json={"graph_id": graph, "input": {}})
+                assert run.json()["state"] == {"greeting": "hello all"}
+    finally:
+        REGISTRY.remove("team_greeting")

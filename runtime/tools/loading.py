@@ -1,0 +1,86 @@
+"""Tool module entries (`.py` paths or module names) -> imported modules, tools registered.
+
+Shared by the `flowc` command (`--tools`, `FLOWC_TOOLS`) and the server (`FLOWC_TOOLS`).
+An entry that names an existing `.py` file is imported from that file; any other entry is
+imported as a module name.  Later registrations of a name replace earlier ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+
+class ToolLoadError(Exception):
+    """A tool module that could not be imported; the message names it and why."""
+
+
+#: The environment variable listing tool modules, separated by `os.pathsep`.
+TOOLS_VARIABLE = "FLOWC_TOOLS"
+
+
+def tool_entries(options: Iterable[str], environ: Mapping[str, str]) -> list[str]:
+    """`FLOWC_TOOLS` entries, then `--tools` options, without blanks or repeats."""
+    entries = [*environ.get(TOOLS_VARIABLE, "").split(os.pathsep), *options]
+    return list(dict.fromkeys(entry.strip() for entry in entries if entry.strip()))
+
+
+def load_tool_modules(entries: Iterable[str]) -> None:
+    """Import the built-in packs, then every entry; `ToolLoadError` names the one that failed."""
+    from runtime.tools import BUILTIN_PACKS, load_builtin_packs
+
+    try:
+        load_builtin_packs()
+    except Exception as exc:
+        raise ToolLoadError(_failure(", ".join(BUILTIN_PACKS), exc)) from None
+    for entry in entries:
+        import_tool_module(entry)
+
+
+def import_tool_module(entry: str) -> None:
+    """Import one `--tools` entry (a `.py` path or a module name); `ToolLoadError` on failure."""
+    path = Path(entry)
+    if path.suffix == ".py" or "/" in entry or os.sep in entry:  # a path, not a module name
+        if not path.exists():
+            raise ToolLoadError(f"cannot load tools from `{entry}`: no such file")
+        if path.suffix != ".py" or not path.is_file():
+            raise ToolLoadError(f"cannot load tools from `{entry}`: not a .py file")
+    try:
+        if path.suffix == ".py":
+            _import_file(path)
+        else:
+            importlib.import_module(entry)
+    except ToolLoadError:
+        raise
+    except Exception as exc:
+        raise ToolLoadError(_failure(entry, exc)) from None
+
+
+def _import_file(path: Path) -> None:
+    resolved = path.resolve()
+    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    name = f"flowc_tools_{_identifier(resolved.stem)}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ToolLoadError(f"cannot load tools from `{path}`: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+def _identifier(stem: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in stem)
+
+
+def _failure(entry: str, exc: BaseException) -> str:
+    detail = " ".join(str(exc).split()) or "no message"
+    return f"cannot load tools from `{entry}`: {type(exc).__name__}: {detail}"
