@@ -123,11 +123,6 @@ def syntax_diagnostic(
                 help="join two comparisons with `and`, as in `a < b and b < c`",
             )
         message = f"expected {describe_expected(acceptable)}{after}, found {describe_token(token)}"
-        if token.type == "GT" and previous is not None and previous.type == "MINUS":
-            # `x < -> y`: the lexer took `->` apart because an operand may start with `-`.
-            span = Span(previous.line or 1, previous.column or 1, 0, 0)
-            span = Span(span.line, span.column, span.line, span.column + 2)
-            message = "expected an expression before `->`"
         return error("E010", message, span)
     if after and previous is not None and previous.end_line is not None:
         # Right after the last good token, even when new lines or comments follow it.
