@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 from dsl import ast, format, parse
 from tests.dsl import strategies
+from tests.dsl.test_parser import DESIGN_EXAMPLE
 
 _QUICK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _LONG = settings(max_examples=5_000, deadline=None, suppress_health_check=list(HealthCheck))
@@ -46,22 +47,6 @@ def test_parse_of_format_gives_the_same_flow_long(flow: ast.Flow) -> None:
 
 
 # ---------------------------------------------------------------- the text written
-
-DESIGN_EXAMPLE = """\
-# code_review.flow
-flow code_review                        # optional header: the flow's name
-set max_steps = 60                      # optional settings
-
-node analyze = analyze_syntax           # bind a node name to a registered tool
-node style   = check_style
-node score   = score_code
-node refine  = refine_code(max_fixes = 10)   # static keyword arguments (JSON literals)
-
-start -> analyze                        # optional: default start is the first node named
-analyze -> style -> score
-score ? score < 80 and default(attempts, 0) < 3 -> refine : end
-refine -> analyze
-"""
 
 DESIGN_EXAMPLE_FORMATTED = """\
 # code_review.flow
