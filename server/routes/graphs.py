@@ -141,9 +141,9 @@ async def diagram(
     definition = await store.get_definition(session, definition_id=graph_id)
     if definition is None:
         raise not_found("graph", graph_id)
-    # From the text when there is one: JSONB keeps no key order, so routes read back from
-    # PostgreSQL come sorted, and the diagram would list its edges in another order.
-    checked = check_source(definition.source) if definition.source else check_ir(definition.ir)
+    # The stored IR, whatever the database did to its key order: the IR puts routes back
+    # in node order when it is read, so edges come out as they were written.
+    checked = check_ir(definition.ir)
     if checked.program is None:
         raise RuntimeError(f"graph {graph_id} no longer compiles")
     program = checked.program
