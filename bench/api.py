@@ -25,12 +25,12 @@ from typing import Any
 
 import asyncpg
 
-from compiler import compile_source
-from runtime import Registry
-from server import store
-from server.db import Database
-from server.models import WorkflowDefinition
-from server.runs import RunService
+from flowc.compiler import compile_source
+from flowc.runtime import Registry
+from flowc.server import store
+from flowc.server.db import Database
+from flowc.server.models import WorkflowDefinition
+from flowc.server.runs import RunService
 
 ADMIN = os.environ.get("FLOWC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).parents[1]
@@ -91,8 +91,8 @@ async def api_load(url: str, concurrency: int, total: int) -> tuple[float, float
     """Runs per second, p50 and p99 latency (ms) of `POST /graph/run` at `concurrency`."""
     import httpx
 
-    from server.app import create_app
-    from server.settings import Settings
+    from flowc.server.app import create_app
+    from flowc.server.settings import Settings
 
     app = create_app(Settings(DATABASE_URL=url))
     async with app.router.lifespan_context(app):

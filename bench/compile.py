@@ -26,8 +26,8 @@ from pathlib import Path
 
 from lark import Lark
 
-from compiler import ToolParam, ToolSpec, compile_source
-from dsl.parser import grammar_text
+from flowc.compiler import ToolParam, ToolSpec, compile_source
+from flowc.dsl.parser import grammar_text
 
 SIZES = (2_500, 5_000, 10_000, 20_000)
 TOOLS = [ToolSpec(f"w{i}", (ToolParam("k"),)) for i in range(7)]

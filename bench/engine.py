@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtime import Registry, WorkflowEngine
+from flowc.runtime import Registry, WorkflowEngine
 
 State = dict[str, Any]
 LOOPS = 2_000

@@ -6,11 +6,11 @@ import argparse
 import os
 from collections.abc import Mapping
 
-from cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError, report
-from cli.reporting import Finding, render
-from cli.sources import Source, read_source
-from cli.tool_loading import load_tools, tool_entries
-from compiler import Checked, ToolSpec, check_source
+from flowc.cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError, report
+from flowc.cli.reporting import Finding, render
+from flowc.cli.sources import Source, read_source
+from flowc.cli.tool_loading import load_tools, tool_entries
+from flowc.compiler import Checked, ToolSpec, check_source
 
 
 def run(args: argparse.Namespace) -> int:

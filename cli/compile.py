@@ -10,12 +10,12 @@ import json
 import os
 import sys
 
-from cli.errors import EXIT_ERRORS, EXIT_OK
-from cli.reporting import print_text
-from cli.sources import Source, read_source
-from cli.tool_loading import load_tools, tool_entries
-from compiler import Compiled, ToolSpec, compile_source
-from dsl.diagnostics import FlowError
+from flowc.cli.errors import EXIT_ERRORS, EXIT_OK
+from flowc.cli.reporting import print_text
+from flowc.cli.sources import Source, read_source
+from flowc.cli.tool_loading import load_tools, tool_entries
+from flowc.compiler import Compiled, ToolSpec, compile_source
+from flowc.dsl.diagnostics import FlowError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def compile_file(path: str, tools: dict[str, ToolSpec]) -> tuple[Source, Compile
 
 def schema(args: argparse.Namespace) -> int:
     """Print the IR's JSON schema, indented."""
-    from compiler.ir import json_schema
+    from flowc.compiler.ir import json_schema
 
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return EXIT_OK

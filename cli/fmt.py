@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.errors import EXIT_ERRORS, EXIT_OK, CommandError, report
-from cli.reporting import print_text
-from cli.sources import Source, read_source
-from dsl import FlowError, format, parse
-from dsl.comments import find_comments
+from flowc.cli.errors import EXIT_ERRORS, EXIT_OK, CommandError, report
+from flowc.cli.reporting import print_text
+from flowc.cli.sources import Source, read_source
+from flowc.dsl import FlowError, format, parse
+from flowc.dsl.comments import find_comments
 
 
 def run(args: argparse.Namespace) -> int:

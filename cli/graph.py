@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from cli.check import check
-from cli.errors import EXIT_ERRORS, EXIT_OK
-from cli.reporting import print_text
-from cli.sources import read_source
-from cli.tool_loading import load_tools, tool_entries
-from compiler.diagram import to_dot, to_mermaid
+from flowc.cli.check import check
+from flowc.cli.errors import EXIT_ERRORS, EXIT_OK
+from flowc.cli.reporting import print_text
+from flowc.cli.sources import read_source
+from flowc.cli.tool_loading import load_tools, tool_entries
+from flowc.compiler.diagram import to_dot, to_mermaid
 
 
 def run(args: argparse.Namespace) -> int:

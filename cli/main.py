@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cli.errors import EXIT_USAGE, CommandError, report
+from flowc.cli.errors import EXIT_USAGE, CommandError, report
 
 PROG = "flowc"
 
@@ -106,7 +106,7 @@ def _command(
     parser: argparse.ArgumentParser = commands.add_parser(
         name, help=summary, description=summary[0].upper() + summary[1:] + ".", parents=parents
     )
-    parser.set_defaults(run=f"cli.{target or name + ':run'}")
+    parser.set_defaults(run=f"flowc.cli.{target or name + ':run'}")
     return parser
 
 

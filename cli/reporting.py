@@ -6,9 +6,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from cli.sources import Source
-from compiler.render import render_github, render_json, render_sarif, render_text_all
-from dsl.diagnostics import Diagnostic
+from flowc.cli.sources import Source
+from flowc.compiler.render import render_github, render_json, render_sarif, render_text_all
+from flowc.dsl.diagnostics import Diagnostic
 
 #: One source with what was found in it.
 Finding = tuple[Source, Sequence[Diagnostic]]
@@ -20,7 +20,7 @@ def render(findings: Sequence[Finding], format: str) -> str:
     if format == "json":
         return render_json(pairs)
     if format == "sarif":
-        from cli.main import version
+        from flowc.cli.main import version
 
         return render_sarif(pairs, tool_version=version())
     if format == "github":

@@ -14,13 +14,13 @@ import os
 import sys
 from typing import Any
 
-from cli.compile import compile_file
-from cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError
-from cli.sources import Source, read_source
-from cli.tool_loading import load_tools, tool_entries
-from compiler.program import MAX_MAX_STEPS
-from compiler.render import render_text
-from dsl.diagnostics import WHOLE_TEXT, Span, error
+from flowc.cli.compile import compile_file
+from flowc.cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError
+from flowc.cli.sources import Source, read_source
+from flowc.cli.tool_loading import load_tools, tool_entries
+from flowc.compiler.program import MAX_MAX_STEPS
+from flowc.compiler.render import render_text
+from flowc.dsl.diagnostics import WHOLE_TEXT, Span, error
 
 #: Values longer than this are cut short in the human-readable final state.
 SHOWN_VALUE = 300
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         settings = flow.settings.model_copy(update={"max_steps": args.max_steps})
         flow = flow.model_copy(update={"settings": settings})
 
-    from runtime import Event, WorkflowEngine
+    from flowc.runtime import Event, WorkflowEngine
 
     def trace(event: Event) -> None:
         if event.type == "node_finished":

@@ -12,8 +12,8 @@ import os
 import re
 import sys
 
-from cli.errors import EXIT_OK, CommandError
-from cli.tool_loading import load_tools, tool_entries
+from flowc.cli.errors import EXIT_OK, CommandError
+from flowc.cli.tool_loading import load_tools, tool_entries
 
 #: `scheme://user:password@host` -> `scheme://user:***@host`.
 _PASSWORD = re.compile(r"(://[^/:@]*):[^/@]*@")
@@ -30,11 +30,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be from 0 to 65535, not {args.port}")
     import uvicorn
 
-    from server.settings import get_settings
+    from flowc.server.settings import get_settings
 
     try:
         settings = get_settings()
-        from server.app import create_app  # builds `server.app.app` from the same settings
+        from flowc.server.app import create_app  # builds `server.app.app` from the same settings
 
         app = create_app(settings)
     except ValueError as exc:  # pydantic's ValidationError is one
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"flowc: database {redact(settings.database_url)}", file=sys.stderr, flush=True)
     if args.reload:  # the reloader imports the application itself, in a child process
         uvicorn.run(
-            "server.app:create_app", factory=True, host=args.host, port=args.port, reload=True
+            "flowc.server.app:create_app", factory=True, host=args.host, port=args.port, reload=True
         )
     else:
         uvicorn.run(app, host=args.host, port=args.port)
@@ -59,7 +59,7 @@ def _open_database(url: str) -> None:
     A database that is not there is then one line on standard error, not a traceback
     from the server's start-up.
     """
-    from server.db import Database
+    from flowc.server.db import Database
 
     async def probe() -> None:
         db = Database(url)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from cli.errors import CommandError
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
-from dsl.limits import MAX_SOURCE_BYTES
+from flowc.cli.errors import CommandError
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
+from flowc.dsl.limits import MAX_SOURCE_BYTES
 
 #: The argument that means standard input, and the name shown for it.
 STDIN_ARGUMENT = "-"

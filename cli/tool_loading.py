@@ -10,18 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from cli.errors import CommandError
-from runtime.tools.loading import TOOLS_VARIABLE, ToolLoadError, load_tool_modules, tool_entries
+from flowc.cli.errors import CommandError
+from flowc.runtime.tools.loading import (
+    TOOLS_VARIABLE,
+    ToolLoadError,
+    load_tool_modules,
+    tool_entries,
+)
 
 if TYPE_CHECKING:
-    from compiler.tools import ToolSpec
+    from flowc.compiler.tools import ToolSpec
 
 __all__ = ["TOOLS_VARIABLE", "import_tool_module", "load_tools", "tool_entries"]
 
 
 def load_tools(entries: Iterable[str]) -> dict[str, ToolSpec]:
     """Import the built-in packs and every entry; the registry's specs by name."""
-    from runtime import REGISTRY
+    from flowc.runtime import REGISTRY
 
     try:
         load_tool_modules(entries)
@@ -32,7 +37,7 @@ def load_tools(entries: Iterable[str]) -> dict[str, ToolSpec]:
 
 def import_tool_module(entry: str) -> None:
     """Import one `--tools` entry (a `.py` path or a module name); `CommandError` on failure."""
-    from runtime.tools.loading import import_tool_module as load_one
+    from flowc.runtime.tools.loading import import_tool_module as load_one
 
     try:
         load_one(entry)

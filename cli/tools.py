@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-from cli.errors import EXIT_OK
-from cli.tool_loading import load_tools, tool_entries
-from compiler.tools import ToolParam, ToolSpec
+from flowc.cli.errors import EXIT_OK
+from flowc.cli.tool_loading import load_tools, tool_entries
+from flowc.compiler.tools import ToolParam, ToolSpec
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The Flow compiler: AST -> checked Program -> IR, with diagnostics for every problem."""
 
-from compiler.pipeline import (
+from flowc.compiler.pipeline import (
     Checked,
     Compiled,
     check_ir,
@@ -9,7 +9,7 @@ from compiler.pipeline import (
     compile_ir,
     compile_source,
 )
-from compiler.tools import ToolParam, ToolSpec
+from flowc.compiler.tools import ToolParam, ToolSpec
 
 __all__ = [
     "Checked",

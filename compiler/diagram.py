@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from compiler.program import END, START, Goto, Program
-from dsl.formatter import format_expr
+from flowc.compiler.program import END, START, Goto, Program
+from flowc.dsl.formatter import format_expr
 
 #: The label of a branch's last edge, taken when no condition holds.
 ELSE_LABEL = "else"

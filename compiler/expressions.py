@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler.operators import BINARY, FUNCTIONS, OperatorError, negate, require_bool, type_name
-from compiler.program import Branch
-from compiler.suggestions import did_you_mean
-from dsl import ast
-from dsl.diagnostics import Diagnostic, error, warning
-from dsl.formatter import format_expr
+from flowc.compiler.operators import (
+    BINARY,
+    FUNCTIONS,
+    OperatorError,
+    negate,
+    require_bool,
+    type_name,
+)
+from flowc.compiler.program import Branch
+from flowc.compiler.suggestions import did_you_mean
+from flowc.dsl import ast
+from flowc.dsl.diagnostics import Diagnostic, error, warning
+from flowc.dsl.formatter import format_expr
 
 #: Each function's argument count: (fewest, most or None for any number).
 SIGNATURES: dict[str, tuple[int, int | None]] = {

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from compiler.program import END, Goto, Program
-from dsl.diagnostics import Diagnostic, error, warning
+from flowc.compiler.program import END, Goto, Program
+from flowc.dsl.diagnostics import Diagnostic, error, warning
 
 
 def check_graph(program: Program) -> list[Diagnostic]:

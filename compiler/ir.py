@@ -20,10 +20,10 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict
 
-from compiler import program as p
-from dsl import ast
-from dsl.diagnostics import WHOLE_TEXT
-from dsl.diagnostics import Span as DslSpan
+from flowc.compiler import program as p
+from flowc.dsl import ast
+from flowc.dsl.diagnostics import WHOLE_TEXT
+from flowc.dsl.diagnostics import Span as DslSpan
 
 IR_VERSION = 1
 

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from compiler.program import (
+from flowc.compiler.program import (
     DEFAULT_MAX_STEPS,
     END,
     MAX_MAX_STEPS,
@@ -22,9 +22,9 @@ from compiler.program import (
     Program,
     Route,
 )
-from compiler.suggestions import did_you_mean
-from dsl import ast
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
+from flowc.compiler.suggestions import did_you_mean
+from flowc.dsl import ast
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
 
 SETTINGS = ("max_steps",)
 

@@ -11,17 +11,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from compiler.expressions import check_branch
-from compiler.graph import check_graph
-from compiler.lowering import lower
-from compiler.program import END, START, Branch, Program
-from compiler.tools import ToolSpec, check_tools
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
-from dsl.gcpause import collector_paused
-from dsl.parser import parse
+from flowc.compiler.expressions import check_branch
+from flowc.compiler.graph import check_graph
+from flowc.compiler.lowering import lower
+from flowc.compiler.program import END, START, Branch, Program
+from flowc.compiler.tools import ToolSpec, check_tools
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
+from flowc.dsl.gcpause import collector_paused
+from flowc.dsl.parser import parse
 
 if TYPE_CHECKING:
-    from compiler.ir import Flow
+    from flowc.compiler.ir import Flow
 
 Tools = Mapping[str, ToolSpec] | Iterable[ToolSpec] | None
 
@@ -102,7 +102,7 @@ def compile_source(text: str, *, tools: Tools = None, filename: str | None = Non
 def _finish(checked: Checked) -> Compiled:
     if checked.errors or checked.program is None:
         raise FlowError(list(checked.diagnostics))
-    from compiler.ir import to_ir
+    from flowc.compiler.ir import to_ir
 
     return Compiled(to_ir(checked.program), checked.warnings)
 
@@ -111,7 +111,7 @@ def check_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) 
     """Check an IR document (a mapping or JSON text) with the same checks as DSL text."""
     from pydantic import ValidationError
 
-    from compiler.ir import Flow, program_from_ir
+    from flowc.compiler.ir import Flow, program_from_ir
 
     try:
         if isinstance(document, (str, bytes)):
@@ -151,7 +151,7 @@ def _validation_problem(problem: Any) -> Diagnostic:
 
 def _ir_structure(flow: Flow) -> list[Diagnostic]:
     """What an IR document can get wrong that the DSL cannot express."""
-    from compiler.ir import Branch as IrBranch
+    from flowc.compiler.ir import Branch as IrBranch
 
     problems: list[Diagnostic] = []
     names: set[str] = set()

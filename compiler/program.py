@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from dsl import ast
-from dsl.diagnostics import WHOLE_TEXT, Span
+from flowc.dsl import ast
+from flowc.dsl.diagnostics import WHOLE_TEXT, Span
 
 #: The pseudo-nodes: where a run starts and where it ends.
 START = "start"

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic
 
 
 def render_text(diagnostic: Diagnostic, source: str | None, filename: str) -> str:

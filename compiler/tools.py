@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from compiler.program import Program
-from compiler.suggestions import did_you_mean
-from dsl.diagnostics import Diagnostic, error
+from flowc.compiler.program import Program
+from flowc.compiler.suggestions import did_you_mean
+from flowc.dsl.diagnostics import Diagnostic, error
 
 ParamKind = Literal["positional_or_keyword", "keyword_only", "var_keyword"]
 

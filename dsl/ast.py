@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
 from typing import TypeAlias
 
-from dsl.comments import Comment
-from dsl.diagnostics import WHOLE_TEXT, Span
+from flowc.dsl.comments import Comment
+from flowc.dsl.diagnostics import WHOLE_TEXT, Span
 
 #: A static value: the JSON data model, as `json.loads` gives it (objects keep key order).
 Value: TypeAlias = bool | int | float | str | list["Value"] | dict[str, "Value"] | None

@@ -11,9 +11,9 @@ from typing import Any
 
 from lark import Token, Transformer
 
-from dsl import ast
-from dsl.diagnostics import Diagnostic, Span, error
-from dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
+from flowc.dsl import ast
+from flowc.dsl.diagnostics import Diagnostic, Span, error
+from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
 
 RESERVED = frozenset(
     ["flow", "set", "node", "start", "end", "and", "or", "not", "in", "true", "false", "null"]

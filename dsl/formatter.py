@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dsl import ast
-from dsl.comments import Comment
+from flowc.dsl import ast
+from flowc.dsl.comments import Comment
 
 #: A branch longer than this is written one arm per line.
 LINE_WIDTH = 88

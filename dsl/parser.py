@@ -14,13 +14,13 @@ from importlib import resources
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 
-from dsl import ast
-from dsl.builder import AstBuilder
-from dsl.comments import find_comments
-from dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
-from dsl.lexer import FlowLexer
-from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
-from dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
+from flowc.dsl import ast
+from flowc.dsl.builder import AstBuilder
+from flowc.dsl.comments import find_comments
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
+from flowc.dsl.lexer import FlowLexer
+from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
+from flowc.dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
 
 _BOM = "\ufeff"
 _lock = threading.Lock()
@@ -30,7 +30,7 @@ _lark: Lark | None = None
 
 def grammar_text() -> str:
     """The text of `grammars/flow.lark`, the language's specification."""
-    return resources.files("grammars").joinpath("flow.lark").read_text(encoding="utf-8")
+    return resources.files("flowc.grammars").joinpath("flow.lark").read_text(encoding="utf-8")
 
 
 def lark_parser(transformer: AstBuilder | None = None) -> Lark:

@@ -11,7 +11,7 @@ from copy import copy
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from dsl.diagnostics import Diagnostic, Span, error
+from flowc.dsl.diagnostics import Diagnostic, Span, error
 
 _SHOWN = {
     "ARROW": "`->`", "QMARK": "`?`", "COLON": "`:`", "SEMICOLON": "`;`", "EQUALS": "`=`",

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.registry import REGISTRY, Registry, Tool, ToolDefinitionError, register_tool
+from flowc.runtime.registry import REGISTRY, Registry, Tool, ToolDefinitionError, register_tool
 
 if TYPE_CHECKING:
-    from runtime.events import Event, RunError, RunResult, Step
-    from runtime.interpreter import WorkflowEngine
+    from flowc.runtime.events import Event, RunError, RunResult, Step
+    from flowc.runtime.interpreter import WorkflowEngine
 
 _LAZY = {
-    "WorkflowEngine": "runtime.interpreter",
-    "Event": "runtime.events",
-    "RunError": "runtime.events",
-    "RunResult": "runtime.events",
-    "Step": "runtime.events",
+    "WorkflowEngine": "flowc.runtime.interpreter",
+    "Event": "flowc.runtime.events",
+    "RunError": "flowc.runtime.events",
+    "RunResult": "flowc.runtime.events",
+    "Step": "flowc.runtime.events",
 }
 
 

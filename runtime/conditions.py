@@ -12,8 +12,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-from compiler.ir import Expr, Span
-from compiler.operators import BINARY, FUNCTIONS, OperatorError, type_name
+from flowc.compiler.ir import Expr, Span
+from flowc.compiler.operators import BINARY, FUNCTIONS, OperatorError, type_name
 
 State = dict[str, Any]
 #: An IR expression (a validated `compiler.ir.Expr`), read as a plain mapping.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
-from compiler.ir import Span
+from flowc.compiler.ir import Span
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 EventType = Literal["run_started", "node_started", "node_finished", "run_finished", "run_failed"]

@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from compiler import compile_source
-from compiler.ir import Branch, Flow, Span
-from compiler.operators import strict_equal
-from compiler.program import END
-from runtime.conditions import ConditionError, compile_condition
-from runtime.events import Event, RunError, RunResult, Step
-from runtime.registry import REGISTRY, Registry, Tool
-from runtime.state import StateError, copy_json
+from flowc.compiler import compile_source
+from flowc.compiler.ir import Branch, Flow, Span
+from flowc.compiler.operators import strict_equal
+from flowc.compiler.program import END
+from flowc.runtime.conditions import ConditionError, compile_condition
+from flowc.runtime.events import Event, RunError, RunResult, Step
+from flowc.runtime.registry import REGISTRY, Registry, Tool
+from flowc.runtime.state import StateError, copy_json
 
 State = dict[str, Any]
 Listener = Callable[[Event], Awaitable[None] | None]

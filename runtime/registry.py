@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
-from compiler.tools import ParamKind, ToolParam, ToolSpec
+from flowc.compiler.tools import ParamKind, ToolParam, ToolSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from runtime import REGISTRY
-from runtime.tools.loading import load_tool_modules, tool_entries
-from server.db import Database
-from server.errors import BodySizeLimit, install_error_handlers
-from server.routes import api_router
-from server.runs import DURABILITIES, RunService
-from server.settings import Settings, get_settings
+from flowc.runtime import REGISTRY
+from flowc.runtime.tools.loading import load_tool_modules, tool_entries
+from flowc.server.db import Database
+from flowc.server.errors import BodySizeLimit, install_error_handlers
+from flowc.server.routes import api_router
+from flowc.server.runs import DURABILITIES, RunService
+from flowc.server.settings import Settings, get_settings
 
 
 @asynccontextmanager

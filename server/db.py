@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from server.settings import async_url
+from flowc.server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from flowc.server.settings import async_url
 
 
 class Database:

@@ -15,12 +15,12 @@ from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
-from runtime import Registry
-from server.db import Database
-from server.errors import is_json, media_type
-from server.runs import RunService
-from server.schemas import GraphInput
-from server.settings import Settings
+from flowc.runtime import Registry
+from flowc.server.db import Database
+from flowc.server.errors import is_json, media_type
+from flowc.server.runs import RunService
+from flowc.server.schemas import GraphInput
+from flowc.server.settings import Settings
 
 #: Charsets a `text/plain` body may declare (the flow language is UTF-8).
 TEXT_CHARSETS = (None, "utf-8", "utf8", "us-ascii", "ascii")

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.schemas import MAX_JSON_DEPTH
+from flowc.server.schemas import MAX_JSON_DEPTH
 
 logger = logging.getLogger("flowc.server")
 

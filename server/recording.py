@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, insert, update
 
-from server.db import Database
-from server.models import RunStep, WorkflowRun
+from flowc.server.db import Database
+from flowc.server.models import RunStep, WorkflowRun
 
 
 @dataclass(frozen=True, slots=True)

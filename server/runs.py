@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from compiler.ir import Flow
-from runtime import REGISTRY, Registry
-from runtime.events import Event, RunError, RunResult, iso
-from runtime.interpreter import WorkflowEngine
-from server import store
-from server.db import Database
-from server.models import WorkflowDefinition, now, utc
-from server.recording import StepRow, StepWriter, moment, writer_for
-from server.settings import Settings, get_settings
+from flowc.compiler.ir import Flow
+from flowc.runtime import REGISTRY, Registry
+from flowc.runtime.events import Event, RunError, RunResult, iso
+from flowc.runtime.interpreter import WorkflowEngine
+from flowc.server import store
+from flowc.server.db import Database
+from flowc.server.models import WorkflowDefinition, now, utc
+from flowc.server.recording import StepRow, StepWriter, moment, writer_for
+from flowc.server.settings import Settings, get_settings
 
 Durability = Literal["sync", "async", "exit"]
 DURABILITIES: tuple[Durability, ...] = ("sync", "async", "exit")

@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from server.models import utc
-from server.runs import Durability
+from flowc.server.models import utc
+from flowc.server.runs import Durability
 
 #: Deepest nesting accepted in a request's JSON values.  The IR of the most deeply nested
 #: flow the language accepts is about 210 levels; responses serialize up to about 250.

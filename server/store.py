@@ -12,8 +12,8 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from compiler.ir import Flow
-from server.models import RunStep, WorkflowDefinition, WorkflowRun
+from flowc.compiler.ir import Flow
+from flowc.server.models import RunStep, WorkflowDefinition, WorkflowRun
 
 
 async def create_definition(

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from compiler import ToolParam, ToolSpec
+from flowc.compiler import ToolParam, ToolSpec
 
 #: Set in CI: a test that needs PostgreSQL fails instead of skipping when it is missing.
 REQUIRE_POSTGRES = os.environ.get("FLOWC_REQUIRE_POSTGRES") == "1"

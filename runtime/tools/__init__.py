@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 #: The packs that every `flowc` command and the server load.
-BUILTIN_PACKS = ("runtime.tools.code_review",)
+BUILTIN_PACKS = ("flowc.runtime.tools.code_review",)
 
 
 def load_builtin_packs() -> None:

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.registry import register_tool
-from runtime.tools.code_review_fixes import SourceText, apply_edits
-from runtime.tools.code_review_rules import RULES, SYNTAX_ERROR_SCORE, Finding, find_problems
+from flowc.runtime.registry import register_tool
+from flowc.runtime.tools.code_review_fixes import SourceText, apply_edits
+from flowc.runtime.tools.code_review_rules import RULES, SYNTAX_ERROR_SCORE, Finding, find_problems
 
 #: The most issues `check_style` lists; `issue_count` always counts them all.
 MAX_REPORTED_ISSUES = 200

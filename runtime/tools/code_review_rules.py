@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from runtime.tools.code_review_fixes import (
+from flowc.runtime.tools.code_review_fixes import (
     Edit,
     SourceText,
     import_line,
@@ -21,7 +21,7 @@ from runtime.tools.code_review_fixes import (
     replace_node,
     replace_operator,
 )
-from runtime.tools.code_review_scopes import Visit, walk_scopes
+from flowc.runtime.tools.code_review_scopes import Visit, walk_scopes
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ def tool_entries(options: Iterable[str], environ: Mapping[str, str]) -> list[str
 
 def load_tool_modules(entries: Iterable[str]) -> None:
     """Import the built-in packs, then every entry; `ToolLoadError` names the one that failed."""
-    from runtime.tools import BUILTIN_PACKS, load_builtin_packs
+    from flowc.runtime.tools import BUILTIN_PACKS, load_builtin_packs
 
     try:
         load_builtin_packs()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.routes import graphs, runs, stream, system
+from flowc.server.routes import graphs, runs, stream, system
 
 api_router = APIRouter()
 # `/graph/state/...` before `/graph/{graph_id}/...`: the more specific paths match first.

@@ -8,15 +8,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
-from compiler import Checked, Compiled, check_ir, check_source, compile_ir, compile_source
-from compiler.diagram import to_dot, to_mermaid
-from compiler.render import diagnostic_json
-from compiler.tools import ToolSpec
-from dsl.diagnostics import Diagnostic, FlowError
-from server import store
-from server.deps import GraphInputDep, RegistryDep, SessionDep
-from server.errors import StrictJSONRoute, not_found
-from server.schemas import (
+from flowc.compiler import Checked, Compiled, check_ir, check_source, compile_ir, compile_source
+from flowc.compiler.diagram import to_dot, to_mermaid
+from flowc.compiler.render import diagnostic_json
+from flowc.compiler.tools import ToolSpec
+from flowc.dsl.diagnostics import Diagnostic, FlowError
+from flowc.server import store
+from flowc.server.deps import GraphInputDep, RegistryDep, SessionDep
+from flowc.server.errors import StrictJSONRoute, not_found
+from flowc.server.schemas import (
     CheckReport,
     DiagnosticOut,
     DiagramOut,

@@ -8,11 +8,11 @@ from typing import Any, cast
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from server import store
-from server.deps import DatabaseDep, RunsDep, SessionDep, SettingsDep
-from server.errors import StrictJSONRoute, not_found
-from server.runs import Durability
-from server.schemas import RunAccepted, RunOut, RunRequest, RunState, RunSteps, StepOut
+from flowc.server import store
+from flowc.server.deps import DatabaseDep, RunsDep, SessionDep, SettingsDep
+from flowc.server.errors import StrictJSONRoute, not_found
+from flowc.server.runs import Durability
+from flowc.server.schemas import RunAccepted, RunOut, RunRequest, RunState, RunSteps, StepOut
 
 router = APIRouter(prefix="/graph", tags=["runs"], route_class=StrictJSONRoute)
 

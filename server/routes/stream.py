@@ -12,8 +12,8 @@ from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 
-from server.deps import RunsDep
-from server.runs import UnknownRun
+from flowc.server.deps import RunsDep
+from flowc.server.runs import UnknownRun
 
 router = APIRouter(tags=["runs"])
 logger = logging.getLogger("flowc.server")

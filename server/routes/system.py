@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, HTTPException
 from sqlalchemy import text
 
-from server.deps import DatabaseDep, RegistryDep
-from server.errors import StrictJSONRoute
-from server.schemas import Health, ToolOut
+from flowc.server.deps import DatabaseDep, RegistryDep
+from flowc.server.errors import StrictJSONRoute
+from flowc.server.schemas import Health, ToolOut
 
 router = APIRouter(tags=["system"], route_class=StrictJSONRoute)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime import REGISTRY
+from flowc.runtime import REGISTRY
 
 #: A tool module as a user writes one: importing it registers its tools.
 TOOLS_MODULE = '''\
 """Tools for the CLI tests."""
 
-from runtime import register_tool
+from flowc.runtime import register_tool
 
 
 @register_tool
@@ -58,7 +58,7 @@ WriteFile = Callable[[str, str], Path]
 @pytest.fixture(autouse=True)
 def isolated_tools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts with no tools and no built-in packs; the registry is restored after."""
-    monkeypatch.setattr("runtime.tools.BUILTIN_PACKS", ())
+    monkeypatch.setattr("flowc.runtime.tools.BUILTIN_PACKS", ())
     monkeypatch.delenv("FLOWC_TOOLS", raising=False)
     saved = list(REGISTRY)
     modules = set(sys.modules)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from flowc.cli.main import main
 from tests.cli.conftest import CLEAN_FLOW, WriteFile
 
 BAD_FLOW = """\

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from compiler.ir import json_schema
+from flowc.cli.main import main
+from flowc.compiler.ir import json_schema
 from tests.cli.conftest import CLEAN_FLOW, WriteFile
 
 

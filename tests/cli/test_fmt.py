@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from dsl.comments import find_comments
+from flowc.cli.main import main
+from flowc.dsl.comments import find_comments
 from tests.cli.conftest import WriteFile
 
 MESSY = "analyze->score ;score?score<80->refine:end\nrefine   ->analyze\n"
@@ -137,7 +137,7 @@ def test_an_unwritable_file_exits_2(
         raise PermissionError(13, "Permission denied")
 
     # Tests run as root in CI, where file modes do not stop writes: fail the open itself.
-    monkeypatch.setattr("cli.fmt.open", refuse, raising=False)
+    monkeypatch.setattr("flowc.cli.fmt.open", refuse, raising=False)
     assert main(["fmt", "messy.flow"]) == 2
     assert capsys.readouterr().err == (
         "flowc: error: cannot write `messy.flow`: Permission denied\n"

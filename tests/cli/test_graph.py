@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from compiler import check_source
-from compiler.diagram import to_dot, to_mermaid
-from compiler.program import Program
+from flowc.cli.main import main
+from flowc.compiler import check_source
+from flowc.compiler.diagram import to_dot, to_mermaid
+from flowc.compiler.program import Program
 from tests.cli.conftest import CLEAN_FLOW, WriteFile
 
 MERMAID = """\

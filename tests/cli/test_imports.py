@@ -18,12 +18,11 @@ import importlib.util
 import io
 import sys
 
-import runtime.tools
+import flowc.runtime.tools
+if importlib.util.find_spec("flowc.runtime.tools.code_review") is None:
+    flowc.runtime.tools.BUILTIN_PACKS = ()
 
-if importlib.util.find_spec("runtime.tools.code_review") is None:
-    runtime.tools.BUILTIN_PACKS = ()
-
-from cli.main import main
+from flowc.cli.main import main
 
 command, flow, tools, *heavy = sys.argv[1:]
 with contextlib.redirect_stdout(io.StringIO()):

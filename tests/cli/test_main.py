@@ -6,7 +6,7 @@ from importlib import metadata
 
 import pytest
 
-from cli.main import entry, main
+from flowc.cli.main import entry, main
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +77,7 @@ def test_entry_exits_130_on_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cli.main.main", interrupted)
+    monkeypatch.setattr("flowc.cli.main.main", interrupted)
     with pytest.raises(SystemExit) as raised:
         entry()
     assert raised.value.code == 130

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from flowc.cli.main import main
 from tests.cli.conftest import CLEAN_FLOW, WriteFile
 
 ROOT = Path(__file__).parents[2]
 
 FAILING_TOOLS = '''\
-from runtime import register_tool
+from flowc.runtime import register_tool
 
 
 @register_tool
@@ -123,7 +123,7 @@ def test_compile_errors_exit_2(write_file: WriteFile, capsys: pytest.CaptureFixt
 
 def test_the_code_review_example_fixes_prints() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "examples/code_review.flow", "--code-file",
+        [sys.executable, "-m", "flowc.cli.main", "run", "examples/code_review.flow", "--code-file",
          "examples/samples/prints.py", "--json"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.errors import CommandError
-from cli.sources import Source, decode, read_source
-from dsl.diagnostics import WHOLE_TEXT, Span
-from dsl.limits import MAX_SOURCE_BYTES
+from flowc.cli.errors import CommandError
+from flowc.cli.sources import Source, decode, read_source
+from flowc.dsl.diagnostics import WHOLE_TEXT, Span
+from flowc.dsl.limits import MAX_SOURCE_BYTES
 
 
 def test_utf8_decodes_and_keeps_the_bom_for_the_parser() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from cli.tool_loading import tool_entries
-from runtime import REGISTRY
+from flowc.cli.main import main
+from flowc.cli.tool_loading import tool_entries
+from flowc.runtime import REGISTRY
 from tests.cli.conftest import CLEAN_FLOW, TOOLS_MODULE, WriteFile
 
 EXTRA_TOOLS = '''\
-from runtime import register_tool
+from flowc.runtime import register_tool
 
 
 @register_tool
@@ -78,7 +78,7 @@ def test_builtin_packs_always_load(
 ) -> None:
     write_file("cli_test_pack.py", EXTRA_TOOLS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("runtime.tools.BUILTIN_PACKS", ("cli_test_pack",))
+    monkeypatch.setattr("flowc.runtime.tools.BUILTIN_PACKS", ("cli_test_pack",))
     assert main(["tools"]) == 0
     assert capsys.readouterr().out == "publish: Publish the result.\n"
 
@@ -86,7 +86,7 @@ def test_builtin_packs_always_load(
 def test_a_builtin_pack_that_fails_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("runtime.tools.BUILTIN_PACKS", ("cli_test_no_such_pack",))
+    monkeypatch.setattr("flowc.runtime.tools.BUILTIN_PACKS", ("cli_test_no_such_pack",))
     assert main(["tools"]) == 2
     assert capsys.readouterr() == (
         "",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from flowc.cli.main import main
 
 
 def test_tools_lists_names_summaries_and_parameters(

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import check_source, compile_source
-from dsl import FlowError, format
-from dsl.parser import lark_parser
+from flowc.compiler import check_source, compile_source
+from flowc.dsl import FlowError, format
+from flowc.dsl.parser import lark_parser
 from tests.conftest import fake_tools
 from tests.dsl import strategies
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import check_ir, check_source
-from compiler.render import render_text_all
+from flowc.compiler import check_ir, check_source
+from flowc.compiler.render import render_text_all
 from tests.conftest import fake_tools
 
 GOLDEN = Path(__file__).parent / "golden"

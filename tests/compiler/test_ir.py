@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler import check_ir, compile_ir, compile_source
-from compiler.ir import Flow, json_schema
-from compiler.tools import ToolSpec
-from dsl import FlowError
+from flowc.compiler import check_ir, compile_ir, compile_source
+from flowc.compiler.ir import Flow, json_schema
+from flowc.compiler.tools import ToolSpec
+from flowc.dsl import FlowError
 
 GOLDEN = Path(__file__).parent / "golden"
 REVIEW = (GOLDEN / "OK_code_review.flow").read_text(encoding="utf-8")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from compiler import check_source
-from compiler.program import Branch, Goto, Program
+from flowc.compiler import check_source
+from flowc.compiler.program import Branch, Goto, Program
 
 
 def program(text: str) -> Program:

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from compiler.operators import BINARY, FUNCTIONS, OperatorError, negate, strict_equal, type_name
+from flowc.compiler.operators import (
+    BINARY,
+    FUNCTIONS,
+    OperatorError,
+    negate,
+    strict_equal,
+    type_name,
+)
 
 
 @pytest.mark.parametrize(

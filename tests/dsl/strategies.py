@@ -12,8 +12,8 @@ import string
 
 from hypothesis import strategies as st
 
-from dsl import ast
-from dsl.builder import RESERVED
+from flowc.dsl import ast
+from flowc.dsl.builder import RESERVED
 
 _FIRST = string.ascii_letters + "_"
 _REST = _FIRST + string.digits

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsl import format, parse
+from flowc.dsl import format, parse
 
 SOURCE = """\
 # header comment

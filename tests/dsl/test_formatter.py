@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from dsl import ast, format, parse
+from flowc.dsl import ast, format, parse
 from tests.dsl import strategies
 from tests.dsl.test_parser import DESIGN_EXAMPLE
 

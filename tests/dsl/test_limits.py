@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from compiler import check_source
-from dsl import FlowError, Span, ast, parse
-from dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES
+from flowc.compiler import check_source
+from flowc.dsl import FlowError, Span, ast, parse
+from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES
 
 Found = tuple[str, str, Span]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
+from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
 
 
 @pytest.mark.parametrize(

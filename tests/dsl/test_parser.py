@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsl import Span, ast, parse
+from flowc.dsl import Span, ast, parse
 
 # ------------------------------------------------------------------ AST shorthands
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from dsl import FlowError, Span, parse
-from dsl.parser import lark_parser
+from flowc.dsl import FlowError, Span, parse
+from flowc.dsl.parser import lark_parser
 
 Found = tuple[str, str, tuple[int, int, int, int]]
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from runtime.tools.code_review import check_style, refine_code
+from flowc.runtime.tools.code_review import check_style, refine_code
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
 

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from runtime import REGISTRY
-from runtime.tools import load_builtin_packs
-from runtime.tools.code_review import (
+from flowc.runtime import REGISTRY
+from flowc.runtime.tools import load_builtin_packs
+from flowc.runtime.tools.code_review import (
     MAX_REPORTED_ISSUES,
     analyze_syntax,
     check_style,
     refine_code,
     score_code,
 )
-from runtime.tools.code_review_rules import RULES
+from flowc.runtime.tools.code_review_rules import RULES
 from tests.runtime.code_review_support import found, sample
 
 TOOLS = [analyze_syntax, check_style, score_code, refine_code]

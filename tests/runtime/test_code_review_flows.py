@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runtime.interpreter import WorkflowEngine
-from runtime.tools import load_builtin_packs
+from flowc.runtime.interpreter import WorkflowEngine
+from flowc.runtime.tools import load_builtin_packs
 from tests.runtime.code_review_support import sample
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runtime.tools.code_review import analyze_syntax, check_style, refine_code, score_code
+from flowc.runtime.tools.code_review import analyze_syntax, check_style, refine_code, score_code
 from tests.runtime.code_review_support import assert_only_fixed_lines_changed
 
 PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runtime.tools.code_review import check_style, refine_code, score_code
+from flowc.runtime.tools.code_review import check_style, refine_code, score_code
 from tests.runtime.code_review_support import (
     assert_only_fixed_lines_changed,
     assert_parses,

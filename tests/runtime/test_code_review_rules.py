@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from runtime.tools.code_review import check_style
+from flowc.runtime.tools.code_review import check_style
 from tests.runtime.code_review_support import found, print_lines
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from compiler import compile_source
-from runtime.conditions import ConditionError, compile_condition
+from flowc.compiler import compile_source
+from flowc.runtime.conditions import ConditionError, compile_condition
 
 State = dict[str, Any]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runtime import Event, Registry, RunResult, WorkflowEngine
+from flowc.runtime import Event, Registry, RunResult, WorkflowEngine
 
 State = dict[str, Any]
 

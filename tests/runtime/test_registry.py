@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from compiler.tools import ToolParam
-from runtime import REGISTRY, Registry, ToolDefinitionError, register_tool
+from flowc.compiler.tools import ToolParam
+from flowc.runtime import REGISTRY, Registry, ToolDefinitionError, register_tool
 
 
 def test_bare_and_named_registration() -> None:

@@ -18,8 +18,8 @@ import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
 
-from server.app import create_app
-from server.settings import Settings
+from flowc.server.app import create_app
+from flowc.server.settings import Settings
 from tests.server.databases import BACKENDS, postgres_database
 
 ROOT = Path(__file__).parents[2]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from runtime import REGISTRY
+from flowc.runtime import REGISTRY
 from tests.server.conftest import CODE_REVIEW, ONE_LINER, PRINTS, ROOT, create_graph, replay
 
 pytestmark = pytest.mark.asyncio

@@ -7,10 +7,10 @@ import uuid
 import httpx
 import pytest
 
-from compiler import check_ir, check_source, compile_source
-from compiler.diagram import to_dot, to_mermaid
-from compiler.render import diagnostic_json
-from runtime import REGISTRY
+from flowc.compiler import check_ir, check_source, compile_source
+from flowc.compiler.diagram import to_dot, to_mermaid
+from flowc.compiler.render import diagnostic_json
+from flowc.runtime import REGISTRY
 from tests.server.conftest import CODE_REVIEW, ONE_LINER
 
 pytestmark = pytest.mark.asyncio

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from compiler import compile_source
-from runtime import Registry
-from server import store
-from server.db import Database
-from server.models import WorkflowDefinition
-from server.runs import RunService, UnknownRun
+from flowc.compiler import compile_source
+from flowc.runtime import Registry
+from flowc.server import store
+from flowc.server.db import Database
+from flowc.server.models import WorkflowDefinition
+from flowc.server.runs import RunService, UnknownRun
 from tests.server.databases import database_url
 
 __all__ = ["database_url"]
@@ -185,8 +185,8 @@ def test_code_review_example_runs_through_the_service(database_url: str) -> None
     code = (ROOT / "examples/samples/prints.py").read_text()
 
     async def scenario() -> tuple[Any, Any]:
-        from runtime import REGISTRY
-        from runtime.tools import load_builtin_packs
+        from flowc.runtime import REGISTRY
+        from flowc.runtime.tools import load_builtin_packs
 
         load_builtin_packs()
         db = Database(database_url)

@@ -19,8 +19,8 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from cli.main import main
-from cli.serve import redact
+from flowc.cli.main import main
+from flowc.cli.serve import redact
 from tests.server.conftest import CODE_REVIEW, ONE_LINER, PRINTS, ROOT
 
 FLOWC = Path(sys.executable).with_name("flowc")

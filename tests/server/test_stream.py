@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
-from runtime import REGISTRY
+from flowc.runtime import REGISTRY
 from tests.server.conftest import CODE_REVIEW, PRINTS, create_graph
 
 pytestmark = pytest.mark.asyncio

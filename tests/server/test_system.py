@@ -10,11 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from runtime import REGISTRY
-from server.app import create_app
-from server.db import Database
-from server.deps import get_database
-from server.settings import Settings
+from flowc.runtime import REGISTRY
+from flowc.server.app import create_app
+from flowc.server.db import Database
+from flowc.server.deps import get_database
+from flowc.server.settings import Settings
 from tests.server.conftest import ROOT, create_graph, make_settings
 
 #: Nothing listens on port 1.
@@ -96,7 +96,7 @@ def test_importing_the_app_connects_to_nothing() -> None:
 
 
 def test_a_bad_default_durability_is_refused_when_the_app_is_built() -> None:
-    from server.app import create_app
+    from flowc.server.app import create_app
 
     settings = Settings.model_validate({"DATABASE_URL": "sqlite://", "default_durability": "x"})
     with pytest.raises(ValueError) as raised:
