@@ -7,8 +7,9 @@ FLOW   ?= examples/code_review.flow
 CODE   ?= examples/samples/prints.py
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+FUZZ_SECONDS ?= 600
 
-.PHONY: setup run review check test lint typecheck layers unit bench clean
+.PHONY: setup run review check test lint typecheck layers unit fuzz bench clean
 
 setup: $(STAMP)
 
@@ -30,7 +31,8 @@ review: setup
 check: setup
 	$(BIN)/flowc check examples/*.flow
 
-## The whole test suite: lint, format, types, layers, then every test (slow ones too).
+## The whole test suite: lint, format, types, layers, then every test (deterministic: property
+## tests draw the same examples every time; `make fuzz` explores).
 test: setup lint typecheck layers unit
 
 lint:
@@ -45,6 +47,11 @@ layers:
 
 unit:
 	$(BIN)/pytest
+
+## Open-ended fuzzing: rounds of the `fuzz` property tests with random seeds for FUZZ_SECONDS
+## (no new round starts after it); a failure is kept in .hypothesis/ and tried first next time.
+fuzz: setup
+	$(BIN)/python -m tests.fuzzing --seconds $(FUZZ_SECONDS)
 
 bench: setup
 	$(BIN)/python bench/compile.py

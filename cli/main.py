@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = _command(commands, "tools", "list the registered tools", [tools])
     listing.add_argument("--json", action="store_true", help="print JSON")
 
-    serve = _command(commands, "serve", "serve the HTTP API (DATABASE_URL names the database)")
+    serve = _command(
+        commands, "serve", "serve the HTTP API (DATABASE_URL names the database)", [tools]
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--reload", action="store_true", help="restart when the code changes")

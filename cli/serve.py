@@ -13,7 +13,7 @@ import re
 import sys
 
 from flowc.cli.errors import EXIT_OK, CommandError
-from flowc.cli.tool_loading import load_tools, tool_entries
+from flowc.cli.tool_loading import TOOLS_VARIABLE, load_tools, tool_entries
 
 #: `scheme://user:password@host` -> `scheme://user:***@host`.
 _PASSWORD = re.compile(r"(://[^/:@]*):[^/@]*@")
@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # pydantic's ValidationError is one
         raise CommandError(f"invalid settings in the environment: {exc}") from None
     _open_database(settings.database_url)
-    load_tools(tool_entries((), os.environ))  # a broken FLOWC_TOOLS module: one line, exit 2
+    entries = tool_entries(args.tools, os.environ)
+    load_tools(entries)  # a broken tool module: one line and exit 2, before serving
+    # The application loads `FLOWC_TOOLS` when it starts (also in `--reload`'s child process).
+    os.environ[TOOLS_VARIABLE] = os.pathsep.join(entries)
     where = f"http://{args.host}:{args.port}"
     print(f"flowc: serving on {where} (API docs at {where}/docs)", file=sys.stderr)
     print(f"flowc: database {redact(settings.database_url)}", file=sys.stderr, flush=True)

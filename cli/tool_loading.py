@@ -1,8 +1,9 @@
 """`--tools` and `FLOWC_TOOLS` entries -> imported tool modules -> the registry's `ToolSpec`s.
 
-The built-in packs always load first, then `FLOWC_TOOLS`, then `--tools`, so a later
-registration of a name replaces an earlier one.  The loading itself is the runtime's
-(`runtime.tools.loading`); here a failure becomes a one-line error and exit status 2.
+The built-in packs always load first, then `FLOWC_TOOLS`, then `--tools`; a name that is
+already taken is an error unless its registration says `replace=True`.  The loading itself
+is the runtime's (`flowc.runtime.tools.loading`); here a failure becomes a one-line error
+and exit status 2.
 """
 
 from __future__ import annotations

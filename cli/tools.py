@@ -30,9 +30,23 @@ def _name(spec: ToolSpec) -> str:
 
 
 def describe(spec: ToolSpec) -> str:
-    """A tool as text: its name and summary, then one indented line per parameter."""
+    """A tool as text: its name and summary, where it is defined, one line per parameter."""
     head = f"{spec.name}: {spec.summary}" if spec.summary else spec.name
-    return "\n".join([head, *(f"    {_describe_param(p)}" for p in spec.params)])
+    lines = [head]
+    if spec.origin:
+        where = f" ({_relative(spec.location)})" if spec.location else ""
+        lines.append(f"    from {spec.origin}{where}")
+    return "\n".join([*lines, *(f"    {_describe_param(p)}" for p in spec.params)])
+
+
+def _relative(location: str) -> str:
+    """`file:line` with the file relative to the current directory when it is inside it."""
+    path, _, line = location.rpartition(":")
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return location
+    return location if shown.startswith(os.pardir) else f"{shown}:{line}"
 
 
 def _describe_param(param: ToolParam) -> str:
@@ -62,4 +76,6 @@ def spec_json(spec: ToolSpec) -> dict[str, Any]:
         ],
         "is_async": spec.is_async,
         "blocking": spec.blocking,
+        "origin": spec.origin,
+        "location": spec.location,
     }

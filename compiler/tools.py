@@ -29,7 +29,10 @@ class ToolParam:
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """A tool's name, its static parameters and its docstring."""
+    """A tool's name, its static parameters and its docstring, and where it comes from.
+
+    `origin` is the function's `module.qualname`; `location` its `file:line`, when known.
+    """
 
     name: str
     params: tuple[ToolParam, ...] = ()
@@ -37,6 +40,8 @@ class ToolSpec:
     state_param: str | None = "state"
     is_async: bool = False
     blocking: bool = False
+    origin: str = ""
+    location: str = ""
 
     @property
     def accepts_any_keyword(self) -> bool:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowc.runtime.registry import REGISTRY, Registry, Tool, ToolDefinitionError, register_tool
+from flowc.runtime.registry import (
+    REGISTRY,
+    Registry,
+    Tool,
+    ToolConflictError,
+    ToolDefinitionError,
+    register_tool,
+)
 
 if TYPE_CHECKING:
     from flowc.runtime.events import Event, RunError, RunResult, Step
@@ -28,7 +35,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    raise AttributeError(f"module 'flowc.runtime' has no attribute {name!r}")
 
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "RunResult",
     "Step",
     "Tool",
+    "ToolConflictError",
     "ToolDefinitionError",
     "WorkflowEngine",
     "register_tool",

@@ -27,6 +27,10 @@ class ToolDefinitionError(TypeError):
     """A function that cannot be a tool (no state parameter, positional-only arguments)."""
 
 
+class ToolConflictError(ToolDefinitionError):
+    """A name that another function is already registered under, without `replace=True`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A registered tool: the function, its spec, and how the interpreter calls it.
@@ -83,7 +87,24 @@ def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False
         state_param=params[0].name,
         is_async=inspect.iscoroutinefunction(function),
         blocking=blocking,
+        origin=origin(function),
+        location=location(function),
     )
+
+
+def origin(function: Callable[..., Any]) -> str:
+    """`module.qualname` of a function, as people write it in an import."""
+    module = getattr(function, "__module__", None) or "?"
+    qualname = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
+    return f"{module}.{qualname}"
+
+
+def location(function: Callable[..., Any]) -> str:
+    """`file:line` where a function is defined, or "" when Python does not know."""
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    if code is None:
+        return ""
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 class Registry:
@@ -93,11 +114,28 @@ class Registry:
         self._tools: dict[str, Tool] = {}
 
     def add(
-        self, function: Callable[..., Any], name: str | None = None, *, blocking: bool = False
+        self,
+        function: Callable[..., Any],
+        name: str | None = None,
+        *,
+        blocking: bool = False,
+        replace: bool = False,
     ) -> Tool:
-        """Register `function` under `name` (default: its own name); a later one replaces."""
+        """Register `function` under `name` (default: its own name).
+
+        A name already taken by another function is a `ToolConflictError` naming both,
+        unless `replace` is true.  The same function again (its module imported a second
+        time) replaces its earlier self quietly.
+        """
         tool_name = name or function.__name__
         spec = tool_spec(function, tool_name, blocking=blocking)
+        earlier = self._tools.get(tool_name)
+        if earlier is not None and not replace and not _same_definition(earlier.spec, spec):
+            raise ToolConflictError(
+                f"tool `{tool_name}` is already registered by {_describe(earlier.spec)}; "
+                f"{_describe(spec)} cannot take its name: register it under another name, "
+                "or pass `replace=True` to replace it"
+            )
         mode: Literal["sync", "async", "thread"] = (
             "async" if spec.is_async else "thread" if blocking else "sync"
         )
@@ -127,6 +165,19 @@ class Registry:
         self._tools.pop(name, None)
 
 
+def _same_definition(earlier: ToolSpec, later: ToolSpec) -> bool:
+    """True for one definition seen twice: the same function, its module imported again."""
+    return bool(earlier.location) and (earlier.origin, earlier.location) == (
+        later.origin,
+        later.location,
+    )
+
+
+def _describe(spec: ToolSpec) -> str:
+    where = f" ({spec.location})" if spec.location else ""
+    return f"`{spec.origin}`{where}"
+
+
 REGISTRY = Registry()
 
 
@@ -134,18 +185,26 @@ REGISTRY = Registry()
 def register_tool(function: F, /) -> F: ...
 @overload
 def register_tool(
-    name: str | None = None, /, *, blocking: bool = False, registry: Registry | None = None
+    name: str | None = None,
+    /,
+    *,
+    blocking: bool = False,
+    replace: bool = False,
+    registry: Registry | None = None,
 ) -> Callable[[F], F]: ...
 def register_tool(
     function_or_name: Any = None,
     /,
     *,
     blocking: bool = False,
+    replace: bool = False,
     registry: Registry | None = None,
 ) -> Any:
     """Register a tool: `@register_tool`, `@register_tool("name")`, `@register_tool(blocking=True)`.
 
-    `blocking=True` marks a sync tool that the interpreter runs in a worker thread.
+    `blocking=True` marks a sync tool that the interpreter runs in a worker thread.  A name
+    that another function holds is an error unless `replace=True` (`@register_tool("score",
+    replace=True)` swaps a built-in for your own).
     """
     target = registry if registry is not None else REGISTRY
     if callable(function_or_name):
@@ -153,7 +212,7 @@ def register_tool(
         return function_or_name
 
     def decorate(function: F) -> F:
-        target.add(function, function_or_name, blocking=blocking)
+        target.add(function, function_or_name, blocking=blocking, replace=replace)
         return function
 
     return decorate

@@ -1,15 +1,37 @@
-"""Shared fixtures: tool specs for compiler tests, and the PostgreSQL requirement switch."""
+"""Shared fixtures: tool specs for compiler tests, the PostgreSQL switch, Hypothesis profiles.
+
+Property tests are deterministic unless asked otherwise: the `deterministic` profile derives
+every draw from the test itself and keeps no example database, so two clones pass or fail
+alike.  `make fuzz` selects the `fuzz` profile: random seeds, and failures kept in
+`.hypothesis/` so the next `make fuzz` tries them first.
+"""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from flowc.compiler import ToolParam, ToolSpec
 
 #: Set in CI: a test that needs PostgreSQL fails instead of skipping when it is missing.
 REQUIRE_POSTGRES = os.environ.get("FLOWC_REQUIRE_POSTGRES") == "1"
+
+#: The environment variable that picks the Hypothesis profile (`deterministic` when unset).
+PROFILE_VARIABLE = "FLOWC_HYPOTHESIS_PROFILE"
+
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile(
+    "fuzz",
+    derandomize=False,
+    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
+settings.load_profile(os.environ.get(PROFILE_VARIABLE, "deterministic"))
 
 
 def fake_tools() -> dict[str, ToolSpec]:

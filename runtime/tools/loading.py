@@ -1,8 +1,10 @@
 """Tool module entries (`.py` paths or module names) -> imported modules, tools registered.
 
-Shared by the `flowc` command (`--tools`, `FLOWC_TOOLS`) and the server (`FLOWC_TOOLS`).
-An entry that names an existing `.py` file is imported from that file; any other entry is
-imported as a module name.  Later registrations of a name replace earlier ones.
+Shared by the `flowc` command (`--tools`, `FLOWC_TOOLS`) and the server (`flowc serve
+--tools`, `FLOWC_TOOLS`).  An entry that names a `.py` file is imported from that file, with
+its folder on `sys.path` as `python FILE` would have it; any other entry is a module name,
+found first in the current directory as `python -m` would.  A tool name registered twice is
+an error (`ToolConflictError`) unless the second registration says `replace=True`.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ def import_tool_module(entry: str) -> None:
             raise ToolLoadError(f"cannot load tools from `{entry}`: not a .py file")
     try:
         if path.suffix == ".py":
+            _put_first_on_path(path.resolve().parent)
             _import_file(path)
         else:
+            _put_first_on_path(Path.cwd())
             importlib.import_module(entry)
     except ToolLoadError:
         raise
@@ -61,10 +65,28 @@ def import_tool_module(entry: str) -> None:
         raise ToolLoadError(_failure(entry, exc)) from None
 
 
+def _put_first_on_path(folder: Path) -> None:
+    """Make modules in `folder` importable by name, ahead of installed ones, as Python does."""
+    entry = str(folder)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
+
+
 def _import_file(path: Path) -> None:
+    """Import a `.py` file by its own name when that name finds it, else under a unique one.
+
+    `tools.py` beside the flow becomes the module `tools`, as `import tools` would make it;
+    a file whose name is taken by another module (`json.py`) or is not an identifier gets a
+    name of its own, so that it shadows nothing.
+    """
     resolved = path.resolve()
+    stem = resolved.stem
+    if stem.isidentifier() and _finds(stem, resolved):
+        importlib.import_module(stem)
+        return
     digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    name = f"flowc_tools_{_identifier(resolved.stem)}_{digest}"
+    name = f"flowc_tools_{_identifier(stem)}_{digest}"
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise ToolLoadError(f"cannot load tools from `{path}`: not a Python module")
@@ -75,6 +97,16 @@ def _import_file(path: Path) -> None:
     except BaseException:
         del sys.modules[name]
         raise
+
+
+def _finds(name: str, file: Path) -> bool:
+    """True when `import name` would load `file` (or already has)."""
+    module = sys.modules.get(name)
+    found = getattr(module, "__file__", None) if module is not None else None
+    if module is None:
+        spec = importlib.util.find_spec(name)
+        found = spec.origin if spec is not None else None
+    return found is not None and Path(found).resolve() == file
 
 
 def _identifier(stem: str) -> str:

@@ -12,12 +12,12 @@ from flowc.runtime import REGISTRY
 
 #: A tool module as a user writes one: importing it registers its tools.
 TOOLS_MODULE = '''\
-"""Tools for the CLI tests."""
+"""Tools for the CLI tests; three take built-in names, so they say they replace them."""
 
 from flowc.runtime import register_tool
 
 
-@register_tool
+@register_tool(replace=True)
 def analyze(state):
     """Parse the code.
 
@@ -26,13 +26,13 @@ def analyze(state):
     return {"parsed": True}
 
 
-@register_tool
+@register_tool(replace=True)
 def score(state):
     """Score the code."""
     return {"score": 90}
 
 
-@register_tool("refine")
+@register_tool("refine", replace=True)
 def refine_code(state, max_fixes: int = 10):
     """Fix what the score complained about."""
     return None
@@ -56,10 +56,17 @@ WriteFile = Callable[[str, str], Path]
 
 
 @pytest.fixture(autouse=True)
-def isolated_tools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test starts with no tools and no built-in packs; the registry is restored after."""
+def isolated_tools(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Each test starts with no tools and no built-in packs; the registry is restored after.
+
+    Tool modules the test imported (files under pytest's temporary folder) are forgotten,
+    and so is any folder they put on `sys.path`, as if the next test were a new process.
+    """
     monkeypatch.setattr("flowc.runtime.tools.BUILTIN_PACKS", ())
     monkeypatch.delenv("FLOWC_TOOLS", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     saved = list(REGISTRY)
     modules = set(sys.modules)
     _clear()
@@ -67,8 +74,10 @@ def isolated_tools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _clear()
     for tool in saved:
         REGISTRY.add(tool.function, tool.spec.name, blocking=tool.spec.blocking)
+    temporary = str(tmp_path_factory.getbasetemp())
     for name in set(sys.modules) - modules:
-        if name.startswith(("flowc_tools_", "cli_test_")):
+        module_file = getattr(sys.modules[name], "__file__", None) or ""
+        if name.startswith(("flowc_tools_", "cli_test_")) or module_file.startswith(temporary):
             del sys.modules[name]
 
 

@@ -40,6 +40,76 @@ def test_tools_by_module_name(
     assert capsys.readouterr() == ("", "")
 
 
+def test_tools_by_module_name_from_the_current_folder(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As `python -c "import my_tools"` would: the current folder is searched first.
+    write_file("my_tools.py", TOOLS_MODULE)
+    write_file("review.flow", CLEAN_FLOW)
+    assert main(["check", "review.flow", "--tools", "my_tools"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_tool_file_imports_its_neighbours(
+    write_file: WriteFile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As `python pack/tools.py` would: the file's own folder is searched first.
+    (tmp_path / "pack").mkdir()
+    write_file("pack/shouting.py", "def shout(text):\n    return text.upper()\n")
+    write_file(
+        "pack/loud_tools.py",
+        "from shouting import shout\n"
+        "from flowc.runtime import register_tool\n\n\n"
+        "@register_tool\n"
+        "def loud(state):\n"
+        '    """Shout the message."""\n'
+        '    return {"message": shout(state["message"])}\n',
+    )
+    assert main(["tools", "--tools", "pack/loud_tools.py"]) == 0
+    assert capsys.readouterr() == (
+        "loud: Shout the message.\n    from loud_tools.loud (pack/loud_tools.py:5)\n",
+        "",
+    )
+
+
+def test_a_tool_file_named_like_another_module_shadows_nothing(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    write_file("json.py", EXTRA_TOOLS)
+    assert main(["tools", "--tools", "json.py"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("publish: Publish the result.\n    from flowc_tools_json_")
+    assert out.endswith(".publish (json.py:4)\n")
+    assert sys.modules["json"] is json
+
+
+def test_taking_a_builtin_name_without_replace_exits_2(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowc.runtime.tools.code_review import score_code
+
+    REGISTRY.add(score_code, "score")  # as the built-in pack registers it
+    write_file(
+        "scoring.py",
+        "from flowc.runtime import register_tool\n\n\n"
+        "@register_tool\n"
+        "def score(state):\n"
+        "    return {'score': 100}\n",
+    )
+    assert main(["tools", "--tools", "scoring.py"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "flowc: error: cannot load tools from `scoring.py`: ToolConflictError: tool `score` "
+        "is already registered by `flowc.runtime.tools.code_review.score_code` ("
+    )
+    assert err.endswith(
+        "`scoring.score` (" + str(Path.cwd() / "scoring.py") + ":4) cannot take its name: "
+        "register it under another name, or pass `replace=True` to replace it\n"
+    )
+
+
 def test_tools_by_path(
     write_file: WriteFile, tools_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -80,7 +150,9 @@ def test_builtin_packs_always_load(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr("flowc.runtime.tools.BUILTIN_PACKS", ("cli_test_pack",))
     assert main(["tools"]) == 0
-    assert capsys.readouterr().out == "publish: Publish the result.\n"
+    assert capsys.readouterr().out == (
+        "publish: Publish the result.\n    from cli_test_pack.publish (cli_test_pack.py:4)\n"
+    )
 
 
 def test_a_builtin_pack_that_fails_exits_2(
@@ -120,7 +192,9 @@ def test_a_module_with_a_syntax_error_exits_2(
 def test_a_bad_tool_definition_exits_2(
     write_file: WriteFile, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_file("stateless.py", "from runtime import register_tool\nregister_tool(lambda: 1)\n")
+    write_file(
+        "stateless.py", "from flowc.runtime import register_tool\nregister_tool(lambda: 1)\n"
+    )
     assert main(["tools", "--tools", "stateless.py"]) == 2
     assert capsys.readouterr().err == (
         "flowc: error: cannot load tools from `stateless.py`: ToolDefinitionError: "
@@ -158,7 +232,7 @@ def test_a_failing_module_leaves_nothing_half_imported(
 ) -> None:
     write_file("half.py", "import sys\nHALF = sys.modules[__name__]\nraise ValueError('x')\n")
     assert main(["tools", "--tools", "half.py"]) == 2
-    assert not [name for name in sys.modules if name.startswith("flowc_tools_half_")]
+    assert "half" not in sys.modules
 
 
 def test_a_path_module_runs_again_in_a_new_main_call(
@@ -168,6 +242,7 @@ def test_a_path_module_runs_again_in_a_new_main_call(
     first = capsys.readouterr().out
     for tool in list(REGISTRY):  # as if a new process started
         REGISTRY.remove(tool.spec.name)
+    del sys.modules["review_tools"]
     assert main(["tools", "--tools", str(tools_path)]) == 0
     assert capsys.readouterr().out == first
 

@@ -16,14 +16,30 @@ def test_tools_lists_names_summaries_and_parameters(
     assert main(["tools", "--tools", str(tools_path)]) == 0
     assert capsys.readouterr() == (
         "analyze: Parse the code.\n"
+        "    from review_tools.analyze (review_tools.py:6)\n"
         "notify\n"
+        "    from review_tools.notify (review_tools.py:27)\n"
         "    channel: str (keyword_only, required)\n"
         "    **options (var_keyword)\n"
         "refine: Fix what the score complained about.\n"
+        "    from review_tools.refine_code (review_tools.py:21)\n"
         "    max_fixes: int (positional_or_keyword, default 10)\n"
-        "score: Score the code.\n",
+        "score: Score the code.\n"
+        "    from review_tools.score (review_tools.py:15)\n",
         "",
     )
+
+
+def test_tools_outside_the_current_folder_show_their_whole_path(
+    tools_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["tools", "--tools", str(tools_path)]) == 0
+    assert f"    from review_tools.score ({tools_path}:15)\n" in capsys.readouterr().out
 
 
 def test_tools_json(tools_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,6 +60,8 @@ def test_tools_json(tools_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         ],
         "is_async": False,
         "blocking": False,
+        "origin": "review_tools.refine_code",
+        "location": f"{tools_path}:21",
     }
     assert tools[1]["params"][0] == {
         "name": "channel",

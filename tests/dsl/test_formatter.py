@@ -39,7 +39,7 @@ def test_every_static_value_survives_formatting(value: ast.Value) -> None:
     _round_trip(ast.Flow((ast.Setting(ast.Name("x"), ast.JsonValue(value)),)))
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 @_LONG
 @given(strategies.flows)
 def test_parse_of_format_gives_the_same_flow_long(flow: ast.Flow) -> None:
