@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from flowc.dsl import ast
 from flowc.dsl.comments import Comment
@@ -20,39 +21,118 @@ _ATOM = 8
 _COMPARISON = 4
 
 
+@dataclass(slots=True)
+class _Line:
+    """One output line: its code, and a comment (trailing, or alone when there is no code).
+
+    A node declaration keeps its name and what follows its `=` apart, to align the `=`.
+    """
+
+    code: str = ""
+    comment: str = ""
+    declares: tuple[str, str] | None = None
+    comment_column: int = 0  # where a trailing comment starts, 0-based
+
+
 def format(flow: ast.Flow) -> str:
     """The canonical text of a flow; `parse(format(f)) == f` and formatting is idempotent.
 
     Comments come back where they were: a comment on its own line stays above the
     statement that follows it, a comment after code ends the statement's last line.  One
-    blank line is kept where the source had blank lines between statements.
+    blank line is kept where the source had blank lines between statements.  As people
+    write them by hand, the `=` of neighbouring `node` declarations line up, and so do the
+    trailing comments of neighbouring lines.
     """
-    lines: list[str] = []
-    comments = list(flow.comments)
+    lines: list[_Line] = []
+    comments = flow.comments
+    taken = 0  # comments before this index are written
     previous: ast.Statement | None = None
     for statement in flow.statements:
         span = statement.span
-        above = [c for c in comments if c.line < span.line]
-        inside = [c for c in comments if span.line <= c.line <= span.end_line]
-        comments = comments[len(above) + len(inside) :]
+        first_inside = taken
+        while first_inside < len(comments) and comments[first_inside].line < span.line:
+            first_inside += 1
+        after = first_inside
+        while after < len(comments) and comments[after].line <= span.end_line:
+            after += 1
+        above, inside = comments[taken:first_inside], comments[first_inside:after]
+        taken = after
         if previous is not None and _blank_line_between(previous, statement, above):
-            lines.append("")
-        lines.extend(comment.text for comment in above)
-        lines.extend(comment.text for comment in inside[1:])  # a second one goes above
-        body = format_statement(statement)
+            lines.append(_Line())
+        lines.extend(_Line(comment=comment.text) for comment in above)
+        lines.extend(_Line(comment=comment.text) for comment in inside[1:])  # a second: above
+        body = _statement_lines(statement)
         if inside:
-            body[-1] = f"{body[-1]}  {inside[0].text}"
+            body[-1].comment = inside[0].text
         lines.extend(body)
         previous = statement
-    if comments:
-        if previous is not None and comments[0].line > previous.span.end_line + 1:
-            lines.append("")
-        lines.extend(comment.text for comment in comments)
-    return "\n".join(lines) + "\n" if lines else ""
+    rest = comments[taken:]
+    if rest:
+        if previous is not None and rest[0].line > previous.span.end_line + 1:
+            lines.append(_Line())
+        lines.extend(_Line(comment=comment.text) for comment in rest)
+    _align_declarations(lines)
+    _align_comments(lines)
+    return "".join(f"{_text(line)}\n" for line in lines)
+
+
+def _statement_lines(statement: ast.Statement) -> list[_Line]:
+    if isinstance(statement, ast.NodeDecl):
+        rest = f"{statement.tool.text}{_format_args(statement.args)}"
+        return [_Line(declares=(statement.name.text, rest))]
+    return [_Line(code=text) for text in format_statement(statement)]
+
+
+def _align_declarations(lines: list[_Line]) -> None:
+    """Pad the names of neighbouring declarations so their `=` line up.
+
+    Neighbours are declarations with nothing between them but comment lines.
+    """
+    block: list[_Line] = []
+    for line in [*lines, _Line()]:
+        if line.declares is not None:
+            block.append(line)
+        elif line.code or not line.comment:  # other code, or a blank line, ends a block
+            width = max((len(d.declares[0]) for d in block if d.declares), default=0)
+            for declaration in block:
+                assert declaration.declares is not None
+                name, rest = declaration.declares
+                declaration.code = f"node {name.ljust(width)} = {rest}"
+            block = []
+
+
+def _align_comments(lines: list[_Line]) -> None:
+    """Start the trailing comments of neighbouring lines two spaces after the longest code.
+
+    A group holds no line longer than `LINE_WIDTH` (unless it is one line): the line that
+    does not fit starts a new group, so one long line does not push every comment near it
+    off the screen.
+    """
+    run: list[_Line] = []
+    code_width = comment_width = 0
+    for line in [*lines, _Line()]:
+        if line.code and line.comment:
+            wider = max(code_width, len(line.code)) + 2 + max(comment_width, len(line.comment))
+            if not run or wider <= LINE_WIDTH:
+                run.append(line)
+                code_width = max(code_width, len(line.code))
+                comment_width = max(comment_width, len(line.comment))
+                continue
+        for member in run:
+            member.comment_column = code_width + 2
+        run, code_width, comment_width = [], 0, 0
+        if line.code and line.comment:  # the line that did not fit starts the next group
+            run, code_width, comment_width = [line], len(line.code), len(line.comment)
+
+
+def _text(line: _Line) -> str:
+    if line.code and line.comment:
+        return f"{line.code.ljust(line.comment_column)}{line.comment}"
+    return line.code or line.comment
 
 
 def _blank_line_between(
-    previous: ast.Statement, statement: ast.Statement, comments: list[Comment]
+    previous: ast.Statement, statement: ast.Statement, comments: tuple[Comment, ...]
 ) -> bool:
     kinds = {type(previous), type(statement)}
     if len(kinds) == 2 and ast.Route in kinds:

@@ -29,7 +29,7 @@ set max_steps = 5
 node a = t  # what a does
 node b = t
 
-start -> a  # begin
+start -> a                         # begin
 a -> b ? "#not" == x -> end : end  # inside a branch
 # final words
 """

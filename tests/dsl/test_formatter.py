@@ -50,13 +50,13 @@ def test_parse_of_format_gives_the_same_flow_long(flow: ast.Flow) -> None:
 
 DESIGN_EXAMPLE_FORMATTED = """\
 # code_review.flow
-flow code_review  # optional header: the flow's name
+flow code_review    # optional header: the flow's name
 set max_steps = 60  # optional settings
 
 node analyze = analyze_syntax  # bind a node name to a registered tool
-node style = check_style
-node score = score_code
-node refine = refine_code(max_fixes = 10)  # static keyword arguments (JSON literals)
+node style   = check_style
+node score   = score_code
+node refine  = refine_code(max_fixes = 10)  # static keyword arguments (JSON literals)
 
 start -> analyze  # optional: default start is the first node named
 analyze -> style -> score
@@ -143,3 +143,56 @@ def test_a_long_branch_with_one_arm_stays_on_one_line() -> None:
     text = f"a ? {condition} -> b : c\n"
     assert len(text) > 100
     assert format(parse(text)) == text
+
+
+# ---------------------------------------------------------------- alignment
+
+
+def test_neighbouring_declarations_align_their_equals_signs() -> None:
+    text = "node a = t\n# between\nnode long_name = u(x = 1)\n\nnode bb = v\nset max_steps = 3\n"
+    assert format(parse(text)) == (
+        "node a         = t\n"
+        "# between\n"
+        "node long_name = u(x = 1)\n"
+        "\n"
+        "node bb = v\n"
+        "set max_steps = 3\n"
+    )
+
+
+def test_a_lone_declaration_has_one_space_before_its_equals_sign() -> None:
+    assert format(parse("node   a   =   t\n")) == "node a = t\n"
+
+
+def test_neighbouring_trailing_comments_align_two_spaces_after_the_longest_code() -> None:
+    text = "a -> b # one\nb -> c -> d # two\nd -> end\ne -> end # three\n"
+    assert format(parse(text)) == (
+        "a -> b       # one\n"
+        "b -> c -> d  # two\n"
+        "d -> end\n"
+        "e -> end  # three\n"
+    )  # fmt: skip
+
+
+def test_a_comment_group_holds_no_line_longer_than_the_width() -> None:
+    long_route = " -> ".join(f"node_{n}" for n in range(8))  # 76 characters
+    text = f"a -> b  # short\n{long_route}  # a comment that does not fit\nc -> d  # x\n"
+    assert format(parse(text)) == (
+        "a -> b  # short\n"
+        f"{long_route}  # a comment that does not fit\n"  # 107 characters: a group of its own
+        "c -> d  # x\n"
+    )
+    text = f"a -> b  # short\n{long_route}  # fits\n"
+    assert format(parse(text)) == f"a -> b{' ' * 72}# short\n{long_route}  # fits\n"
+
+
+def test_a_comment_line_ends_a_comment_group() -> None:
+    text = "a -> b  # one\n# alone\nbb -> c  # two\n"
+    assert format(parse(text)) == "a -> b  # one\n# alone\nbb -> c  # two\n"
+
+
+def test_alignment_is_idempotent_and_keeps_the_flow() -> None:
+    text = "node x = a  # first\nnode yyyy = b(k = [1, 2])  # second\n\nx -> yyyy -> end\n"
+    once = format(parse(text))
+    assert format(parse(once)) == once
+    assert parse(once) == parse(text)
