@@ -1,7 +1,8 @@
-"""Settings -> the FastAPI application: routers, error handlers, body limit, lifespan.
+"""Settings -> the FastAPI application: routers, error handlers, body limit, docs, lifespan.
 
 The lifespan opens the database (creating missing tables), loads the built-in tools and
-starts the run service.  Nothing connects at import: `app` is cheap to build.
+starts the run service.  Nothing connects at import: `app` is cheap to build.  `/docs` and
+`/redoc` load their scripts from the installed `fastapi-offline` package, not from a CDN.
 """
 
 from __future__ import annotations
@@ -11,14 +12,43 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from flowc.runtime import REGISTRY
 from flowc.runtime.tools.loading import load_tool_modules, tool_entries
 from flowc.server.db import Database
-from flowc.server.errors import BodySizeLimit, install_error_handlers
+from flowc.server.errors import (
+    UNEXPECTED,
+    BodySizeLimit,
+    answer_wrong_methods,
+    install_error_handlers,
+)
 from flowc.server.routes import api_router
+from flowc.server.routes.stream import PROTOCOL
 from flowc.server.runs import DURABILITIES, RunService
 from flowc.server.settings import Settings, get_settings
+
+#: Where `/docs` and `/redoc` find their scripts, styles and icon.
+DOCS_ASSETS = "/docs-assets"
+
+DESCRIPTION = f"""\
+Workflow graphs written in the Flow language: checked, saved, run and recorded.  Save a
+graph with `POST /graph/create` (flow text, or an IR document), run it with
+`POST /graph/run`, read a run with `GET /graph/state/{{run_id}}`, follow it live over the
+WebSocket below.  The built-in tools are `analyze_syntax`, `check_style`, `score_code` and
+`refine_code` (also `analyze`, `style`, `score`, `refine`); `GET /tools` lists them all.
+
+### Errors
+
+Every error is a JSON object with a `detail`: a sentence, except for most 422s, where it
+is a list of `{{loc, msg, type}}` (one per invalid field) or, when a graph has errors,
+`{{message, diagnostics}}` with each problem's position.  Whatever the route: a body over
+`FLOWC_MAX_BODY_BYTES` is a 413, a `Content-Length` that is not a number a 400, an unknown
+path a 404, a method the path does not take a 405 (with `Allow`), and a failure on the
+server's side a 500 whose details go to the server's log.
+
+{PROTOCOL}"""
 
 
 @asynccontextmanager
@@ -39,6 +69,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.dispose()
 
 
+def operation_id(route: APIRoute) -> str:
+    """A route's OpenAPI `operationId`: its function's name (`run_graph`, `get_graph`)."""
+    return route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The flowc API for `settings` (default: from the environment)."""
     settings = settings or get_settings()
@@ -47,15 +82,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"FLOWC_DEFAULT_DURABILITY must be one of {', '.join(DURABILITIES)}, "
             f"not {settings.default_durability!r}"
         )
-    app = FastAPI(
+    app = FastAPIOffline(
         title="flowc",
         summary="Workflow graphs written in a small, checked text language, run and recorded.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        responses=UNEXPECTED,
+        generate_unique_id_function=operation_id,
+        static_url=DOCS_ASSETS,
+        # Swagger UI would otherwise send the document to validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
+    answer_wrong_methods(app.router)
     return app
 
 

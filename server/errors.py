@@ -1,9 +1,11 @@
 """Bad requests -> 4xx answers a person can act on; anything unexpected -> a logged 500.
 
-Three guards: `BodySizeLimit` counts a body's bytes as they arrive (413 past the limit,
-whatever `Content-Length` claims); `StrictJSONRoute` reads JSON bodies itself so that a
-syntax error names its line and column (400) and a body of another type is a 415; the
-handlers give every error the `{"detail": ...}` shape.
+Four guards: `BodySizeLimit` counts a body's bytes as they arrive (413 past the limit,
+whatever `Content-Length` claims; 400 when that header is not a number); `StrictJSONRoute`
+reads JSON bodies itself so that a syntax error names its line and column (400) and a body
+of another type is a 415; `WrongMethod` answers 405 for a fixed path asked with another
+method; the handlers give every error the `{"detail": ...}` shape.  The `responses`
+tables here document those answers in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -17,15 +19,63 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowc.server.schemas import MAX_JSON_DEPTH
+from flowc.server.schemas import MAX_JSON_DEPTH, InvalidFlow, InvalidRequest, Problem
 
 logger = logging.getLogger("flowc.server")
 
+#: Most digits of a `Content-Length` read as a number (a 64-bit size has at most 19).
+MAX_LENGTH_DIGITS = 18
+
 #: What a 500 says; the details go to the log, not to the client.
 INTERNAL_ERROR = "internal server error; the server's log has the details"
+
+
+#: OpenAPI `responses` entries, keyed by status, for the errors routes answer.
+Responses = dict[int | str, dict[str, Any]]
+
+BAD_BODY: Responses = {
+    400: {
+        "model": Problem,
+        "description": "the body is not JSON (the line and column are named) or not UTF-8, "
+        "or `Content-Length` is not a number",
+    },
+    413: {"model": Problem, "description": "the body is larger than `FLOWC_MAX_BODY_BYTES`"},
+    415: {"model": Problem, "description": "the body is neither JSON nor, where taken, text"},
+}
+#: A 422 for a parameter (path or query) that does not validate.
+INVALID_PARAMETER: Responses = {
+    422: {"model": InvalidRequest, "description": "a parameter is not valid: one entry per problem"}
+}
+#: A 422 for a JSON body: its fields do not validate, or it is nested too deep to read.
+INVALID_BODY: Responses = {
+    422: {
+        "model": InvalidRequest | Problem,
+        "description": "a field is not valid (one entry per problem), or the JSON is nested "
+        f"more than {MAX_JSON_DEPTH} levels deep (a string)",
+    }
+}
+#: A 422 for a graph: as `INVALID_BODY`, or the graph has errors (positioned diagnostics).
+INVALID_GRAPH: Responses = {
+    422: {
+        "model": InvalidFlow | InvalidRequest | Problem,
+        "description": "the flow or IR has errors (`{message, diagnostics}`), a field is not "
+        f"valid (one entry per problem), or the JSON is nested more than {MAX_JSON_DEPTH} "
+        "levels deep (a string)",
+    }
+}
+#: What any route may answer when something fails on the server's side.
+UNEXPECTED: Responses = {
+    500: {"model": Problem, "description": "the server failed; its log has the details"}
+}
+
+
+def not_found_response(what: str) -> Responses:
+    """The OpenAPI entry for a 404: `what` names the id that names nothing."""
+    return {404: {"model": Problem, "description": f"no {what} has this id"}}
 
 
 def not_found(kind: str, ident: object) -> HTTPException:
@@ -138,6 +188,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
+        if isinstance(declared, str):
+            detail = f"the Content-Length header is not a number of bytes: {declared!r}"
+            await _answer(send, 400, detail)
+            return
         if declared is not None and declared > self.max_bytes:
             await self._too_large(send)
             return
@@ -162,28 +216,36 @@ class BodySizeLimit:
             f"the request body is larger than {self.max_bytes:,} bytes "
             "(the limit is FLOWC_MAX_BODY_BYTES)"
         )
-        body = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, 413, detail)
 
 
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", ()):
+async def _answer(send: Send, status: int, detail: str) -> None:
+    """Send `{"detail": detail}` and close: the rest of the body is not read."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | str | None:
+    """The declared body size; the header as text when it is not a number (digits only)."""
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
         if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            stripped = value.strip()
+            if not stripped.isdigit():
+                return value.decode("latin-1")
+            # A number this long is over any limit; `int` would refuse thousands of digits.
+            return int(stripped) if len(stripped) <= MAX_LENGTH_DIGITS else sys.maxsize
     return None
 
 
@@ -199,3 +261,40 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class WrongMethod(Route):
+    """A fixed path asked with a method it does not take -> 405 with an `Allow` header.
+
+    Without it, `GET /graph/create` would be taken by `GET /graph/{graph_id}` and answered
+    422 (`create` is not a UUID): Starlette answers 405 only when no route matches fully.
+    """
+
+    def __init__(self, path: str, allowed: frozenset[str]) -> None:
+        super().__init__(path, _never_called, methods=allowed, include_in_schema=False)
+        self.allow = ", ".join(sorted(allowed))
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """A full match for this path with a method it does not take; no match otherwise."""
+        match, child_scope = super().matches(scope)
+        return (Match.FULL, child_scope) if match is Match.PARTIAL else (Match.NONE, {})
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 405, naming the methods the path takes."""
+        raise HTTPException(status_code=405, headers={"Allow": self.allow})
+
+
+async def _never_called(request: Request) -> Response:
+    raise AssertionError("a WrongMethod route only answers 405")
+
+
+def answer_wrong_methods(router: Router) -> None:
+    """Put a `WrongMethod` before the routes for every path without parameters."""
+    allowed: dict[str, set[str]] = {}
+    for route in iter_route_contexts(router.routes):
+        if isinstance(route.original_route, WrongMethod):
+            continue
+        if route.path and route.methods and "{" not in route.path:
+            allowed.setdefault(route.path, set()).update(route.methods)
+    guards = [WrongMethod(path, frozenset(methods)) for path, methods in allowed.items()]
+    router.routes[:0] = guards

@@ -100,6 +100,22 @@ class _Request(BaseModel):
 class GraphInput(_Request):
     """A graph to check or save: flow text (`source`) or an IR document (`ir`), not both."""
 
+    # `_one_form` as JSON Schema, so that the published schema accepts what the model does.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["source"],
+                    "properties": {"source": {"type": "string"}, "ir": {"type": "null"}},
+                },
+                {
+                    "required": ["ir"],
+                    "properties": {"ir": {"type": "object"}, "source": {"type": "null"}},
+                },
+            ]
+        }
+    )
+
     name: Name | None = None
     source: Text | None = None
     ir: JSONObject | None = None
@@ -263,6 +279,41 @@ class ToolOut(_Row):
     params: list[ToolParamOut]
     is_async: bool
     blocking: bool
+
+
+class Problem(BaseModel):
+    """An error answer of any status but 422: what went wrong, in a sentence for a person."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    """One invalid part of a request: where it is (`loc`), what is wrong, and a stable `type`."""
+
+    loc: list[str | int] = Field(
+        description="`body`, `path` or `query`, then the field names and list indexes"
+    )
+    msg: str
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """422: the request's parameters or fields are not valid; one entry per problem."""
+
+    detail: list[FieldProblem]
+
+
+class FlowProblems(BaseModel):
+    """Why a graph was refused: a one-line summary, then every diagnostic with its position."""
+
+    message: str = Field(description="how many errors, and the first one with its position")
+    diagnostics: list[DiagnosticOut]
+
+
+class InvalidFlow(BaseModel):
+    """422: the flow text or IR document has errors (the same diagnostics as `flowc check`)."""
+
+    detail: FlowProblems
 
 
 class Health(BaseModel):

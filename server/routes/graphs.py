@@ -15,11 +15,20 @@ from flowc.compiler.tools import ToolSpec
 from flowc.dsl.diagnostics import Diagnostic, FlowError
 from flowc.server import store
 from flowc.server.deps import GraphInputDep, RegistryDep, SessionDep
-from flowc.server.errors import StrictJSONRoute, not_found
+from flowc.server.errors import (
+    BAD_BODY,
+    INVALID_BODY,
+    INVALID_GRAPH,
+    INVALID_PARAMETER,
+    StrictJSONRoute,
+    not_found,
+    not_found_response,
+)
 from flowc.server.schemas import (
     CheckReport,
     DiagnosticOut,
     DiagramOut,
+    FlowProblems,
     GraphCreated,
     GraphInput,
     GraphOut,
@@ -31,15 +40,59 @@ router = APIRouter(prefix="/graph", tags=["graphs"], route_class=StrictJSONRoute
 SOURCE_NAME = "<source>"
 IR_NAME = "<ir>"
 
+#: The design's one-liner: it runs with the built-in code-review tools, as every example must.
+EXAMPLE_FLOW = "analyze -> style -> score; score ? score<80 -> refine : end"
+#: The same review as a file would say it: named nodes, a static argument, a bounded loop.
+EXAMPLE_FILE = """\
+flow code_review
+set max_steps = 60
+node refine = refine_code(max_fixes = 10)
+analyze -> style -> score
+score ? score < 80 and default(attempts, 0) < 3 -> refine : end
+refine -> analyze
+"""
+
 #: The request body of `/graph/create` and `/graph/check`: JSON, or the flow text itself.
 GRAPH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": GraphInput.model_json_schema()},
-            "text/plain": {"schema": {"type": "string", "example": "a -> b; b -> end"}},
+            "application/json": {
+                "schema": GraphInput.model_json_schema(),
+                "examples": {
+                    "one-liner": {
+                        "summary": "the code-review loop on one line",
+                        "value": {"name": "code review", "source": EXAMPLE_FLOW},
+                    },
+                    "file": {
+                        "summary": "the code-review loop as a file would say it",
+                        "value": {"source": EXAMPLE_FILE},
+                    },
+                },
+            },
+            "text/plain": {"schema": {"type": "string"}, "example": EXAMPLE_FLOW},
         },
     }
+}
+
+#: What a client can do next with a graph it saved (OpenAPI links, for clients and tools).
+GRAPH_ID = "$response.body#/graph_id"
+SAVED_GRAPH_LINKS: dict[str, Any] = {
+    "run": {
+        "operationId": "run_graph",
+        "requestBody": {"graph_id": GRAPH_ID},
+        "description": "run the saved graph (`graph_id` in the body)",
+    },
+    "read": {
+        "operationId": "get_graph",
+        "parameters": {"graph_id": GRAPH_ID},
+        "description": "read the saved graph back",
+    },
+    "diagram": {
+        "operationId": "diagram",
+        "parameters": {"graph_id": GRAPH_ID},
+        "description": "draw the saved graph",
+    },
 }
 
 DiagramFormat = Literal["mermaid", "dot"]
@@ -77,20 +130,15 @@ def flow_errors(problem: FlowError, filename: str) -> HTTPException:
         )
         count = f"{len(errors)} error" + ("" if len(errors) == 1 else "s")
         message = f"the {what} has {count}; the first: {where}{first.message}"
-    return HTTPException(
-        status_code=422,
-        detail={
-            "message": message,
-            "diagnostics": [d.model_dump() for d in _json(problem.diagnostics, filename)],
-        },
-    )
+    problems = FlowProblems(message=message, diagnostics=_json(problem.diagnostics, filename))
+    return HTTPException(status_code=422, detail=problems.model_dump())
 
 
 @router.post(
     "/create",
     status_code=201,
     openapi_extra=GRAPH_BODY,
-    responses={422: {"description": "the flow has errors: `{message, diagnostics}`"}},
+    responses={201: {"links": SAVED_GRAPH_LINKS}, **BAD_BODY, **INVALID_GRAPH},
 )
 async def create_graph(
     graph: GraphInputDep, session: SessionDep, registry: RegistryDep
@@ -112,7 +160,7 @@ async def create_graph(
     )
 
 
-@router.post("/check", openapi_extra=GRAPH_BODY)
+@router.post("/check", openapi_extra=GRAPH_BODY, responses={**BAD_BODY, **INVALID_BODY})
 async def check(graph: GraphInputDep, registry: RegistryDep) -> CheckReport:
     """Report every problem in a graph; errors are `ok: false`, not an HTTP error."""
     checked = await run_in_threadpool(_check, graph, registry.specs())
@@ -122,7 +170,7 @@ async def check(graph: GraphInputDep, registry: RegistryDep) -> CheckReport:
     )
 
 
-@router.get("/{graph_id}")
+@router.get("/{graph_id}", responses={**not_found_response("graph"), **INVALID_PARAMETER})
 async def get_graph(graph_id: uuid.UUID, session: SessionDep) -> GraphOut:
     """A saved graph: its name, source text (if it came as text), IR and hash."""
     definition = await store.get_definition(session, definition_id=graph_id)
@@ -131,7 +179,7 @@ async def get_graph(graph_id: uuid.UUID, session: SessionDep) -> GraphOut:
     return GraphOut.model_validate(definition)
 
 
-@router.get("/{graph_id}/diagram")
+@router.get("/{graph_id}/diagram", responses={**not_found_response("graph"), **INVALID_PARAMETER})
 async def diagram(
     graph_id: uuid.UUID,
     session: SessionDep,

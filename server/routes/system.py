@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from flowc.server.deps import DatabaseDep, RegistryDep
 from flowc.server.errors import StrictJSONRoute
-from flowc.server.schemas import Health, ToolOut
+from flowc.server.schemas import Health, Problem, ToolOut
 
 router = APIRouter(tags=["system"], route_class=StrictJSONRoute)
 
@@ -23,7 +23,10 @@ async def list_tools(registry: RegistryDep) -> list[ToolOut]:
     return [ToolOut.model_validate(tool.spec) for tool in registry]
 
 
-@router.get("/healthz", responses={503: {"description": "the database does not answer"}})
+@router.get(
+    "/healthz",
+    responses={503: {"model": Problem, "description": "the database does not answer"}},
+)
 async def healthz(db: DatabaseDep) -> Health:
     """`ok` when the database answers `SELECT 1`; 503 when it does not."""
 

@@ -6,8 +6,10 @@ log is watched: a bad input that reached either fails the walk.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
@@ -27,6 +29,7 @@ LIMIT = 2 * 1024 * 1024  # the default `max_body_bytes`
 TOO_LARGE = f"the request body is larger than {LIMIT:,} bytes (the limit is FLOWC_MAX_BODY_BYTES)"
 NUL = "holds `\\u0000`, which PostgreSQL cannot store"
 OVERSIZED = json.dumps({"source": "a" * LIMIT}).encode()
+SMALL = json.dumps({"source": ONE_LINER}).encode()
 DEEP = 5000
 
 
@@ -120,6 +123,9 @@ CASES = [
          404, f"run {MISSING} not found"),
     Case("unknown path", "get", "/graphs", {}, 404, "Not Found"),
     Case("wrong method", "delete", "/graph/create", {}, 405, "Method Not Allowed"),
+    Case("get a path that takes post", "get", "/graph/create", {}, 405, "Method Not Allowed"),
+    Case("get the run path", "get", "/graph/run", {}, 405, "Method Not Allowed"),
+    Case("delete a graph", "delete", "/graph/{graph}", {}, 405, "Method Not Allowed"),
     # Ids that are not UUIDs: 422.
     Case("graph id not a uuid", "get", "/graph/not-a-uuid", {},
          422, field(["path", "graph_id"],
@@ -142,6 +148,15 @@ CASES = [
          {"content": "chunked", "headers": JSON}, 413, TOO_LARGE),
     Case("too large, content-length lies", "post", "/graph/create",
          {"content": OVERSIZED, "headers": {**JSON, "content-length": "10"}}, 413, TOO_LARGE),
+    Case("content-length of thirty digits", "post", "/graph/create",
+         {"content": SMALL, "headers": {**JSON, "content-length": "9" * 30}}, 413, TOO_LARGE),
+    # A Content-Length that is not a number (uvicorn refuses it first; other servers may not).
+    Case("content-length not a number", "post", "/graph/create",
+         {"content": SMALL, "headers": {**JSON, "content-length": "abc"}},
+         400, "the Content-Length header is not a number of bytes: 'abc'"),
+    Case("negative content-length", "post", "/graph/run",
+         {"content": SMALL, "headers": {**JSON, "content-length": "-5"}},
+         400, "the Content-Length header is not a number of bytes: '-5'"),
     # What PostgreSQL cannot store, and what JSON does not have: 422 with the path.
     Case("nul in source", "post", "/graph/create", {"json": {"source": "a -> b\u0000"}},
          422, field(["body", "source"], f"`source` {NUL}", "unstorable")),
@@ -266,3 +281,57 @@ async def test_an_unexpected_error_is_a_logged_500_without_details(
     assert [r.getMessage() for r in caplog.records if r.name == "flowc.server"] == [
         "unexpected error answering GET /broken"
     ]
+
+
+#: Seconds a raw-socket test waits for the server to close: a hang fails, it is not a pause.
+SOCKET_TIMEOUT = 30
+
+
+async def exchange(server: str, request: bytes, *, hang_up: bool = True) -> bytes:
+    """Send raw bytes to `server` (then end our side if `hang_up`); read until it closes."""
+    host, port = server.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        if hang_up:
+            writer.write_eof()
+        return await asyncio.wait_for(reader.read(), SOCKET_TIMEOUT)
+    finally:
+        writer.close()
+
+
+def statuses(answer: bytes) -> list[int]:
+    """The status of each answer in what the server sent back."""
+    return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+
+
+def post(length: str, body: bytes) -> bytes:
+    head = (
+        "POST /graph/create HTTP/1.1\r\nHost: flowc.test\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def test_a_content_length_that_is_not_a_number_is_a_400_over_a_socket(
+    live_server: str,
+) -> None:
+    assert statuses(await exchange(live_server, post("abc", SMALL))) == [400]
+
+
+async def test_a_body_shorter_than_its_content_length_is_dropped_over_a_socket(
+    live_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The client ends its side mid-body: nothing to answer, and nothing fails.
+    with caplog.at_level(logging.ERROR):
+        answer = await exchange(live_server, post(str(len(SMALL) + 100), SMALL))
+    assert (answer, caplog.records) == (b"", [])
+
+
+async def test_bytes_past_the_content_length_are_the_next_request_over_a_socket(
+    live_server: str,
+) -> None:
+    # The declared length is the body; what follows is read as the next request, refused.
+    request = post(str(len(SMALL)), SMALL + b"garbage\r\n\r\n")
+    answer = await exchange(live_server, request, hang_up=False)
+    assert statuses(answer) == [201, 400]
