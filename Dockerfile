@@ -1,28 +1,27 @@
 # flowc's API server: `docker compose up` builds it and starts it beside PostgreSQL.
 # Without DATABASE_URL it serves from a SQLite file in /data.
-FROM python:3.11-slim
+#
+# The image holds the same wheel that users install: stage one builds it from the source
+# tree, stage two installs it and nothing else.  tests/packaging/test_docker.py runs these
+# same steps outside Docker (Docker does not run on our CI machines), so keep each step a
+# plain command: what the test cannot run, it must be told about.
 
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY . .
+RUN python -m pip wheel --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /app
-
-# The dependencies first, from pyproject.toml alone: a code change does not reinstall them.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install -r requirements.txt
-
-COPY grammars ./grammars
-COPY dsl ./dsl
-COPY compiler ./compiler
-COPY runtime ./runtime
-COPY server ./server
-COPY cli ./cli
-RUN pip install --no-deps . \
-    && useradd --create-home --uid 1000 flowc \
-    && mkdir /data && chown flowc /data
+COPY --from=build /wheels /wheels
+RUN python -m pip install /wheels/flowc-*.whl
+RUN useradd --create-home --uid 1000 flowc
+RUN mkdir /data && chown flowc /data
 
 USER flowc
 WORKDIR /data

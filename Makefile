@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 600
 
-.PHONY: setup run review check test lint typecheck layers unit fuzz bench clean
+.PHONY: setup run review check test lint typecheck layers unit fuzz wheel bench clean
 
 setup: $(STAMP)
 
@@ -53,10 +53,14 @@ unit:
 fuzz: setup
 	$(BIN)/python -m tests.fuzzing --seconds $(FUZZ_SECONDS)
 
+## The wheel users install (and the Docker image installs), into dist/.
+wheel: setup
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+
 bench: setup
 	$(BIN)/python bench/compile.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist mutants
