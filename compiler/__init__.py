@@ -22,3 +22,6 @@ __all__ = [
     "compile_ir",
     "compile_source",
 ]
+
+if __name__ != "flowc.compiler":  # this folder imported by its bare name, from a checkout
+    raise ImportError(f"import `flowc.compiler`, not `{__name__}`: flowc installs as one namespace")

@@ -5,3 +5,6 @@ from flowc.dsl.formatter import format
 from flowc.dsl.parser import parse
 
 __all__ = ["Diagnostic", "FlowError", "Span", "format", "parse"]
+
+if __name__ != "flowc.dsl":  # this folder imported by its bare name, from a checkout
+    raise ImportError(f"import `flowc.dsl`, not `{__name__}`: flowc installs as one namespace")

@@ -51,3 +51,6 @@ __all__ = [
     "WorkflowEngine",
     "register_tool",
 ]
+
+if __name__ != "flowc.runtime":  # this folder imported by its bare name, from a checkout
+    raise ImportError(f"import `flowc.runtime`, not `{__name__}`: flowc installs as one namespace")
