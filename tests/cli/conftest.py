@@ -77,7 +77,10 @@ def isolated_tools(
     temporary = str(tmp_path_factory.getbasetemp())
     for name in set(sys.modules) - modules:
         module_file = getattr(sys.modules[name], "__file__", None) or ""
-        if name.startswith(("flowc_tools_", "cli_test_")) or module_file.startswith(temporary):
+        # A built-in pack imported here registered into the registry this test cleared:
+        # forget it too, so that the next import registers its tools again.
+        packs = ("flowc_tools_", "cli_test_", "flowc.runtime.tools.")
+        if name.startswith(packs) or module_file.startswith(temporary):
             del sys.modules[name]
 
 
