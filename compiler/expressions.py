@@ -6,12 +6,14 @@ of each known type, so a compile-time type error says exactly what the run would
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flowc.compiler.operators import (
     BINARY,
     FUNCTIONS,
     OperatorError,
+    article,
     negate,
     require_bool,
     type_name,
@@ -129,58 +131,79 @@ class _Checker:
 
 
 def check_condition(expr: ast.Expr) -> list[Diagnostic]:
-    """Errors in one condition: unknown functions, arity, types, a non-boolean result."""
+    """Errors in one condition: unknown functions, arity, types, a non-boolean result.
+
+    When the types are right, an operator that fails on constant operands (`1 / 0`,
+    `min([])`) is an error too: it fails whenever the run evaluates it.
+    """
+    return _checked(expr)[0]
+
+
+_NOT_CONSTANT = object()
+
+
+def _checked(expr: ast.Expr) -> tuple[list[Diagnostic], Any]:
+    """The errors in `expr`; without any, also its value if it reads no state."""
     checker = _Checker()
     kind = checker.infer(expr)
     if kind not in (ANY, "bool"):
         checker.problems.append(
             error(
                 "E305",
-                f"a condition must be true or false, but this one is a{_n(kind)} {kind}",
+                f"a condition must be true or false, but this one is {article(kind)} {kind}",
                 expr.span,
                 help="compare it with something, for example `x > 0`",
             )
         )
-    return checker.problems
+    if checker.problems:
+        return checker.problems, _NOT_CONSTANT
+    value = _fold(expr, checker.problems)
+    return checker.problems, value
 
 
-def _n(kind: str) -> str:
-    return "n" if kind[0] in "aeiou" else ""
+def _fold(expr: ast.Expr, problems: list[Diagnostic]) -> Any:
+    """The value of `expr` when it reads no state, else `_NOT_CONSTANT`.
 
-
-_NOT_CONSTANT = object()
-
-
-def constant_value(expr: ast.Expr) -> Any:
-    """The value of a condition that reads no state, or `_NOT_CONSTANT`."""
-    try:
-        return _fold(expr)
-    except (OperatorError, _Varies):
-        return _NOT_CONSTANT
-
-
-class _Varies(Exception):
-    """Raised when a sub-expression depends on the state."""
-
-
-def _fold(expr: ast.Expr) -> Any:
+    An operator that fails on constant operands adds an E303 to `problems`.
+    """
     if isinstance(expr, ast.Literal):
         return expr.value
+    if isinstance(expr, ast.PathExpr):
+        return _NOT_CONSTANT
     if isinstance(expr, ast.ListExpr):
-        return [_fold(item) for item in expr.items]
+        items = [_fold(item, problems) for item in expr.items]
+        return _NOT_CONSTANT if any(item is _NOT_CONSTANT for item in items) else items
+    if isinstance(expr, ast.Call):
+        args = [_fold(arg, problems) for arg in expr.args]
+        if expr.function not in FUNCTIONS:  # `exists` and `default` read the state
+            return _NOT_CONSTANT
+        return _apply_constants(expr, FUNCTIONS[expr.function], args, problems)
     if isinstance(expr, ast.Unary):
-        value = _fold(expr.operand)
-        return not require_bool(value, "`not`") if expr.op == "not" else negate(value)
-    if isinstance(expr, ast.Binary):
-        if expr.op in ("and", "or"):
-            left = require_bool(_fold(expr.left), f"`{expr.op}`")
-            if left == (expr.op == "or"):
-                return left
-            return require_bool(_fold(expr.right), f"`{expr.op}`")
-        return BINARY[expr.op](_fold(expr.left), _fold(expr.right))
-    if isinstance(expr, ast.Call) and expr.function in FUNCTIONS:
-        return FUNCTIONS[expr.function](*(_fold(a) for a in expr.args))
-    raise _Varies
+        operand = _fold(expr.operand, problems)
+        if expr.op == "not":
+            return _apply_constants(
+                expr, lambda v: not require_bool(v, "`not`"), [operand], problems
+            )
+        return _apply_constants(expr, negate, [operand], problems)
+    left, right = _fold(expr.left, problems), _fold(expr.right, problems)
+    if expr.op in ("and", "or"):
+        # The type check has made sure that constant sides are bools.
+        if left is _NOT_CONSTANT or left is (expr.op == "or"):
+            return left  # unknown, or decided: `or` stops at true, `and` at false
+        return right
+    return _apply_constants(expr, BINARY[expr.op], [left, right], problems)
+
+
+def _apply_constants(
+    expr: ast.Expr, function: Callable[..., Any], values: list[Any], problems: list[Diagnostic]
+) -> Any:
+    if any(value is _NOT_CONSTANT for value in values):
+        return _NOT_CONSTANT
+    try:
+        return function(*values)
+    except OperatorError as problem:
+        problems.append(error("E303", str(problem), expr.span))
+        return _NOT_CONSTANT
 
 
 def check_branch(branch: Branch) -> list[Diagnostic]:
@@ -190,7 +213,7 @@ def check_branch(branch: Branch) -> list[Diagnostic]:
     always_true_at: int | None = None
     for arm in branch.arms:
         condition = arm.condition
-        errors = check_condition(condition)
+        errors, value = _checked(condition)
         problems += errors
         if errors:
             continue
@@ -214,7 +237,6 @@ def check_branch(branch: Branch) -> list[Diagnostic]:
             )
             continue
         seen.append(condition)
-        value = constant_value(condition)
         if value is True:
             always_true_at = condition.span.line
             problems.append(

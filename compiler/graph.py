@@ -86,7 +86,7 @@ def _traps(program: Program) -> list[Diagnostic]:
             path.append(current)
             current = next(t for t in program.successors(current) if t not in can_finish)
         done.update(path)
-        if current in done and current not in on_path:
+        if current not in on_path:
             continue  # led into a loop that is already reported
         loop = path[on_path[current] :]
         route = program.routes[loop[0]]
@@ -100,7 +100,7 @@ def _traps(program: Program) -> list[Diagnostic]:
                     f"give `{loop[-1]}` a branch that can leave the loop, "
                     f"for example `{loop[-1]} ? done -> end : {loop[0]}`"
                     if isinstance(program.routes[loop[-1]], Goto)
-                    else "make one of the branch's targets lead to `end`"
+                    else f"make one of the targets of the branch on `{loop[-1]}` lead to `end`"
                 ),
             )
         )

@@ -35,6 +35,11 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def article(kind: str) -> str:
+    """`an` before a type name that starts with a vowel (`an int`), else `a` (`a string`)."""
+    return "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -83,7 +88,7 @@ def _contains(item: Any, container: Any) -> bool:
 
 def _add(left: Any, right: Any) -> Any:
     if _is_number(left) and _is_number(right):
-        return left + right
+        return _finite("+", lambda a, b: a + b, left, right)
     if isinstance(left, str) and isinstance(right, str):
         return left + right
     if isinstance(left, list) and isinstance(right, list):
@@ -99,12 +104,24 @@ def _arithmetic(symbol: str, apply: Callable[[Any, Any], Any]) -> Callable[[Any,
             )
         if symbol in "/%" and right == 0:
             raise OperatorError("division by zero")
-        result = apply(left, right)
-        if isinstance(result, float) and not math.isfinite(result):
-            raise OperatorError(f"`{symbol}` overflowed")
-        return result
+        return _finite(symbol, apply, left, right)
 
     return arithmetic
+
+
+def _finite(symbol: str, apply: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    """`apply(left, right)`, or an `OperatorError` when the result is no finite number.
+
+    Python raises `OverflowError` where an integer too big for a float meets a float
+    (`10**400 / 3`, `10**400 + 1.0`); a float result may also come out infinite.
+    """
+    try:
+        result = apply(left, right)
+    except OverflowError:
+        raise OperatorError(f"`{symbol}` overflowed") from None
+    if isinstance(result, float) and not math.isfinite(result):
+        raise OperatorError(f"`{symbol}` overflowed")
+    return result
 
 
 def _multiply(left: Any, right: Any) -> Any:
@@ -129,11 +146,16 @@ BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def not_a_bool(value: Any, where: str) -> str:
+    """The problem with `value`, not a bool, where `where` (`not`, `and`, `or`) needs one."""
+    return f"{where} needs a bool, not {type_name(value)}"
+
+
 def require_bool(value: Any, where: str) -> bool:
     """`value` if it is a bool, else an `OperatorError` naming `where` it was needed."""
     if isinstance(value, bool):
         return value
-    raise OperatorError(f"{where} needs a bool, not {type_name(value)}")
+    raise OperatorError(not_a_bool(value, where))
 
 
 def negate(value: Any) -> Any:

@@ -77,7 +77,8 @@ class FlowLexer(Lexer):
             found = match(text, position)
             if found is None:
                 spaces = self.spaces.match(text, position)
-                position = spaces.end() if spaces else position
+                assert spaces is not None  # `(?:...)*` always matches, if only the empty text
+                position = spaces.end()
                 if position >= size:
                     return
                 column = position - line_start + 1

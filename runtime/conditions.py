@@ -9,18 +9,34 @@ the value found and its type.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from flowc.compiler.ir import Expr, Span
-from flowc.compiler.operators import BINARY, FUNCTIONS, OperatorError, type_name
+from flowc.compiler.operators import (
+    BINARY,
+    FUNCTIONS,
+    OperatorError,
+    article,
+    negate,
+    not_a_bool,
+    type_name,
+)
 
 State = dict[str, Any]
 #: An IR expression (a validated `compiler.ir.Expr`), read as a plain mapping.
 Node = Mapping[str, Any]
 Evaluator = Callable[[State], Any]
+Path = Sequence[str | int]
+
+#: A message shows a value in at most this many characters, `...` included.
+SHOWN_CHARACTERS = 60
+#: A missing-key message lists at most this many of the keys present.
+SHOWN_KEYS = 12
 
 _MISSING = object()
+#: Messages show values and keys as JSON, with their own characters rather than escapes.
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 class ConditionError(Exception):
@@ -34,24 +50,26 @@ class ConditionError(Exception):
 
 
 def show(value: Any) -> str:
-    """A value as a message shows it: JSON, cut short when long."""
+    """A value as a message shows it: JSON (else Python's repr), cut short when long."""
     try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
+        text = _JSON.encode(value)
     except (TypeError, ValueError):
         text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return text[: SHOWN_CHARACTERS - 3] + "..."
 
 
-def path_text(parts: list[str | int]) -> str:
-    """`review.score`, `issues[0].line`: a path as the DSL writes it."""
+def path_text(parts: Path) -> str:
+    """`review.score`, `issues[0].line`, `labels["needs review"]`: a path as the DSL writes it."""
     out = str(parts[0])
     for part in parts[1:]:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.isidentifier():
+        elif part.isidentifier() and part.isascii():
             out += f".{part}"
         else:
-            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+            out += f"[{_JSON.encode(part)}]"
     return out
 
 
@@ -59,49 +77,51 @@ def _keys(container: dict[str, Any]) -> str:
     if not container:
         return "none"
     names = sorted(container)
-    shown = ", ".join(f"`{name}`" for name in names[:12])
-    return shown + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    shown = ", ".join(f"`{name}`" for name in names[:SHOWN_KEYS])
+    hidden = len(names) - SHOWN_KEYS
+    return shown + (f" and {hidden} more" if hidden > 0 else "")
 
 
-def _resolve(
-    state: State, parts: list[str | int], span: Span | None, *, strict: bool, source: str = ""
-) -> Any:
-    """Follow `parts` through dicts and lists; missing -> `_MISSING`, or an error if strict."""
+def _step(value: Any, part: str | int) -> Any:
+    """A dict's key or a list's index (negative from the end); `_MISSING` when not there."""
+    if isinstance(value, dict) and isinstance(part, str):
+        return value.get(part, _MISSING)
+    if isinstance(value, list) and isinstance(part, int) and -len(value) <= part < len(value):
+        return value[part]
+    return _MISSING  # also for any step after a missing one: `_MISSING` is neither
+
+
+def _resolve(state: State, parts: Path) -> Any:
+    """The value at `parts` in `state`, or `_MISSING` when some step is not there."""
     value: Any = state
-    for index, part in enumerate(parts):
-        where = "the state" if index == 0 else f"`{path_text(parts[:index])}`"
-        if isinstance(value, dict) and isinstance(part, str):
-            found = value.get(part, _MISSING)
-            if found is _MISSING:
-                if not strict:
-                    return _MISSING
-                raise ConditionError(
-                    "missing_key",
-                    f"{source}no key `{part}` in {where}; keys present: {_keys(value)}",
-                    span,
-                )
-            value = found
-        elif isinstance(value, list) and isinstance(part, int):
-            if not -len(value) <= part < len(value):
-                if not strict:
-                    return _MISSING
-                raise ConditionError(
-                    "missing_key",
-                    f"{source}index {part} is out of range for {where}, a list of {len(value)}",
-                    span,
-                )
-            value = value[part]
-        else:
-            if not strict:
-                return _MISSING
-            step = f"[{part}]" if isinstance(part, int) else f"`{part}`"
-            raise ConditionError(
-                "condition_error",
-                f"{source}cannot look up {step} in {where}: "
-                f"it is {show(value)}, a {type_name(value)}",
-                span,
-            )
+    for part in parts:
+        value = _step(value, part)
     return value
+
+
+def _not_found(state: State, parts: Path, span: Span | None, source: str) -> ConditionError:
+    """Why `parts` does not resolve in `state`: the first step that fails, as an error."""
+    value: Any = state
+    index = 0
+    while (found := _step(value, parts[index])) is not _MISSING:
+        value, index = found, index + 1
+    part = parts[index]
+    where = "the state" if index == 0 else f"`{path_text(parts[:index])}`"
+    if isinstance(value, dict) and isinstance(part, str):
+        problem = f"no key `{part}` in {where}; keys present: {_keys(value)}"
+        return ConditionError("missing_key", f"{source}: {problem}", span)
+    if isinstance(value, list) and isinstance(part, int):
+        problem = f"index {part} is out of range for {where}, a list of {len(value)}"
+        return ConditionError("missing_key", f"{source}: {problem}", span)
+    step = f"[{part}]" if isinstance(part, int) else f"`{part}`"
+    problem = f"cannot look up {step} in {where}: it is {_described(value)}"
+    return ConditionError("condition_error", f"{source}: {problem}", span)
+
+
+def _described(value: Any) -> str:
+    """`3, an int`: a value and its type, as messages show them."""
+    kind = type_name(value)
+    return f"{show(value)}, {article(kind)} {kind}"
 
 
 def _read_from(expr: Node) -> str | None:
@@ -119,16 +139,20 @@ class _Compiler:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, problem: str, span: Span | None, operands: list[tuple[Node, Any]]) -> NoReturn:
+    def fail(
+        self, problem: str, span: Span | None, operands: Sequence[Node], values: Sequence[Any]
+    ) -> NoReturn:
+        """Raise a `condition_error`, with the value of each operand that reads a path."""
         found = [
-            f"`{_read_from(e)}` is {show(v)}, a {type_name(v)}"
-            for e, v in operands
-            if _read_from(e) is not None
+            f"`{path}` is {_described(value)}"
+            for index, value in enumerate(values)
+            if (path := _read_from(operands[index])) is not None
         ]
         detail = f" ({'; '.join(found)})" if found else ""
         raise ConditionError("condition_error", f"{self.source}: {problem}{detail}", span)
 
     def compile(self, expr: Node) -> Evaluator:
+        """The closure that evaluates `expr` against a state."""
         kind = expr["type"]
         span = expr.get("span")
         if kind == "literal":
@@ -138,24 +162,34 @@ class _Compiler:
             items = [self.compile(item) for item in expr["items"]]
             return lambda state: [item(state) for item in items]
         if kind == "path":
-            parts = list(expr["path"])
-            prefix = f"{self.source}: "
-            if len(parts) == 1:
-                key = parts[0]
-
-                def lookup(state: State) -> Any:
-                    value = state.get(key, _MISSING)
-                    if value is _MISSING:
-                        return _resolve(state, parts, span, strict=True, source=prefix)
-                    return value
-
-                return lookup
-            return lambda state: _resolve(state, parts, span, strict=True, source=prefix)
+            return self._path(expr, span)
         if kind == "unary":
             return self._unary(expr, span)
         if kind == "binary":
             return self._binary(expr, span)
         return self._call(expr, span)
+
+    def _path(self, expr: Node, span: Span | None) -> Evaluator:
+        parts = list(expr["path"])
+        source = self.source
+        if len(parts) == 1:  # the common case, on the hot path: one dict lookup
+            key = parts[0]
+
+            def lookup(state: State) -> Any:
+                value = state.get(key, _MISSING)
+                if value is _MISSING:
+                    raise _not_found(state, parts, span, source)
+                return value
+
+            return lookup
+
+        def resolve(state: State) -> Any:
+            value = _resolve(state, parts)
+            if value is _MISSING:
+                raise _not_found(state, parts, span, source)
+            return value
+
+        return resolve
 
     def _unary(self, expr: Node, span: Span | None) -> Evaluator:
         operand_expr = expr["operand"]
@@ -166,15 +200,16 @@ class _Compiler:
                 value = operand(state)
                 if value is True or value is False:
                     return not value
-                self.fail("`not` needs a bool", span, [(operand_expr, value)])
+                self.fail(not_a_bool(value, "`not`"), span, [operand_expr], [value])
 
             return negation
 
         def minus(state: State) -> Any:
             value = operand(state)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return -value
-            self.fail("unary `-` needs a number", span, [(operand_expr, value)])
+            try:
+                return negate(value)
+            except OperatorError as problem:
+                self.fail(str(problem), span, [operand_expr], [value])
 
         return minus
 
@@ -189,7 +224,7 @@ class _Compiler:
                 for side, side_expr in ((left, left_expr), (right, right_expr)):
                     value = side(state)
                     if value is not True and value is not False:
-                        self.fail(f"`{op}` needs bools", span, [(side_expr, value)])
+                        self.fail(not_a_bool(value, f"`{op}`"), span, [side_expr], [value])
                     if value is stop:
                         return stop
                 return not stop
@@ -202,7 +237,7 @@ class _Compiler:
             try:
                 return apply(a, b)
             except OperatorError as problem:
-                self.fail(str(problem), span, [(left_expr, a), (right_expr, b)])
+                self.fail(str(problem), span, [left_expr, right_expr], [a, b])
 
         return binary
 
@@ -212,11 +247,11 @@ class _Compiler:
         if name in ("exists", "default"):
             parts = list(arg_exprs[0]["path"])
             if name == "exists":
-                return lambda state: _resolve(state, parts, span, strict=False) is not _MISSING
+                return lambda state: _resolve(state, parts) is not _MISSING
             fallback = self.compile(arg_exprs[1])
 
             def default(state: State) -> Any:
-                value = _resolve(state, parts, span, strict=False)
+                value = _resolve(state, parts)
                 return fallback(state) if value is _MISSING or value is None else value
 
             return default
@@ -228,7 +263,7 @@ class _Compiler:
             try:
                 return function(*values)
             except OperatorError as problem:
-                self.fail(str(problem), span, list(zip(arg_exprs, values, strict=True)))
+                self.fail(str(problem), span, arg_exprs, values)
 
         return call
 
@@ -244,8 +279,7 @@ def compile_condition(expr: Expr | Node, source: str = "the condition") -> Calla
             return value
         raise ConditionError(
             "condition_error",
-            f"{source}: a condition must be true or false, but it gave {show(value)}, "
-            f"a {type_name(value)}",
+            f"{source}: a condition must be true or false, but it gave {_described(value)}",
             span,
         )
 

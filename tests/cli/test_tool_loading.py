@@ -259,3 +259,15 @@ def test_tool_entries_put_the_environment_first_without_blanks_or_repeats(
     environment: str, options: list[str], entries: list[str]
 ) -> None:
     assert tool_entries(options, {"FLOWC_TOOLS": environment}) == entries
+
+
+def test_serve_takes_tools_and_stops_before_serving_when_one_fails(
+    write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    write_file("broken_tools.py", "raise RuntimeError('no such service')\n")
+    assert main(["serve", "--port", "0", "--tools", "broken_tools"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "flowc: error: cannot load tools from `broken_tools`: RuntimeError: no such service\n",
+    )

@@ -10,7 +10,9 @@ from flowc.compiler.operators import (
     BINARY,
     FUNCTIONS,
     OperatorError,
+    article,
     negate,
+    require_bool,
     strict_equal,
     type_name,
 )
@@ -90,3 +92,37 @@ def test_function_errors(name: str, args: tuple[Any, ...], message: str) -> None
 def test_negate_needs_a_number() -> None:
     with pytest.raises(OperatorError, match="unary `-` needs a number, not bool"):
         negate(True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("int", "an"), ("object", "an"), ("bool", "a"), ("string", "a"), ("null", "a")],
+)
+def test_the_article_of_a_type_name(kind: str, expected: str) -> None:
+    assert article(kind) == expected
+
+
+def test_require_bool_names_where_a_bool_is_needed() -> None:
+    assert require_bool(False, "`not`") is False
+    with pytest.raises(OperatorError) as caught:
+        require_bool(None, "`or`")
+    assert str(caught.value) == "`or` needs a bool, not null"
+
+
+@pytest.mark.parametrize(
+    ("symbol", "left", "right"),
+    [("/", 10**400, 3), ("+", 10**400, 1.0), ("-", 1.0, 10**400), ("*", 10**400, 1.5)],
+)
+def test_an_integer_too_big_for_a_float_overflows_as_an_operator_error(
+    symbol: str, left: Any, right: Any
+) -> None:
+    with pytest.raises(OperatorError) as raised:
+        BINARY[symbol](left, right)
+    assert str(raised.value) == f"`{symbol}` overflowed"
+
+
+def test_a_constant_that_overflows_is_a_diagnostic_not_a_crash() -> None:
+    from flowc.compiler import check_source
+
+    checked = check_source(f"a ? {'9' * 400} / 3 > 1 -> b : end\nb -> end\n")
+    assert [(d.code, d.message) for d in checked.errors] == [("E303", "`/` overflowed")]

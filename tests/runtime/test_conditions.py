@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from flowc.compiler import compile_source
-from flowc.runtime.conditions import ConditionError, compile_condition
+from flowc.runtime.conditions import ConditionError, compile_condition, show
 
 State = dict[str, Any]
 
@@ -54,6 +54,37 @@ def condition(text: str) -> Any:
         ("-n == 3", {"n": -3}, True),
         ("n * 2 + 1 == 7 and n % 2 == 1 and n / 2 == 1.5 and n - 1 == 2", {"n": 3}, True),
         ("(a or b) and c", {"a": True, "b": False, "c": False}, False),
+        # `not` turns true into false, not only false into true.
+        ("not done", {"done": True}, False),
+        # A negative index counts from the end: `-1` is the last item, also of a list of one.
+        ("a[-1] == 7", {"a": [7]}, True),
+        ("a[0] == 7 and a[-1] == 7", {"a": [7]}, True),
+        ("exists(a[-1])", {"a": [7]}, True),
+        ("exists(a[-2])", {"a": [7]}, False),
+        ("exists(a[1])", {"a": [7]}, False),
+        ("default(a[-1], 0) == 7", {"a": [7]}, True),
+        ("default(a[-2], 0) == 0", {"a": [7]}, True),
+        # A list literal evaluates the paths it holds against the state.
+        ("x in [a, 2]", {"x": 5, "a": 5}, True),
+        ("x in [a, 2]", {"x": 2, "a": 5}, True),
+        ("x in [a, 2]", {"x": 3, "a": 5}, False),
+        ("[a, b] == [1, 2]", {"a": 1, "b": 2}, True),
+        # `default`'s fallback is an expression too, evaluated against the same state.
+        ("default(a, b) == 2", {"b": 2}, True),
+        ("default(a, b) == 2", {"a": None, "b": 2}, True),
+        ("default(a, b) == 2", {"a": 2, "b": 3}, True),
+        ("default(a.b, 0) == 0", {"a": 3}, True),
+        # `exists` is true for a null value and false where a step cannot be taken.
+        ("exists(a)", {"a": None}, True),
+        ("exists(a)", {}, False),
+        ("exists(a.b.c)", {"a": {}}, False),
+        ("exists(a.b)", {"a": [1]}, False),
+        ("exists(a[0])", {"a": {"0": 1}}, False),
+        ("exists(a[0])", {"a": "xyz"}, False),
+        ("exists(a[0].b)", {"a": [{"b": 1}]}, True),
+        # The right side of `and` / `or` decides when the left does not.
+        ("a and b", {"a": True, "b": False}, False),
+        ("a or b", {"a": False, "b": False}, False),
     ],
 )
 def test_values(text: str, state: State, expected: bool) -> None:
@@ -79,28 +110,127 @@ def test_and_or_short_circuit() -> None:
         ("a[5] > 1", {"a": [1]}, "missing_key",
          "the condition on line 1: index 5 is out of range for `a`, a list of 1"),
         ("a.b > 1", {"a": 3}, "condition_error",
-         "the condition on line 1: cannot look up `b` in `a`: it is 3, a int"),
+         "the condition on line 1: cannot look up `b` in `a`: it is 3, an int"),
         ("not flag", {"flag": 1}, "condition_error",
-         "the condition on line 1: `not` needs a bool (`flag` is 1, a int)"),
+         "the condition on line 1: `not` needs a bool, not int (`flag` is 1, an int)"),
         ("flag and true", {"flag": "yes"}, "condition_error",
-         'the condition on line 1: `and` needs bools (`flag` is "yes", a string)'),
+         'the condition on line 1: `and` needs a bool, not string (`flag` is "yes", a string)'),
         ("n / 0 > 1", {"n": 1}, "condition_error",
-         "the condition on line 1: division by zero (`n` is 1, a int)"),
+         "the condition on line 1: division by zero (`n` is 1, an int)"),
         ("len(n) > 1", {"n": 1}, "condition_error",
          "the condition on line 1: len() needs a string, a list or an object, not int "
-         "(`n` is 1, a int)"),
+         "(`n` is 1, an int)"),
         ("default(n, 0) < 1", {"n": "x"}, "condition_error",
          'the condition on line 1: cannot compare string with int using `<` '
          '(`n` is "x", a string)'),
         ("n", {"n": 3}, "condition_error",
-         "the condition on line 1: a condition must be true or false, but it gave 3, a int"),
+         "the condition on line 1: a condition must be true or false, but it gave 3, an int"),
+        # Strict typing: a bool is not a number, so `-true` is an error, not -1.
+        ("-t == -1", {"t": True}, "condition_error",
+         "the condition on line 1: unary `-` needs a number, not bool (`t` is true, a bool)"),
+        ("-t == 1", {"t": "1"}, "condition_error",
+         'the condition on line 1: unary `-` needs a number, not string (`t` is "1", a string)'),
+        ("not t", {"t": None}, "condition_error",
+         "the condition on line 1: `not` needs a bool, not null (`t` is null, a null)"),
+        ("t or f", {"t": False, "f": 0}, "condition_error",
+         "the condition on line 1: `or` needs a bool, not int (`f` is 0, an int)"),
+        # Indexes past either end are missing, and the message names the index.
+        ("a[-2] == 7", {"a": [7]}, "missing_key",
+         "the condition on line 1: index -2 is out of range for `a`, a list of 1"),
+        ("a[1] == 7", {"a": [7]}, "missing_key",
+         "the condition on line 1: index 1 is out of range for `a`, a list of 1"),
+        ("a[-1] == 7", {"a": []}, "missing_key",
+         "the condition on line 1: index -1 is out of range for `a`, a list of 0"),
+        # Keys look into objects and indexes into lists; any other step is a type error.
+        ("a.b == 1", {"a": [1]}, "condition_error",
+         "the condition on line 1: cannot look up `b` in `a`: it is [1], a list"),
+        ("a[0] == 1", {"a": {"0": 1}}, "condition_error",
+         'the condition on line 1: cannot look up [0] in `a`: it is {"0": 1}, an object'),
+        ("a[0] == 1", {"a": "xyz"}, "condition_error",
+         'the condition on line 1: cannot look up [0] in `a`: it is "xyz", a string'),
+        ("a.b.c == 1", {"a": {"b": None}}, "condition_error",
+         "the condition on line 1: cannot look up `c` in `a.b`: it is null, a null"),
+        # The path to the failing step is written as the DSL writes it.
+        ("a[0].b.c == 1", {"a": [{"b": {}}]}, "missing_key",
+         "the condition on line 1: no key `c` in `a[0].b`; keys present: none"),
+        ("a[-1].b == 1", {"a": [{"c": 1}]}, "missing_key",
+         "the condition on line 1: no key `b` in `a[-1]`; keys present: `c`"),
+        ('m["needs review"].x == 1', {"m": {"needs review": {"k": 1}}}, "missing_key",
+         'the condition on line 1: no key `x` in `m["needs review"]`; keys present: `k`'),
+        ('m["café"].x == 1', {"m": {"café": {}}}, "missing_key",
+         'the condition on line 1: no key `x` in `m["café"]`; keys present: none'),
+        ("m.end.x == 1", {"m": {"end": {}}}, "missing_key",
+         "the condition on line 1: no key `x` in `m.end`; keys present: none"),
+        # At most twelve keys are listed, in order; the rest are counted.
+        ("z == 1", dict.fromkeys("abcdefghijkl", 0), "missing_key",
+         "the condition on line 1: no key `z` in the state; keys present: "
+         "`a`, `b`, `c`, `d`, `e`, `f`, `g`, `h`, `i`, `j`, `k`, `l`"),
+        ("z == 1", dict.fromkeys("mlkjihgfedcba", 0), "missing_key",
+         "the condition on line 1: no key `z` in the state; keys present: "
+         "`a`, `b`, `c`, `d`, `e`, `f`, `g`, `h`, `i`, `j`, `k`, `l` and 1 more"),
+        ("z == 1", dict.fromkeys("abcdefghijklmno", 0), "missing_key",
+         "the condition on line 1: no key `z` in the state; keys present: "
+         "`a`, `b`, `c`, `d`, `e`, `f`, `g`, `h`, `i`, `j`, `k`, `l` and 3 more"),
+        # Every operand read from a path is shown; operands that are not paths are not.
+        ("a < b", {"a": 1, "b": "x"}, "condition_error",
+         'the condition on line 1: cannot compare int with string using `<` '
+         '(`a` is 1, an int; `b` is "x", a string)'),
+        ("(a + 1) < 'x'", {"a": 1}, "condition_error",
+         "the condition on line 1: cannot compare int with string using `<`"),
+        ("len(a + 1) > 0", {"a": 1}, "condition_error",
+         "the condition on line 1: len() needs a string, a list or an object, not int"),
+        ("max(a, b) > 0", {"a": 1, "b": "x"}, "condition_error",
+         "the condition on line 1: max() needs numbers or strings, not int, string "
+         '(`a` is 1, an int; `b` is "x", a string)'),
+        ("default(a, 0) + b > 0", {"a": 1, "b": "x"}, "condition_error",
+         "the condition on line 1: cannot add int and string "
+         '(`a` is 1, an int; `b` is "x", a string)'),
+        # A long value is cut to 60 characters.
+        ("a < 1", {"a": "x" * 100}, "condition_error",
+         "the condition on line 1: cannot compare string with int using `<` "
+         '(`a` is "' + "x" * 56 + '..., a string)'),
     ],
 )  # fmt: skip
 def test_failures(text: str, state: State, code: str, message: str) -> None:
     with pytest.raises(ConditionError) as caught:
         condition(text)(state)
     assert (caught.value.code, caught.value.message) == (code, message)
+    assert str(caught.value) == message
     assert caught.value.span is not None and caught.value.span["line"] == 1
+
+
+def test_a_condition_without_a_source_is_called_the_condition() -> None:
+    ir = compile_source("x ? n -> y : end\ny -> end\n").ir
+    branch = ir.routes["x"]
+    assert branch.kind == "branch"
+    check = compile_condition(branch.arms[0].condition)
+    with pytest.raises(ConditionError) as caught:
+        check({"n": 1})
+    assert caught.value.message == (
+        "the condition: a condition must be true or false, but it gave 1, an int"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("café", '"café"'),
+        ("x" * 58, '"' + "x" * 58 + '"'),
+        ("x" * 59, '"' + "x" * 56 + "..."),
+        ([1, None, True], "[1, null, true]"),
+        # A value JSON cannot hold (only a caller outside the engine can pass one).
+        ({1}, "{1}"),
+        ({(1, 2): 3}, "{(1, 2): 3}"),
+    ],
+)
+def test_show(value: Any, shown: str) -> None:
+    assert show(value) == shown
+
+
+def test_show_a_value_that_holds_itself() -> None:
+    looped: list[Any] = [1]
+    looped.append(looped)
+    assert show(looped) == "[1, [...]]"
 
 
 class Sneaky(dict[str, Any]):
