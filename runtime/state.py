@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from flowc.compiler.operators import article
+
 
 class StateError(ValueError):
     """A value that is not JSON; `where` is the path to it, as in `issues[0].line`."""
@@ -41,7 +43,8 @@ def copy_json(value: Any) -> Any:
         copied: dict[str, Any] = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise StateError(f"a key is a {type(key).__name__}, not a string: {key!r}")
+                kind = type(key).__name__
+                raise StateError(f"a key is {article(kind)} {kind}, not a string: {key!r}")
             try:
                 copied[key] = copy_json(item)
             except StateError as problem:
@@ -77,4 +80,5 @@ def _copy_subclass(value: Any) -> Any:
         return copy_json(dict(value))
     if isinstance(value, (list, tuple)):
         return copy_json(list(value))
-    raise StateError(f"a {type(value).__name__} is not JSON")
+    kind = type(value).__name__
+    raise StateError(f"{article(kind)} {kind} is not JSON")

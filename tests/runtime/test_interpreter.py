@@ -268,7 +268,7 @@ def test_initial_state_must_be_json() -> None:
     assert result.status == "failed"
     assert result.error is not None
     assert result.error.code == "bad_input"
-    assert result.error.message == "the initial state is not JSON: when: a object is not JSON"
+    assert result.error.message == "the initial state is not JSON: when: an object is not JSON"
 
 
 def test_events_in_order_with_deltas() -> None:
