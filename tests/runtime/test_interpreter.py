@@ -135,6 +135,10 @@ def test_tool_exception_fails_the_run_and_keeps_the_last_good_state() -> None:
         ({"x": [1, float("nan")]}, "tool `bad` returned a value that is not JSON at `x[1]`: "
                                    "nan is not a JSON number"),
         ({1: "a"}, "tool `bad` returned a key that is not a string: 1"),
+        ({"x": {2: "a"}}, "tool `bad` returned a value that is not JSON at `x`: "
+                          "a key is an int, not a string: 2"),
+        ({"x": object()}, "tool `bad` returned a value that is not JSON at `x`: "
+                          "an object is not JSON"),
     ],
 )  # fmt: skip
 def test_bad_return_values(returned: Any, message: str) -> None:
