@@ -43,8 +43,8 @@ def copy_json(value: Any) -> Any:
         copied: dict[str, Any] = {}
         for key, item in value.items():
             if type(key) is not str:
-                kind = type(key).__name__
-                raise StateError(f"a key is {article(kind)} {kind}, not a string: {key!r}")
+                name = type(key).__name__
+                raise StateError(f"a key is {article(name)} {name}, not a string: {key!r}")
             try:
                 copied[key] = copy_json(item)
             except StateError as problem:
@@ -80,5 +80,5 @@ def _copy_subclass(value: Any) -> Any:
         return copy_json(dict(value))
     if isinstance(value, (list, tuple)):
         return copy_json(list(value))
-    kind = type(value).__name__
-    raise StateError(f"{article(kind)} {kind} is not JSON")
+    name = type(value).__name__
+    raise StateError(f"{article(name)} {name} is not JSON")

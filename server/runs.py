@@ -4,12 +4,18 @@ Durability, as LangGraph names it: `sync` commits each step before the next node
 `async` writes steps behind the run in batches and flushes at the end; `exit` writes only
 when the run ends.  Subscribers get a run's events in order: what they missed first, then
 live ones; a run that ended (or runs elsewhere) is replayed from the database.
+
+A database failure under a run ends it `failed` with the error code `storage_error`; the
+state it reports is the one after the last step it handed to the database.  `close()`
+cancels the runs still going after a grace period: each ends `cancelled`, and whoever waits
+on `result()` gets that outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -17,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy.exc import DBAPIError
+
 from flowc.compiler.ir import Flow
 from flowc.runtime import REGISTRY, Registry
-from flowc.runtime.events import Event, RunError, RunResult, iso
+from flowc.runtime.events import Event, RunError, RunResult, RunStatus, Step, iso
 from flowc.runtime.interpreter import WorkflowEngine
 from flowc.server import store
 from flowc.server.db import Database
@@ -36,6 +44,10 @@ KEEP_FINISHED = 60.0
 POLL_INTERVAL = 0.5
 #: Compiled engines kept, by definition.
 ENGINE_CACHE = 128
+#: Seconds `close()` lets running runs go on before it cancels them.
+SHUTDOWN_GRACE = 5.0
+
+logger = logging.getLogger("flowc.server")
 
 
 class UnknownRun(LookupError):
@@ -52,6 +64,8 @@ class _Live:
     events: list[Event | dict[str, Any]] = field(default_factory=list)
     subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     task: asyncio.Task[RunResult] | None = None
+    #: The outcome of a run that was cancelled, for those who wait on it.
+    cancelled: RunResult | None = None
 
     def publish(self, event: Event | dict[str, Any]) -> None:
         self.events.append(event)
@@ -59,6 +73,14 @@ class _Live:
             message = _json(event)
             for queue in self.subscribers:
                 queue.put_nowait(message)
+
+    def steps(self) -> list[Step]:
+        """The steps published so far: each recorded, or pending in its batch."""
+        return [
+            Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at)
+            for e in self.events
+            if isinstance(e, Event) and e.type == "node_finished"
+        ]
 
 
 def _json(event: Event | dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +116,10 @@ class _Recorder:
         if self.durability == "sync":
             await self.writer.append(self.run_id, [row], delta, state)
             return
+        flushing = self.flushing
+        if flushing is not None and flushing.done():
+            self.flushing = None
+            flushing.result()  # a batch that failed fails the run, before this step counts
         self.pending.append(row)
         self.pending_delta.update(delta)
         if self.durability == "async" and len(self.pending) >= self.batch and not self.flushing:
@@ -106,12 +132,30 @@ class _Recorder:
     ) -> None:
         try:
             await self.writer.append(self.run_id, rows, delta, state)
-        finally:
-            self.flushing = None
+        except BaseException:
+            # Back in front of the later steps: the run's last write tries them again.
+            self.pending[:0] = rows
+            self.pending_delta = {**delta, **self.pending_delta}
+            raise
+
+    async def _settle(self) -> None:
+        """Wait for the batch being written; its failure is raised here."""
+        flushing, self.flushing = self.flushing, None
+        if flushing is not None:
+            await flushing
 
     async def finish(self, result: RunResult) -> None:
-        if self.flushing is not None:
-            await self.flushing
+        """Write the steps not written yet and the outcome; any failure is raised."""
+        await self._settle()
+        await self._write_outcome(result)
+
+    async def abandon(self, result: RunResult) -> None:
+        """Write what can be written of a run that failed or was cancelled."""
+        with contextlib.suppress(Exception):
+            await self._settle()  # a failed batch's steps are pending again: written below
+        await self._write_outcome(result)
+
+    async def _write_outcome(self, result: RunResult) -> None:
         error = result.error.to_json() if result.error else None
         await self.writer.finish(
             self.run_id,
@@ -135,6 +179,8 @@ class RunService:
         self.registry = registry if registry is not None else REGISTRY
         self.settings = settings or get_settings()
         self.writer = writer_for(db)
+        #: Seconds `close()` waits for running runs before it cancels them.
+        self.shutdown_grace = SHUTDOWN_GRACE
         self._live: dict[uuid.UUID, _Live] = {}
         self._engines: OrderedDict[uuid.UUID, WorkflowEngine] = OrderedDict()
 
@@ -182,12 +228,15 @@ class RunService:
 
         async def listen(event: Event) -> None:
             nonlocal state
-            if event.delta:
-                state = {**state, **event.delta}
             if event.is_final:
                 final.append(event)  # published once the outcome is committed
                 return
-            await recorder.record(event, state)  # committed before anyone hears of it
+            if event.delta:
+                after = {**state, **event.delta}
+                await recorder.record(event, after)  # committed before anyone hears of it
+                state = after  # a step the database refused is not part of the state
+            else:
+                await recorder.record(event, state)
             live.publish(event)
 
         try:
@@ -196,27 +245,14 @@ class RunService:
             for event in final:
                 live.publish(event)
         except asyncio.CancelledError:
-            cancelled = RunResult(
-                str(run_id),
-                "cancelled",
-                state,
-                [],
-                RunError("cancelled", "the server stopped before the run ended"),
-            )
-            with contextlib.suppress(Exception):
-                await asyncio.shield(recorder.finish(cancelled))
-            live.publish(_final(str(run_id), cancelled))
+            error = RunError("cancelled", "the server stopped before the run ended")
+            live.cancelled = _ended(run_id, "cancelled", state, live, error)
+            await _abandon(recorder, live.cancelled, shielded=True)
+            live.publish(_final(str(run_id), live.cancelled))
             raise
         except Exception as exc:  # the database failed under the run: record what we can
-            failed = RunResult(
-                str(run_id),
-                "failed",
-                state,
-                [],
-                RunError("storage_error", f"{type(exc).__name__}: {exc}"),
-            )
-            with contextlib.suppress(Exception):
-                await recorder.finish(failed)
+            failed = _ended(run_id, "failed", state, live, _storage_error(exc))
+            await _abandon(recorder, failed)
             live.publish(_final(str(run_id), failed))
             return failed
         finally:
@@ -224,11 +260,16 @@ class RunService:
         return result
 
     async def result(self, run_id: uuid.UUID) -> RunResult:
-        """Wait until a run this service started ends; its result."""
+        """Wait until a run this service started ends; its result (`cancelled` included)."""
         live = self._live.get(run_id)
         if live is None or live.task is None:
             raise UnknownRun(str(run_id))
-        return await asyncio.shield(live.task)
+        try:
+            return await asyncio.shield(live.task)
+        except asyncio.CancelledError:
+            if live.task.cancelled() and live.cancelled is not None:
+                return live.cancelled  # the run was stopped, not the one waiting for it
+            raise
 
     async def events(self, run_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
         """Every event of the run as JSON: the ones emitted so far, then live, final last."""
@@ -288,11 +329,13 @@ class RunService:
                 }
             sent = len(steps)
             if run.status in ("succeeded", "failed", "cancelled"):
+                succeeded = run.status == "succeeded"
                 yield {
-                    "type": "run_finished" if run.status == "succeeded" else "run_failed",
+                    "type": "run_finished" if succeeded else "run_failed",
                     "run_id": str(run_id),
                     "step": run.step,
-                    "node": run.current_node,
+                    # As when it was live: the last node, or the one that failed (if any).
+                    "node": run.current_node if succeeded else (run.error or {}).get("node"),
                     "delta": None,
                     "at": (utc(run.finished_at) or now()).isoformat(),
                     "status": run.status,
@@ -303,14 +346,46 @@ class RunService:
             await asyncio.sleep(POLL_INTERVAL)
 
     async def close(self) -> None:
-        """Give running runs a moment to end, cancel the rest, release connections."""
+        """Give running runs `shutdown_grace` seconds to end, cancel the rest, disconnect."""
         tasks = [live.task for live in self._live.values() if live.task and not live.task.done()]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=5)
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.writer.close()
+
+
+def _ended(
+    run_id: uuid.UUID, status: RunStatus, state: dict[str, Any], live: _Live, error: RunError
+) -> RunResult:
+    """The result of a run that the service, not the engine, ended."""
+    return RunResult(str(run_id), status, state, live.steps(), error)
+
+
+def _storage_error(exc: Exception) -> RunError:
+    """A database failure under a run as the run's error."""
+    return RunError("storage_error", f"the database failed while recording the run: {_cause(exc)}")
+
+
+def _cause(exc: Exception) -> str:
+    """`Type: message` of a failure: the driver's words, without the SQL SQLAlchemy adds."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+async def _abandon(recorder: _Recorder, result: RunResult, *, shielded: bool = False) -> None:
+    """Record a run's abnormal end if the database lets us; log one line if it does not."""
+    try:
+        ending = recorder.abandon(result)
+        await (asyncio.shield(ending) if shielded else ending)
+    except Exception as exc:
+        logger.warning(
+            "run %s ended %s; the database did not take it: %s",
+            result.run_id,
+            result.status,
+            _cause(exc),
+        )
 
 
 def _is_final(message: dict[str, Any]) -> bool:
@@ -318,12 +393,12 @@ def _is_final(message: dict[str, Any]) -> bool:
 
 
 def _final(run_id: str, result: RunResult) -> dict[str, Any]:
-    last = result.steps[-1] if result.steps else None
+    """The final event of a run the service ended: the node is the one that failed, if any."""
     return {
         "type": "run_failed",
         "run_id": run_id,
-        "step": last.seq if last else 0,
-        "node": last.node if last else None,
+        "step": len(result.steps),
+        "node": result.error.node if result.error else None,
         "delta": None,
         "at": iso(now().timestamp()),
         "status": result.status,

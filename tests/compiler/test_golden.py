@@ -1,8 +1,10 @@
 """Golden diagnostics: each `golden/*.flow` compiles to exactly the text in its `.txt` file.
 
 Every diagnostic code has at least one case.  To write a new case's expected text, run
-`FLOWC_UPDATE_GOLDEN=1 pytest tests/compiler/test_golden.py` and read the diff before
-committing it.
+`FLOWC_UPDATE_GOLDEN=1 pytest tests/compiler/test_golden.py`: it writes the text of every
+case whose output changed and fails that case, so nothing passes by being compared with
+itself.  Read the diff (`git diff tests/compiler/golden`), commit it if it is right, and
+run the tests again without the variable.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from tests.conftest import fake_tools
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted([*GOLDEN.glob("*.flow"), *GOLDEN.glob("*.ir.json")])
+#: Set to rewrite the expected text of the cases whose output changed (each then fails).
+UPDATE = os.environ.get("FLOWC_UPDATE_GOLDEN") == "1"
 
 #: Codes that a small golden file cannot trigger, and the test that covers each instead.
 ELSEWHERE = {
@@ -36,13 +40,60 @@ def render_case(path: Path) -> str:
     return render_text_all(checked.diagnostics, text, path.name) + "\n"
 
 
+def compare_golden(actual: str, expected_path: Path, *, update: bool) -> None:
+    """Pass when `actual` is the reviewed text; in update mode write it instead, and fail."""
+    expected = expected_path.read_text(encoding="utf-8") if expected_path.exists() else None
+    if actual == expected:
+        return
+    if update:
+        expected_path.write_text(actual, encoding="utf-8")
+        pytest.fail(
+            f"{expected_path.name} was rewritten with the new output: read the diff "
+            f"(git diff {expected_path.parent.name}/{expected_path.name}), commit it if it is "
+            "right, and run the tests again without FLOWC_UPDATE_GOLDEN",
+            pytrace=False,
+        )
+    if expected is None:
+        pytest.fail(
+            f"{expected_path.name} does not exist: write it with FLOWC_UPDATE_GOLDEN=1 "
+            "and review it",
+            pytrace=False,
+        )
+    assert actual == expected
+
+
 @pytest.mark.parametrize("path", CASES, ids=[p.name for p in CASES])
 def test_golden(path: Path) -> None:
-    expected_path = _expected_path(path)
-    actual = render_case(path)
-    if os.environ.get("FLOWC_UPDATE_GOLDEN") == "1":
-        expected_path.write_text(actual, encoding="utf-8")
-    assert actual == expected_path.read_text(encoding="utf-8")
+    compare_golden(render_case(path), _expected_path(path), update=UPDATE)
+
+
+def test_update_mode_writes_the_new_text_and_fails(tmp_path: Path) -> None:
+    expected = tmp_path / "case.txt"
+    expected.write_text("the reviewed text\n", encoding="utf-8")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        compare_golden("the new output\n", expected, update=True)
+    assert str(failed.value) == (
+        "case.txt was rewritten with the new output: read the diff "
+        f"(git diff {tmp_path.name}/case.txt), commit it if it is right, "
+        "and run the tests again without FLOWC_UPDATE_GOLDEN"
+    )
+    assert expected.read_text(encoding="utf-8") == "the new output\n"
+    compare_golden("the new output\n", expected, update=True)  # unchanged: a pass, no write
+
+
+def test_without_update_mode_a_difference_fails_and_writes_nothing(tmp_path: Path) -> None:
+    expected = tmp_path / "case.txt"
+    expected.write_text("the reviewed text\n", encoding="utf-8")
+    with pytest.raises(AssertionError):
+        compare_golden("the new output\n", expected, update=False)
+    assert expected.read_text(encoding="utf-8") == "the reviewed text\n"
+    missing = tmp_path / "new.txt"
+    with pytest.raises(pytest.fail.Exception) as failed:
+        compare_golden("the new output\n", missing, update=False)
+    assert str(failed.value) == (
+        "new.txt does not exist: write it with FLOWC_UPDATE_GOLDEN=1 and review it"
+    )
+    assert not missing.exists()
 
 
 def test_every_code_has_a_golden_case() -> None:

@@ -160,3 +160,73 @@ def test_ir_bytes_survive_jsonb_key_order(tools: dict[str, ToolSpec]) -> None:
     reordered = _jsonb_order(json.loads(text))
     assert list(reordered["routes"]) != list(json.loads(text)["routes"])  # type: ignore[index]
     assert Flow.model_validate(reordered).to_json() == text
+
+
+# `flowc compile` output, written from the IR reference: two-space indentation, the fields in
+# schema order, spans 1-based with the end exclusive (a declared node's span is its whole
+# declaration), and the `sha256sum` of the text as its hash.
+TINY = "flow tiny\nset max_steps = 5\nnode a = t(n = 1)\na ? x -> end : a\n"
+TINY_IR = """\
+{
+  "ir_version": 1,
+  "name": "tiny",
+  "start": "a",
+  "settings": {
+    "max_steps": 5
+  },
+  "nodes": [
+    {
+      "name": "a",
+      "tool": "t",
+      "args": {
+        "n": 1
+      },
+      "span": {
+        "line": 3,
+        "column": 1,
+        "end_line": 3,
+        "end_column": 18
+      }
+    }
+  ],
+  "routes": {
+    "a": {
+      "kind": "branch",
+      "arms": [
+        {
+          "condition": {
+            "type": "path",
+            "path": [
+              "x"
+            ],
+            "span": {
+              "line": 4,
+              "column": 5,
+              "end_line": 4,
+              "end_column": 6
+            }
+          },
+          "target": "end",
+          "span": {
+            "line": 4,
+            "column": 5,
+            "end_line": 4,
+            "end_column": 13
+          }
+        }
+      ],
+      "otherwise": "a",
+      "span": {
+        "line": 4,
+        "column": 3,
+        "end_line": 4,
+        "end_column": 17
+      }
+    }
+  },
+  "source_hash": "sha256:942d9db9180f4fa6e961ba608e4f9bbb7a65d2c14d9e425de3f52fa491e743ee"
+}"""
+
+
+def test_the_ir_of_a_small_flow_byte_for_byte() -> None:
+    assert compile_source(TINY).ir.to_json() == TINY_IR

@@ -112,7 +112,7 @@ def test_late_and_replayed_events(database_url: str) -> None:
 
 
 def test_a_failed_run_is_recorded_with_its_error(database_url: str) -> None:
-    result, run, steps, live, _ = asyncio.run(
+    result, run, steps, live, later = asyncio.run(
         _run_and_read(database_url, "count -> explode -> end", "sync", {})
     )
     assert result.status == "failed" and run.status == "failed"
@@ -125,6 +125,10 @@ def test_a_failed_run_is_recorded_with_its_error(database_url: str) -> None:
     assert run.state == {"n": 1, "log": [0]}
     assert [s.node for s in steps] == ["count"]
     assert live[-1]["type"] == "run_failed" and live[-1]["error"]["code"] == "tool_error"
+    # Replayed from the database, the final event says what it said live.
+    replayed_final = later[-1]
+    assert replayed_final == {**live[-1], "at": replayed_final["at"]}
+    assert (replayed_final["step"], replayed_final["node"]) == (1, "explode")
 
 
 def test_in_progress_state_is_visible_between_steps(database_url: str) -> None:
