@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -158,3 +160,22 @@ def test_the_pre_commit_hook_runs_the_installed_command(installed: Path, elsewhe
     failed = run([*hook["entry"].split(), "broken.flow"], cwd=elsewhere, env=env, check=False)
     assert failed.returncode == 1
     assert failed.stdout.startswith("broken.flow:1:12: error[E010]: ")
+
+
+def test_the_source_distribution_builds_the_same_wheel(
+    wheel: Path, tmp_path: Path, installed: Path
+) -> None:
+    # `python -m build` makes the sdist, then the wheel from the unpacked sdist: what a
+    # release pipeline, or pip given only the sdist, does.
+    out = tmp_path / "out"
+    run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], cwd=tmp_path)
+    (sdist,) = out.glob("flowc-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        top = {name.split("/")[1] for name in archive.getnames() if name.count("/") >= 1}
+    assert top == {
+        *PACKAGE_FOLDERS, "flowc", "README.md", "LICENSE", "pyproject.toml", "PKG-INFO",
+        ".gitignore",
+    }  # fmt: skip
+    (rebuilt,) = out.glob("flowc-*.whl")
+    with zipfile.ZipFile(rebuilt) as again, zipfile.ZipFile(wheel) as direct:
+        assert sorted(again.namelist()) == sorted(direct.namelist())
