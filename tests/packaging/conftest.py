@@ -14,6 +14,7 @@ import time
 import venv
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,6 +94,24 @@ class Server:
                 pass
             time.sleep(0.2)
         pytest.fail(f"no answer from {self.url}/healthz in {START_TIMEOUT} s:\n{self.output()}")
+
+    def create_and_run(self, flow: str, initial: dict[str, Any]) -> dict[str, Any]:
+        """Save flow text (`POST /graph/create`), run it on `initial` (`POST /graph/run`)."""
+        created = httpx.post(
+            f"{self.url}/graph/create",
+            content=flow,
+            headers={"content-type": "text/plain"},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        ran = httpx.post(
+            f"{self.url}/graph/run",
+            json={"graph_id": created.json()["graph_id"], "input": initial},
+            timeout=60,
+        )
+        assert ran.status_code == 200, ran.text
+        result: dict[str, Any] = ran.json()
+        return result
 
     def output(self) -> str:
         """What the server printed so far."""

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 import yaml
 
@@ -108,18 +107,6 @@ def test_the_image_serves_and_its_healthcheck_passes(started: tuple[Server, Stag
         check, env=clean_environment(image.bin_dir), capture_output=True, timeout=30, check=False
     )
     assert healthy.returncode == 0, healthy.stderr
-    created = httpx.post(
-        f"{server.url}/graph/create",
-        content=ONE_LINER,
-        headers={"content-type": "text/plain"},
-        timeout=30,
-    )
-    assert created.status_code == 201, created.text
-    ran = httpx.post(
-        f"{server.url}/graph/run",
-        json={"graph_id": created.json()["graph_id"], "input": {"code": "print('hi')\n"}},
-        timeout=60,
-    )
-    assert ran.status_code == 200, ran.text
-    assert ran.json()["status"] == "succeeded"
+    run = server.create_and_run(ONE_LINER, {"code": "print('hi')\n"})
+    assert run["status"] == "succeeded"
     assert "Traceback" not in server.output()

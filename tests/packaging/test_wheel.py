@@ -14,7 +14,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -122,23 +121,7 @@ def test_serve_works_installed_with_tools_from_the_current_folder(
     )
     try:
         server.wait_until_healthy()
-        created = httpx.post(
-            f"{server.url}/graph/create",
-            content=FLOW,
-            headers={"content-type": "text/plain"},
-            timeout=30,
-        )
-        assert created.status_code == 201, created.text
-        ran = httpx.post(
-            f"{server.url}/graph/run",
-            json={
-                "graph_id": created.json()["graph_id"],
-                "input": {"code": "x = 1\n", "message": "hi"},
-            },
-            timeout=30,
-        )
-        assert ran.status_code == 200, ran.text
-        body = ran.json()
+        body = server.create_and_run(FLOW, {"code": "x = 1\n", "message": "hi"})
         assert (body["status"], body["error"]) == ("succeeded", None)
         assert [step["node"] for step in body["steps"]] == ["analyze", "loud"]
         assert body["state"]["message"] == "HIHI" and body["state"]["syntax_ok"] is True
