@@ -10,6 +10,7 @@ unhandled errors (`loop_errors`).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +23,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
+from websockets.asyncio.client import connect
 
 from flowc.compiler import compile_source
 from flowc.runtime import REGISTRY, Registry
@@ -221,3 +223,10 @@ async def read_run(db: Database, run_id: uuid.UUID) -> tuple[WorkflowRun, list[R
 async def collect(service: RunService, run_id: uuid.UUID) -> list[dict[str, Any]]:
     """Every event message of a run, to its final one."""
     return [message async for message in service.events(run_id)]
+
+
+async def events_of(url: str) -> tuple[list[dict[str, Any]], int | None]:
+    """Every message of a run's WebSocket stream, and the close code."""
+    async with connect(url) as ws:
+        events = [json.loads(message) async for message in ws]
+        return events, ws.close_code

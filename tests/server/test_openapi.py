@@ -9,7 +9,6 @@ against the document's description.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
 from flowc.server.app import create_app
-from tests.server.conftest import PRINTS, create_graph, make_settings
+from tests.server.conftest import PRINTS, create_graph, events_of, make_settings
 from tests.server.databases import BACKENDS
 
 #: Seed, examples per operation and steps per call sequence: enough to reach every
@@ -253,12 +252,6 @@ def test_the_description_documents_the_websocket() -> None:
         assert phrase in description, phrase
 
 
-async def _messages(url: str) -> tuple[list[dict[str, Any]], int | None]:
-    async with connect(url) as socket:
-        messages = [json.loads(message) async for message in socket]
-        return messages, socket.close_code
-
-
 @pytest.mark.asyncio
 async def test_after_skips_the_steps_a_client_has_seen(live_server: str) -> None:
     async with httpx.AsyncClient(base_url=f"http://{live_server}") as client:
@@ -266,7 +259,7 @@ async def test_after_skips_the_steps_a_client_has_seen(live_server: str) -> None
         body = {"graph_id": graph_id, "input": {"code": "x = 1\n"}}
         run_id = (await client.post("/graph/run", json=body)).json()["run_id"]
     url = f"ws://{live_server}/ws/graph/{run_id}"
-    every, closed = await _messages(url)
+    every, closed = await events_of(url)
     assert closed == 1000
     assert [(m["type"], m["step"]) for m in every] == [
         ("run_started", 0),
@@ -278,12 +271,12 @@ async def test_after_skips_the_steps_a_client_has_seen(live_server: str) -> None
         ("node_finished", 3),
         ("run_finished", 3),
     ]
-    after_one, closed = await _messages(f"{url}?after=1")
+    after_one, closed = await events_of(f"{url}?after=1")
     assert (after_one, closed) == (every[3:], 1000)
-    after_zero, _ = await _messages(f"{url}?after=0")
+    after_zero, _ = await events_of(f"{url}?after=0")
     assert after_zero == every[1:]
     # The final event comes whatever `after` says: it is how a client knows the run ended.
-    after_all, closed = await _messages(f"{url}?after=3")
+    after_all, closed = await events_of(f"{url}?after=3")
     assert (after_all, closed) == (every[-1:], 1000)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from websockets.exceptions import ConnectionClosedError
 
 from flowc.cli.main import main
 from flowc.cli.serve import redact
-from tests.server.conftest import CODE_REVIEW, ONE_LINER, PRINTS, ROOT
+from tests.server.conftest import CODE_REVIEW, ONE_LINER, PRINTS, ROOT, events_of
 
 FLOWC = Path(sys.executable).with_name("flowc")
 #: Seconds the server has to start: a limit for a broken start-up, not a timing assertion.
@@ -82,13 +81,6 @@ async def _wait_until_healthy(server: subprocess.Popen[bytes], url: str, log: An
                 pass
             await asyncio.sleep(0.1)
     pytest.fail(f"flowc serve did not answer within {START_TIMEOUT} seconds")
-
-
-async def events_of(url: str) -> tuple[list[dict[str, Any]], int | None]:
-    """Every message of a run's stream, and the close code."""
-    async with connect(url) as ws:
-        events = [json.loads(message) async for message in ws]
-        return events, ws.close_code
 
 
 @pytest.mark.asyncio
