@@ -95,6 +95,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--reload", action="store_true", help="restart when the code changes")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not execute runs here: `flowc worker` processes do (PostgreSQL)",
+    )
+    serve.add_argument(
+        "--migrate", action="store_true", help="upgrade an old database schema before serving"
+    )
+
+    worker = _command(
+        commands, "worker", "execute runs from PostgreSQL, without HTTP (DATABASE_URL)", [tools]
+    )
+    worker.add_argument(
+        "--concurrency", type=int, metavar="N", help="runs at once (FLOWC_WORKER_CONCURRENCY)"
+    )
+    worker.add_argument(
+        "--migrate", action="store_true", help="upgrade an old database schema before working"
+    )
+
+    db = _command(commands, "db", "manage the database schema (DATABASE_URL names the database)")
+    actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _command(actions, "upgrade", "upgrade the schema to this flowc's revision", (), "db:run")
+    _command(actions, "current", "print the schema's revision", (), "db:run")
     return parser
 
 

@@ -2,7 +2,10 @@
 
 No database.  The trace goes to standard error as nodes finish; the final state goes to
 standard output (`--json`: the whole result as JSON).  Exit 0 when the run succeeded, 1
-when it failed (the error shown at its source line), 2 for usage or compile errors.
+when it failed (the error shown at its source line), 2 for usage or compile errors, 130
+when Ctrl-C cancelled it (the state and steps so far are printed all the same).  Ctrl-C
+cancels the run's task (asyncio's own handling): an async tool is cancelled, a thread
+abandoned; a sync tool on the event loop finishes first, unless Ctrl-C comes twice.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from flowc.cli.compile import compile_file
 from flowc.cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError
@@ -22,8 +27,15 @@ from flowc.compiler.program import MAX_MAX_STEPS
 from flowc.compiler.render import render_text
 from flowc.dsl.diagnostics import WHOLE_TEXT, Span, error
 
+if TYPE_CHECKING:
+    from flowc.compiler.ir import Span as IrSpan
+    from flowc.runtime import Event, RunResult, Step
+
 #: Values longer than this are cut short in the human-readable final state.
 SHOWN_VALUE = 300
+
+#: The exit code of a run cancelled by Ctrl-C, as shells report a process that SIGINT ended.
+EXIT_CANCELLED = 130
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,22 +51,25 @@ def run(args: argparse.Namespace) -> int:
         settings = flow.settings.model_copy(update={"max_steps": args.max_steps})
         flow = flow.model_copy(update={"settings": settings})
 
-    from flowc.runtime import Event, WorkflowEngine
+    from flowc.runtime import WorkflowEngine
 
-    def trace(event: Event) -> None:
-        if event.type == "node_finished":
-            keys = ", ".join(sorted(event.delta or {})) or "-"
-            print(
-                f"{event.step:>5}  {event.node:<16} {event.duration_ms or 0:9.2f} ms  {keys}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    result = asyncio.run(WorkflowEngine(flow).run(initial_state=initial, listener=trace))
+    progress = Progress(uuid.uuid4().hex, initial)
+    engine = WorkflowEngine(flow)
+    try:
+        result = asyncio.run(
+            engine.run(initial_state=initial, run_id=progress.run_id, listener=progress.trace)
+        )
+    except KeyboardInterrupt:  # Ctrl-C: the run's task was cancelled
+        result = progress.cancelled({node.name: node.span for node in flow.nodes})
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         print_state(result.state)
+    if result.status == "cancelled":
+        count = len(result.steps)
+        node = f" at node `{progress.node}`" if progress.node else ""
+        print(f"run cancelled{node} after {count} step{'s' * (count != 1)}", file=sys.stderr)
+        return EXIT_CANCELLED
     if result.error is not None:
         span = result.error.span
         where = (
@@ -68,6 +83,57 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     print(f"run succeeded in {len(result.steps)} steps", file=sys.stderr)
     return EXIT_OK
+
+
+class Progress:
+    """A run as its events tell it: the trace on stderr, and what to report if it is cut short."""
+
+    def __init__(self, run_id: str, initial: dict[str, Any]) -> None:
+        self.run_id = run_id
+        self.state = dict(initial)
+        self.steps: list[Step] = []
+        self.node: str | None = None  # the node whose tool is running, if one is
+
+    def trace(self, event: Event) -> None:
+        """Print a line for each finished node and each failed attempt; keep the state."""
+        if event.type == "node_started":
+            self.node = event.node
+        elif event.type == "node_attempt_failed" and event.error is not None:
+            retry = "" if event.retry_in is None else f"; retrying in {event.retry_in:.2f} s"
+            print(
+                f"{event.step:>5}  {event.node:<16} attempt {event.attempt} failed: "
+                f"{event.error.code}{retry}",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif event.type == "node_finished":
+            from flowc.runtime import Step
+
+            self.node = None
+            delta = event.delta or {}
+            self.state = {**self.state, **delta}
+            duration = event.duration_ms or 0
+            started = event.at - duration / 1000
+            self.steps.append(
+                Step(event.step, event.node or "", delta, started, event.at, event.attempts or 1)
+            )
+            keys = ", ".join(sorted(delta)) or "-"
+            print(
+                f"{event.step:>5}  {event.node:<16} {duration:9.2f} ms  {keys}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def cancelled(self, spans: Mapping[str, IrSpan | None]) -> RunResult:
+        """The result of the run cut short: its state and steps so far, and where it stopped.
+
+        `spans` are the nodes' places in the source, for the error to point at.
+        """
+        from flowc.runtime import RunError, RunResult
+
+        span = spans.get(self.node) if self.node else None
+        error = RunError("cancelled", "the run was cancelled (Ctrl-C)", self.node, span)
+        return RunResult(self.run_id, "cancelled", self.state, self.steps, error)
 
 
 def initial_state(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Program -> diagram source: a Mermaid flowchart or a Graphviz DOT digraph.
 
-Nodes are labelled with their name, and with their tool when it differs; branch edges
-carry the condition's canonical text and the last one `else`.  `start` and `end` are
+Nodes are labelled with their name, with their tool when it differs, and with their own
+policies (`fetch (call_api) with timeout = 5, retries = 3`); branch edges carry the
+condition's canonical text and the last one `else`.  `start` and `end` are
 drawn as circles.  Labels are escaped for each format, so any condition text is safe.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from flowc.compiler.program import END, START, Goto, Program
+from flowc.compiler.program import END, POLICIES, START, Goto, Policy, Program
 from flowc.dsl.formatter import format_expr
 
 #: The label of a branch's last edge, taken when no condition holds.
@@ -43,11 +44,26 @@ def edges(program: Program) -> Iterator[tuple[str, str, str | None]]:
 
 
 def node_label(program: Program, name: str) -> str:
-    """`name`, or `name (tool)` when the node runs a tool of another name."""
+    """`name`, or `name (tool)` when the node runs a tool of another name; then its policies."""
     node = program.nodes.get(name)
-    if node is None or node.tool == name:
+    if node is None:
         return name
-    return f"{name} ({node.tool})"
+    label = name if node.tool == name else f"{name} ({node.tool})"
+    if node.policy is not None:
+        label += policy_text(node.policy)
+    return label
+
+
+def policy_text(policy: Policy) -> str:
+    """` with timeout = 5, retries = 3` as the DSL writes it; empty when nothing is given."""
+    given = [(name, getattr(policy, name)) for name in POLICIES]
+    shown = [f"{name} = {_number(value)}" for name, value in given if value is not None]
+    return f" with {', '.join(shown)}" if shown else ""
+
+
+def _number(value: float) -> str:
+    text = repr(value)
+    return text.removesuffix(".0")
 
 
 def _leads_to_end(program: Program) -> bool:

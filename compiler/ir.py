@@ -111,14 +111,34 @@ Expr = Annotated[
 # ---------------------------------------------------------------- the graph
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# Policies and their settings are left out of the JSON while they are not given, so a flow
+# without them has the IR it had before they existed.
+Seconds = Annotated[float, Field(gt=0, le=p.MAX_TIMEOUT, strict=True)]
+Retries = Annotated[int, Field(ge=0, le=p.MAX_RETRIES, strict=True)]
+Backoff = Annotated[float, Field(ge=0, le=p.MAX_BACKOFF, strict=True)]
+
+
+class Policy(_Frozen):
+    """A node's own policies (`with ...`); one left out takes the flow's setting."""
+
+    timeout: Seconds | None = Field(default=None, exclude_if=_absent)
+    retries: Retries | None = Field(default=None, exclude_if=_absent)
+    backoff: Backoff | None = Field(default=None, exclude_if=_absent)
+
+
 class Node(_Frozen):
-    """A node: its name, the tool it runs and the static keyword arguments."""
+    """A node: its name, the tool it runs, the static keyword arguments, its policies."""
 
     name: str
     tool: str
     # JSON values; checked by the compiler (pydantic's JsonValue tripled compile time).
     args: dict[str, Any] = Field(default_factory=dict)
     span: Span | None = None
+    policy: Policy | None = Field(default=None, exclude_if=_absent)
 
 
 class Goto(_Frozen):
@@ -150,9 +170,16 @@ Route = Annotated[Goto | Branch, Field(discriminator="kind")]
 
 
 class Settings(_Frozen):
-    """`set` values, defaults filled in."""
+    """`set` values, defaults filled in; a policy's is its default for every node."""
 
     max_steps: int = Field(default=p.DEFAULT_MAX_STEPS, ge=1, le=p.MAX_MAX_STEPS)
+    timeout: Seconds | None = Field(default=None, exclude_if=_absent)
+    retries: Retries = Field(
+        default=p.DEFAULT_RETRIES, exclude_if=lambda value: value == p.DEFAULT_RETRIES
+    )
+    backoff: Backoff = Field(
+        default=p.DEFAULT_BACKOFF, exclude_if=lambda value: value == p.DEFAULT_BACKOFF
+    )
 
 
 class Flow(_Frozen):
@@ -246,17 +273,31 @@ def _route_to_ir(route: p.Route) -> dict[str, Any]:
     return {"kind": "branch", "arms": arms, "otherwise": route.otherwise, "span": _span(route.span)}
 
 
+def _node_to_ir(node: p.Node) -> dict[str, Any]:
+    data = {"name": node.name, "tool": node.tool, "args": node.args, "span": _span(node.span)}
+    if node.policy is not None:
+        policy = node.policy
+        data["policy"] = {
+            "timeout": policy.timeout,
+            "retries": policy.retries,
+            "backoff": policy.backoff,
+        }
+    return data
+
+
 def to_ir(program: p.Program) -> Flow:
     """The IR of a checked program: built as plain data, validated once by pydantic-core."""
-    nodes = [
-        {"name": n.name, "tool": n.tool, "args": n.args, "span": _span(n.span)}
-        for n in program.nodes.values()
-    ]
+    nodes = [_node_to_ir(n) for n in program.nodes.values()]
     return Flow.model_validate(
         {
             "name": program.name,
             "start": program.start,
-            "settings": {"max_steps": program.max_steps},
+            "settings": {
+                "max_steps": program.max_steps,
+                "timeout": program.timeout,
+                "retries": program.retries,
+                "backoff": program.backoff,
+            },
             "nodes": nodes,
             "routes": {name: _route_to_ir(route) for name, route in program.routes.items()},
             "source_hash": program.source_hash,
@@ -311,8 +352,11 @@ def program_from_ir(flow: Flow) -> p.Program:
     for node in flow.nodes:
         span = _dsl_span(node.span)
         arg_spans = dict.fromkeys(node.args, span)
+        given = node.policy
+        policy = None if given is None else p.Policy(given.timeout, given.retries, given.backoff)
         nodes.setdefault(
-            node.name, p.Node(node.name, node.tool, dict(node.args), span, span, arg_spans, True)
+            node.name,
+            p.Node(node.name, node.tool, dict(node.args), span, span, arg_spans, True, policy),
         )
     routes = {name: _route_from_ir(route) for name, route in flow.routes.items()}
     mentioned = {t for r in routes.values() for t in _targets(r)} | set(routes)
@@ -322,6 +366,9 @@ def program_from_ir(flow: Flow) -> p.Program:
         nodes=nodes,
         routes=routes,
         max_steps=flow.settings.max_steps,
+        timeout=flow.settings.timeout,
+        retries=flow.settings.retries,
+        backoff=flow.settings.backoff,
         source_hash=flow.source_hash,
         mentioned=frozenset(mentioned | {flow.start}),
     )

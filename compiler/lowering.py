@@ -1,7 +1,8 @@
 """AST -> Program, in one pass: nodes, routes, settings, and the structural errors.
 
 Structural errors are what the Program cannot represent: a node declared twice, two
-routing rules on one node, edges into `start` or out of `end`, unknown settings.
+routing rules on one node, edges into `start` or out of `end`, unknown settings and
+policies, and values they cannot take.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ import hashlib
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from flowc.compiler.policies import POLICY_RULES, SETTING_RULES
 from flowc.compiler.program import (
+    DEFAULT_BACKOFF,
     DEFAULT_MAX_STEPS,
+    DEFAULT_RETRIES,
     END,
-    MAX_MAX_STEPS,
+    POLICIES,
     START,
     Arm,
     Branch,
     Goto,
     Node,
+    Policy,
     Program,
     Route,
 )
@@ -26,7 +31,7 @@ from flowc.compiler.suggestions import did_you_mean
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
 
-SETTINGS = ("max_steps",)
+SETTINGS = ("max_steps", *POLICIES)
 
 
 def source_hash(text: str) -> str:
@@ -39,8 +44,9 @@ class _Lowering:
     problems: list[Diagnostic] = field(default_factory=list)
     name: str | None = None
     header_seen: bool = False
-    max_steps: int = DEFAULT_MAX_STEPS
+    settings: dict[str, ast.Value] = field(default_factory=dict)
     settings_seen: dict[str, Span] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
     declared: dict[str, ast.NodeDecl] = field(default_factory=dict)
     first_mention: dict[str, Span] = field(default_factory=dict)
     mentioned: set[str] = field(default_factory=set)
@@ -84,16 +90,11 @@ class _Lowering:
             )
             return
         self.settings_seen[name] = statement.span
-        if type(value) is not int or not 1 <= value <= MAX_MAX_STEPS:
-            self.problems.append(
-                error(
-                    "E107",
-                    f"`max_steps` must be a whole number from 1 to {MAX_MAX_STEPS:,}",
-                    statement.value.span,
-                )
-            )
+        rule = SETTING_RULES[name]
+        if not rule.accepts(value):
+            self.problems.append(error("E107", rule.message, statement.value.span))
             return
-        self.max_steps = value
+        self.settings[name] = value
 
     def node_decl(self, statement: ast.NodeDecl) -> None:
         name = statement.name.text
@@ -121,6 +122,45 @@ class _Lowering:
                     )
                 )
             seen[arg.name.text] = arg.span
+        if statement.policies:
+            self.policies[name] = self._policy(statement.policies)
+
+    def _policy(self, policies: tuple[ast.Policy, ...]) -> Policy:
+        good: dict[str, ast.Value] = {}
+        seen: set[str] = set()
+        for policy in policies:
+            name, value = policy.name.text, policy.value.value
+            rule = POLICY_RULES.get(name)
+            if rule is None:
+                self.problems.append(
+                    error(
+                        "E113",
+                        f"unknown policy `{name}`",
+                        policy.name.span,
+                        help=did_you_mean(name, POLICIES)
+                        or f"the policies are {', '.join(f'`{p}`' for p in POLICIES)}",
+                    )
+                )
+            elif name in seen:
+                self.problems.append(
+                    error(
+                        "E114",
+                        f"policy `{name}` is given twice",
+                        policy.name.span,
+                        help=f"keep one `{name} = ...`",
+                    )
+                )
+            elif not rule.accepts(value):
+                seen.add(name)
+                self.problems.append(error("E115", rule.message, policy.value.span))
+            else:
+                seen.add(name)
+                good[name] = value
+        return Policy(
+            _seconds(good.get("timeout")),
+            _whole(good.get("retries")),
+            _seconds(good.get("backoff")),
+        )
 
     def route(self, statement: ast.Route) -> None:
         names = statement.nodes
@@ -199,6 +239,7 @@ class _Lowering:
             self.start, self.start_span = route.target, span
 
     def program(self, text_hash: str | None) -> Program:
+        settings = self.settings
         order = list(self.first_mention)
         nodes: dict[str, Node] = {}
         for name in order:
@@ -209,7 +250,10 @@ class _Lowering:
                 continue
             args = {a.name.text: a.value.value for a in decl.args or ()}
             spans = {a.name.text: a.span for a in decl.args or ()}
-            nodes[name] = Node(name, decl.tool.text, args, decl.span, decl.tool.span, spans, True)
+            nodes[name] = Node(
+                name, decl.tool.text, args, decl.span, decl.tool.span, spans, True,
+                self.policies.get(name),
+            )  # fmt: skip
         # The default start is the first node a route names; failing that, the first declared.
         start = self.start or self.first_routed or (order[0] if order else START)
         if not nodes:
@@ -226,7 +270,10 @@ class _Lowering:
             start=start,
             nodes=nodes,
             routes=self.routes,
-            max_steps=self.max_steps,
+            max_steps=_whole(settings.get("max_steps")) or DEFAULT_MAX_STEPS,
+            timeout=_seconds(settings.get("timeout")),
+            retries=_whole(settings.get("retries")) or DEFAULT_RETRIES,
+            backoff=_or(_seconds(settings.get("backoff")), DEFAULT_BACKOFF),
             start_span=self.start_span
             if self.start
             else nodes[start].span
@@ -235,6 +282,20 @@ class _Lowering:
             source_hash=text_hash,
             mentioned=frozenset(self.mentioned),
         )
+
+
+def _seconds(value: ast.Value) -> float | None:
+    """A checked number of seconds as a float; None when it was not given."""
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _whole(value: ast.Value) -> int | None:
+    """A checked whole number; None when it was not given."""
+    return value if isinstance(value, int) else None
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _targets(route: Route) -> list[tuple[str, Span]]:

@@ -22,10 +22,30 @@ END = "end"
 DEFAULT_MAX_STEPS = 1000
 MAX_MAX_STEPS = 1_000_000
 
+#: Node policies (`with timeout = 5, retries = 3, backoff = 0.5`), whose flow-wide values
+#: are settings of the same names.  A timeout is in seconds (None: none); `retries` is how
+#: many times a failed attempt is tried again; `backoff` the seconds before the first retry
+#: (doubled for each next one).
+POLICIES = ast.POLICY_NAMES
+MAX_TIMEOUT = 7 * 24 * 3600
+MAX_RETRIES = 100
+MAX_BACKOFF = 3600
+DEFAULT_RETRIES = 0
+DEFAULT_BACKOFF = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A node's own policies; None where the node takes the flow's setting."""
+
+    timeout: float | None = None
+    retries: int | None = None
+    backoff: float | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A node: the tool it runs and the static keyword arguments it passes."""
+    """A node: the tool it runs, the static keyword arguments it passes, its policies."""
 
     name: str
     tool: str
@@ -34,6 +54,7 @@ class Node:
     tool_span: Span = WHOLE_TEXT
     arg_spans: dict[str, Span] = field(default_factory=dict)
     declared: bool = False  # True when a `node` statement names it
+    policy: Policy | None = None  # None when the declaration has no `with`
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +104,9 @@ class Program:
     routes: dict[str, Route]
     max_steps: int = DEFAULT_MAX_STEPS
     start_span: Span = WHOLE_TEXT
+    timeout: float | None = None
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
     source_hash: str | None = None
     #: Nodes that some route statement mentions (the rest were only declared).
     mentioned: frozenset[str] = frozenset()

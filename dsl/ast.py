@@ -22,6 +22,10 @@ BinaryOp = TypingLiteral[
 ]
 UnaryOp = TypingLiteral["not", "-"]
 
+#: The policies a node declaration can give after `with`, in the order the formatter
+#: writes them; each has a flow-wide default, `set NAME = VALUE`.
+POLICY_NAMES = ("timeout", "retries", "backoff")
+
 
 # ------------------------------------------------------------------ static values
 
@@ -132,16 +136,27 @@ class Argument:
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """`NAME = VALUE` after `with` in a node declaration: `timeout = 5`."""
+
+    name: Name
+    value: JsonValue
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeDecl:
-    """`node NAME = TOOL` or `node NAME = TOOL(arg = value, ...)`.
+    """`node NAME = TOOL`, `node NAME = TOOL(arg = value, ...)`, then `with policy, ...`.
 
     `args` is None when there are no parentheses, so `tool` and `tool()` both round-trip.
+    `policies` are in the order written (empty without `with`).
     """
 
     name: Name
     tool: Name
     args: tuple[Argument, ...] | None
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+    policies: tuple[Policy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

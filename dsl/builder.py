@@ -21,7 +21,7 @@ RESERVED = frozenset(
 
 _PUNCTUATION = frozenset(
     ["ARROW", "QMARK", "COLON", "SEMICOLON", "EQUALS", "COMMA", "LPAR", "RPAR", "LSQB",
-     "RSQB", "LBRACE", "RBRACE", "DOT", "FLOW", "SET", "NODE"]
+     "RSQB", "LBRACE", "RBRACE", "DOT", "FLOW", "SET", "NODE", "WITH"]
 )  # fmt: skip
 
 Children = list[Any]
@@ -122,17 +122,32 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return ast.Setting(name, self._as_value(children[3]), _outer(children))
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
-        """`node NAME = TOOL(args)?`."""
+        """`node NAME = TOOL(args)? (with policies)?`."""
         name = self._name(children[1], "a node name")
         tool = self._name(children[3], "a tool name")
-        if len(children) == 4:
-            return ast.NodeDecl(name, tool, None, _outer(children))
-        args, args_span = children[4]
-        return ast.NodeDecl(name, tool, args, _span_of(children[0]).to(args_span))
+        args: tuple[ast.Argument, ...] | None = None
+        policies: tuple[ast.Policy, ...] = ()
+        end = _span_of(children[3])
+        for part, span in children[4:]:
+            if part and isinstance(part[0], ast.Policy):
+                policies = part
+            else:
+                args = part
+            end = span
+        return ast.NodeDecl(name, tool, args, _span_of(children[0]).to(end), policies)
 
     def call_args(self, children: Children) -> tuple[tuple[ast.Argument, ...], Span]:
         """`( argument, ... )`."""
         return tuple(_strip(children)), _outer(children)
+
+    def policies(self, children: Children) -> tuple[tuple[ast.Policy, ...], Span]:
+        """`with policy, ...`."""
+        return tuple(_strip(children)), _outer(children)
+
+    def policy(self, children: Children) -> ast.Policy:
+        """`NAME = VALUE` after `with`."""
+        name = self._name(children[0], "a policy name")
+        return ast.Policy(name, self._as_value(children[2]), _outer(children))
 
     def argument(self, children: Children) -> ast.Argument:
         """`NAME = VALUE`."""

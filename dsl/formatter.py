@@ -41,7 +41,8 @@ def format(flow: ast.Flow) -> str:
     statement that follows it, a comment after code ends the statement's last line.  One
     blank line is kept where the source had blank lines between statements.  As people
     write them by hand, the `=` of neighbouring `node` declarations line up, and so do the
-    trailing comments of neighbouring lines.
+    trailing comments of neighbouring lines.  Policies after `with` are written in the order
+    `timeout, retries, backoff`, so there `parse(format(f))` may reorder them.
     """
     lines: list[_Line] = []
     comments = flow.comments
@@ -78,8 +79,7 @@ def format(flow: ast.Flow) -> str:
 
 def _statement_lines(statement: ast.Statement) -> list[_Line]:
     if isinstance(statement, ast.NodeDecl):
-        rest = f"{statement.tool.text}{_format_args(statement.args)}"
-        return [_Line(declares=(statement.name.text, rest))]
+        return [_Line(declares=(statement.name.text, _declared(statement)))]
     return [_Line(code=text) for text in format_statement(statement)]
 
 
@@ -148,8 +148,28 @@ def format_statement(statement: ast.Statement) -> list[str]:
     if isinstance(statement, ast.Setting):
         return [f"set {statement.name.text} = {format_value(statement.value.value)}"]
     if isinstance(statement, ast.NodeDecl):
-        return [f"node {statement.name.text} = {statement.tool.text}{_format_args(statement.args)}"]
+        return [f"node {statement.name.text} = {_declared(statement)}"]
     return _format_route(statement)
+
+
+def _declared(declaration: ast.NodeDecl) -> str:
+    """What follows a declaration's `=`: the tool, its arguments, its policies."""
+    text = declaration.tool.text + _format_args(declaration.args)
+    if declaration.policies:
+        policies = canonical_policies(declaration.policies)
+        text += " with " + ", ".join(
+            f"{p.name.text} = {format_value(p.value.value)}" for p in policies
+        )
+    return text
+
+
+def canonical_policies(policies: tuple[ast.Policy, ...]) -> tuple[ast.Policy, ...]:
+    """Policies in the order the formatter writes them: `timeout, retries, backoff`.
+
+    Names the language does not know (an error for the compiler) follow, as written.
+    """
+    rank = {name: index for index, name in enumerate(ast.POLICY_NAMES)}
+    return tuple(sorted(policies, key=lambda p: rank.get(p.name.text, len(rank))))
 
 
 def _format_args(args: tuple[ast.Argument, ...] | None) -> str:

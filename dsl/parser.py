@@ -212,8 +212,9 @@ def nesting_problems(flow: ast.Flow) -> list[Diagnostic]:
             roots = [(arm.condition, arm.condition.span) for arm in statement.branch.arms]
         elif isinstance(statement, ast.Setting):
             roots = [(statement.value.value, statement.value.span)]
-        elif isinstance(statement, ast.NodeDecl) and statement.args:
-            roots = [(arg.value.value, arg.value.span) for arg in statement.args]
+        elif isinstance(statement, ast.NodeDecl):
+            given: list[ast.Argument | ast.Policy] = [*(statement.args or ()), *statement.policies]
+            roots = [(item.value.value, item.value.span) for item in given]
         help = (
             "split the condition, or name intermediate results in the state"
             if isinstance(statement, ast.Route)

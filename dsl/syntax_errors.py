@@ -18,9 +18,9 @@ _SHOWN = {
     "COMMA": "`,`", "DOT": "`.`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
     "LBRACE": "`{`", "RBRACE": "`}`", "EQ": "`==`", "NE": "`!=`", "LE": "`<=`", "GE": "`>=`",
     "LT": "`<`", "GT": "`>`", "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`",
-    "PERCENT": "`%`", "FLOW": "`flow`", "SET": "`set`", "NODE": "`node`", "START": "`start`",
-    "END": "`end`", "AND": "`and`", "OR": "`or`", "NOT": "`not`", "IN": "`in`",
-    "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "NAME": "a name",
+    "PERCENT": "`%`", "FLOW": "`flow`", "SET": "`set`", "NODE": "`node`", "WITH": "`with`",
+    "START": "`start`", "END": "`end`", "AND": "`and`", "OR": "`or`", "NOT": "`not`",
+    "IN": "`in`", "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "NAME": "a name",
     "INT": "a number", "FLOAT": "a number", "STRING": "a string",
     "_NL": "a new line", "$END": "the end of the text",
 }  # fmt: skip

@@ -1,13 +1,15 @@
 """The runtime: the tool registry, the interpreter and its events, the built-in tools.
 
-The registry loads eagerly; the interpreter (which needs pydantic for the IR) loads on
-first use, so `flowc check` can read the registry without paying for pydantic.
+The registry and `current_step()` load eagerly; the interpreter (which needs pydantic for
+the IR) and the tool threads load on first use, so `flowc check` can read the registry
+without paying for pydantic or asyncio.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flowc.runtime.context import NoStepError, StepContext, current_step
 from flowc.runtime.registry import (
     REGISTRY,
     Registry,
@@ -18,11 +20,14 @@ from flowc.runtime.registry import (
 )
 
 if TYPE_CHECKING:
+    from flowc.runtime.calls import tool_threads
     from flowc.runtime.events import Event, RunError, RunResult, Step
-    from flowc.runtime.interpreter import WorkflowEngine
+    from flowc.runtime.interpreter import Resume, WorkflowEngine
 
 _LAZY = {
     "WorkflowEngine": "flowc.runtime.interpreter",
+    "Resume": "flowc.runtime.interpreter",
+    "tool_threads": "flowc.runtime.calls",
     "Event": "flowc.runtime.events",
     "RunError": "flowc.runtime.events",
     "RunResult": "flowc.runtime.events",
@@ -41,15 +46,20 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "REGISTRY",
     "Event",
+    "NoStepError",
     "Registry",
+    "Resume",
     "RunError",
     "RunResult",
     "Step",
+    "StepContext",
     "Tool",
     "ToolConflictError",
     "ToolDefinitionError",
     "WorkflowEngine",
+    "current_step",
     "register_tool",
+    "tool_threads",
 ]
 
 if __name__ != "flowc.runtime":  # this folder imported by its bare name, from a checkout

@@ -1,19 +1,26 @@
 """Run results and events: what a run reports, typed, and as the JSON the API sends.
 
-As JSON an event is `{"type", "run_id", "step", "node", "delta", "at", ...}`.  Events are
-made on the hot path, so they are slotted dataclasses and `at` is a float until rendered.
+As JSON an event is `{"type", "run_id", "step", "node", "delta", "at", ...}`.  Events and
+steps are made on the hot path, so they are named tuples and `at` is a float until rendered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
 from flowc.compiler.ir import Span
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-EventType = Literal["run_started", "node_started", "node_finished", "run_finished", "run_failed"]
+EventType = Literal[
+    "run_started",
+    "node_started",
+    "node_attempt_failed",
+    "node_finished",
+    "run_finished",
+    "run_failed",
+]
 
 
 def iso(at: float) -> str:
@@ -36,9 +43,10 @@ class RunError:
 
 
 class Step(NamedTuple):
-    """One node's execution: its place in the run, the state delta, and its timing.
+    """One node's execution: its place in the run, the state delta, its timing and attempts.
 
-    A named tuple: one is made per step, on the hot path.
+    A named tuple: one is made per step, on the hot path.  A step that was retried started
+    with its first attempt and finished with its last.
     """
 
     seq: int
@@ -46,10 +54,11 @@ class Step(NamedTuple):
     delta: dict[str, Any]
     started_at: float
     finished_at: float
+    attempts: int = 1
 
     @property
     def duration_ms(self) -> float:
-        """Wall time of the tool call, in milliseconds."""
+        """Wall time of the step (every attempt, and the waits between), in milliseconds."""
         return (self.finished_at - self.started_at) * 1000
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +70,7 @@ class Step(NamedTuple):
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "duration_ms": round(self.duration_ms, 3),
+            "attempts": self.attempts,
         }
 
 
@@ -85,9 +95,14 @@ class RunResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something that happened in a run; `type` says what, the other fields fill in."""
+class Event(NamedTuple):
+    """Something that happened in a run; `type` says what, the other fields fill in.
+
+    A named tuple, like `Step`: when someone listens, two are made per step.
+    `node_attempt_failed` has `attempt` (from 1), `error`, `duration_ms` (of the attempt)
+    and `retry_in` (seconds until the next attempt, None when none follows);
+    `node_finished` has `attempts`, how many the step took.
+    """
 
     type: EventType
     run_id: str
@@ -98,7 +113,10 @@ class Event:
     duration_ms: float | None = None
     status: RunStatus | None = None
     state: dict[str, Any] | None = None
-    error: RunError | None = field(default=None)
+    error: RunError | None = None
+    attempt: int | None = None
+    retry_in: float | None = None
+    attempts: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON message the WebSocket sends."""
@@ -118,6 +136,11 @@ class Event:
             data["state"] = self.state
         if self.error is not None:
             data["error"] = self.error.to_json()
+        if self.attempt is not None:
+            data["attempt"] = self.attempt
+            data["retry_in"] = None if self.retry_in is None else round(self.retry_in, 3)
+        if self.attempts is not None:
+            data["attempts"] = self.attempts
         return data
 
     @property

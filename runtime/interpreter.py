@@ -1,8 +1,11 @@
 """IR + registered tools -> a run: walk the graph in a `while` loop, emitting events.
 
 Each step is a tool call, a dict merge, a routing decision and (when someone listens) two
-events.  Every failure ends the run as `failed` with a structured `RunError` and the last
-good state; nothing escapes as a stack trace.
+events.  A node with a policy (a timeout, retries) takes the slower road through
+`_attempts`: each attempt timed, each failed one an event, retries after a jittered
+backoff.  Every failure ends the run as `failed` with a structured `RunError` and the last
+good state; nothing escapes as a stack trace.  Cancelling the task that runs a run is not a
+failure: `CancelledError` goes through, and the caller reports the run `cancelled`.
 """
 
 from __future__ import annotations
@@ -11,23 +14,40 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flowc.compiler import compile_source
-from flowc.compiler.ir import Branch, Flow, Span
-from flowc.compiler.operators import strict_equal
+from flowc.compiler.ir import Branch, Flow, Node, Span
 from flowc.compiler.program import END
+from flowc.runtime.calls import CallFailed, RunThreads, call_async
 from flowc.runtime.conditions import ConditionError, compile_condition
+from flowc.runtime.context import STEP, StepContext, StepCursor
 from flowc.runtime.events import Event, RunError, RunResult, Step
+from flowc.runtime.policies import RETRIED, NodePolicy, node_policy, retry_delay
 from flowc.runtime.registry import REGISTRY, Registry, Tool
-from flowc.runtime.state import StateError, copy_json
+from flowc.runtime.state import ReturnError, StateError, copy_json, updates
 
 State = dict[str, Any]
 Listener = Callable[[Event], Awaitable[None] | None]
 
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
+
+#: How many tool threads a run may have alive at once (abandoned ones included).
+DEFAULT_THREADS_PER_RUN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a run goes on: `initial_state` is the state after step `seq`, which ran `after`."""
+
+    after: str
+    seq: int
+
+    def __post_init__(self) -> None:
+        if type(self.seq) is not int or self.seq < 1:
+            raise ValueError(f"Resume.seq is a step number, 1 or more, not {self.seq!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +62,7 @@ class _Plan:
     goto: str | None  # the next node for a plain edge, END when the run ends here
     arms: tuple[tuple[Callable[[State], bool], str], ...]
     otherwise: str | None
+    policy: NodePolicy | None  # None: no timeout and no retries, the fast road
 
 
 class _Failed(Exception):
@@ -53,17 +74,30 @@ class _Failed(Exception):
 
 
 class WorkflowEngine:
-    """Runs a compiled flow with the tools of a registry (the default one by default)."""
+    """Runs a compiled flow with the tools of a registry (the default one by default).
 
-    def __init__(self, flow: Flow | str, registry: Registry | None = None) -> None:
+    `max_threads_per_run` bounds the threads of one run's blocking tools (and of its sync
+    tools with a timeout) alive at once, abandoned ones included.
+    """
+
+    def __init__(
+        self,
+        flow: Flow | str,
+        registry: Registry | None = None,
+        *,
+        max_threads_per_run: int = DEFAULT_THREADS_PER_RUN,
+    ) -> None:
+        if type(max_threads_per_run) is not int or max_threads_per_run < 1:
+            raise ValueError(f"max_threads_per_run must be 1 or more, not {max_threads_per_run!r}")
         self.registry = registry if registry is not None else REGISTRY
         if isinstance(flow, str):
             flow = compile_source(flow, tools=self.registry.specs()).ir
         self.flow = flow
-        self._plans = {node.name: self._plan(node.name) for node in flow.nodes}
+        self.max_threads_per_run = max_threads_per_run
+        self._plans = {node.name: self._plan(node) for node in flow.nodes}
 
-    def _plan(self, name: str) -> _Plan:
-        node = next(n for n in self.flow.nodes if n.name == name)
+    def _plan(self, node: Node) -> _Plan:
+        name = node.name
         route = self.flow.routes.get(name)
         arms: tuple[tuple[Callable[[State], bool], str], ...] = ()
         goto: str | None = END
@@ -83,7 +117,10 @@ class WorkflowEngine:
         elif route is not None:
             goto = route.target
         copy_args = any(isinstance(v, (dict, list)) for v in node.args.values())
-        return _Plan(name, node.tool, dict(node.args), copy_args, node.span, goto, arms, otherwise)
+        return _Plan(
+            name, node.tool, dict(node.args), copy_args, node.span, goto, arms, otherwise,
+            node_policy(self.flow.settings, node.policy),
+        )  # fmt: skip
 
     async def run(
         self,
@@ -92,10 +129,20 @@ class WorkflowEngine:
         *,
         run_id: str | None = None,
         listener: Listener | None = None,
+        resume: Resume | None = None,
     ) -> RunResult:
-        """Run from `start_node` (default: the flow's start) until `end`, or until it fails."""
+        """Run from `start_node` (default: the flow's start) until `end`, or until it fails.
+
+        With `resume`, go on from a run's step `resume.seq` instead: `initial_state` is the
+        state after it, the next node is where `resume.after`'s route leads, new steps are
+        numbered from `seq + 1` and the old ones count against `max_steps`; the result holds
+        the new steps only.  If the task awaiting this is cancelled, `CancelledError` goes
+        through (no final event is emitted: the caller reports the run `cancelled`).
+        """
+        if resume is not None and start_node is not None:
+            raise ValueError("give `start_node` or `resume`, not both")
         return await _Run(self, run_id or uuid.uuid4().hex, listener).execute(
-            start_node or self.flow.start, initial_state
+            start_node or self.flow.start, initial_state, resume
         )
 
     async def stream(
@@ -104,15 +151,29 @@ class WorkflowEngine:
         initial_state: State | None = None,
         *,
         run_id: str | None = None,
+        resume: Resume | None = None,
     ) -> AsyncIterator[Event]:
-        """The events of one run, in order, as they happen; the last is final."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        """The events of one run, in order, as they happen; the last is final.
+
+        A run that raises instead of ending (its task cancelled, a bad argument) raises here.
+        """
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         task = asyncio.ensure_future(
-            self.run(start_node, initial_state, run_id=run_id, listener=queue.put_nowait)
+            self.run(
+                start_node, initial_state, run_id=run_id, listener=queue.put_nowait, resume=resume
+            )
         )
+
+        def wake(done: asyncio.Future[RunResult]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                queue.put_nowait(None)  # a run that raised emits no final event: raise it here
+
+        task.add_done_callback(wake)
         try:
             while True:
                 event = await queue.get()
+                if event is None:
+                    break
                 yield event
                 if event.is_final:
                     break
@@ -136,6 +197,9 @@ class _Run:
         self.listener = listener
         self.state: State = {}
         self.steps: list[Step] = []
+        self.base = 0  # the steps run before this run resumed: `Resume.seq`
+        self.cursor = StepCursor(run_id, self.steps)
+        self.threads: RunThreads | None = None
 
     async def emit(self, event: Event) -> None:
         if self.listener is not None:
@@ -143,7 +207,18 @@ class _Run:
             if pending is not None:
                 await pending
 
-    async def execute(self, start: str, initial_state: State | None) -> RunResult:
+    async def execute(
+        self, start: str, initial_state: State | None, resume: Resume | None
+    ) -> RunResult:
+        token = STEP.set(self.cursor)
+        try:
+            return await self._execute(start, initial_state, resume)
+        finally:
+            STEP.reset(token)
+
+    async def _execute(
+        self, start: str, initial_state: State | None, resume: Resume | None
+    ) -> RunResult:
         try:
             try:
                 self.state = copy_json(initial_state or {})
@@ -156,23 +231,35 @@ class _Run:
                 ) from None
             if not isinstance(self.state, dict):
                 raise _Failed(RunError("bad_input", "the initial state must be a JSON object"))
-            await self.emit(Event("run_started", self.run_id, 0, start, time.time()))
+            if resume is not None:
+                self.base = self.cursor.base = resume.seq
+                start = self._after(resume.after)
+            await self.emit(Event("run_started", self.run_id, self.base, start, time.time()))
             tools = {tool.spec.name: tool for tool in self.engine.registry}
             await self._walk(start, tools)
         except _Failed as failure:
             error = failure.error
             at = time.time()
             await self.emit(
-                Event("run_failed", self.run_id, len(self.steps), error.node, at,
+                Event("run_failed", self.run_id, self.base + len(self.steps), error.node, at,
                       status="failed", state=self.state, error=error)
             )  # fmt: skip
             return RunResult(self.run_id, "failed", self.state, self.steps, error)
-        last = self.steps[-1].node if self.steps else None
+        last = self.steps[-1].node if self.steps else resume.after if resume else None
         await self.emit(
-            Event("run_finished", self.run_id, len(self.steps), last, time.time(),
+            Event("run_finished", self.run_id, self.base + len(self.steps), last, time.time(),
                   status="succeeded", state=self.state)
         )  # fmt: skip
         return RunResult(self.run_id, "succeeded", self.state, self.steps)
+
+    def _after(self, node: str) -> str:
+        """Where a run resumed after `node` goes next: its route, taken on the state."""
+        plan = self.engine._plans.get(node)
+        if plan is None:
+            raise _Failed(
+                RunError("unknown_node", f"there is no node `{node}` to resume after", node)
+            )
+        return plan.goto if plan.goto is not None else self._branch(plan)
 
     async def _walk(self, node: str, tools: dict[str, Tool]) -> None:
         # The hot path: keep per-step work to a call, a merge, a route and the events.
@@ -180,13 +267,16 @@ class _Run:
         max_steps = self.engine.flow.settings.max_steps
         listening = self.listener is not None
         steps = self.steps
+        base = self.base
         state = self.state
+        cursor = self.cursor
         containers = {key for key, value in state.items() if type(value) in (dict, list)}
         while node != END:
             plan = plans.get(node)
             if plan is None:
                 raise _Failed(RunError("unknown_node", f"there is no node `{node}`", node))
-            if len(steps) >= max_steps:
+            seq = base + len(steps)
+            if seq >= max_steps:
                 raise _Failed(_too_many_steps(max_steps, steps, plan))
             tool = tools.get(plan.tool)
             if tool is None:
@@ -198,26 +288,38 @@ class _Run:
                         plan.span,
                     )
                 )
-            seq = len(steps) + 1
+            seq += 1
             if listening:
                 await self.emit(Event("node_started", self.run_id, seq, node, time.time()))
-            # The tool gets its own copy: only container values need copying.
-            given = dict(state)
-            for key in containers:
-                given[key] = copy_json(given[key])
-            args = copy_json(plan.args) if plan.copy_args else plan.args
-            started = time.time()
-            try:
-                if tool.mode == "sync":
-                    result = tool.function(given, **args)
-                elif tool.mode == "async":
-                    result = await tool.function(given, **args)
-                else:
-                    result = await asyncio.to_thread(tool.function, given, **args)
-            except Exception as exc:  # a tool's failure is the run's failure
-                raise _Failed(_tool_failed(exc, plan)) from None
+            if plan.policy is None:
+                # The tool gets its own copy: only container values need copying.
+                given = dict(state)
+                for key in containers:
+                    given[key] = copy_json(given[key])
+                args = copy_json(plan.args) if plan.copy_args else plan.args
+                started = time.time()
+                try:
+                    if tool.mode == "sync":
+                        cursor.node = node
+                        try:
+                            result = tool.function(given, **args)
+                        finally:
+                            cursor.node = None
+                    else:
+                        step = StepContext(self.run_id, seq, node, 1)
+                        result = await self._call(tool, given, args, step, None)
+                except CallFailed as failure:
+                    raise _Failed(_call_failed(failure, plan)) from None
+                except Exception as exc:  # a tool's failure is the run's failure
+                    raise _Failed(_tool_failed(exc, plan)) from None
+                try:
+                    delta = updates(result, state) if result is not None else {}
+                except ReturnError as problem:
+                    raise _Failed(_bad_return(problem, plan)) from None
+                attempts = 1
+            else:
+                started, delta, attempts = await self._attempts(plan, tool, state, containers, seq)
             finished = time.time()
-            delta = _delta(result, state, plan) if result is not None else {}
             if delta:
                 state = {**state, **delta}
                 self.state = state
@@ -226,13 +328,74 @@ class _Run:
                         containers.add(key)
                     else:
                         containers.discard(key)
-            steps.append(Step(seq, node, delta, started, finished))
+            steps.append(Step(seq, node, delta, started, finished, attempts))
             if listening:
                 await self.emit(
                     Event("node_finished", self.run_id, seq, node, finished, delta=delta,
-                          duration_ms=(finished - started) * 1000)
+                          duration_ms=(finished - started) * 1000, attempts=attempts)
                 )  # fmt: skip
             node = plan.goto if plan.goto is not None else self._branch(plan)
+
+    async def _call(
+        self,
+        tool: Tool,
+        given: State,
+        args: dict[str, Any],
+        step: StepContext,
+        timeout: float | None,
+    ) -> Any:
+        """One call of a tool, as its mode says; a sync tool with a timeout gets a thread."""
+        if tool.mode == "async":
+            return await call_async(tool.function, given, args, step, timeout)
+        if tool.mode == "sync" and timeout is None:
+            token = STEP.set(step)
+            try:
+                return tool.function(given, **args)
+            finally:
+                STEP.reset(token)
+        if self.threads is None:
+            self.threads = RunThreads(self.engine.max_threads_per_run)
+        return await self.threads.call(tool.function, given, args, step, timeout)
+
+    async def _attempts(
+        self, plan: _Plan, tool: Tool, state: State, containers: set[str], seq: int
+    ) -> tuple[float, State, int]:
+        """Run a node that has a policy: when it started, its delta, and how many attempts."""
+        policy = plan.policy
+        assert policy is not None
+        started = time.time()
+        attempt = 1
+        while True:
+            given = dict(state)
+            for key in containers:
+                given[key] = copy_json(given[key])
+            args = copy_json(plan.args) if plan.copy_args else plan.args
+            began = time.time()
+            try:
+                step = StepContext(self.run_id, seq, plan.name, attempt)
+                result = await self._call(tool, given, args, step, policy.timeout)
+                return started, (updates(result, state) if result is not None else {}), attempt
+            except ReturnError as problem:
+                error = _bad_return(problem, plan)
+            except CallFailed as failure:
+                error = _call_failed(failure, plan)
+            except Exception as exc:
+                error = _tool_failed(exc, plan)
+            retry = error.code in RETRIED and attempt <= policy.retries
+            delay = retry_delay(policy.backoff, attempt) if retry else None
+            if self.listener is not None:
+                at = time.time()
+                await self.emit(
+                    Event("node_attempt_failed", self.run_id, seq, plan.name, at,
+                          duration_ms=(at - began) * 1000, error=error, attempt=attempt,
+                          retry_in=delay)
+                )  # fmt: skip
+            if delay is None:
+                if attempt > 1:
+                    error = replace(error, message=f"{error.message} (after {attempt} attempts)")
+                raise _Failed(error)
+            await asyncio.sleep(delay)
+            attempt += 1
 
     def _branch(self, plan: _Plan) -> str:
         try:
@@ -247,63 +410,17 @@ class _Run:
         return plan.otherwise
 
 
+def _call_failed(failure: CallFailed, plan: _Plan) -> RunError:
+    message = failure.describe(plan.name, plan.tool)
+    return RunError(failure.code, message, plan.name, plan.span)
+
+
 def _tool_failed(exc: Exception, plan: _Plan) -> RunError:
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return RunError("tool_error", f"tool `{plan.tool}` failed: {detail}", plan.name, plan.span)
 
 
-_SCALARS = (str, int, bool, float, type(None))
-
-
-def _delta(result: Any, state: State, plan: _Plan) -> State:
-    """The updates a tool's return value makes: a dict of updates or the whole state.
-
-    Values are copied (so the tool keeps no handle on history) and checked to be JSON;
-    keys whose value did not change are left out, which is what a whole-state return needs.
-    """
-    if type(result) is not dict:
-        if not isinstance(result, dict):
-            raise _Failed(
-                _bad_return(
-                    plan,
-                    f"returned a {type(result).__name__}; a tool returns a dict of updates, "
-                    "the whole state, or None",
-                )
-            )
-        result = dict(result)
-    delta: State = {}
-    for key, value in result.items():
-        if type(key) is not str:
-            raise _Failed(_bad_return(plan, f"returned a key that is not a string: {key!r}"))
-        kind = type(value)
-        if kind not in _SCALARS or (kind is float and value - value != 0.0):  # NaN, infinity
-            try:
-                value = copy_json(value)
-            except StateError as problem:
-                problem.parts.append(key)
-                raise _Failed(
-                    _bad_return(
-                        plan,
-                        f"returned a value that is not JSON at `{problem.where}`: "
-                        f"{problem.problem}",
-                    )
-                ) from None
-        if key in state and _unchanged(state[key], value):
-            continue
-        delta[key] = value
-    return delta
-
-
-def _unchanged(old: Any, new: Any) -> bool:
-    if old is new:
-        return True
-    kind = type(old)
-    if kind is type(new) and kind in _SCALARS:
-        return bool(old == new)
-    return kind in (list, dict) and strict_equal(old, new)
-
-
-def _bad_return(plan: _Plan, problem: str) -> RunError:
+def _bad_return(problem: ReturnError, plan: _Plan) -> RunError:
     return RunError("bad_return", f"tool `{plan.tool}` {problem}", plan.name, plan.span)
 
 

@@ -35,8 +35,8 @@ class ToolConflictError(ToolDefinitionError):
 class Tool:
     """A registered tool: the function, its spec, and how the interpreter calls it.
 
-    `mode`: `sync` tools are called inline, `async` ones awaited, `thread` (blocking) ones
-    run in a worker thread.
+    `mode`: `sync` tools are called inline (in a thread of their own when their node has a
+    timeout), `async` ones awaited, `thread` (blocking) ones run in a thread of their own.
     """
 
     function: Callable[..., Any]
@@ -202,7 +202,7 @@ def register_tool(
 ) -> Any:
     """Register a tool: `@register_tool`, `@register_tool("name")`, `@register_tool(blocking=True)`.
 
-    `blocking=True` marks a sync tool that the interpreter runs in a worker thread.  A name
+    `blocking=True` marks a sync tool that the interpreter runs in a thread of its own.  A name
     that another function holds is an error unless `replace=True` (`@register_tool("score",
     replace=True)` swaps a built-in for your own).
     """

@@ -1,8 +1,9 @@
 """State values -> independent JSON copies: what isolates each tool from the run's history.
 
-A tool gets its own copy of the state, and what it returns is copied before it is merged,
-so nothing a tool does to objects it holds can change a recorded step.  The copy also
-checks that the state stays JSON (finite numbers, string keys), as the store needs.
+A tool gets its own copy of the state, and what it returns is copied before it is merged
+(`updates`), so nothing a tool does to objects it holds can change a recorded step.  The
+copy also checks that the state stays JSON (finite numbers, string keys), as the store
+needs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flowc.compiler.operators import article
+from flowc.compiler.operators import article, strict_equal
 
 
 class StateError(ValueError):
@@ -82,3 +83,52 @@ def _copy_subclass(value: Any) -> Any:
         return copy_json(list(value))
     name = type(value).__name__
     raise StateError(f"{article(name)} {name} is not JSON")
+
+
+class ReturnError(ValueError):
+    """A tool's return value that is not updates to the state; the message says why."""
+
+
+_SCALARS = (str, int, bool, float, type(None))
+
+
+def updates(result: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The delta a tool's return value makes: a dict of updates, or the whole state.
+
+    Values are copied (so the tool keeps no handle on history) and checked to be JSON;
+    keys whose value did not change are left out, which is what a whole-state return needs.
+    `ReturnError` for anything else.
+    """
+    if type(result) is not dict:
+        if not isinstance(result, dict):
+            raise ReturnError(
+                f"returned a {type(result).__name__}; a tool returns a dict of updates, "
+                "the whole state, or None"
+            )
+        result = dict(result)
+    delta: dict[str, Any] = {}
+    for key, value in result.items():
+        if type(key) is not str:
+            raise ReturnError(f"returned a key that is not a string: {key!r}")
+        kind = type(value)
+        if kind not in _SCALARS or (kind is float and value - value != 0.0):  # NaN, infinity
+            try:
+                value = copy_json(value)
+            except StateError as problem:
+                problem.parts.append(key)
+                raise ReturnError(
+                    f"returned a value that is not JSON at `{problem.where}`: {problem.problem}"
+                ) from None
+        if key in state and _unchanged(state[key], value):
+            continue
+        delta[key] = value
+    return delta
+
+
+def _unchanged(old: Any, new: Any) -> bool:
+    if old is new:
+        return True
+    kind = type(old)
+    if kind is type(new) and kind in _SCALARS:
+        return bool(old == new)
+    return kind in (list, dict) and strict_equal(old, new)

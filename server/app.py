@@ -60,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.create_tables()
         load_tool_modules(tool_entries((), os.environ))  # built-in packs, then FLOWC_TOOLS
         runs = RunService(db, registry=REGISTRY, settings=settings)
+        await runs.open()
         app.state.db, app.state.runs, app.state.registry = db, runs, REGISTRY
         try:
             yield

@@ -22,7 +22,8 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         options: dict[str, object] = {}
         if not self.is_sqlite:
-            options = {"pool_size": 10, "max_overflow": 20}
+            # A connection the database dropped (a restart) is replaced, not handed out.
+            options = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -69,7 +69,12 @@ INVALID_GRAPH: Responses = {
 }
 #: What any route may answer when something fails on the server's side.
 UNEXPECTED: Responses = {
-    500: {"model": Problem, "description": "the server failed; its log has the details"}
+    500: {"model": Problem, "description": "the server failed; its log has the details"},
+    503: {
+        "model": Problem,
+        "description": "the database is not available right now (a restart, say); "
+        "`Retry-After` says when to try again",
+    },
 }
 
 
@@ -160,7 +165,46 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": [_problem(e) for e in exc.errors()]})
 
 
+#: Seconds a client is told to wait when the database is away.
+RETRY_AFTER = 2
+DATABASE_AWAY = "the database is not available right now; try again shortly"
+
+
+def database_away(exc: BaseException) -> bool:
+    """True for failures that mean the database cannot be reached (or is restarting)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, TimeoutError, OSError)):
+            return True
+        if isinstance(current, (OperationalError, InterfaceError)):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P", "53")):
+            return True
+        name = type(current).__name__
+        if name in ("ConnectionDoesNotExistError", "InterfaceError", "CannotConnectNowError"):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A 503 when the database is away, else a 500 (the details go to the log)."""
+    if database_away(exc):
+        logger.warning(
+            "the database is away answering %s %s: %s", request.method, request.url.path, exc
+        )
+        return JSONResponse(
+            status_code=503,
+            content={"detail": DATABASE_AWAY},
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
     logger.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(status_code=500, content={"detail": INTERNAL_ERROR})
 
@@ -168,6 +212,13 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Answer validation errors as `{"detail": [{loc, msg, type}]}` and the unexpected as 500."""
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    # Database failures are answered here, not by the catch-all below: Starlette re-raises
+    # what its catch-all handled, and uvicorn then drops the client's connection.
+    import asyncpg
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for kind in (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(kind, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
 
 

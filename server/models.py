@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Index, Text, UniqueConstraint, false, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -45,9 +45,26 @@ class WorkflowDefinition(SQLModel, table=True):
 
 
 class WorkflowRun(SQLModel, table=True):
-    """One execution of a definition: where it is, what it holds, how it ended."""
+    """One execution of a definition: who runs it, how far it got, how it ended.
+
+    `state`, `step` and `current_node` are a snapshot (the state after step `step`); the
+    steps after it are in `run_step`, so the current state is the snapshot with their
+    deltas merged.  A run is `queued` until a worker claims it: the claim sets `owner`
+    (`host:pid`), adds one to `attempt` (the fencing epoch: every write the owner makes
+    names it) and sets `lease_expires_at`, which the owner keeps pushing forward.
+    """
 
     __tablename__ = "workflow_run"
+    __table_args__ = (
+        # What claiming looks for: runs waiting for a worker, or whose owner went silent.
+        Index(
+            "ix_workflow_run_claimable",
+            "created_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text("status IN ('queued', 'running')"),
+        ),
+        UniqueConstraint("idempotency_key", name="uq_workflow_run_idempotency_key"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     definition_id: uuid.UUID = Field(foreign_key="workflow_definition.id", index=True)
@@ -62,18 +79,27 @@ class WorkflowRun(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    owner: str | None = Field(default=None, max_length=300)
+    attempt: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    lease_expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    cancel_requested: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    idempotency_key: str | None = Field(default=None, max_length=300)
+    request_hash: str | None = Field(default=None, max_length=80)
 
 
 class RunStep(SQLModel, table=True):
-    """One node's execution in a run: the execution log, append-only."""
+    """One node's execution in a run: the execution log, append-only, keyed by its place.
+
+    No foreign key and no other index: a step is written on the run's hot path, and its
+    run's row is checked (and locked against a new claim) by the write itself.
+    """
 
     __tablename__ = "run_step"
-    __table_args__ = (UniqueConstraint("run_id", "seq"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: uuid.UUID = Field(foreign_key="workflow_run.id", index=True)
-    seq: int
+    run_id: uuid.UUID = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
     node: str = Field(sa_type=Text)
     delta: dict[str, Any] = Field(default_factory=dict, sa_type=JSONColumn)
     started_at: datetime = Field(sa_type=DateTime(timezone=True))
     finished_at: datetime = Field(sa_type=DateTime(timezone=True))
+    attempts: int = Field(default=1, sa_column_kwargs={"server_default": "1"})

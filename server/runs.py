@@ -1,14 +1,21 @@
-"""Definitions + input -> running runs: started in the background, recorded, fanned out.
+"""Runs: started, claimed, executed, recorded, followed, cancelled and handed over.
 
-Durability, as LangGraph names it: `sync` commits each step before the next node starts;
-`async` writes steps behind the run in batches and flushes at the end; `exit` writes only
-when the run ends.  Subscribers get a run's events in order: what they missed first, then
-live ones; a run that ended (or runs elsewhere) is replayed from the database.
+`RunService` is both sides of a run.  The API side creates runs (claimed by this process
+when it has a worker and room, else queued for any worker), waits for their results,
+follows their events and cancels them, wherever they run.  The worker side claims runs,
+executes them with the interpreter, keeps their leases alive, and writes their steps as
+their durability says: `sync` commits each step before the next node starts, `async`
+writes steps behind the run (in order, never skipped) and waits for them at the end,
+`exit` writes everything when the run ends.  A run claimed again after its owner went
+silent resumes from its last recorded step (`docs/durability.md`).
 
-A database failure under a run ends it `failed` with the error code `storage_error`; the
-state it reports is the one after the last step it handed to the database.  `close()`
-cancels the runs still going after a grace period: each ends `cancelled`, and whoever waits
-on `result()` gets that outcome.
+Followers of a run this process executes get its events from memory (`node_started`
+included); others read the database when the run log signals a change (NOTIFY on
+PostgreSQL): there is no polling loop.
+
+Shutting down (`drain`) stops claiming, lets each run finish the step it is in (up to
+`shutdown_grace` seconds), and releases the runs: another worker, or this server when it
+starts again, resumes them at once.
 """
 
 from __future__ import annotations
@@ -23,16 +30,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy.exc import DBAPIError
-
 from flowc.compiler.ir import Flow
-from flowc.runtime import REGISTRY, Registry
+from flowc.runtime import REGISTRY, Registry, Resume
 from flowc.runtime.events import Event, RunError, RunResult, RunStatus, Step, iso
 from flowc.runtime.interpreter import WorkflowEngine
 from flowc.server import store
 from flowc.server.db import Database
 from flowc.server.models import WorkflowDefinition, now, utc
-from flowc.server.recording import StepRow, StepWriter, moment, writer_for
+from flowc.server.runlog import (
+    ENDED,
+    Claimed,
+    Created,
+    Ending,
+    LeaseLost,
+    RunLog,
+    StepRow,
+    StorageFailed,
+    cancelled_error,
+    fold,
+    moment,
+    owner_name,
+    run_log_for,
+)
 from flowc.server.settings import Settings, get_settings
 
 Durability = Literal["sync", "async", "exit"]
@@ -40,12 +59,8 @@ DURABILITIES: tuple[Durability, ...] = ("sync", "async", "exit")
 
 #: Seconds a finished run stays in memory, for clients that connect just after the end.
 KEEP_FINISHED = 60.0
-#: Seconds between database polls when following a run that another process runs.
-POLL_INTERVAL = 0.5
 #: Compiled engines kept, by definition.
 ENGINE_CACHE = 128
-#: Seconds `close()` lets running runs go on before it cancels them.
-SHUTDOWN_GRACE = 5.0
 
 logger = logging.getLogger("flowc.server")
 
@@ -54,18 +69,36 @@ class UnknownRun(LookupError):
     """No run has this id."""
 
 
+class Draining(RuntimeError):
+    """The server is shutting down: the run goes on elsewhere (or when it is back)."""
+
+
+class _Release(Exception):
+    """Stops a run between steps: this process gives it up."""
+
+
+class _Moved(Exception):
+    """The run goes on, but not in this process (released, or claimed by another)."""
+
+
+#: What stops a local run, as told to its task.
+Stop = Literal["cancel", "release", "lost"]
+
+
 @dataclass
 class _Live:
-    """A run in this process: its events so far, who listens, and its outcome.
+    """A run this process executes: its events so far, who listens, how it was stopped."""
 
-    Events are kept as they came and turned into JSON only for someone who listens.
-    """
-
+    run_id: uuid.UUID
+    attempt: int
+    #: False for a resumed run: its history is in the database, not here.
+    has_history: bool = True
     events: list[Event | dict[str, Any]] = field(default_factory=list)
-    subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
     task: asyncio.Task[RunResult] | None = None
-    #: The outcome of a run that was cancelled, for those who wait on it.
-    cancelled: RunResult | None = None
+    stop: Stop | None = None
+    #: The first write that failed behind an `async` run.
+    failure: BaseException | None = None
 
     def publish(self, event: Event | dict[str, Any]) -> None:
         self.events.append(event)
@@ -74,115 +107,98 @@ class _Live:
             for queue in self.subscribers:
                 queue.put_nowait(message)
 
-    def steps(self) -> list[Step]:
-        """The steps published so far: each recorded, or pending in its batch."""
-        return [
-            Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at)
-            for e in self.events
-            if isinstance(e, Event) and e.type == "node_finished"
-        ]
+    def moved(self) -> None:
+        """Tell followers to go on from the database."""
+        for queue in self.subscribers:
+            queue.put_nowait(None)
+
+    def halt(self, stop: Stop) -> None:
+        if self.task is not None and not self.task.done():
+            self.stop = self.stop or stop
+            self.task.cancel()
 
 
 def _json(event: Event | dict[str, Any]) -> dict[str, Any]:
     return event if isinstance(event, dict) else event.to_json()
 
 
-class _Recorder:
-    """An engine listener that writes a run's progress as its durability says."""
-
-    def __init__(
-        self, writer: StepWriter, run_id: uuid.UUID, durability: Durability, batch: int
-    ) -> None:
-        self.writer = writer
-        self.run_id = run_id
-        self.durability = durability
-        self.batch = batch
-        self.pending: list[StepRow] = []
-        self.pending_delta: dict[str, Any] = {}
-        self.flushing: asyncio.Task[None] | None = None
-        self.started: datetime | None = None
-
-    async def record(self, event: Event, state: dict[str, Any]) -> None:
-        if event.type == "run_started":
-            self.started = moment(event.at)
-            if self.durability != "exit":
-                await self.writer.begin(self.run_id, moment(event.at))
-            return
-        if event.type != "node_finished":
-            return
-        delta = event.delta or {}
-        started = event.at - (event.duration_ms or 0.0) / 1000
-        row = StepRow(event.step, event.node or "", delta, moment(started), moment(event.at))
-        if self.durability == "sync":
-            await self.writer.append(self.run_id, [row], delta, state)
-            return
-        flushing = self.flushing
-        if flushing is not None and flushing.done():
-            self.flushing = None
-            flushing.result()  # a batch that failed fails the run, before this step counts
-        self.pending.append(row)
-        self.pending_delta.update(delta)
-        if self.durability == "async" and len(self.pending) >= self.batch and not self.flushing:
-            rows, merged = self.pending, self.pending_delta
-            self.pending, self.pending_delta = [], {}
-            self.flushing = asyncio.ensure_future(self._flush(rows, merged, dict(state)))
-
-    async def _flush(
-        self, rows: list[StepRow], delta: dict[str, Any], state: dict[str, Any]
-    ) -> None:
-        try:
-            await self.writer.append(self.run_id, rows, delta, state)
-        except BaseException:
-            # Back in front of the later steps: the run's last write tries them again.
-            self.pending[:0] = rows
-            self.pending_delta = {**delta, **self.pending_delta}
-            raise
-
-    async def _settle(self) -> None:
-        """Wait for the batch being written; its failure is raised here."""
-        flushing, self.flushing = self.flushing, None
-        if flushing is not None:
-            await flushing
-
-    async def finish(self, result: RunResult) -> None:
-        """Write the steps not written yet and the outcome; any failure is raised."""
-        await self._settle()
-        await self._write_outcome(result)
-
-    async def abandon(self, result: RunResult) -> None:
-        """Write what can be written of a run that failed or was cancelled."""
-        with contextlib.suppress(Exception):
-            await self._settle()  # a failed batch's steps are pending again: written below
-        await self._write_outcome(result)
-
-    async def _write_outcome(self, result: RunResult) -> None:
-        error = result.error.to_json() if result.error else None
-        await self.writer.finish(
-            self.run_id,
-            self.pending,
-            status=result.status,
-            state=result.state,
-            error=error,
-            at=now(),
-            started=self.started,
-        )
-        self.pending = []
-
-
 class RunService:
-    """Starts runs, records them as they go (per durability), fans their events out."""
+    """Starts runs, executes those this process owns, follows and cancels any of them."""
 
     def __init__(
-        self, db: Database, *, registry: Registry | None = None, settings: Settings | None = None
+        self,
+        db: Database,
+        *,
+        registry: Registry | None = None,
+        settings: Settings | None = None,
+        worker: bool | None = None,
     ) -> None:
         self.db = db
         self.registry = registry if registry is not None else REGISTRY
         self.settings = settings or get_settings()
-        self.writer = writer_for(db)
-        #: Seconds `close()` waits for running runs before it cancels them.
-        self.shutdown_grace = SHUTDOWN_GRACE
+        #: Whether this process executes runs (else it only starts, reads and follows them).
+        self.worker = self.settings.worker if worker is None else worker
+        self.log: RunLog = run_log_for(
+            db,
+            owner=owner_name(),
+            lease_seconds=self.settings.lease_seconds,
+            writers=self.settings.writers,
+        )
+        #: Seconds `drain()` lets runs finish their step before it stops them.
+        self.shutdown_grace = self.settings.shutdown_grace
         self._live: dict[uuid.UUID, _Live] = {}
         self._engines: OrderedDict[uuid.UUID, WorkflowEngine] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._draining = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._opened = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect the run log; with a worker, resume what was left and start claiming."""
+        await self.log.open()
+        self._opened = True
+        self.log.on_cancel = self._cancel_local
+        self.log.on_queued = self._wake.set
+        if not self.worker:
+            return
+        if not self.log.shared:  # one process owns the file: what is unfinished was ours
+            for claimed in await self.log.claim(self.settings.worker_concurrency, everything=True):
+                await self._begin(claimed)
+        self._loops = [
+            asyncio.ensure_future(self._claim_loop()),
+            asyncio.ensure_future(self._heartbeat_loop()),
+        ]
+
+    @property
+    def draining(self) -> bool:
+        """True once `drain()` began."""
+        return self._draining
+
+    async def drain(self) -> None:
+        """Stop claiming; let runs finish their step (up to the grace), then release them."""
+        if self._draining:
+            return
+        self._draining = True
+        for loop in self._loops:
+            loop.cancel()
+        tasks = [live.task for live in self._live.values() if live.task and not live.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
+            for live in list(self._live.values()):
+                if live.task in pending:
+                    live.halt("release")
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._loops, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Drain, write what is queued, disconnect."""
+        await self.drain()
+        if self._opened:
+            await self.log.close()
+
+    # -- starting runs ----------------------------------------------------------------------
 
     def _engine(self, definition: WorkflowDefinition) -> WorkflowEngine:
         engine = self._engines.get(definition.id)
@@ -201,191 +217,467 @@ class RunService:
         definition: WorkflowDefinition,
         input: dict[str, Any],
         durability: Durability = "sync",
-    ) -> uuid.UUID:
-        """Record a new run and start it in the background; its id, at once."""
-        async with self.db.session() as session:
-            run = await store.create_run(
-                session, definition_id=definition.id, input=input, durability=durability
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Created:
+        """Record a new run and start it here (or queue it for a worker); at once.
+
+        With an `idempotency_key` that a run already has, that run is answered instead.
+        """
+        claim = (
+            self.worker
+            and not self._draining
+            and len(self._running()) < self.settings.worker_concurrency
+        )
+        created = await self.log.create_run(
+            definition_id=definition.id,
+            input=input,
+            durability=durability,
+            claim=claim,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        if created.created and claim:
+            claimed = Claimed(
+                created.run_id, created.attempt, definition.id, durability, input, input, 0, None
             )
-        live = _Live()
-        self._live[run.id] = live
-        engine = self._engine(definition)
-        live.task = asyncio.ensure_future(self._execute(run.id, engine, input, durability, live))
-        return run.id
+            self._launch(claimed, self._engine(definition), fresh=True)
+        return created
 
-    async def _execute(
-        self,
-        run_id: uuid.UUID,
-        engine: WorkflowEngine,
-        input: dict[str, Any],
-        durability: Durability,
-        live: _Live,
-    ) -> RunResult:
-        recorder = _Recorder(self.writer, run_id, durability, self.settings.async_batch_steps)
-        state: dict[str, Any] = dict(input)
+    async def _begin(self, claimed: Claimed) -> None:
+        """Execute a run this process just claimed."""
+        async with self.db.session() as session:
+            definition = await store.get_definition(session, definition_id=claimed.definition_id)
+        if definition is None:  # cannot happen through the API: definitions are never deleted
+            logger.error("run %s: its definition %s is gone", claimed.run_id, claimed.definition_id)
+            return
+        self._launch(claimed, self._engine(definition), fresh=claimed.step == 0)
 
-        final: list[Event] = []
+    def _launch(self, claimed: Claimed, engine: WorkflowEngine, *, fresh: bool) -> None:
+        live = _Live(claimed.run_id, claimed.attempt, has_history=fresh)
+        self._live[claimed.run_id] = live
+        live.task = asyncio.ensure_future(self._execute(claimed, engine, live))
+
+    # -- executing runs ---------------------------------------------------------------------
+
+    async def _execute(self, claimed: Claimed, engine: WorkflowEngine, live: _Live) -> RunResult:
+        run_id, attempt, log = claimed.run_id, claimed.attempt, self.log
+        durability = claimed.durability
+        state = dict(claimed.state)
+        history: list[Step] = []
+        resume: Resume | None = None
+        try:
+            if claimed.attempt > 1 or claimed.step > 0:  # a run picked up again: rebuild it
+                rows = await log.steps_after(run_id, 0)
+                state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
+                history = [_step(r) for r in rows]
+                if rows:
+                    resume = Resume(after=rows[-1].node, seq=rows[-1].seq)
+            if claimed.cancel_requested:
+                raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            live.stop = live.stop or "cancel"
+            return await self._stopped(live, engine, state, history, None, [])
+        except Exception as exc:
+            return await self._storage_failed(live, claimed, exc)
+
+        buffered: list[StepRow] = []  # `exit`: written at the end
+        snapshot_every = self.settings.snapshot_steps
+        last_seq = resume.seq if resume else 0
+        last_node = resume.after if resume else None
+
+        def settle(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is not None and live.failure is None:
+                live.failure = future.exception()
 
         async def listen(event: Event) -> None:
-            nonlocal state
+            nonlocal state, last_seq, last_node
             if event.is_final:
-                final.append(event)  # published once the outcome is committed
+                return  # published once the outcome is committed
+            if event.type == "run_started":
+                if live.has_history:
+                    live.publish(event)
                 return
-            if event.delta:
-                after = {**state, **event.delta}
-                await recorder.record(event, after)  # committed before anyone hears of it
-                state = after  # a step the database refused is not part of the state
-            else:
-                await recorder.record(event, state)
+            if event.type == "node_finished":
+                delta = event.delta or {}
+                started = event.at - (event.duration_ms or 0.0) / 1000
+                row = StepRow(
+                    event.step, event.node or "", delta, moment(started), moment(event.at),
+                    event.attempts or 1,
+                )  # fmt: skip
+                after = {**state, **delta} if delta else state
+                if durability == "exit":
+                    buffered.append(row)
+                else:
+                    if live.failure is not None:
+                        raise live.failure
+                    written = log.append(run_id, attempt, row)
+                    if event.step % snapshot_every == 0:
+                        log.snapshot(
+                            run_id, attempt, Ending("running", after, event.step, row.node, None)
+                        ).add_done_callback(settle)
+                    if durability == "sync":
+                        await written  # committed before anyone hears of it
+                    else:
+                        written.add_done_callback(settle)
+                state = after
+                last_seq, last_node = event.step, row.node
+                live.publish(event)
+                if self._draining:
+                    raise _Release
+                return
             live.publish(event)
 
         try:
-            result = await engine.run(initial_state=input, run_id=str(run_id), listener=listen)
-            await recorder.finish(result)
-            for event in final:
-                live.publish(event)
+            result = await engine.run(
+                initial_state=state, run_id=str(run_id), listener=listen, resume=resume
+            )
         except asyncio.CancelledError:
-            error = RunError("cancelled", "the server stopped before the run ended")
-            live.cancelled = _ended(run_id, "cancelled", state, live, error)
-            await _abandon(recorder, live.cancelled, shielded=True)
-            live.publish(_final(str(run_id), live.cancelled))
-            raise
-        except Exception as exc:  # the database failed under the run: record what we can
-            failed = _ended(run_id, "failed", state, live, _storage_error(exc))
-            await _abandon(recorder, failed)
-            live.publish(_final(str(run_id), failed))
-            return failed
+            if live.stop is None:  # this task itself was cancelled from outside
+                live.stop = "release"
+            return await self._stopped(live, engine, state, history, last_node, buffered)
+        except _Release:
+            live.stop = "release"
+            return await self._stopped(live, engine, state, history, last_node, buffered)
+        except LeaseLost:
+            live.stop = "lost"
+            return await self._stopped(live, engine, state, history, last_node, buffered)
+        except Exception as exc:  # the database refused a step
+            return await self._storage_failed(live, claimed, exc)
+        result = RunResult(result.run_id, result.status, result.state, history + result.steps,
+                           result.error)  # fmt: skip
+        error = result.error.to_json() if result.error else None
+        node = result.steps[-1].node if result.steps else claimed.current_node
+        try:
+            for row in buffered:
+                log.append(run_id, attempt, row).add_done_callback(settle)
+            await log.end(
+                run_id, attempt, Ending(result.status, result.state, len(result.steps), node, error)
+            )
+        except LeaseLost:
+            live.stop = "lost"
+            return await self._stopped(live, engine, state, history, last_node, [])
+        except Exception as exc:
+            return await self._storage_failed(live, claimed, exc)
         finally:
-            asyncio.get_running_loop().call_later(KEEP_FINISHED, self._live.pop, run_id, None)
+            self._forget(live)
+        live.publish(
+            Event("run_finished" if result.status == "succeeded" else "run_failed", str(run_id),
+                  len(result.steps), node if result.status == "succeeded" else
+                  (result.error.node if result.error else None), time_now(),
+                  status=result.status, state=result.state, error=result.error)
+        )  # fmt: skip
         return result
 
-    async def result(self, run_id: uuid.UUID) -> RunResult:
-        """Wait until a run this service started ends; its result (`cancelled` included)."""
-        live = self._live.get(run_id)
-        if live is None or live.task is None:
-            raise UnknownRun(str(run_id))
+    async def _stopped(
+        self,
+        live: _Live,
+        engine: WorkflowEngine,
+        state: dict[str, Any],
+        history: list[Step],
+        node: str | None,
+        buffered: list[StepRow],
+    ) -> RunResult:
+        """A run stopped before its end: cancelled (recorded), released, or lost."""
+        run_id, attempt = live.run_id, live.attempt
+        steps = history + [s for s in _published_steps(live) if s.seq > len(history)]
         try:
-            return await asyncio.shield(live.task)
-        except asyncio.CancelledError:
-            if live.task.cancelled() and live.cancelled is not None:
-                return live.cancelled  # the run was stopped, not the one waiting for it
-            raise
+            if live.stop == "cancel":
+                for row in buffered:
+                    self.log.append(run_id, attempt, row)
+                error = cancelled_error()
+                ending = Ending("cancelled", state, len(steps), node, error)
+                with contextlib.suppress(LeaseLost):
+                    await asyncio.shield(self.log.end(run_id, attempt, ending))
+                    result = RunResult(str(run_id), "cancelled", state, steps,
+                                       RunError("cancelled", error["message"]))  # fmt: skip
+                    live.publish(_final(str(run_id), result))
+                    return result
+            elif live.stop == "lost":
+                logger.warning(
+                    "run %s was claimed by another worker (or ended elsewhere): stopped here, "
+                    "nothing more written",
+                    run_id,
+                )
+            elif live.stop == "release":
+                for row in buffered:  # `exit`: this process exits; what it did is kept
+                    self.log.append(run_id, attempt, row)
+                with contextlib.suppress(LeaseLost):
+                    await asyncio.shield(self.log.release(run_id, attempt))
+        except Exception as exc:
+            logger.warning("run %s: the database did not take its %s: %s", run_id, live.stop, exc)
+        finally:
+            self._forget(live)
+        live.moved()
+        raise _Moved(str(run_id))
+
+    async def _storage_failed(self, live: _Live, claimed: Claimed, exc: BaseException) -> RunResult:
+        """The database refused a write: the run ends `failed` with `storage_error`.
+
+        Its outcome is what the database holds: the steps it took, and the state they lead
+        to (an `async` run may have gone further in memory than on disk).
+        """
+        error = RunError(
+            "storage_error", f"the database failed while recording the run: {_cause(exc)}"
+        )
+        try:
+            rows = await self.log.steps_after(live.run_id, 0)
+            state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
+            steps = [_step(r) for r in rows]
+            node = rows[-1].node if rows else claimed.current_node
+            await self.log.end(
+                live.run_id,
+                live.attempt,
+                Ending("failed", state, len(steps), node, error.to_json()),
+            )
+        except Exception as failure:
+            logger.warning(
+                "run %s failed (%s); the database did not take it: %s",
+                live.run_id,
+                _cause(exc),
+                _cause(failure),
+            )
+            steps = _published_steps(live)
+            state = fold(claimed.state, (s.delta for s in steps if s.seq > claimed.step))
+        finally:
+            self._forget(live)
+        result = RunResult(str(live.run_id), "failed", state, steps, error)
+        live.publish(_final(str(live.run_id), result))
+        return result
+
+    def _forget(self, live: _Live) -> None:
+        """Drop the run from the claimed set; keep its events a while for late followers."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(KEEP_FINISHED, self._drop, live)
+        self._wake.set()  # room for another claim
+
+    def _drop(self, live: _Live) -> None:
+        if self._live.get(live.run_id) is live:
+            del self._live[live.run_id]
+
+    def _running(self) -> dict[uuid.UUID, _Live]:
+        return {
+            run_id: live
+            for run_id, live in self._live.items()
+            if live.task is not None and not live.task.done()
+        }
+
+    async def _claim_loop(self) -> None:
+        """Claim runs while there is room: woken by NOTIFY, or every poll interval."""
+        interval = min(1.0, self.settings.lease_seconds / 3)
+        while not self._draining:
+            self._wake.clear()
+            room = self.settings.worker_concurrency - len(self._running())
+            try:
+                for claimed in await self.log.claim(room):
+                    await self._begin(claimed)
+            except Exception as exc:
+                logger.warning("claiming runs failed: %s", _cause(exc))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def _heartbeat_loop(self) -> None:
+        """Keep the leases of our runs; stop the ones we lost or that were cancelled."""
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            running = self._running()
+            try:
+                kept = await self.log.heartbeat({r: live.attempt for r, live in running.items()})
+            except Exception as exc:
+                logger.warning("renewing leases failed: %s", _cause(exc))
+                continue
+            for run_id, live in running.items():
+                if run_id not in kept:
+                    live.halt("lost")
+                elif kept[run_id]:
+                    live.halt("cancel")
+
+    def _cancel_local(self, run_id: uuid.UUID) -> None:
+        live = self._live.get(run_id)
+        if live is not None:
+            live.halt("cancel")
+
+    # -- the API side -----------------------------------------------------------------------
+
+    async def cancel(self, run_id: uuid.UUID) -> str | None:
+        """Ask a run to stop wherever it runs; see `RunLog.cancel` for the answers."""
+        answer = await self.log.cancel(run_id)
+        if answer == "cancelling":
+            self._cancel_local(run_id)
+        return answer
+
+    async def result(self, run_id: uuid.UUID) -> RunResult:
+        """Wait until the run ends, wherever it runs; its result."""
+        live = self._live.get(run_id)
+        if live is not None and live.task is not None:
+            try:
+                return await asyncio.shield(live.task)
+            except _Moved:
+                if self._draining:
+                    raise Draining(str(run_id)) from None
+        with self.log.hub.watch(run_id) as changed:
+            while True:
+                changed.clear()
+                if self._draining:
+                    raise Draining(str(run_id))
+                async with self.db.session() as session:
+                    run = await store.get_run(session, run_id=run_id)
+                if run is None:
+                    raise UnknownRun(str(run_id))
+                if run.status in ENDED:
+                    steps = await self.log.steps_after(run_id, 0)
+                    error = RunError(**run.error) if run.error else None
+                    status: RunStatus = run.status  # type: ignore[assignment]
+                    return RunResult(str(run_id), status, run.state, [_step(s) for s in steps],
+                                     error)  # fmt: skip
+                live = self._live.get(run_id)
+                if live is not None and live.task is not None and not live.task.done():
+                    return await self.result(run_id)  # claimed here meanwhile
+                waiter = asyncio.ensure_future(changed.wait())
+                draining = asyncio.ensure_future(self._until_draining())
+                try:
+                    await asyncio.wait({waiter, draining}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    draining.cancel()
+
+    async def _until_draining(self) -> None:
+        while not self._draining:
+            await asyncio.sleep(0.2)
 
     async def events(self, run_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
         """Every event of the run as JSON: the ones emitted so far, then live, final last."""
+        sent = 0
         live = self._live.get(run_id)
-        if live is None:
-            async for message in self._replay(run_id):
+        if live is not None and live.has_history:
+            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+            history = list(live.events)  # taken with the subscription: nothing missed or doubled
+            live.subscribers.add(queue)
+            try:
+                moved = live.task is not None and live.task.done() and live.stop is not None
+                for past in history:
+                    message = _json(past)
+                    yield message
+                    if _is_final(message):
+                        return
+                    sent = (
+                        max(sent, message["step"]) if message["type"] == "node_finished" else sent
+                    )
+                while not moved:
+                    item = await queue.get()
+                    if item is None:
+                        break
+                    yield item
+                    if _is_final(item):
+                        return
+                    if item["type"] == "node_finished":
+                        sent = item["step"]
+            finally:
+                live.subscribers.discard(queue)
+            if self._draining:
+                raise Draining(str(run_id))
+            async for message in self._follow(run_id, sent, announced=True):
                 yield message
             return
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        history = list(live.events)  # taken with the subscription: nothing is missed or doubled
-        live.subscribers.add(queue)
-        try:
-            for past in history:
-                message = _json(past)
-                yield message
-                if _is_final(message):
-                    return
-            while True:
-                message = await queue.get()
-                yield message
-                if _is_final(message):
-                    return
-        finally:
-            live.subscribers.discard(queue)
+        async for message in self._follow(run_id, 0, announced=False):
+            yield message
 
-    async def _replay(self, run_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
-        """A run from the database: its steps, then polls until it has ended."""
-        sent = 0
-        announced = False
-        while True:
-            async with self.db.session() as session:
-                run = await store.get_run(session, run_id=run_id)
+    async def _follow(
+        self, run_id: uuid.UUID, sent: int, *, announced: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A run from the database: its steps after `sent`, again whenever it changes."""
+        with self.log.hub.watch(run_id) as changed:
+            while True:
+                changed.clear()
+                async with self.db.session() as session:
+                    run = await store.get_run(session, run_id=run_id)
                 if run is None:
                     raise UnknownRun(str(run_id))
-                steps = await store.list_steps(session, run_id=run_id)
-            if not announced:
-                yield {
-                    "type": "run_started",
-                    "run_id": str(run_id),
-                    "step": 0,
-                    "node": steps[0].node if steps else run.current_node,
-                    "delta": None,
-                    "at": (utc(run.started_at) or utc(run.created_at) or now()).isoformat(),
-                }
-                announced = True
-            for step in steps[sent:]:
-                finished, started = utc(step.finished_at), utc(step.started_at)
-                assert finished is not None and started is not None
-                yield {
-                    "type": "node_finished",
-                    "run_id": str(run_id),
-                    "step": step.seq,
-                    "node": step.node,
-                    "delta": step.delta,
-                    "at": finished.isoformat(),
-                    "duration_ms": round((finished - started).total_seconds() * 1000, 3),
-                }
-            sent = len(steps)
-            if run.status in ("succeeded", "failed", "cancelled"):
-                succeeded = run.status == "succeeded"
-                yield {
-                    "type": "run_finished" if succeeded else "run_failed",
-                    "run_id": str(run_id),
-                    "step": run.step,
-                    # As when it was live: the last node, or the one that failed (if any).
-                    "node": run.current_node if succeeded else (run.error or {}).get("node"),
-                    "delta": None,
-                    "at": (utc(run.finished_at) or now()).isoformat(),
-                    "status": run.status,
-                    "state": run.state,
-                    "error": run.error,
-                }
-                return
-            await asyncio.sleep(POLL_INTERVAL)
+                steps = await self.log.steps_after(run_id, sent)
+                if not announced:
+                    yield {
+                        "type": "run_started",
+                        "run_id": str(run_id),
+                        "step": 0,
+                        "node": steps[0].node if steps else run.current_node,
+                        "delta": None,
+                        "at": (utc(run.started_at) or utc(run.created_at) or now()).isoformat(),
+                    }
+                    announced = True
+                for step in steps:
+                    yield {
+                        "type": "node_finished",
+                        "run_id": str(run_id),
+                        "step": step.seq,
+                        "node": step.node,
+                        "delta": step.delta,
+                        "at": step.finished_at.isoformat(),
+                        "duration_ms": round(
+                            (step.finished_at - step.started_at).total_seconds() * 1000, 3
+                        ),
+                        "attempts": step.attempts,
+                    }
+                    sent = step.seq
+                if run.status in ENDED:
+                    succeeded = run.status == "succeeded"
+                    yield {
+                        "type": "run_finished" if succeeded else "run_failed",
+                        "run_id": str(run_id),
+                        "step": run.step,
+                        "node": run.current_node if succeeded else (run.error or {}).get("node"),
+                        "delta": None,
+                        "at": (utc(run.finished_at) or now()).isoformat(),
+                        "status": run.status,
+                        "state": run.state,
+                        "error": run.error,
+                    }
+                    return
+                await changed.wait()
 
-    async def close(self) -> None:
-        """Give running runs `shutdown_grace` seconds to end, cancel the rest, disconnect."""
-        tasks = [live.task for live in self._live.values() if live.task and not live.task.done()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self.writer.close()
-
-
-def _ended(
-    run_id: uuid.UUID, status: RunStatus, state: dict[str, Any], live: _Live, error: RunError
-) -> RunResult:
-    """The result of a run that the service, not the engine, ended."""
-    return RunResult(str(run_id), status, state, live.steps(), error)
+    async def state(self, run_id: uuid.UUID) -> dict[str, Any] | None:
+        """A run as recorded, with its exact current state (snapshot + later steps)."""
+        async with self.db.session() as session:
+            run = await store.get_run(session, run_id=run_id)
+        if run is None:
+            return None
+        data = run.model_dump()
+        if run.status not in ENDED:
+            steps = await self.log.steps_after(run_id, run.step)
+            if steps:
+                data["state"] = fold(run.state, (s.delta for s in steps))
+                data["step"], data["current_node"] = steps[-1].seq, steps[-1].node
+        return data
 
 
-def _storage_error(exc: Exception) -> RunError:
-    """A database failure under a run as the run's error."""
-    return RunError("storage_error", f"the database failed while recording the run: {_cause(exc)}")
+def time_now() -> float:
+    """The current POSIX time."""
+    return now().timestamp()
 
 
-def _cause(exc: Exception) -> str:
-    """`Type: message` of a failure: the driver's words, without the SQL SQLAlchemy adds."""
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+def _step(row: StepRow) -> Step:
+    return Step(
+        row.seq, row.node, row.delta, _ts(row.started_at), _ts(row.finished_at), row.attempts
+    )
+
+
+def _ts(at: datetime) -> float:
+    return (utc(at) or at).timestamp()
+
+
+def _published_steps(live: _Live) -> list[Step]:
+    return [
+        Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at)
+        for e in live.events
+        if isinstance(e, Event) and e.type == "node_finished"
+    ]
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, StorageFailed):
+        return str(exc)
+    cause = getattr(exc, "orig", None) or exc
     return f"{type(cause).__name__}: {cause}"
-
-
-async def _abandon(recorder: _Recorder, result: RunResult, *, shielded: bool = False) -> None:
-    """Record a run's abnormal end if the database lets us; log one line if it does not."""
-    try:
-        ending = recorder.abandon(result)
-        await (asyncio.shield(ending) if shielded else ending)
-    except Exception as exc:
-        logger.warning(
-            "run %s ended %s; the database did not take it: %s",
-            result.run_id,
-            result.status,
-            _cause(exc),
-        )
 
 
 def _is_final(message: dict[str, Any]) -> bool:
@@ -400,7 +692,7 @@ def _final(run_id: str, result: RunResult) -> dict[str, Any]:
         "step": len(result.steps),
         "node": result.error.node if result.error else None,
         "delta": None,
-        "at": iso(now().timestamp()),
+        "at": iso(time_now()),
         "status": result.status,
         "state": result.state,
         "error": result.error.to_json() if result.error else None,

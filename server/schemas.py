@@ -204,13 +204,14 @@ class RunErrorOut(BaseModel):
 
 
 class StepOut(_Row):
-    """One node's execution in a run."""
+    """One node's execution in a run (`attempts`: how many times its tool was called)."""
 
     seq: int
     node: str
     delta: dict[str, Any]
     started_at: UTCDateTime
     finished_at: UTCDateTime
+    attempts: int = 1
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -236,6 +237,13 @@ class RunAccepted(BaseModel):
     status: str
 
 
+class RunCancelling(BaseModel):
+    """A run asked to stop: `cancelled` already, or `cancelling` while its owner stops it."""
+
+    run_id: uuid.UUID
+    status: Literal["cancelling", "cancelled"]
+
+
 class RunState(_Row):
     """Where a run is, as recorded."""
 
@@ -247,6 +255,10 @@ class RunState(_Row):
     state: dict[str, Any]
     error: RunErrorOut | None
     durability: str
+    worker: str | None = Field(
+        validation_alias="owner", description="`host:pid` of the process running it, if any"
+    )
+    attempt: int = Field(description="how many times a worker claimed the run")
     created_at: UTCDateTime
     started_at: UTCDateTime | None
     finished_at: UTCDateTime | None

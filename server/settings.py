@@ -21,8 +21,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2 * 1024 * 1024
     #: `sync`, `async` or `exit`: how a run's steps reach the database unless a run says.
     default_durability: str = "sync"
-    #: Steps an `async`-durability run writes per batch.
+    #: Steps an `async`-durability run writes per batch (unused since group commit; kept
+    #: so that an environment that sets it still starts).
     async_batch_steps: int = 50
+    #: Seconds a claim lasts without a heartbeat; the owner renews it every third of it.
+    lease_seconds: float = Field(default=15.0, gt=0.2, le=3600)
+    #: Connections that write steps (group commit: each takes every run's waiting steps).
+    writers: int = Field(default=2, ge=1, le=32)
+    #: A running run's row gets its whole state every this many steps (recovery reads the
+    #: steps after it).
+    snapshot_steps: int = Field(default=100, ge=1)
+    #: Runs one worker (or `flowc serve`'s embedded worker) executes at once.
+    worker_concurrency: int = Field(default=100, ge=1, le=10_000)
+    #: Whether `flowc serve` executes runs itself (`--no-worker` turns it off).
+    worker: bool = True
+    #: Seconds a stopping server or worker lets runs finish their step before releasing them.
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Store functions: keyword-only, given a session, knowing nothing of HTTP.
 
 Definitions and runs in and out of the tables.  Writing a run's steps as it goes is the
-step writers' job (`server/recording.py`), which use the same tables.
+run log's job (`server/runlog.py`), which uses the same tables.
 """
 
 from __future__ import annotations

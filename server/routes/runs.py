@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import JSONResponse
 
 from flowc.server import store
@@ -19,8 +21,18 @@ from flowc.server.errors import (
     not_found,
     not_found_response,
 )
-from flowc.server.runs import Durability
-from flowc.server.schemas import RunAccepted, RunOut, RunRequest, RunState, RunSteps, StepOut
+from flowc.server.runs import Draining, Durability
+from flowc.server.schemas import (
+    Problem,
+    RunAccepted,
+    RunCancelling,
+    RunOut,
+    RunRequest,
+    RunState,
+    RunSteps,
+    StepOut,
+    text_problem,
+)
 
 router = APIRouter(prefix="/graph", tags=["runs"], route_class=StrictJSONRoute)
 
@@ -49,13 +61,45 @@ STARTED: Responses = {
 READ_RUN: Responses = {**not_found_response("run"), **INVALID_PARAMETER}
 
 
+#: The longest `Idempotency-Key` accepted (the column's width).
+MAX_KEY_LENGTH = 300
+SHUTTING_DOWN: Responses = {
+    503: {
+        "model": Problem,
+        "description": "the server is stopping (the run goes on elsewhere, `wait: true`), or "
+        "the database is not available; `Retry-After` says when to try again",
+    }
+}
+
+
 @router.post(
     "/run",
     response_model=RunOut,
-    responses={**STARTED, **BAD_BODY, **not_found_response("graph"), **INVALID_BODY},
+    responses={
+        **STARTED,
+        **BAD_BODY,
+        **not_found_response("graph"),
+        409: {
+            "model": Problem,
+            "description": "the `Idempotency-Key` was used with another body",
+        },
+        **INVALID_BODY,
+        **SHUTTING_DOWN,
+    },
 )
 async def run_graph(
-    body: RunRequest, db: DatabaseDep, runs: RunsDep, settings: SettingsDep
+    body: RunRequest,
+    db: DatabaseDep,
+    runs: RunsDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=MAX_KEY_LENGTH,
+            description="the same key and body give the same run, however often they are "
+            "sent; the same key with another body is a 409",
+        ),
+    ] = None,
 ) -> RunOut | JSONResponse:
     """Run a saved graph on an input: to its end (`wait`, the default), or in the background."""
     # A session of its own, closed before the run: a waiting request holds no connection.
@@ -64,20 +108,80 @@ async def run_graph(
     if definition is None:
         raise not_found("graph", body.graph_id)
     durability = body.durability or cast(Durability, settings.default_durability)
-    run_id = await runs.start(definition=definition, input=body.input, durability=durability)
+    digest = request_hash(body, durability) if idempotency_key is not None else None
+    if idempotency_key is not None:
+        problem = text_problem(idempotency_key)
+        if problem or not idempotency_key.strip():
+            raise HTTPException(400, f"the Idempotency-Key {problem or 'is empty'}")
+    created = await runs.start(
+        definition=definition,
+        input=body.input,
+        durability=durability,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    if not created.created and created.request_hash != digest:
+        raise HTTPException(
+            409,
+            f"the Idempotency-Key {idempotency_key!r} was first sent with another body "
+            f"(run {created.run_id}); use a new key for a new run",
+        )
+    run_id = created.run_id
     if not body.wait:
-        async with db.session() as session:
-            run = await store.get_run(session, run_id=run_id)
-        accepted = RunAccepted(run_id=run_id, status=run.status if run else "queued")
+        accepted = RunAccepted(run_id=run_id, status=created.status)
         return JSONResponse(status_code=202, content=accepted.model_dump(mode="json"))
-    result = await runs.result(run_id)
+    try:
+        result = await runs.result(run_id)
+    except Draining:
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content={
+                "detail": f"the server is shutting down; run {run_id} goes on in another "
+                f"worker (or when this one is back): GET /graph/state/{run_id}"
+            },
+        )
     return RunOut.model_validate({**result.to_json(), "run_id": run_id})
 
 
+def request_hash(body: RunRequest, durability: str) -> str:
+    """What an idempotent start compares: the graph, the input and the durability."""
+    canonical = json.dumps(
+        {"graph_id": str(body.graph_id), "input": body.input, "durability": durability},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@router.post(
+    "/cancel/{run_id}",
+    status_code=202,
+    responses={
+        **not_found_response("run"),
+        409: {"model": Problem, "description": "the run has already ended"},
+        **INVALID_PARAMETER,
+    },
+)
+async def cancel_run(run_id: uuid.UUID, runs: RunsDep) -> RunCancelling:
+    """Stop a run wherever it runs: it ends `cancelled`.
+
+    An async tool in flight is cancelled; a blocking tool's result is discarded when it
+    returns.
+    """
+    answer = await runs.cancel(run_id)
+    if answer is None:
+        raise not_found("run", run_id)
+    if answer.startswith("ended:"):
+        raise HTTPException(409, f"run {run_id} has already ended: {answer.partition(':')[2]}")
+    return RunCancelling(run_id=run_id, status=cast(Any, answer))
+
+
 @router.get("/state/{run_id}", responses=READ_RUN)
-async def run_state(run_id: uuid.UUID, session: SessionDep) -> RunState:
-    """A run as recorded: status, current node, step, state, error and timestamps."""
-    run = await store.get_run(session, run_id=run_id)
+async def run_state(run_id: uuid.UUID, runs: RunsDep) -> RunState:
+    """A run as recorded: status, current node, step, exact state, error, owner, attempt."""
+    run = await runs.state(run_id)
     if run is None:
         raise not_found("run", run_id)
     return RunState.model_validate(run)

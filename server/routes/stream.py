@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 
 from flowc.server.deps import RunsDep
-from flowc.server.runs import UnknownRun
+from flowc.server.runs import Draining, UnknownRun
 
 router = APIRouter(tags=["runs"])
 logger = logging.getLogger("flowc.server")
@@ -23,6 +23,8 @@ logger = logging.getLogger("flowc.server")
 #: Close codes of our own (4000-4999 is the range for applications).
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_RUN = 4404
+#: The server is stopping (1012, "service restart"): the run goes on; reconnect.
+CLOSE_RESTARTING = 1012
 #: Longest close reason the protocol allows, in UTF-8 bytes.
 MAX_REASON_BYTES = 123
 #: Most digits an `after` may have (a step number fits a 64-bit integer).
@@ -37,7 +39,8 @@ OpenAPI has no WebSocket operations, so the protocol is described here.  Connect
 `run_id` that `POST /graph/run` answered.  The server sends one JSON text message per event
 of the run, in order: first the events the run emitted before you connected (from memory,
 or from the database for a run that ended a while ago or runs in another process), then
-live events as they happen.  After the run's final event it closes the socket with 1000.
+live events as they happen, wherever the run executes (also through a crash of its worker
+and its resumption by another).  After the run's final event it closes the socket with 1000.
 The client sends nothing.
 
 Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) and `at`
@@ -45,8 +48,10 @@ Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) a
 
 - `run_started`: `step` 0, `node` the start node.
 - `node_started`: `step` the step's number (from 1), `node` the node about to run.
+- `node_attempt_failed` (nodes with `retries` or `timeout`): `step` and `node` as above;
+  `attempt` (from 1), `error`, `retry_in` (seconds; null when no retry follows).
 - `node_finished`: `step` and `node` as above; `delta` the keys the node changed;
-  `duration_ms`.
+  `duration_ms`; `attempts`.
 - `run_finished`: `step` the number of steps, `node` the last node; `status: "succeeded"`,
   `state` the final state.
 - `run_failed`: `step` the number of steps, `node` the node that failed (or null);
@@ -61,8 +66,9 @@ except the final one: a client that reconnects passes the `step` of the last
 `node_finished` it got and receives only what came after.
 
 Close codes: **1000** after the final event; **4400** the run id is not a UUID, or `after`
-is not an integer >= 0 (the reason says which); **4404** no run has this id; **1011** the
-server failed while streaming (its log has the details).
+is not an integer >= 0 (the reason says which); **4404** no run has this id; **1012** the
+server is restarting (the run goes on: reconnect, to it or another replica, with `after`);
+**1011** the server failed while streaming (its log has the details).
 """
 
 
@@ -107,6 +113,10 @@ async def follow_run(websocket: WebSocket, run_id: str, runs: RunsDep) -> None:
                 await websocket.send_json(event)
     except UnknownRun:
         await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=f"unknown run {run}")
+        return
+    except Draining:
+        reason = "the server is restarting; reconnect with ?after= the last step you got"
+        await websocket.close(code=CLOSE_RESTARTING, reason=reason)
         return
     except WebSocketDisconnect:
         return  # the client left; the run goes on

@@ -146,3 +146,23 @@ def test_every_arm_of_a_long_branch_is_an_edge_in_order() -> None:
         '    "s" -> "r" [label="x >= 80"];',
         '    "s" -> "f" [label="else"];',
     ]
+
+
+def test_a_node_with_policies_is_labelled_with_them() -> None:
+    p = program(
+        "set timeout = 30\n"
+        'node fetch = call_api(url = "x") with retries = 3, timeout = 5, backoff = 0.25\n'
+        "node check = check with timeout = 1.5\n"
+        "fetch -> check -> end\n"
+    )
+    mermaid = to_mermaid(p)
+    assert '    node_fetch["fetch (call_api) with timeout = 5, retries = 3, backoff = 0.25"]\n' in (
+        mermaid
+    )
+    assert '    node_check["check with timeout = 1.5"]\n' in mermaid
+    dot = to_dot(p)
+    assert (
+        '    "fetch" [label="fetch (call_api) with timeout = 5, retries = 3, backoff = 0.25"];\n'
+        in (dot)
+    )
+    assert '    "check" [label="check with timeout = 1.5"];\n' in dot

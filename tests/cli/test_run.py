@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,95 @@ def test_the_code_review_example_fixes_prints() -> None:
     before = (ROOT / "examples/samples/prints.py").read_text().count("print(")
     assert result["state"]["code"].count("print(") < before
     assert [step["node"] for step in result["steps"]][:4] == ["analyze", "style", "score", "refine"]
+
+
+SLEEPY_TOOLS = '''\
+import os
+import time
+
+from flowc.runtime import register_tool
+
+
+@register_tool
+def first(state):
+    """Quick."""
+    return {"a": 1}
+
+
+@register_tool(blocking=True)
+def nap(state):
+    """Says it started, then sleeps far longer than the test waits."""
+    open(os.environ["FLOWC_TEST_STARTED"], "w").close()
+    time.sleep(30)
+    return {"b": 2}
+
+
+@register_tool
+def flaky(state):
+    """Fails its first attempt."""
+    from flowc.runtime import current_step
+
+    if current_step().attempt == 1:
+        raise RuntimeError("not yet")
+    return {"c": 3}
+'''
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path, as_json: bool) -> None:
+    tools = tmp_path / "sleepy_tools.py"
+    tools.write_text(SLEEPY_TOOLS, encoding="utf-8")
+    flow = tmp_path / "sleepy.flow"
+    flow.write_text("first -> nap -> end\n", encoding="utf-8")
+    started = tmp_path / "started"
+    command = [sys.executable, "-m", "flowc.cli.main", "run", str(flow), "--tools", str(tools)]
+    process = subprocess.Popen(
+        [*command, *(["--json"] if as_json else [])],
+        cwd=tmp_path,
+        env={**os.environ, "FLOWC_TEST_STARTED": str(started)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Whatever the test runner ignores, the command gets Ctrl-C as a terminal gives it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the tool never started"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)  # well before the tool's 30 s are up
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "run cancelled at node `nap` after 1 step"
+    if as_json:
+        result = json.loads(out)
+        assert result["status"] == "cancelled"
+        assert result["state"] == {"a": 1}
+        assert [step["node"] for step in result["steps"]] == ["first"]
+        assert result["error"] == {
+            "code": "cancelled",
+            "message": "the run was cancelled (Ctrl-C)",
+            "node": "nap",
+            "span": {"line": 1, "column": 10, "end_line": 1, "end_column": 13},
+        }
+    else:
+        assert out == "a: 1\n"
+
+
+def test_a_failed_attempt_shows_in_the_trace(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = write_file("sleepy_tools.py", SLEEPY_TOOLS)
+    write_file("f.flow", "node f = flaky with retries = 1, backoff = 0\nf -> end\n")
+    assert main(["run", "f.flow", "--tools", str(tools), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["steps"][0]["attempts"] == 2
+    lines = err.splitlines()
+    assert lines[0] == "    1  f                attempt 1 failed: tool_error; retrying in 0.00 s"
+    assert lines[1].split()[:2] == ["1", "f"]
+    assert lines[-1] == "run succeeded in 1 steps"

@@ -27,7 +27,8 @@ VOCABULARY = [
     ">", ">=", "+", "-", "*", "/", "%", "0", "1", "-1", "2.5", "1e999", "9" * 5000, '"s"',
     "'t'", '"', "'", '"\\q"', '"\\u12"', '"\\ud800"', "\\", "#", "\n", "\r\n", "\r", " ",
     "\t", "\x00", "\x1b", "\ufeff", "é", "@", "len", "exists", "default", "min", "max",
-    "abs", "max_steps", "analyze", "score", "refine", "refine_code", "max_fixes",
+    "abs", "max_steps", "analyze", "score", "refine", "refine_code", "max_fixes", "with",
+    "timeout", "retries", "backoff",
 ]  # fmt: skip
 
 EXAMPLES = [
@@ -46,6 +47,8 @@ refine -> analyze
 """,
     """\
 node notify = notify(channel = ["ops", {"k": [1, -2.5, true, null, "\\u00e9\\n"]}])
+node score = score with timeout = 0.5, retries = 3, backoff = 0
+set timeout = 60
 start -> score
 score ? score >= 90 -> notify :
         issues[-1]["line"] not in [1, 2] or -len(x.y) % 2 == 1 -> refine :

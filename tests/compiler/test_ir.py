@@ -230,3 +230,99 @@ TINY_IR = """\
 
 def test_the_ir_of_a_small_flow_byte_for_byte() -> None:
     assert compile_source(TINY).ir.to_json() == TINY_IR
+
+
+# ---------------------------------------------------------------- policies
+
+POLICIES = (GOLDEN / "OK_policies.flow").read_text(encoding="utf-8")
+
+
+def test_policies_and_their_settings_in_the_ir(tools: dict[str, ToolSpec]) -> None:
+    ir = compile_source(POLICIES, tools=tools).ir
+    assert (ir.settings.timeout, ir.settings.retries, ir.settings.backoff) == (30.0, 2, 0.5)
+    fetch, check = ir.nodes
+    assert fetch.policy is not None and check.policy is not None
+    assert (fetch.policy.timeout, fetch.policy.retries, fetch.policy.backoff) == (5.0, 3, 0.25)
+    assert (check.policy.timeout, check.policy.retries, check.policy.backoff) == (None, 0, None)
+    document = json.loads(ir.to_json())
+    assert document["settings"] == {"max_steps": 1000, "timeout": 30.0, "retries": 2,
+                                    "backoff": 0.5}  # fmt: skip
+    # Only what the declaration gives: the rest comes from the settings when it runs.
+    assert document["nodes"][0]["policy"] == {"timeout": 5.0, "retries": 3, "backoff": 0.25}
+    assert document["nodes"][1]["policy"] == {"retries": 0}
+    assert Flow.model_validate_json(ir.to_json()).to_json() == ir.to_json()
+    assert compile_ir(ir.to_json(), tools=tools).ir == ir
+
+
+def test_a_flow_without_policies_has_the_ir_it_had_before_them() -> None:
+    document = json.loads(
+        compile_source("set max_steps = 9\nnode a = t(n = 1)\na -> end").ir.to_json()
+    )
+    assert document["settings"] == {"max_steps": 9}
+    assert set(document["nodes"][0]) == {"name", "tool", "args", "span"}
+    # A setting given its default value says nothing new, and is left out too.
+    explicit = compile_source(
+        "set retries = 0\nset backoff = 1\nnode a = t with retries = 1\na -> end"
+    )
+    assert json.loads(explicit.ir.to_json())["settings"] == {"max_steps": 1000}
+
+
+def test_an_ir_document_without_policies_is_still_valid() -> None:
+    old = {
+        "ir_version": 1,
+        "start": "a",
+        "settings": {"max_steps": 5},
+        "nodes": [{"name": "a", "tool": "t", "args": {}, "span": None}],
+        "routes": {"a": {"kind": "goto", "target": "end"}},
+    }
+    ir = compile_ir(old).ir
+    assert ir.nodes[0].policy is None
+    assert (ir.settings.timeout, ir.settings.retries, ir.settings.backoff) == (None, 0, 1.0)
+    assert compile_ir({**old, "settings": {}}).ir.settings.max_steps == 1000
+
+
+def test_an_ir_document_with_policies_goes_through_the_same_program(
+    tools: dict[str, ToolSpec],
+) -> None:
+    document = {
+        "ir_version": 1,
+        "start": "a",
+        "settings": {"timeout": 10, "retries": 1},
+        "nodes": [{"name": "a", "tool": "analyze", "policy": {"timeout": 0.5}}],
+        "routes": {"a": {"kind": "goto", "target": "end"}},
+    }
+    checked = check_ir(document, tools=tools)
+    assert checked.program is not None and not checked.diagnostics
+    assert checked.program.nodes["a"].policy is not None
+    assert checked.program.nodes["a"].policy.timeout == 0.5
+    assert (checked.program.timeout, checked.program.retries) == (10.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("policy", "where"),
+    [
+        ({"timeout": 0}, "nodes.0.policy.timeout"),
+        ({"timeout": 604_801}, "nodes.0.policy.timeout"),
+        ({"timeout": True}, "nodes.0.policy.timeout"),
+        ({"retries": 101}, "nodes.0.policy.retries"),
+        ({"retries": 1.0}, "nodes.0.policy.retries"),
+        ({"backoff": -0.1}, "nodes.0.policy.backoff"),
+        ({"backoff": "1"}, "nodes.0.policy.backoff"),
+        ({"on_error": "b"}, "nodes.0.policy.on_error"),
+    ],
+)
+def test_bad_policies_in_an_ir_document(policy: dict[str, object], where: str) -> None:
+    document = {"start": "a", "nodes": [{"name": "a", "tool": "t", "policy": policy}]}
+    diagnostics = check_ir(document).diagnostics
+    assert [(d.code, d.message.split(":")[0]) for d in diagnostics] == [
+        ("E020", f"invalid IR at `{where}`")
+    ]
+
+
+def test_the_schema_describes_the_policies() -> None:
+    schema = json_schema()
+    assert "Policy" in schema["$defs"]
+    settings = schema["$defs"]["Settings"]["properties"]
+    assert {"max_steps", "timeout", "retries", "backoff"} <= set(settings)
+    assert settings["retries"]["default"] == 0
+    assert settings["backoff"]["default"] == 1.0

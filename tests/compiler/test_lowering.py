@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flowc.compiler import check_source
-from flowc.compiler.program import Branch, Goto, Program
+from flowc.compiler.program import Branch, Goto, Policy, Program
 
 
 def program(text: str) -> Program:
@@ -68,3 +70,81 @@ def test_source_hash_changes_with_the_text() -> None:
     first = program("a -> end\n").source_hash
     second = program("a -> end \n").source_hash
     assert first and second and first != second
+
+
+def test_policies_of_a_declaration_and_the_settings() -> None:
+    p = program(
+        "set timeout = 30\nset retries = 2\nset backoff = 0\n"
+        "node f = tool with backoff = 0.5, timeout = 5\nnode g = tool with retries = 0\n"
+        "f -> g -> h -> end\n"
+    )
+    assert (p.timeout, p.retries, p.backoff) == (30.0, 2, 0.0)
+    assert p.nodes["f"].policy == Policy(timeout=5.0, retries=None, backoff=0.5)
+    assert p.nodes["g"].policy == Policy(retries=0)
+    assert p.nodes["h"].policy is None  # not declared: the flow's settings only
+
+
+def test_defaults_without_settings() -> None:
+    p = program("a -> end\n")
+    assert (p.timeout, p.retries, p.backoff) == (None, 0, 1.0)
+    assert p.nodes["a"].policy is None
+
+
+def test_an_unknown_policy_suggests_the_nearest_name() -> None:
+    checked = check_source("node f = tool with timeot = 5, retires = 2, jitter = 1\nf -> end\n")
+    assert [(d.code, d.message, d.help) for d in checked.errors] == [
+        ("E113", "unknown policy `timeot`", "did you mean `timeout`?"),
+        ("E113", "unknown policy `retires`", "did you mean `retries`?"),
+        ("E113", "unknown policy `jitter`", "the policies are `timeout`, `retries`, `backoff`"),
+    ]
+    assert [d.span.column for d in checked.errors] == [20, 32, 45]
+
+
+def test_an_unknown_setting_suggests_the_new_names_too() -> None:
+    checked = check_source("set retrie = 2\nset max_step = 3\nset nope = 1\na -> end\n")
+    assert [(d.code, d.help) for d in checked.errors] == [
+        ("E106", "did you mean `retries`?"),
+        ("E106", "did you mean `max_steps`?"),
+        ("E106", "known settings: max_steps, timeout, retries, backoff"),
+    ]
+
+
+def test_a_policy_given_twice_is_reported_once_and_the_first_kept() -> None:
+    checked = check_source("node f = tool with retries = 1, retries = 2, retries = 3\nf -> end\n")
+    assert [(d.code, d.message, d.span.column) for d in checked.errors] == [
+        ("E114", "policy `retries` is given twice", 33),
+        ("E114", "policy `retries` is given twice", 46),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "good"),
+    [
+        ("timeout = 0.001", True),
+        ("timeout = 604800", True),
+        ("timeout = 604800.5", False),
+        ("timeout = 0", False),
+        ("timeout = -1", False),
+        ("timeout = null", False),
+        ('timeout = "5"', False),
+        ("retries = 0", True),
+        ("retries = 100", True),
+        ("retries = 101", False),
+        ("retries = 1.0", False),
+        ("retries = true", False),
+        ("backoff = 0", True),
+        ("backoff = 3600", True),
+        ("backoff = 3600.1", False),
+        ("backoff = -0.5", False),
+        ("backoff = [1]", False),
+    ],
+)
+def test_policy_values(written: str, good: bool) -> None:
+    name = written.split()[0]
+    as_policy = check_source(f"node f = tool with {written}\nf -> end\n")
+    as_setting = check_source(f"set {written}\nf -> end\n")
+    assert [d.code for d in as_policy.errors] == ([] if good else ["E115"])
+    assert [d.code for d in as_setting.errors] == ([] if good else ["E107"])
+    if not good:
+        assert as_policy.errors[0].message == as_setting.errors[0].message
+        assert as_policy.errors[0].message.startswith(f"`{name}` must be ")

@@ -111,11 +111,19 @@ arguments: st.SearchStrategy[ast.Argument] = st.builds(
     lambda name, value: ast.Argument(ast.Name(name), ast.JsonValue(value)), names, json_values
 )
 
+#: Policies under the names the language knows, and under others (the compiler's concern).
+policies: st.SearchStrategy[ast.Policy] = st.builds(
+    lambda name, value: ast.Policy(ast.Name(name), ast.JsonValue(value)),
+    st.sampled_from(ast.POLICY_NAMES) | names,
+    json_values,
+)
+
 node_decls: st.SearchStrategy[ast.Statement] = st.builds(
-    ast.NodeDecl,
+    lambda name, tool, args, given: ast.NodeDecl(name, tool, args, policies=tuple(given)),
     st.builds(_name, names),
     st.builds(_name, names),
     st.none() | st.lists(arguments, max_size=3).map(tuple),
+    st.lists(policies, max_size=4),
 )
 
 arms: st.SearchStrategy[ast.Arm] = st.builds(ast.Arm, conditions, node_refs)

@@ -194,6 +194,65 @@ def test_node_declaration_with_keyword_arguments() -> None:
     )
 
 
+def policy(name: str, value: ast.Value) -> ast.Policy:
+    return ast.Policy(n(name), ast.JsonValue(value))
+
+
+def test_node_declaration_with_policies_keeps_them_in_the_order_written() -> None:
+    parsed = parse(
+        'node fetch = call_api(url = "https://x") with timeout = 5, retries = 3, backoff = 0.5'
+    )
+    assert parsed == flow(
+        ast.NodeDecl(
+            n("fetch"),
+            n("call_api"),
+            (ast.Argument(n("url"), ast.JsonValue("https://x")),),
+            policies=(policy("timeout", 5), policy("retries", 3), policy("backoff", 0.5)),
+        )
+    )
+    backwards = parse("node a = tool with backoff = 0, timeout = 1.5")
+    assert backwards == flow(
+        ast.NodeDecl(
+            n("a"), n("tool"), None, policies=(policy("backoff", 0), policy("timeout", 1.5))
+        )
+    )
+
+
+def test_policies_take_any_value_and_any_name_the_compiler_then_checks() -> None:
+    parsed = parse('node a = tool() with timeot = "5", retries = -1, retries = [1]')
+    assert parsed == flow(
+        ast.NodeDecl(
+            n("a"),
+            n("tool"),
+            (),
+            policies=(policy("timeot", "5"), policy("retries", -1), policy("retries", [1])),
+        )
+    )
+
+
+def test_policies_are_part_of_equality() -> None:
+    assert parse("node a = t with retries = 1") != parse("node a = t")
+    assert parse("node a = t with retries = 1") != parse("node a = t with retries = 2")
+
+
+def test_with_is_a_keyword_only_after_a_declarations_tool() -> None:
+    parsed = parse("node with = with with retries = 1\nwith -> end\na ? with > 1 -> b : end")
+    decl, route, branched = parsed.statements
+    assert decl == ast.NodeDecl(n("with"), n("with"), None, policies=(policy("retries", 1),))
+    assert route == chain("with", "end")
+    assert isinstance(branched, ast.Route) and branched.branch is not None
+    assert branched.branch.arms[0].condition == binary(">", path("with"), num(1))
+
+
+def test_settings_for_the_policies() -> None:
+    parsed = parse("set timeout = 30\nset retries = 0\nset backoff = 0.5")
+    assert parsed == flow(
+        ast.Setting(n("timeout"), ast.JsonValue(30)),
+        ast.Setting(n("retries"), ast.JsonValue(0)),
+        ast.Setting(n("backoff"), ast.JsonValue(0.5)),
+    )
+
+
 @pytest.mark.parametrize("word", ["start", "end", "flow", "node", "set", "in", "not", "true"])
 def test_keywords_are_names_after_a_dot(word: str) -> None:
     assert condition(f"x.{word}") == path("x", word)
@@ -430,6 +489,22 @@ def test_statement_and_name_spans() -> None:
     assert isinstance(plain, ast.NodeDecl)
     assert plain.span == Span(4, 1, 4, 14)
     assert parsed.span == Span(1, 1, 4, 14)
+
+
+def test_policy_spans_and_a_declaration_that_ends_with_its_policies() -> None:
+    parsed = parse(
+        "node a = f(x = 1) with timeout = 5, retries = 3\nnode b = g with backoff = 0.25"
+    )
+    with_args, plain = parsed.statements
+    assert isinstance(with_args, ast.NodeDecl) and isinstance(plain, ast.NodeDecl)
+    assert with_args.span == Span(1, 1, 1, 48)
+    timeout, retries = with_args.policies
+    assert timeout.span == Span(1, 24, 1, 35)
+    assert timeout.name.span == Span(1, 24, 1, 31)
+    assert timeout.value.span == Span(1, 34, 1, 35)
+    assert retries.span == Span(1, 37, 1, 48)
+    assert plain.span == Span(2, 1, 2, 31)
+    assert plain.policies[0].value.span == Span(2, 27, 2, 31)
 
 
 def test_spans_of_a_route_over_several_lines() -> None:

@@ -120,6 +120,49 @@ def problems(source: str) -> list[Found]:
             (1, 18, 1, 19),
         ),
         ("node a = f(x = y)", "E010", "expected a value after `=`, found `y`", (1, 16, 1, 17)),
+        # policies
+        (
+            "node a = f foo",
+            "E010",
+            "expected `(`, `with` or the end of the statement after `f`, found `foo`",
+            (1, 12, 1, 15),
+        ),
+        (
+            "node a = f with",
+            "E010",
+            "expected a name after `with`, found the end of the text",
+            (1, 16, 1, 17),
+        ),
+        (
+            "node a = f with timeout",
+            "E010",
+            "expected `=` after `timeout`, found the end of the text",
+            (1, 24, 1, 25),
+        ),
+        (
+            "node a = f with timeout = 5 retries = 3",
+            "E010",
+            "expected `,` or the end of the statement after `5`, found `retries`",
+            (1, 29, 1, 36),
+        ),
+        (
+            "node a = f with timeout = 5,",
+            "E010",
+            "expected a name after `,`, found the end of the text",
+            (1, 29, 1, 30),
+        ),
+        (
+            "node a = f with retries = x",
+            "E010",
+            "expected a value after `=`, found `x`",
+            (1, 27, 1, 28),
+        ),
+        (
+            "node a = f with (timeout = 5)",
+            "E010",
+            "expected a name after `with`, found `(`",
+            (1, 17, 1, 18),
+        ),
         ("set x = ", "E010", "expected a value after `=`, found the end of the text", (1, 8, 1, 9)),
         (
             "set x = -",
@@ -178,6 +221,12 @@ def problems(source: str) -> list[Found]:
             "E014",
             "`start` is a reserved word and cannot be used as a tool name",
             (1, 10, 1, 15),
+        ),
+        (
+            "node a = f with end = 1",
+            "E014",
+            "`end` is a reserved word and cannot be used as a policy name",
+            (1, 17, 1, 20),
         ),
         (
             "node a = f(in = 1)",

@@ -48,3 +48,10 @@ def test_the_one_liner_refines_once_and_ends() -> None:
     assert status == "succeeded" and ran == [*CHECK, "refine"]
     assert state["attempts"] == 1 and len(state["fixes"]) == 6
     assert state["code"] != sample("prints.py")
+
+
+def test_the_guarded_review_runs_like_the_code_review_with_its_policies() -> None:
+    # Its timeouts run the sync tools in threads; the outcome is the code review's.
+    assert run_flow("guarded_review.flow", sample("prints.py")) == run_flow(
+        "code_review.flow", sample("prints.py")
+    )

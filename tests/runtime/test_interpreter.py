@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowc.runtime import Event, Registry, RunResult, WorkflowEngine
+from flowc.runtime import Event, Registry, RunResult, Step, WorkflowEngine
 
 State = dict[str, Any]
 
@@ -305,7 +305,8 @@ def test_events_in_order_with_deltas() -> None:
     assert final["status"] == "succeeded"
     assert final["state"] == {"n": 2, "score": 60}
     assert set(events[2].to_json()) == {"type", "run_id", "step", "node", "delta", "at",
-                                        "duration_ms"}  # fmt: skip
+                                        "duration_ms", "attempts"}  # fmt: skip
+    assert events[2].to_json()["attempts"] == 1
 
 
 def test_a_failed_run_streams_run_failed_last() -> None:
@@ -338,3 +339,18 @@ def test_history_replays_to_the_state_each_node_saw() -> None:
         replay = {**replay, **step.delta}
         assert step.seq == index + 1
     assert replay == result.state
+
+
+def test_a_step_made_without_attempts_took_one() -> None:
+    step = Step(3, "a", {"x": 1}, 0.0, 0.5)
+    assert step.attempts == 1
+    assert step.to_json()["attempts"] == 1
+    assert step.to_json()["duration_ms"] == 500.0
+
+
+def test_events_are_named_tuples_that_still_read_by_name() -> None:
+    event = Event("run_finished", "r", 2, "a", 0.0, status="succeeded", state={})
+    assert (event.type, event.step, event.status, event.attempts) == ("run_finished", 2,
+                                                                     "succeeded", None)  # fmt: skip
+    assert event.is_final
+    assert "attempts" not in event.to_json()

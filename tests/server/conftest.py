@@ -197,6 +197,7 @@ async def service_on(url: str, registry: Registry, **settings: Any) -> AsyncIter
     db = Database(url)
     await db.create_tables()
     service = RunService(db, registry=registry, settings=make_settings(url, **settings))
+    await service.open()
     try:
         yield service
     finally:

@@ -53,9 +53,12 @@ async def _run_and_read(
     await db.create_tables()
     registry = make_registry()
     service = RunService(db, registry=registry)
+    await service.open()
     try:
         definition = await _define(db, source, registry)
-        run_id = await service.start(definition=definition, input=state, durability=durability)
+        run_id = (
+            await service.start(definition=definition, input=state, durability=durability)
+        ).run_id
         live = asyncio.ensure_future(_collect(service, run_id))
         result = await service.result(run_id)
         live_events = await live
@@ -140,21 +143,22 @@ def test_in_progress_state_is_visible_between_steps(database_url: str) -> None:
         seen: list[tuple[str, int, str | None]] = []
 
         async def wait_here(state: dict[str, Any]) -> dict[str, Any]:
-            async with db.session() as session:
-                run = await store.get_run(session, run_id=run_ids[0])
-                assert run is not None
-                seen.append((run.status, run.step, run.current_node))
+            # The row holds a snapshot; the service adds the steps recorded after it.
+            run = await service.state(run_ids[0])
+            assert run is not None
+            seen.append((run["status"], run["step"], run["current_node"]))
             await gate.wait()
             return {"waited": True}
 
         registry.add(wait_here)
         service = RunService(db, registry=registry)
+        await service.open()
         run_ids: list[uuid.UUID] = []
         try:
             definition = await _define(
                 db, "node c1 = count\nnode c2 = count\nc1 -> c2 -> wait_here -> end", registry
             )
-            run_ids.append(await service.start(definition=definition, input={}))
+            run_ids.append((await service.start(definition=definition, input={})).run_id)
             await asyncio.sleep(0.2)
             gate.set()
             result = await service.result(run_ids[0])
@@ -172,6 +176,7 @@ def test_unknown_runs(database_url: str) -> None:
         db = Database(database_url)
         await db.create_tables()
         service = RunService(db, registry=make_registry())
+        await service.open()
         try:
             with pytest.raises(UnknownRun):
                 await service.result(uuid.uuid4())
@@ -196,9 +201,10 @@ def test_code_review_example_runs_through_the_service(database_url: str) -> None
         db = Database(database_url)
         await db.create_tables()
         service = RunService(db, registry=REGISTRY)
+        await service.open()
         try:
             definition = await _define(db, source, REGISTRY)
-            run_id = await service.start(definition=definition, input={"code": code})
+            run_id = (await service.start(definition=definition, input={"code": code})).run_id
             result = await service.result(run_id)
             async with db.session() as session:
                 return result, await store.get_run(session, run_id=run_id)

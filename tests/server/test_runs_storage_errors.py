@@ -112,7 +112,7 @@ async def a_later_run_succeeds(service: RunService, source: str, registry: Regis
     """Once the database accepts steps again, a new run is recorded in full."""
     await accept_steps(service.db)
     definition = await define(service.db, source, registry)
-    run_id = await service.start(definition=definition, input={}, durability="sync")
+    run_id = (await service.start(definition=definition, input={}, durability="sync")).run_id
     result = await asyncio.wait_for(service.result(run_id), WAIT)
     run, steps = await read_run(service.db, run_id)
     assert (result.status, run.status, run.state, len(steps)) == (
@@ -135,7 +135,7 @@ async def test_a_refused_step_fails_a_sync_run_where_it_stopped(
     async with service_on(database_url, registry) as service:
         await refuse_step(service.db, 4)
         definition = await define(service.db, COUNT_TO_TEN, registry)
-        run_id = await service.start(definition=definition, input={}, durability="sync")
+        run_id = (await service.start(definition=definition, input={}, durability="sync")).run_id
         follower = asyncio.ensure_future(collect(service, run_id))
         result = await asyncio.wait_for(service.result(run_id), WAIT)
         events = await asyncio.wait_for(follower, WAIT)
@@ -184,67 +184,54 @@ async def test_a_refused_step_fails_a_sync_run_where_it_stopped(
 async def refused_batch(
     url: str, durability: Durability, refused: int
 ) -> tuple[RunResult, WorkflowRun, list[RunStep], uuid.UUID]:
-    """An `async` (batches of 2) or `exit` run whose step `refused` the database refuses."""
+    """An `async` or `exit` run whose step `refused` the database refuses."""
     registry = counter(yielding=True)
-    async with service_on(url, registry, async_batch_steps=2) as service:
+    async with service_on(url, registry) as service:
         await refuse_step(service.db, refused)
         definition = await define(service.db, COUNT_TO_FORTY, registry)
-        run_id = await service.start(definition=definition, input={}, durability=durability)
-        result = await asyncio.wait_for(service.result(run_id), WAIT)
-        run, steps = await read_run(service.db, run_id)
+        created = await service.start(definition=definition, input={}, durability=durability)
+        result = await asyncio.wait_for(service.result(created.run_id), WAIT)
+        run, steps = await read_run(service.db, created.run_id)
         await a_later_run_succeeds(service, COUNT_TO_TEN, registry)
-    return result, run, steps, run_id
+    return result, run, steps, created.run_id
 
 
 @pytest.mark.parametrize(
-    ("durability", "refused", "kept"),
+    ("durability", "refused"),
     [
-        ("async", 2, 0),  # the first batch, written while the run goes on, is refused
-        ("async", 3, 2),  # the second one
-        ("exit", 3, 0),  # the one write at the end
+        ("async", 2),  # written behind the run: refused while the run goes on
+        ("async", 30),
+        ("exit", 3),  # the one write at the end
     ],
 )
 async def test_a_refused_batch_fails_the_run_and_leaves_no_gap(
     database_url: str,
     durability: Durability,
     refused: int,
-    kept: int,
     loop_errors: list[dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    result, run, steps, run_id = await refused_batch(database_url, durability, refused)
+    result, run, steps, _ = await refused_batch(database_url, durability, refused)
     gc.collect()
 
-    # The client is told the run failed, with the steps it ran before the failure was seen.
-    assert result.status == "failed"
-    assert result.error is not None and result.error.to_json() == storage_error(database_url)
-    assert [s.seq for s in result.steps] == list(range(1, len(result.steps) + 1))
-    assert result.state == {"n": len(result.steps)}
-    # The database keeps the batches before the refused one, no later ones, and a state that
-    # is their replay: the refused batch is tried again with the outcome, and refused again.
+    # The database keeps a gapless prefix of the steps, before the refused one; the outcome
+    # is recorded with the state those steps lead to (not what the run had in memory).
+    kept = len(steps)
     assert [(s.seq, s.delta) for s in steps] == [(k, {"n": k}) for k in range(1, kept + 1)]
-    assert (run.step, run.state) == (kept, {"n": kept} if kept else {})
+    assert kept < refused
+    if durability == "exit":
+        assert kept == 0
+    error = storage_error(database_url)
+    assert (run.status, run.error, run.step) == ("failed", error, kept)
     assert run.state == replay({}, [{"delta": s.delta} for s in steps])
-    # Nothing escapes; one line says the outcome could not be written.
+    # The client is told the same story.
+    assert result.status == "failed"
+    assert result.error is not None and result.error.to_json() == error
+    assert [(s.seq, s.delta) for s in result.steps] == [(s.seq, s.delta) for s in steps]
+    assert result.state == run.state
+    # Nothing escapes, nothing is logged: the refusal is the run's outcome.
     assert loop_errors == []
-    assert warnings_of(caplog) == [
-        f"run {run_id} ended failed; the database did not take it: {refusal(database_url)}"
-    ]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 8 (durable runs): when the write of the outcome is refused as well, the "
-    "run's row keeps its last recorded status (`running` for async, `queued` for exit) "
-    "with no error; recovery of such rows is issue 8's",
-)
-@pytest.mark.parametrize("durability", ["async", "exit"])
-async def test_a_run_whose_last_write_is_refused_is_recorded_as_failed(
-    database_url: str, durability: Durability
-) -> None:
-    _, run, _, _ = await refused_batch(database_url, durability, 3)
-    assert (run.status, run.error) == ("failed", storage_error(database_url))
+    assert warnings_of(caplog) == []
 
 
 async def test_the_client_of_a_refused_run_gets_a_failed_run_not_an_http_error(

@@ -101,6 +101,7 @@ async def test_openapi_docs(client: httpx.AsyncClient) -> None:
         "/graph/create",
         "/graph/check",
         "/graph/run",
+        "/graph/cancel/{run_id}",
         "/graph/state/{run_id}",
         "/graph/state/{run_id}/steps",
         "/graph/{graph_id}",

@@ -1,0 +1,72 @@
+"""The step a tool runs in -> `current_step()`: its run, step number, node and attempt.
+
+The interpreter keeps a context variable up to date, and a tool reads it through
+`current_step()`, in sync, async and blocking (threaded) tools alike.  The idempotency key,
+`run_id:seq`, names the step rather than the attempt: every attempt of a step gets the same
+key, and so does the step when a resumed run runs it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Where a tool call stands: the run, the step (`seq`, from 1), its node and attempt."""
+
+    run_id: str
+    seq: int
+    node: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """`run_id:seq`: the same for every attempt of the step, and after a resume."""
+        return f"{self.run_id}:{self.seq}"
+
+
+class NoStepError(LookupError):
+    """`current_step()` was called outside a tool that a run is calling."""
+
+
+class StepCursor:
+    """Where a run's inline (sync) tool call stands, kept without allocating anything.
+
+    A sync tool without a timeout runs on the event loop and nothing else runs meanwhile,
+    so the run sets `node` before the call and `None` after it; the step's number is the
+    count of steps so far plus one.  `current_step()` builds a `StepContext` only when a
+    tool asks for one.
+    """
+
+    __slots__ = ("base", "node", "run_id", "steps")
+
+    def __init__(self, run_id: str, steps: Sized, base: int = 0) -> None:
+        self.run_id = run_id
+        self.steps = steps  # the run's steps so far (a resumed run's new ones only)
+        self.base = base  # the steps before the run resumed
+        self.node: str | None = None  # None: no inline call is going on
+
+    def current(self) -> StepContext | None:
+        """The inline call's step, or None when there is none."""
+        if self.node is None:
+            return None
+        return StepContext(self.run_id, self.base + len(self.steps) + 1, self.node, 1)
+
+
+#: The current step: a `StepContext`, or a run's `StepCursor` (for its inline calls).
+STEP: ContextVar[StepContext | StepCursor | None] = ContextVar("flowc_step", default=None)
+
+
+def current_step() -> StepContext:
+    """The step the calling tool runs in; `NoStepError` (a `LookupError`) outside a tool."""
+    step = STEP.get()
+    if isinstance(step, StepCursor):
+        step = step.current()
+    if step is not None:
+        return step
+    raise NoStepError(
+        "current_step() is only available inside a tool, while a flowc run is calling it"
+    )

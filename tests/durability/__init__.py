@@ -1,0 +1,1 @@
+"""Durability tests: flowc's processes and their PostgreSQL stopped, crashed and restarted."""

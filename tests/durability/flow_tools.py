@@ -1,0 +1,50 @@
+"""Tools for the worker processes of the durability tests (loaded with `--tools PATH`).
+
+`step` counts in `n` after a short pause, so that a kill lands in the middle of a run, and
+notes every call (process, run, step, attempt) in `FLOWC_TEST_CALLS` when it is set: the
+tests read it to see who ran what.  `hang` never returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from flowc.runtime import current_step, register_tool
+
+
+def _note(kind: str) -> None:
+    path = os.environ.get("FLOWC_TEST_CALLS")
+    if not path:
+        return
+    step = current_step()
+    line = json.dumps(
+        {
+            "pid": os.getpid(),
+            "run": step.run_id,
+            "seq": step.seq,
+            "attempt": step.attempt,
+            "tool": kind,
+        }
+    )
+    with open(path, "a", encoding="utf-8") as calls:
+        calls.write(line + "\n")
+
+
+@register_tool
+async def step(state: dict[str, Any], *, pause: float = 0.02) -> dict[str, Any]:
+    """Add 1 to `n` (and `n` to `total`) after `pause` seconds."""
+    _note("step")
+    await asyncio.sleep(pause)
+    n: int = state.get("n", 0) + 1
+    return {"n": n, "total": state.get("total", 0) + n}
+
+
+@register_tool
+async def hang(state: dict[str, Any]) -> dict[str, Any]:
+    """Wait for ever."""
+    _note("hang")
+    await asyncio.sleep(10**6)
+    return {}

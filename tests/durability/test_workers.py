@@ -1,0 +1,409 @@
+"""Runs survive their processes: real `flowc serve` and `flowc worker` processes, killed,
+paused, stopped and restarted, on a PostgreSQL cluster of the module's own (and on SQLite).
+
+Each test checks the promise from outside, as an operator would: every run ends
+`succeeded` with the state an uninterrupted run has, and its step log holds steps `1..N`,
+each exactly once.  `FLOWC_TEST_CALLS` makes the tools note each call, so a test can also
+see which process ran what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.durability.cluster import Cluster
+from tests.durability.conftest import FlowcServer, Process, Processes
+
+TOOLS = "tests/durability/flow_tools.py"
+#: A short lease, so that a silent owner is replaced within seconds.
+LEASE = "2"
+#: Seconds a test waits for something before it fails (a bound, not a measurement).
+WAIT = 60.0
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def counting(steps: int, pause: float = 0.02) -> str:
+    """A flow that counts to `steps`, one `step` per node run."""
+    return (
+        f"set max_steps = {steps + 10}\nnode s = step(pause = {pause})\n"
+        f"s ? n < {steps} -> s : end\n"
+    )
+
+
+def expected(steps: int) -> dict[str, int]:
+    """The final state of `counting(steps)`, whoever ran it."""
+    return {"n": steps, "total": steps * (steps + 1) // 2}
+
+
+class Api:
+    """A `flowc serve` process, spoken to over HTTP."""
+
+    def __init__(self, server: FlowcServer) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=server.url, timeout=30)
+
+    def create(self, flow: str) -> str:
+        response = self.http.post(
+            "/graph/create", content=flow, headers={"content-type": "text/plain"}
+        )
+        assert response.status_code == 201, response.text
+        graph_id: str = response.json()["graph_id"]
+        return graph_id
+
+    def start(self, graph_id: str, durability: str = "sync", **body: Any) -> str:
+        response = self.http.post(
+            "/graph/run",
+            json={"graph_id": graph_id, "input": {}, "durability": durability, "wait": False,
+                  **body},
+        )  # fmt: skip
+        assert response.status_code == 202, response.text
+        run_id: str = response.json()["run_id"]
+        return run_id
+
+    def state(self, run_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/graph/state/{run_id}")
+        assert response.status_code == 200, response.text
+        state: dict[str, Any] = response.json()
+        return state
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"/graph/state/{run_id}/steps")
+        assert response.status_code == 200, response.text
+        steps: list[dict[str, Any]] = response.json()["steps"]
+        return steps
+
+    def until(self, run_id: str, condition: Callable[[dict[str, Any]], bool], what: str) -> Any:
+        """Poll the run's state until `condition` holds; fail after `WAIT` seconds."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            state = self.state(run_id)
+            if condition(state):
+                return state
+            time.sleep(0.05)
+        pytest.fail(f"run {run_id}: {what} did not happen in {WAIT} s: {self.state(run_id)}")
+
+    def finished(self, run_id: str) -> dict[str, Any]:
+        state: dict[str, Any] = self.until(run_id, lambda s: s["status"] in ENDED, "the end")
+        return state
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def assert_complete(api: Api, run_id: str, steps: int) -> dict[str, Any]:
+    """The run succeeded with the uninterrupted state and steps `1..steps`, each once."""
+    state = api.finished(run_id)
+    assert (state["status"], state["error"], state["state"]) == ("succeeded", None, expected(steps))
+    assert (state["step"], state["worker"]) == (steps, None)
+    recorded = api.steps(run_id)
+    assert [s["seq"] for s in recorded] == list(range(1, steps + 1))
+    assert [s["delta"]["n"] for s in recorded] == list(range(1, steps + 1))
+    return state
+
+
+def calls(path: Path) -> list[dict[str, Any]]:
+    """The tool calls the processes noted."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def pid_of(state: dict[str, Any]) -> int:
+    """The process id in a run's `worker` (`host:pid`)."""
+    return int(str(state["worker"]).rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def calls_file(tmp_path: Path) -> Path:
+    """Where the tools note their calls."""
+    return tmp_path / "calls.jsonl"
+
+
+def environment(url: str, calls_file: Path, **extra: str) -> dict[str, str | None]:
+    """The environment of the processes of a test."""
+    return {
+        "DATABASE_URL": url,
+        "FLOWC_LEASE_SECONDS": LEASE,
+        "FLOWC_TEST_CALLS": str(calls_file),
+        "FLOWC_SHUTDOWN_GRACE": "2",
+        **extra,
+    }
+
+
+def workers(processes: Processes, env: dict[str, str | None], count: int) -> list[Process]:
+    """Start `count` `flowc worker` processes."""
+    return [processes.flowc("worker", "--tools", TOOLS, env=env) for _ in range(count)]
+
+
+def api_server(processes: Processes, url: str, env: dict[str, str | None], *args: str) -> Api:
+    """A `flowc serve` that executes nothing itself (`--no-worker`), unless `args` say."""
+    return Api(processes.serve(url, "--tools", TOOLS, *(args or ("--no-worker",)), env=env))
+
+
+def test_kill_9_of_the_owner_mid_run_another_worker_finishes_it(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    first, second = workers(processes, env, 2)
+    run_id = api.start(api.create(counting(150)))
+    running = api.until(run_id, lambda s: s["step"] >= 40, "step 40")
+    owner = pid_of(running)
+    victim, survivor = (first, second) if first.pid == owner else (second, first)
+    assert victim.pid == owner
+    victim.kill(signal.SIGKILL)
+
+    resumed = api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
+    assert resumed["worker"] is None or pid_of(resumed) == survivor.pid
+    final = assert_complete(api, run_id, 150)
+    assert final["attempt"] == 2
+    # The survivor ran every step from where the victim stopped: the steps recorded before
+    # the kill were not run again (at most the one in flight was).
+    noted = calls(calls_file)
+    by_victim = [c["seq"] for c in noted if c["pid"] == victim.pid]
+    by_survivor = [c["seq"] for c in noted if c["pid"] == survivor.pid]
+    assert by_victim == list(range(1, len(by_victim) + 1))
+    assert by_survivor == list(range(by_survivor[0], 151))
+    assert by_survivor[0] in (len(by_victim), len(by_victim) + 1)
+    assert survivor.returncode is None
+    api.close()
+
+
+def test_a_paused_owner_loses_its_run_and_writes_nothing_after(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    first, second = workers(processes, env, 2)
+    run_id = api.start(api.create(counting(120)))
+    running = api.until(run_id, lambda s: s["step"] >= 20, "step 20")
+    owner = first if first.pid == pid_of(running) else second
+    other = second if owner is first else first
+    owner.pause()
+    try:
+        taken = api.until(run_id, lambda s: s["attempt"] == 2, "a claim by the other worker")
+        api.until(run_id, lambda s: s["step"] >= taken["step"] + 10, "progress by the other")
+        before = len([c for c in calls(calls_file) if c["pid"] == owner.pid])
+    finally:
+        owner.resume()
+    final = assert_complete(api, run_id, 120)
+    assert final["attempt"] == 2
+    # Woken up, the old owner called at most the tool it was about to call, wrote nothing
+    # (the step log is exactly 1..120, each once) and said it gave the run up.
+    after = len([c for c in calls(calls_file) if c["pid"] == owner.pid])
+    assert after - before <= 1
+    deadline = time.monotonic() + WAIT
+    while "claimed by another worker" not in owner.stderr() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"run {run_id}" in owner.stderr()
+    assert "claimed by another worker" in owner.stderr()
+    assert owner.returncode is None and other.returncode is None
+    api.close()
+
+
+def test_chaos_100_runs_over_3_workers_one_killed_every_few_seconds(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    # Ten runs at once per worker: 100 runs take several waves, and kills land mid-run.
+    env = environment(cluster_database, calls_file, FLOWC_WORKER_CONCURRENCY="10")
+    api = api_server(processes, cluster_database, env)
+    pool = workers(processes, env, 3)
+    graph_id = api.create(counting(30, pause=0.05))
+    run_ids = [api.start(graph_id) for _ in range(100)]
+    chance = random.Random(20261201)
+    kills = 0
+    deadline = time.monotonic() + 3 * WAIT
+    while time.monotonic() < deadline:
+        states = [api.state(run_id)["status"] for run_id in run_ids]
+        if all(status in ENDED for status in states):
+            break
+        if kills < 8:
+            victim = pool.pop(chance.randrange(len(pool)))
+            victim.kill(signal.SIGKILL)
+            kills += 1
+            pool.append(processes.flowc("worker", "--tools", TOOLS, env=env))
+        time.sleep(1.0)
+    assert kills >= 4, "the runs ended before the chaos did: make them longer"
+    for run_id in run_ids:
+        assert_complete(api, run_id, 30)
+    api.close()
+
+
+def test_postgresql_restarted_under_load_every_run_succeeds_and_no_500(
+    cluster: Cluster, cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file, FLOWC_LEASE_SECONDS="15")
+    api = api_server(processes, cluster_database, env, "--migrate")  # with its own worker
+    graph_id = api.create(counting(80, pause=0.02))
+    run_ids = [api.start(graph_id) for _ in range(20)]
+    api.until(run_ids[-1], lambda s: s["step"] >= 10, "progress")
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def ask() -> None:  # what clients see while the database is away
+        with httpx.Client(base_url=api.server.url, timeout=30) as http:
+            while not stop.is_set():
+                answers.append(http.get(f"/graph/state/{run_ids[0]}").status_code)
+                time.sleep(0.02)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        cluster.restart("fast")
+        time.sleep(1)
+        cluster.restart("immediate")  # a crash of the database, too
+    finally:
+        time.sleep(1)
+        stop.set()
+        asker.join()
+    for run_id in run_ids:
+        assert_complete(api, run_id, 80)
+    assert set(answers) <= {200, 503}, sorted(set(answers))
+    assert 200 in answers
+    api.close()
+
+
+def test_sigterm_releases_the_run_and_another_worker_resumes_it_at_once(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file, FLOWC_LEASE_SECONDS="30")
+    api = api_server(processes, cluster_database, env)
+    (first,) = workers(processes, env, 1)
+    run_id = api.start(api.create(counting(200)))
+    api.until(run_id, lambda s: s["step"] >= 20, "step 20")
+    (second,) = workers(processes, env, 1)
+    first.kill(signal.SIGTERM)
+    assert first.wait() == 0
+    # Released, not left to expire: the second worker takes it over long before the 30 s
+    # lease would have run out, and nothing is run twice.
+    started = time.monotonic()
+    api.until(run_id, lambda s: s["attempt"] == 2, "a claim by the second worker")
+    assert time.monotonic() - started < 15
+    assert_complete(api, run_id, 200)
+    noted = calls(calls_file)
+    assert sorted(c["seq"] for c in noted) == list(range(1, 201))
+    assert "releasing its runs" in first.stderr()
+    assert second.returncode is None
+    api.close()
+
+
+def test_sigterm_of_a_server_with_a_waiting_client_on_a_hung_run_exits_in_time(
+    tmp_path: Path, processes: Processes, calls_file: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'flowc.db'}"
+    env = environment(url, calls_file, FLOWC_SHUTDOWN_GRACE="1")
+    server = processes.serve(url, "--tools", TOOLS, env=env)
+    api = Api(server)
+    graph_id = api.create("node h = hang\nh -> end\n")
+    answer: list[httpx.Response] = []
+    client = threading.Thread(
+        target=lambda: answer.append(
+            httpx.post(
+                f"{server.url}/graph/run",
+                json={"graph_id": graph_id, "input": {}},
+                timeout=60,
+            )
+        )
+    )
+    client.start()
+    deadline = time.monotonic() + WAIT
+    while not calls(calls_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert calls(calls_file), "the run never reached its hung tool"
+    stopping = time.monotonic()
+    server.kill(signal.SIGTERM)
+    server.wait(timeout=WAIT)
+    took = time.monotonic() - stopping
+    client.join(WAIT)
+    assert took < 10, f"the server took {took:.1f} s to stop with a 1 s grace"
+    (response,) = answer
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert "GET /graph/state/" in response.json()["detail"]
+    api.close()
+
+
+def test_sqlite_serve_resumes_its_runs_after_a_kill_9(
+    tmp_path: Path, processes: Processes, calls_file: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'flowc.db'}"
+    env = environment(url, calls_file)
+    server = processes.serve(url, "--tools", TOOLS, env=env)
+    api = Api(server)
+    run_ids = {
+        durability: api.start(api.create(counting(100)), durability)
+        for durability in ("sync", "async", "exit")
+    }
+    api.until(run_ids["sync"], lambda s: s["step"] >= 30, "step 30")
+    server.kill(signal.SIGKILL)
+    server.wait()
+    api.close()
+
+    again = Api(processes.serve(url, "--tools", TOOLS, env=env))
+    for run_id in run_ids.values():
+        state = assert_complete(again, run_id, 100)
+        assert state["attempt"] == 2
+    again.close()
+
+
+def test_a_follower_on_another_process_sees_a_resumed_run_to_its_end(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    first, second = workers(processes, env, 2)
+    run_id = api.start(api.create(counting(100)))
+
+    async def follow() -> list[dict[str, Any]]:
+        address = api.server.url.replace("http://", "ws://")
+        async with connect(f"{address}/ws/graph/{run_id}") as socket:
+            return [json.loads(message) async for message in socket]
+
+    events: list[dict[str, Any]] = []
+    follower = threading.Thread(target=lambda: events.extend(asyncio.run(follow())))
+    follower.start()
+    running = api.until(run_id, lambda s: s["step"] >= 30, "step 30")
+    (first if first.pid == pid_of(running) else second).kill(signal.SIGKILL)
+    follower.join(WAIT)
+    assert not follower.is_alive()
+    assert_complete(api, run_id, 100)
+    finished = [e["step"] for e in events if e["type"] == "node_finished"]
+    assert finished == list(range(1, 101))  # live across processes, no gap, no duplicate
+    assert events[0]["type"] == "run_started"
+    assert events[-1]["type"] == "run_finished"
+    assert events[-1]["state"] == expected(100)
+    api.close()
+
+
+def test_cancel_reaches_a_run_on_another_worker_within_2_seconds(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    workers(processes, env, 1)
+    run_id = api.start(api.create("node s = step(pause = 0)\nnode h = hang\ns -> h -> end\n"))
+    api.until(run_id, lambda s: s["step"] == 1, "the hung step")
+    asked = time.monotonic()
+    response = api.http.post(f"/graph/cancel/{run_id}")
+    assert response.status_code == 202, response.text
+    state = api.finished(run_id)
+    assert time.monotonic() - asked < 2
+    assert (state["status"], state["error"]["code"], state["state"]) == (
+        "cancelled",
+        "cancelled",
+        {"n": 1, "total": 1},
+    )
+    assert api.http.post(f"/graph/cancel/{run_id}").status_code == 409
+    api.close()

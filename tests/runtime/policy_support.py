@@ -1,0 +1,68 @@
+"""Helpers for the policy tests: tools that hold their thread until released, and runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flowc.runtime import Event, Registry, RunResult, WorkflowEngine, tool_threads
+
+State = dict[str, Any]
+
+#: Long enough that a test which waited for it would time out first: a tool that sleeps
+#: this long only finishes in a test by being cut short (or released).
+FOREVER = 10.0
+
+
+def registry(*tools: Callable[..., Any], blocking: tuple[Callable[..., Any], ...] = ()) -> Registry:
+    """A registry of `tools`, and of `blocking` ones registered with `blocking=True`."""
+    made = Registry()
+    for tool in tools:
+        made.add(tool)
+    for tool in blocking:
+        made.add(tool, blocking=True)
+    return made
+
+
+def run(
+    source: str, tools: Registry, *, threads: int = 4, **kwargs: Any
+) -> tuple[RunResult, list[Event]]:
+    """Run `source` to its end; the result and every event."""
+    events: list[Event] = []
+    engine = WorkflowEngine(source, tools, max_threads_per_run=threads)
+    result = asyncio.run(engine.run(listener=events.append, **kwargs))
+    return result, events
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline: float = FOREVER) -> None:
+    """Poll `condition` until it holds; fail the test after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"still waiting for {what}")
+        time.sleep(0.005)
+
+
+@contextmanager
+def held_threads() -> Iterator[threading.Event]:
+    """A gate that tools wait on; opened on exit, which then waits for their threads to end.
+
+    The process-wide counts are back where they were when the block ends, so the next test
+    starts with no tool thread of this one alive.
+    """
+    before = tool_threads()
+    gate = threading.Event()
+    try:
+        yield gate
+    finally:
+        gate.set()
+        wait_until(lambda: tool_threads() == before, "the tool threads to return")
+
+
+def kinds(events: list[Event]) -> list[str]:
+    """The types of `events`, in order."""
+    return [event.type for event in events]

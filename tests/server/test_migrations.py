@@ -1,0 +1,422 @@
+"""The migrations: they build the models' schema, and bring a database from before them up.
+
+`V1` is the schema as `create_all` made it before alembic (the models of then, copied as
+plain tables): revision 0001 must make exactly that, and a database holding it, with a
+run in it, must reach the head with its rows.  Each test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    inspect,
+    pool,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import SQLModel
+
+from flowc.server import schema
+from flowc.server.db import Database
+from flowc.server.settings import async_url
+from tests.server.conftest import read_run
+from tests.server.databases import database_url, postgres_database
+
+__all__ = ["database_url"]
+
+pytestmark = pytest.mark.asyncio
+
+OLDER = (
+    "the database schema is at revision 0001, this flowc needs 0002: "
+    "run `flowc db upgrade` (or start with `--migrate`)"
+)
+NEWER = (
+    "the database schema is at revision 9999, which this flowc does not know (its newest "
+    "is 0002): this flowc is older than the database, so upgrade flowc"
+)
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+_MOMENT = DateTime(timezone=True)
+V1 = MetaData()
+V1_DEFINITION = Table(
+    "workflow_definition",
+    V1,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200)),
+    Column("source", Text),
+    Column("ir", _JSON, nullable=False),
+    Column("source_hash", String(80)),
+    Column("created_at", _MOMENT, nullable=False),
+)
+V1_RUN = Table(
+    "workflow_run",
+    V1,
+    Column("id", Uuid, primary_key=True),
+    Column("definition_id", Uuid, ForeignKey("workflow_definition.id"), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("durability", String(10), nullable=False),
+    Column("input", _JSON, nullable=False),
+    Column("state", _JSON, nullable=False),
+    Column("current_node", Text),
+    Column("step", Integer, nullable=False),
+    Column("error", _JSON),
+    Column("created_at", _MOMENT, nullable=False),
+    Column("started_at", _MOMENT),
+    Column("finished_at", _MOMENT),
+    Column("updated_at", _MOMENT, nullable=False),
+)
+V1_STEP = Table(
+    "run_step",
+    V1,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Uuid, ForeignKey("workflow_run.id"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("node", Text, nullable=False),
+    Column("delta", _JSON, nullable=False),
+    Column("started_at", _MOMENT, nullable=False),
+    Column("finished_at", _MOMENT, nullable=False),
+    UniqueConstraint("run_id", "seq"),
+)
+
+MOMENT = datetime(2025, 11, 30, 12, 0, tzinfo=timezone.utc)
+DEFINITION_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+RUN_ID = uuid.UUID("00000000-0000-4000-8000-000000000002")
+NODES = ["analyze", "style", "score"]
+
+
+def engine_on(url: str) -> AsyncEngine:
+    return create_async_engine(async_url(url), poolclass=pool.NullPool)
+
+
+async def on_connection(url: str, work: Callable[[Connection], Any]) -> Any:
+    """`work(connection)` in one committed transaction on `url`."""
+    engine = engine_on(url)
+    try:
+        async with engine.begin() as connection:
+            return await connection.run_sync(work)
+    finally:
+        await engine.dispose()
+
+
+async def alembic(url: str, action: Callable[[Config, str], None], revision: str) -> None:
+    """An alembic command (`command.upgrade`, `command.downgrade`) to `revision` on `url`."""
+
+    def run(connection: Connection) -> None:
+        config = schema.alembic_config()
+        config.attributes["connection"] = connection
+        action(config, revision)
+
+    await on_connection(url, run)
+
+
+async def make_v1(url: str) -> None:
+    """The tables of before alembic, as `create_all` made them, with a run of three steps."""
+
+    def fill(connection: Connection) -> None:
+        V1.create_all(connection)
+        connection.execute(
+            V1_DEFINITION.insert().values(
+                id=DEFINITION_ID, name="review", ir={"start": "analyze"}, created_at=MOMENT
+            )
+        )
+        connection.execute(
+            V1_RUN.insert().values(
+                id=RUN_ID,
+                definition_id=DEFINITION_ID,
+                status="succeeded",
+                durability="sync",
+                input={"code": "x = 1"},
+                state={"score": 90},
+                current_node="score",
+                step=3,
+                created_at=MOMENT,
+                updated_at=MOMENT,
+            )
+        )
+        for seq, node in enumerate(NODES, start=1):
+            connection.execute(
+                V1_STEP.insert().values(
+                    run_id=RUN_ID,
+                    seq=seq,
+                    node=node,
+                    delta={node: seq},
+                    started_at=MOMENT,
+                    finished_at=MOMENT,
+                )
+            )
+
+    await on_connection(url, fill)
+
+
+def shape(connection: Connection) -> dict[str, Any]:
+    """Every table's columns, keys, constraints and indexes (with their names, and a partial
+    index's condition), as reflected."""
+    inspector = inspect(connection)
+    tables = sorted(set(inspector.get_table_names()) - {"alembic_version"})
+    found: dict[str, Any] = {}
+    for table in tables:
+        found[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c["default"])
+                for c in inspector.get_columns(table)
+            ],
+            "primary key": inspector.get_pk_constraint(table),
+            "foreign keys": sorted(
+                (fk["name"] or "", fk["constrained_columns"], fk["referred_table"])
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "unique": sorted(
+                (u["name"] or "", u["column_names"])
+                for u in inspector.get_unique_constraints(table)
+            ),
+            "indexes": sorted(
+                (i["name"] or "", i["column_names"], i["unique"], where(i))
+                for i in inspector.get_indexes(table)
+            ),
+        }
+    return found
+
+
+def comparable(found: dict[str, Any], url: str, *, any_order: bool = False) -> dict[str, Any]:
+    """`found` without what may differ: on SQLite, the names batch mode gives constraints
+    `create_all` leaves unnamed; with `any_order`, the columns' order (a column added back
+    comes last on PostgreSQL)."""
+    seen = {}
+    for table, parts in found.items():
+        parts = dict(parts)
+        if url.startswith("sqlite"):
+            parts["primary key"] = parts["primary key"]["constrained_columns"]
+            parts["foreign keys"] = [fk[1:] for fk in parts["foreign keys"]]
+            parts["unique"] = [unique[1:] for unique in parts["unique"]]
+        if any_order:
+            parts["columns"] = sorted(parts["columns"], key=str)
+        seen[table] = parts
+    return seen
+
+
+def where(index: Any) -> list[tuple[str, str]]:
+    """A reflected index's dialect options (a partial index's condition), as text."""
+    return sorted((key, str(value)) for key, value in index.get("dialect_options", {}).items())
+
+
+async def shape_of(url: str) -> dict[str, Any]:
+    shown: dict[str, Any] = await on_connection(url, shape)
+    return shown
+
+
+async def version_table(url: str) -> list[str]:
+    def read(connection: Connection) -> list[str]:
+        return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+    found: list[str] = await on_connection(url, read)
+    return found
+
+
+async def test_an_empty_database_upgrades_to_the_models_schema(database_url: str) -> None:
+    assert schema.revisions() == ["0001", "0002"]  # one line, to the head
+    assert schema.revisions()[-1] == schema.HEAD
+    assert await schema.schema_revision(database_url) is None
+    assert await schema.upgrade(database_url) == (None, schema.HEAD)
+    assert await schema.schema_revision(database_url) == schema.HEAD
+    assert await version_table(database_url) == [schema.HEAD]
+    assert await schema.differences(database_url) == []
+
+
+async def test_the_models_schema_has_what_create_all_gives_them(database_url: str) -> None:
+    # Tests make their tables with `create_all`: what they run on is what users get.
+    await on_connection(database_url, SQLModel.metadata.create_all)
+    made = await shape_of(database_url)
+    await on_connection(database_url, SQLModel.metadata.drop_all)
+    await schema.upgrade(database_url)
+    migrated = await shape_of(database_url)
+    assert comparable(migrated, database_url) == comparable(made, database_url)
+
+
+async def test_the_initial_revision_is_the_tables_create_all_made(database_url: str) -> None:
+    await on_connection(database_url, V1.create_all)
+    made = await shape_of(database_url)
+    await on_connection(database_url, V1.drop_all)
+    await alembic(database_url, command.upgrade, "0001")
+    assert await shape_of(database_url) == made  # the same names too
+
+
+async def test_a_database_from_before_alembic_reaches_the_head_with_its_rows(
+    database_url: str,
+) -> None:
+    await make_v1(database_url)
+    assert await schema.schema_revision(database_url) == "0001"
+    assert await schema.upgrade(database_url) == ("0001", schema.HEAD)
+    assert await version_table(database_url) == [schema.HEAD]
+    assert await schema.differences(database_url) == []
+    db = Database(database_url)
+    try:
+        run, steps = await read_run(db, RUN_ID)
+    finally:
+        await db.dispose()
+    assert (run.status, run.state, run.step, run.definition_id) == (
+        "succeeded",
+        {"score": 90},
+        3,
+        DEFINITION_ID,
+    )
+    assert (run.owner, run.attempt, run.lease_expires_at, run.cancel_requested) == (
+        None,
+        0,
+        None,
+        False,
+    )
+    assert (run.idempotency_key, run.request_hash) == (None, None)
+    assert [(s.seq, s.node, s.delta, s.attempts) for s in steps] == [
+        (1, "analyze", {"analyze": 1}, 1),
+        (2, "style", {"style": 2}, 1),
+        (3, "score", {"score": 3}, 1),
+    ]
+
+
+async def test_tables_create_all_made_from_the_models_are_the_head(database_url: str) -> None:
+    await on_connection(database_url, SQLModel.metadata.create_all)
+    assert await schema.schema_revision(database_url) == schema.HEAD
+    assert await schema.upgrade(database_url) == (schema.HEAD, schema.HEAD)
+    assert await version_table(database_url) == [schema.HEAD]  # stamped
+
+
+async def test_a_failed_upgrade_leaves_the_database_as_it_was(database_url: str) -> None:
+    await alembic(database_url, command.upgrade, "0001")
+    # The name of the index 0002 creates last, taken: it fails after changing run_step.
+    taken = "CREATE INDEX ix_workflow_run_claimable ON workflow_definition (created_at)"
+    await on_connection(database_url, lambda connection: connection.execute(text(taken)))
+    before = await shape_of(database_url)
+    with pytest.raises(Exception, match="ix_workflow_run_claimable"):
+        await schema.upgrade(database_url)
+    assert await shape_of(database_url) == before  # no half-copied table either
+    assert await schema.schema_revision(database_url) == "0001"
+
+
+async def test_downgrading_to_the_initial_revision_gives_back_its_tables_and_rows(
+    database_url: str,
+) -> None:
+    await on_connection(database_url, V1.create_all)
+    v1 = await shape_of(database_url)
+    await on_connection(database_url, V1.drop_all)
+    await make_v1(database_url)
+    await schema.upgrade(database_url)
+    await alembic(database_url, command.downgrade, "0001")
+    downgraded = await shape_of(database_url)
+    assert comparable(downgraded, database_url, any_order=True) == comparable(
+        v1, database_url, any_order=True
+    )
+
+    def steps(connection: Connection) -> list[tuple[Any, ...]]:
+        query = V1_STEP.select().with_only_columns(V1_STEP.c.seq, V1_STEP.c.node)
+        return [tuple(row) for row in connection.execute(query.order_by(V1_STEP.c.seq))]
+
+    assert await on_connection(database_url, steps) == list(enumerate(NODES, start=1))
+    assert await schema.upgrade(database_url) == ("0001", schema.HEAD)
+
+
+async def test_prepare_gives_an_empty_database_the_schema(database_url: str) -> None:
+    await schema.prepare(database_url, migrate=False)
+    assert await schema.schema_revision(database_url) == schema.HEAD
+
+
+async def test_prepare_leaves_a_database_at_the_head_alone(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await schema.upgrade(database_url)
+
+    async def no_upgrade(url: str) -> None:
+        pytest.fail("prepare upgraded a database at the head")
+
+    monkeypatch.setattr(schema, "upgrade", no_upgrade)
+    await schema.prepare(database_url, migrate=True)
+
+
+async def test_prepare_refuses_an_older_schema_unless_asked_to_migrate(database_url: str) -> None:
+    await alembic(database_url, command.upgrade, "0001")
+    with pytest.raises(schema.SchemaError) as refused:
+        await schema.prepare(database_url, migrate=False)
+    assert str(refused.value) == OLDER
+    assert await schema.schema_revision(database_url) == "0001"
+    await schema.prepare(database_url, migrate=True)
+    assert await schema.schema_revision(database_url) == schema.HEAD
+
+
+async def test_prepare_refuses_a_database_from_before_alembic_unless_asked(
+    database_url: str,
+) -> None:
+    await make_v1(database_url)
+    with pytest.raises(schema.SchemaError) as refused:
+        await schema.prepare(database_url, migrate=False)
+    assert str(refused.value) == OLDER
+    await schema.prepare(database_url, migrate=True)
+    assert await version_table(database_url) == [schema.HEAD]
+
+
+async def test_a_schema_newer_than_this_flowc_is_refused_even_with_migrate(
+    database_url: str,
+) -> None:
+    await schema.upgrade(database_url)
+    newer = "UPDATE alembic_version SET version_num = '9999'"
+    await on_connection(database_url, lambda connection: connection.execute(text(newer)))
+    for migrate in (False, True):
+        with pytest.raises(schema.SchemaError) as refused:
+            await schema.prepare(database_url, migrate=migrate)
+        assert str(refused.value) == NEWER
+    with pytest.raises(schema.SchemaError) as refused:
+        await schema.upgrade(database_url)
+    assert str(refused.value) == NEWER
+
+
+async def test_prepare_ignores_other_tables_in_the_database(database_url: str) -> None:
+    unrelated = "CREATE TABLE someone_elses (id INTEGER PRIMARY KEY)"
+    await on_connection(database_url, lambda connection: connection.execute(text(unrelated)))
+    assert await schema.schema_revision(database_url) is None
+    await schema.prepare(database_url, migrate=False)
+    assert await schema.differences(database_url) == []
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database of its own (skip or fail if there is none)."""
+    yield from postgres_database()
+
+
+@pytest.mark.parametrize("start", ["empty", "v1"])
+async def test_concurrent_upgrades_on_postgresql_migrate_once(
+    postgres_url: str, start: str
+) -> None:
+    if start == "v1":
+        await make_v1(postgres_url)
+    first = None if start == "empty" else "0001"
+    results = await asyncio.gather(*(schema.upgrade(postgres_url) for _ in range(3)))
+    assert sorted(results, key=str) == sorted(
+        [(first, schema.HEAD), (schema.HEAD, schema.HEAD), (schema.HEAD, schema.HEAD)], key=str
+    )
+    assert await version_table(postgres_url) == [schema.HEAD]
+    assert await schema.differences(postgres_url) == []
+
+
+async def test_concurrent_prepares_on_an_empty_database_both_start(database_url: str) -> None:
+    await asyncio.gather(*(schema.prepare(database_url, migrate=False) for _ in range(2)))
+    assert await version_table(database_url) == [schema.HEAD]

@@ -1,0 +1,177 @@
+"""The run log: group commit keeps every run's steps in order and gapless; fences hold.
+
+Many runs write at once through a few connections; each run's steps reach the table
+exactly once, in order, with no gap at any moment.  A write by a process whose claim was
+taken over (another `attempt`) changes nothing and fails with `LeaseLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from flowc.runtime import REGISTRY, Registry
+from flowc.server.runlog import Ending, LeaseLost, StepRow, fold, run_log_for
+from flowc.server.runs import Durability
+from tests.server.conftest import WAIT, create_graph, define, read_run, replay, service_on
+from tests.server.databases import database_url
+
+__all__ = ["database_url"]
+
+pytestmark = pytest.mark.asyncio
+
+#: Steps of each long run below.
+STEPS = 130
+EXPECTED_STEPS = [(k, "tick", {"n": k}) for k in range(1, STEPS + 1)]
+
+
+def ticks(tool: str) -> str:
+    """A flow that runs `tool` until `n` reaches `STEPS`."""
+    return f"set max_steps = 200\nnode tick = {tool}\ntick ? n < {STEPS} -> tick : end\n"
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+async def test_concurrent_runs_share_commits_and_keep_their_order(
+    database_url: str, durability: Durability, loop_errors: list[dict[str, Any]]
+) -> None:
+    registry = Registry()
+    gaps: list[tuple[uuid.UUID, list[int]]] = []
+    runs: list[uuid.UUID] = []
+
+    async def tick(state: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0)  # as a tool doing I/O would: writes land meanwhile
+        n: int = state.get("n", 0)
+        if n % 25 == 0 and runs:  # look at the table now and then: never a gap
+            for run_id in list(runs):
+                seqs = [row.seq for row in await service.log.steps_after(run_id, 0)]
+                if seqs != list(range(1, len(seqs) + 1)):
+                    gaps.append((run_id, seqs))
+        return {"n": n + 1}
+
+    registry.add(tick)
+    async with service_on(database_url, registry, snapshot_steps=40) as service:
+        definition = await define(service.db, ticks("tick"), registry)
+        for _ in range(12):
+            created = await service.start(definition=definition, input={}, durability=durability)
+            runs.append(created.run_id)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(service.result(run_id) for run_id in runs)), WAIT
+        )
+        recorded = [await read_run(service.db, run_id) for run_id in runs]
+
+    assert {r.status for r in results} == {"succeeded"}
+    assert gaps == []
+    for run, steps in recorded:
+        assert [(s.seq, s.node, s.delta) for s in steps] == EXPECTED_STEPS
+        assert (run.status, run.step, run.current_node, run.state) == (
+            "succeeded",
+            STEPS,
+            "tick",
+            {"n": STEPS},
+        )
+        assert (run.owner, run.lease_expires_at, run.attempt) == (None, None, 1)
+    assert loop_errors == []
+
+
+async def test_the_exact_state_is_the_snapshot_and_the_steps_after_it(database_url: str) -> None:
+    registry = Registry()
+    gate = asyncio.Event()
+
+    async def tick(state: dict[str, Any]) -> dict[str, Any]:
+        n: int = state.get("n", 0)
+        if n == 57:
+            gate.set()
+            await asyncio.sleep(3600)  # held here until the service closes
+        return {"n": n + 1, f"k{n % 3}": n}
+
+    registry.add(tick)
+    async with service_on(database_url, registry, snapshot_steps=20) as service:
+        service.shutdown_grace = 0
+        definition = await define(service.db, ticks("tick"), registry)
+        created = await service.start(definition=definition, input={"x": 1}, durability="sync")
+        await asyncio.wait_for(gate.wait(), WAIT)
+        row, steps = await read_run(service.db, created.run_id)
+        exact = await service.state(created.run_id)
+    assert exact is not None
+    # The row holds the snapshot after step 40; the steps after it make the state.
+    assert row.step == 40
+    assert exact["state"] == fold(row.state, [s.delta for s in steps if s.seq > 40])
+    assert exact["state"] == replay({"x": 1}, [{"delta": s.delta} for s in steps])
+    assert (exact["step"], exact["current_node"], exact["state"]["n"]) == (57, "tick", 57)
+    assert exact["owner"] and exact["attempt"] == 1
+
+
+async def test_a_write_under_a_lost_claim_changes_nothing(database_url: str) -> None:
+    registry = Registry()
+
+    def one(state: dict[str, Any]) -> dict[str, Any]:
+        return {"n": 1}
+
+    registry.add(one)
+    async with service_on(database_url, registry, worker=False) as service:
+        definition = await define(service.db, "one -> end\n", registry)
+        created = await service.start(definition=definition, input={}, durability="sync")
+        assert created.status == "queued"
+        first = run_log_for(service.db, owner="first:1", lease_seconds=0.3)
+        second = run_log_for(service.db, owner="second:2", lease_seconds=30)
+        await first.open()
+        await second.open()
+        try:
+            (mine,) = await first.claim(1)
+            at = datetime.now(timezone.utc)
+            await first.append(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+            await asyncio.sleep(0.5)  # the lease runs out: the first owner went silent
+            (taken,) = await second.claim(1)
+            assert (taken.run_id, taken.attempt) == (mine.run_id, mine.attempt + 1)
+            # The first owner wakes up and writes: nothing changes, and it is told why.
+            with pytest.raises(LeaseLost):
+                await first.append(mine.run_id, mine.attempt, StepRow(2, "one", {}, at, at))
+            with pytest.raises(LeaseLost):
+                await first.end(mine.run_id, mine.attempt, Ending("failed", {}, 1, "one", None))
+            assert await first.heartbeat({mine.run_id: mine.attempt}) == {}
+            assert await second.heartbeat({taken.run_id: taken.attempt}) == {taken.run_id: False}
+            ending = Ending("succeeded", {"n": 1}, 1, "one", None)
+            await second.end(taken.run_id, taken.attempt, ending)
+            run, steps = await read_run(service.db, created.run_id)
+        finally:
+            await first.close()
+            await second.close()
+    assert (run.status, run.attempt, run.owner) == ("succeeded", 2, None)
+    assert [(s.seq, s.node) for s in steps] == [(1, "one")]
+
+
+@pytest.fixture
+def yielding_tick() -> Iterator[str]:
+    """`tick_for_tests` in the application's registry: adds 1 to `n`, yielding to the loop."""
+
+    async def tick_for_tests(state: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"n": state.get("n", 0) + 1}
+
+    REGISTRY.add(tick_for_tests)
+    yield "tick_for_tests"
+    REGISTRY.remove("tick_for_tests")
+
+
+@pytest.mark.parametrize("durability", ["async", "exit"])
+async def test_a_long_run_through_the_api_records_every_step_once(
+    app: FastAPI, client: httpx.AsyncClient, yielding_tick: str, durability: str
+) -> None:
+    graph_id = await create_graph(client, ticks(yielding_tick))
+    body = {"graph_id": graph_id, "input": {}, "durability": durability}
+    response = await client.post("/graph/run", json=body)
+    run = response.json()
+    assert (response.status_code, run["status"], run["state"]) == (200, "succeeded", {"n": 130})
+    assert [(s["seq"], s["node"], s["delta"]) for s in run["steps"]] == EXPECTED_STEPS
+    recorded = (await client.get(f"/graph/state/{run['run_id']}/steps")).json()["steps"]
+    assert [(s["seq"], s["node"], s["delta"]) for s in recorded] == EXPECTED_STEPS
+    state = (await client.get(f"/graph/state/{run['run_id']}")).json()
+    assert (state["status"], state["step"], state["current_node"]) == ("succeeded", 130, "tick")
+    assert state["state"] == replay({}, recorded) == {"n": 130}
