@@ -26,26 +26,30 @@ from flowc.server.settings import Settings
 TEXT_CHARSETS = (None, "utf-8", "utf8", "us-ascii", "ascii")
 
 
+# The dependencies below are `async def` although they do not wait: FastAPI runs a plain
+# `def` dependency in a worker thread, a hand-over that costs more than the lookup.
+
+
 def _state(connection: HTTPConnection, name: str) -> Any:
     return getattr(connection.app.state, name)
 
 
-def get_database(connection: HTTPConnection) -> Database:
+async def get_database(connection: HTTPConnection) -> Database:
     """The application's database."""
     return cast(Database, _state(connection, "db"))
 
 
-def get_runs(connection: HTTPConnection) -> RunService:
+async def get_runs(connection: HTTPConnection) -> RunService:
     """The application's run service."""
     return cast(RunService, _state(connection, "runs"))
 
 
-def get_app_settings(connection: HTTPConnection) -> Settings:
+async def get_app_settings(connection: HTTPConnection) -> Settings:
     """The application's settings."""
     return cast(Settings, _state(connection, "settings"))
 
 
-def get_registry(connection: HTTPConnection) -> Registry:
+async def get_registry(connection: HTTPConnection) -> Registry:
     """The tool registry the application runs and checks flows with."""
     return cast(Registry, _state(connection, "registry"))
 

@@ -214,10 +214,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     # Database failures are answered here, not by the catch-all below: Starlette re-raises
     # what its catch-all handled, and uvicorn then drops the client's connection.
-    import asyncpg
+    # (The run log turns the driver's connection failures into `ConnectionError`s.)
     from sqlalchemy.exc import SQLAlchemyError
 
-    for kind in (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+    for kind in (SQLAlchemyError, OSError):
         app.add_exception_handler(kind, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
 

@@ -29,7 +29,7 @@ import os
 import socket
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -44,6 +44,8 @@ logger = logging.getLogger("flowc.server")
 CHANGED, QUEUED, CANCEL = "flowc_changed", "flowc_queued", "flowc_cancel"
 #: Runs a batch holds at most (a NOTIFY payload is at most 8000 bytes: 37 per id).
 MAX_BATCH_RUNS = 200
+#: Seconds between NOTIFYs of changed runs (followers in other processes lag by this much).
+NOTIFY_EVERY = 0.02
 #: Seconds between tries of a write while the database is away (doubling up to the max).
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0
 ENDED = ("succeeded", "failed", "cancelled")
@@ -56,6 +58,23 @@ def owner_name() -> str:
 
 class LeaseLost(Exception):
     """The run is no longer this process's: another claimed it, or it was ended."""
+
+
+class DatabaseAway(ConnectionError):
+    """The database cannot be reached right now (the API answers 503)."""
+
+
+@contextlib.asynccontextmanager
+async def _reaching(transient: Callable[[BaseException], bool]) -> AsyncIterator[None]:
+    """Turn the driver's "the database went away" into `DatabaseAway`."""
+    try:
+        yield
+    except DatabaseAway:
+        raise
+    except Exception as exc:
+        if transient(exc):
+            raise DatabaseAway(_cause(exc)) from exc
+        raise
 
 
 class StorageFailed(Exception):
@@ -203,10 +222,44 @@ class WriteQueue:
         self._wake = asyncio.Event()
         #: Runs whose write was refused: their later steps are refused too.
         self._refused: dict[uuid.UUID, BaseException] = {}
+        #: Connections not writing right now (None: not connected yet).
+        self._idle: list[Any] = [None] * writers
         self._tasks = [asyncio.ensure_future(self._writer()) for _ in range(writers)]
         self._closing = False
 
-    def put(self, item: Item) -> asyncio.Future[None]:
+    async def commit(self, item: Item) -> None:
+        """Queue a write and return once it is committed; raise why not.
+
+        When a connection is idle the caller writes at once, itself, everything waiting
+        (its own write and any other run's): no hand-over to a writer task on the way.
+        """
+        leading = bool(self._idle) and not self._closing
+        done = self.put(item, wake=not leading)
+        if leading and not done.done():
+            connection = self._idle.pop()
+            try:
+                batch = self._take()
+                if batch:
+                    try:
+                        connection = await self._commit(connection, batch)
+                    finally:
+                        self._busy.difference_update(batch)
+            except BaseException:
+                # Cancelled mid-write: the connection's state is unknown; a new one next time.
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await self._close(connection)
+                connection = None
+                raise
+            finally:
+                self._idle.append(connection)
+                if self._pending:
+                    self._wake.set()  # whatever came meanwhile, for the writer tasks
+        elif leading:
+            self._wake.set()
+        await done
+
+    def put(self, item: Item, *, wake: bool = True) -> asyncio.Future[None]:
         """Queue a write; the future is done when it is committed (or failed).
 
         After a run's write was refused, its later steps and snapshots fail at once (the
@@ -223,7 +276,8 @@ class WriteQueue:
         if queue is None:
             queue = self._pending[item.run_id] = deque()
         queue.append(item)
-        self._wake.set()
+        if wake:
+            self._wake.set()
         return item.done
 
     def pending(self, run_id: uuid.UUID) -> list[Item]:
@@ -242,25 +296,21 @@ class WriteQueue:
         return batch
 
     async def _writer(self) -> None:
-        connection: Any = None
-        try:
-            while True:
-                batch = self._take()
-                if not batch:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                try:
-                    connection = await self._commit(connection, batch)
-                finally:
-                    self._busy.difference_update(batch)
-                    self._wake.set()  # a run's later items may be waiting for this batch
-        finally:
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await self._close(connection)
+        while True:
+            batch = self._take() if self._idle else {}
+            if not batch:
+                if self._closing and not self._pending:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            connection = self._idle.pop()
+            try:
+                connection = await self._commit(connection, batch)
+            finally:
+                self._busy.difference_update(batch)
+                self._idle.append(connection)
+                self._wake.set()  # a run's later items may be waiting for this batch
 
     async def _commit(self, connection: Any, batch: dict[uuid.UUID, list[Item]]) -> Any:
         """Write the batch until the database takes it; settle each item. The connection.
@@ -319,7 +369,7 @@ class WriteQueue:
         self, connection: Any, batch: dict[uuid.UUID, list[Item]], first: BaseException
     ) -> dict[uuid.UUID, BaseException | None]:
         """A refused batch of several runs: each alone, so one run's bad write fails only it."""
-        logger.warning("the database refused a write: %s", _cause(first))
+        logger.info("the database refused a write: %s", _cause(first))
         if len(batch) == 1:
             return {run_id: StorageFailed(_cause(first)) for run_id in batch}
         outcome: dict[uuid.UUID, BaseException | None] = {}
@@ -333,10 +383,15 @@ class WriteQueue:
         return outcome
 
     async def close(self) -> None:
-        """Write what is queued, then stop the writers."""
+        """Write what is queued, then stop the writers and close their connections."""
         self._closing = True
         self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for connection in self._idle:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await self._close(connection)
+        self._idle = []
 
     def abort(self) -> None:
         """Stop the writers now (what is queued is not written)."""
@@ -396,6 +451,10 @@ class RunLog:
     def append(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> asyncio.Future[None]:
         """Queue a step; the future is done when it is committed."""
         return self.queue.put(Item("step", run_id, attempt, step=row))
+
+    async def record(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> None:
+        """Write a step and return once it is committed (`LeaseLost`, `StorageFailed`)."""
+        await self.queue.commit(Item("step", run_id, attempt, step=row))
 
     def snapshot(self, run_id: uuid.UUID, attempt: int, ending: Ending) -> asyncio.Future[None]:
         """Queue a snapshot: the run's row gets the state after step `ending.step`."""
@@ -496,9 +555,20 @@ class PostgresRunLog(RunLog):
               FROM v JOIN fence ON fence.id = v.run_id
                 ON CONFLICT (run_id, seq) DO NOTHING
         )
-        SELECT array_agg(id) AS owned,
-               pg_notify('flowc_changed', coalesce(string_agg(id::text, ','), '')) AS _
-          FROM fence
+        SELECT array_agg(id) AS owned FROM fence
+    """
+    #: One step of one run (the common case: `sync` runs that do not wait for each other).
+    _STEP = """
+        WITH fence AS (
+            SELECT id FROM workflow_run
+             WHERE id = $1 AND attempt = $8 AND status = 'running'
+               FOR SHARE
+        ), written AS (
+            INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts)
+            SELECT $1, $2, $3, $4::jsonb, $5, $6, $7 FROM fence
+                ON CONFLICT (run_id, seq) DO NOTHING
+        )
+        SELECT id FROM fence
     """
     _SNAPSHOT = """
         UPDATE workflow_run
@@ -513,7 +583,7 @@ class PostgresRunLog(RunLog):
          WHERE id = $1 AND attempt = $2
            -- the same end written again (its first commit's answer was lost): taken
            AND (status = 'running' OR (status = $3 AND owner IS NULL AND finished_at IS NOT NULL))
-     RETURNING id, pg_notify('flowc_changed', id::text)
+     RETURNING id
     """
     _RELEASE = """
         UPDATE workflow_run
@@ -567,6 +637,38 @@ class PostgresRunLog(RunLog):
         self.dsn = dsn
         self._pool: Any = None
         self._listening: asyncio.Task[None] | None = None
+        #: Runs whose log changed since the last NOTIFY (sent by `_notify`, coalesced).
+        self._changed: set[uuid.UUID] = set()
+        self._changes = asyncio.Event()
+        self._notifying: asyncio.Task[None] | None = None
+
+    def _signal(self, run_ids: Iterable[uuid.UUID]) -> None:
+        """After a commit: wake this process's followers now, the others' soon (NOTIFY)."""
+        ids = list(run_ids)
+        if ids:
+            self.hub.changed(ids)
+            self._changed.update(ids)
+            self._changes.set()
+
+    async def _notify(self) -> None:
+        """NOTIFY the ids of changed runs, at most every `NOTIFY_EVERY` seconds.
+
+        One NOTIFY for many steps keeps it off each step's commit; followers elsewhere
+        hear of a step within that delay.  While the database is away nothing is sent:
+        the listeners read everything again when they reconnect.
+        """
+        while True:
+            await self._changes.wait()
+            await asyncio.sleep(NOTIFY_EVERY)
+            self._changes.clear()
+            ids, self._changed = list(self._changed), set()
+            try:
+                async with self._pool.acquire() as connection:
+                    for start in range(0, len(ids), MAX_BATCH_RUNS):
+                        payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
+                        await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
+            except Exception as exc:
+                logger.warning("telling other processes of run changes failed: %s", _cause(exc))
 
     async def _connect(self) -> Any:
         import asyncpg
@@ -592,14 +694,16 @@ class PostgresRunLog(RunLog):
         ready = asyncio.get_running_loop().create_future()
         self._listening = asyncio.ensure_future(self._listen(ready))
         await ready
+        self._notifying = asyncio.ensure_future(self._notify())
 
     async def close(self) -> None:
         """Write what is queued, stop listening, close connections."""
         await super().close()
-        if self._listening is not None:
-            self._listening.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listening
+        for task in (self._notifying, self._listening):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -657,15 +761,21 @@ class PostgresRunLog(RunLog):
         rows = [(item.run_id, row) for item, row in _steps(batch)]
         others = [item for items in batch.values() for item in items if item.kind != "step"]
         outcome: dict[uuid.UUID, BaseException | None] = {}
+        changed: list[uuid.UUID] = []
         transaction = connection.transaction() if others else contextlib.nullcontext()
         async with transaction:
-            if rows:
-                runs = {
-                    item.run_id: item.attempt
-                    for items in batch.values()
-                    for item in items
-                    if item.step
-                }
+            if len(rows) == 1:
+                ((item, row),) = _steps(batch)
+                found = await connection.fetchrow(
+                    self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
+                    row.started_at, row.finished_at, row.attempts, item.attempt,
+                )  # fmt: skip
+                if found is None:
+                    outcome[item.run_id] = LeaseLost(str(item.run_id))
+                else:
+                    changed.append(item.run_id)
+            elif rows:
+                runs = {item.run_id: item.attempt for item, _ in _steps(batch)}
                 record = await connection.fetchrow(
                     self._STEPS,
                     [run_id for run_id, _ in rows],
@@ -679,6 +789,7 @@ class PostgresRunLog(RunLog):
                     list(runs.values()),
                 )
                 owned = set(record["owned"] or ())
+                changed.extend(owned)
                 for run_id in runs:
                     if run_id not in owned:
                         outcome[run_id] = LeaseLost(str(run_id))
@@ -688,6 +799,9 @@ class PostgresRunLog(RunLog):
                 found = await self._other(connection, item)
                 if not found:
                     outcome[item.run_id] = LeaseLost(str(item.run_id))
+                else:
+                    changed.append(item.run_id)
+        self._signal(changed)
         return outcome
 
     async def _other(self, connection: Any, item: Item) -> bool:
@@ -719,7 +833,7 @@ class PostgresRunLog(RunLog):
     ) -> Created:
         """Insert the run (claimed by this process, or queued with a NOTIFY); keyed: once."""
         run_id = uuid.uuid4()
-        async with self._pool.acquire() as connection:
+        async with _reaching(_transient_asyncpg), self._pool.acquire() as connection:
             made = await connection.fetchrow(
                 self._CREATE, run_id, definition_id, "running" if claim else "queued",
                 durability, dumps(input), claim, self.owner, self.lease_seconds,
@@ -768,7 +882,11 @@ class PostgresRunLog(RunLog):
 
     async def cancel(self, run_id: uuid.UUID) -> str | None:
         """End a run nobody runs; ask its owner to stop one that runs (NOTIFY)."""
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with (
+            _reaching(_transient_asyncpg),
+            self._pool.acquire() as connection,
+            connection.transaction(),
+        ):
             run = await connection.fetchrow(
                 "SELECT status, state, step, current_node, owner, "
                 "       (lease_expires_at IS NULL OR lease_expires_at < now()) AS silent "
@@ -809,7 +927,7 @@ class PostgresRunLog(RunLog):
 
     async def steps_after(self, run_id: uuid.UUID, seq: int) -> list[StepRow]:
         """The run's steps after `seq`, in order."""
-        async with self._pool.acquire() as connection:
+        async with _reaching(_transient_asyncpg), self._pool.acquire() as connection:
             records = await connection.fetch(
                 "SELECT seq, node, delta, started_at, finished_at, attempts FROM run_step "
                 "WHERE run_id = $1 AND seq > $2 ORDER BY seq",

@@ -147,7 +147,10 @@ class RunService:
         #: Seconds `drain()` lets runs finish their step before it stops them.
         self.shutdown_grace = self.settings.shutdown_grace
         self._live: dict[uuid.UUID, _Live] = {}
+        #: The runs this process executes now (`_live` also keeps ended ones a while).
+        self._active: dict[uuid.UUID, _Live] = {}
         self._engines: OrderedDict[uuid.UUID, WorkflowEngine] = OrderedDict()
+        self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
         self._wake = asyncio.Event()
         self._draining = False
         self._loops: list[asyncio.Task[None]] = []
@@ -227,7 +230,7 @@ class RunService:
         claim = (
             self.worker
             and not self._draining
-            and len(self._running()) < self.settings.worker_concurrency
+            and len(self._active) < self.settings.worker_concurrency
         )
         created = await self.log.create_run(
             definition_id=definition.id,
@@ -244,10 +247,23 @@ class RunService:
             self._launch(claimed, self._engine(definition), fresh=True)
         return created
 
+    async def definition(self, definition_id: uuid.UUID) -> WorkflowDefinition | None:
+        """A saved graph, from memory when it was read before (definitions never change)."""
+        definition = self._definitions.get(definition_id)
+        if definition is None:
+            async with self.db.session() as session:
+                definition = await store.get_definition(session, definition_id=definition_id)
+            if definition is not None:
+                self._definitions[definition_id] = definition
+                if len(self._definitions) > ENGINE_CACHE:
+                    self._definitions.popitem(last=False)
+        else:
+            self._definitions.move_to_end(definition_id)
+        return definition
+
     async def _begin(self, claimed: Claimed) -> None:
         """Execute a run this process just claimed."""
-        async with self.db.session() as session:
-            definition = await store.get_definition(session, definition_id=claimed.definition_id)
+        definition = await self.definition(claimed.definition_id)
         if definition is None:  # cannot happen through the API: definitions are never deleted
             logger.error("run %s: its definition %s is gone", claimed.run_id, claimed.definition_id)
             return
@@ -256,6 +272,7 @@ class RunService:
     def _launch(self, claimed: Claimed, engine: WorkflowEngine, *, fresh: bool) -> None:
         live = _Live(claimed.run_id, claimed.attempt, has_history=fresh)
         self._live[claimed.run_id] = live
+        self._active[claimed.run_id] = live
         live.task = asyncio.ensure_future(self._execute(claimed, engine, live))
 
     # -- executing runs ---------------------------------------------------------------------
@@ -308,18 +325,20 @@ class RunService:
                 after = {**state, **delta} if delta else state
                 if durability == "exit":
                     buffered.append(row)
-                else:
-                    if live.failure is not None:
-                        raise live.failure
-                    written = log.append(run_id, attempt, row)
+                elif durability == "sync":
+                    await log.record(run_id, attempt, row)  # committed before anyone hears
                     if event.step % snapshot_every == 0:
                         log.snapshot(
                             run_id, attempt, Ending("running", after, event.step, row.node, None)
                         ).add_done_callback(settle)
-                    if durability == "sync":
-                        await written  # committed before anyone hears of it
-                    else:
-                        written.add_done_callback(settle)
+                else:
+                    if live.failure is not None:
+                        raise live.failure
+                    log.append(run_id, attempt, row).add_done_callback(settle)
+                    if event.step % snapshot_every == 0:
+                        log.snapshot(
+                            run_id, attempt, Ending("running", after, event.step, row.node, None)
+                        ).add_done_callback(settle)
                 state = after
                 last_seq, last_node = event.step, row.node
                 live.publish(event)
@@ -447,6 +466,8 @@ class RunService:
 
     def _forget(self, live: _Live) -> None:
         """Drop the run from the claimed set; keep its events a while for late followers."""
+        if self._active.get(live.run_id) is live:
+            del self._active[live.run_id]
         loop = asyncio.get_running_loop()
         loop.call_later(KEEP_FINISHED, self._drop, live)
         self._wake.set()  # room for another claim
@@ -458,7 +479,7 @@ class RunService:
     def _running(self) -> dict[uuid.UUID, _Live]:
         return {
             run_id: live
-            for run_id, live in self._live.items()
+            for run_id, live in self._active.items()
             if live.task is not None and not live.task.done()
         }
 

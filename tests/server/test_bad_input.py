@@ -332,6 +332,9 @@ async def test_bytes_past_the_content_length_are_the_next_request_over_a_socket(
     live_server: str,
 ) -> None:
     # The declared length is the body; what follows is read as the next request, refused.
+    # uvicorn's C parser (httptools, what `flowc serve` uses) reads the whole packet at
+    # once and refuses the connection; its pure-Python one (h11) answers the request first.
     request = post(str(len(SMALL)), SMALL + b"garbage\r\n\r\n")
     answer = await exchange(live_server, request, hang_up=False)
-    assert statuses(answer) == [201, 400]
+    assert statuses(answer) in ([400], [201, 400])
+    assert b"Invalid HTTP request" in answer
