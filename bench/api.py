@@ -339,6 +339,28 @@ async def durable_runs(url: str, api: Api, repeats: int) -> list[list[str]]:
         await held.close()
 
 
+async def http_ceiling(api: Api, repeats: int) -> str:
+    """What HTTP alone allows: `GET /healthz` (one `SELECT 1`), 50 at a time, same client.
+
+    Case (b)'s floor has no HTTP in it; on a small machine the HTTP round trip of the
+    client and the server can cost more than a short run's inserts, and this line says
+    how many runs/s no server could exceed through this client here.
+    """
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        answers = await asyncio.gather(
+            *(api.client.get("/healthz") for _ in range(CONCURRENT_RUNS))
+        )
+        rates.append(CONCURRENT_RUNS / (time.perf_counter() - start))
+        if {answer.status_code for answer in answers} != {200}:
+            raise RuntimeError("GET /healthz failed")
+    return (
+        f"HTTP ceiling: {CONCURRENT_RUNS} concurrent `GET /healthz` through the same client: "
+        f"{statistics.median(rates):.1f} requests/s (median of {repeats})"
+    )
+
+
 async def code_review_latency(api: Api, quick: bool) -> list[list[str]]:
     """Case (c) at concurrency 1, 8 and 32; its table rows."""
     source = (ROOT / "examples" / "code_review.flow").read_text()
@@ -359,6 +381,7 @@ async def measure(url: str, api: Api, args: argparse.Namespace) -> bool:
         f"{args.repeats} rounds; the ratio is the median of the rounds' ratios\n"
     )
     print_table(["case", "floor", "flowc", "ratio", "target", "ratio per round"], rows)
+    print(f"\n{await http_ceiling(api, args.repeats)}")
     if not args.skip_latency:
         print("\n(c) `POST /graph/run` (wait), code-review flow on examples/samples/prints.py:\n")
         print_table(

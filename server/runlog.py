@@ -224,6 +224,7 @@ class WriteQueue:
         self._refused: dict[uuid.UUID, BaseException] = {}
         #: Connections not writing right now (None: not connected yet).
         self._idle: list[Any] = [None] * writers
+        self._writers = writers
         self._tasks = [asyncio.ensure_future(self._writer()) for _ in range(writers)]
         self._closing = False
 
@@ -233,7 +234,8 @@ class WriteQueue:
         When a connection is idle the caller writes at once, itself, everything waiting
         (its own write and any other run's): no hand-over to a writer task on the way.
         """
-        leading = bool(self._idle) and not self._closing
+        # Only when nothing else is being written: under load, waiting runs share batches.
+        leading = len(self._idle) == self._writers and not self._closing
         done = self.put(item, wake=not leading)
         if leading and not done.done():
             connection = self._idle.pop()
