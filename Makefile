@@ -61,6 +61,8 @@ bench: setup
 	$(BIN)/python bench/compile.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/service.py
+	$(BIN)/python bench/claims.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist mutants
