@@ -528,7 +528,8 @@ def _transient_asyncpg(exc: BaseException) -> bool:
     ):
         return True
     sqlstate = getattr(exc, "sqlstate", "") or ""
-    return sqlstate.startswith(("08", "57P", "53"))
+    # 08 connection, 57P shutdown, 53 resources, 40 deadlock or serialization: try again.
+    return sqlstate.startswith(("08", "57P", "53", "40"))
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------

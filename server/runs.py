@@ -113,9 +113,11 @@ class _Live:
             queue.put_nowait(None)
 
     def halt(self, stop: Stop) -> None:
-        if self.task is not None and not self.task.done():
-            self.stop = self.stop or stop
-            self.task.cancel()
+        """Stop the run's task, once: a second cancel would cut short its recording."""
+        if self.task is None or self.task.done() or self.stop is not None:
+            return
+        self.stop = stop
+        self.task.cancel()
 
 
 def _json(event: Event | dict[str, Any]) -> dict[str, Any]:

@@ -109,6 +109,8 @@ async def run_graph(
     digest = request_hash(body, durability) if idempotency_key is not None else None
     if idempotency_key is not None:
         problem = text_problem(idempotency_key)
+        if problem is None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in idempotency_key):
+            problem = "holds a control character, which a header value may not"
         if problem or not idempotency_key.strip():
             raise HTTPException(400, f"the Idempotency-Key {problem or 'is empty'}")
     created = await runs.start(
