@@ -155,6 +155,7 @@ class RunService:
         self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
         self._wake = asyncio.Event()
         self._draining = False
+        self._drained = asyncio.Event()  # set when draining begins: waiters stop waiting
         self._loops: list[asyncio.Task[None]] = []
         self._opened = False
 
@@ -186,6 +187,7 @@ class RunService:
         if self._draining:
             return
         self._draining = True
+        self._drained.set()
         for loop in self._loops:
             loop.cancel()
         tasks = [live.task for live in self._live.values() if live.task and not live.task.done()]
@@ -558,16 +560,12 @@ class RunService:
                 if live is not None and live.task is not None and not live.task.done():
                     return await self.result(run_id)  # claimed here meanwhile
                 waiter = asyncio.ensure_future(changed.wait())
-                draining = asyncio.ensure_future(self._until_draining())
+                draining = asyncio.ensure_future(self._drained.wait())
                 try:
                     await asyncio.wait({waiter, draining}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     waiter.cancel()
                     draining.cancel()
-
-    async def _until_draining(self) -> None:
-        while not self._draining:
-            await asyncio.sleep(0.2)
 
     async def events(self, run_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
         """Every event of the run as JSON: the ones emitted so far, then live, final last."""
