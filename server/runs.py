@@ -298,7 +298,7 @@ class RunService:
                 raise asyncio.CancelledError
         except asyncio.CancelledError:
             live.stop = live.stop or "cancel"
-            return await self._stopped(live, engine, state, history, None, [])
+            return await self._stopped(live, claimed, [])
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
 
@@ -358,13 +358,13 @@ class RunService:
         except asyncio.CancelledError:
             if live.stop is None:  # this task itself was cancelled from outside
                 live.stop = "release"
-            return await self._stopped(live, engine, state, history, last_node, buffered)
+            return await self._stopped(live, claimed, buffered)
         except _Release:
             live.stop = "release"
-            return await self._stopped(live, engine, state, history, last_node, buffered)
+            return await self._stopped(live, claimed, buffered)
         except LeaseLost:
             live.stop = "lost"
-            return await self._stopped(live, engine, state, history, last_node, buffered)
+            return await self._stopped(live, claimed, buffered)
         except Exception as exc:  # the database refused a step
             return await self._storage_failed(live, claimed, exc)
         result = RunResult(result.run_id, result.status, result.state, history + result.steps,
@@ -379,7 +379,7 @@ class RunService:
             )
         except LeaseLost:
             live.stop = "lost"
-            return await self._stopped(live, engine, state, history, last_node, [])
+            return await self._stopped(live, claimed, [])
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
         finally:
@@ -392,22 +392,21 @@ class RunService:
         )  # fmt: skip
         return result
 
-    async def _stopped(
-        self,
-        live: _Live,
-        engine: WorkflowEngine,
-        state: dict[str, Any],
-        history: list[Step],
-        node: str | None,
-        buffered: list[StepRow],
-    ) -> RunResult:
+    async def _stopped(self, live: _Live, claimed: Claimed, buffered: list[StepRow]) -> RunResult:
         """A run stopped before its end: cancelled (recorded), released, or lost."""
         run_id, attempt = live.run_id, live.attempt
-        steps = history + [s for s in _published_steps(live) if s.seq > len(history)]
         try:
             if live.stop == "cancel":
                 for row in buffered:
                     self.log.append(run_id, attempt, row)
+                # What the database holds decides the outcome's state: a step may have been
+                # in the middle of its write when the cancel came.
+                pending = [item.done for item in self.log.queue.pending(run_id)]
+                await asyncio.gather(*pending, return_exceptions=True)
+                rows = await self.log.steps_after(run_id, 0)
+                state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
+                steps = [_step(r) for r in rows]
+                node = rows[-1].node if rows else claimed.current_node
                 error = cancelled_error()
                 ending = Ending("cancelled", state, len(steps), node, error)
                 with contextlib.suppress(LeaseLost):

@@ -49,7 +49,8 @@ Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) a
 - `run_started`: `step` 0, `node` the start node.
 - `node_started`: `step` the step's number (from 1), `node` the node about to run.
 - `node_attempt_failed` (nodes with `retries` or `timeout`): `step` and `node` as above;
-  `attempt` (from 1), `error`, `retry_in` (seconds; null when no retry follows).
+  `attempt` (from 1), `error`, `duration_ms`, `retry_in` (seconds; null when no retry
+  follows).
 - `node_finished`: `step` and `node` as above; `delta` the keys the node changed;
   `duration_ms`; `attempts`.
 - `run_finished`: `step` the number of steps, `node` the last node; `status: "succeeded"`,
@@ -59,7 +60,8 @@ Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) a
   `{code, message, node, span}`.
 
 The last message is always `run_finished` or `run_failed`.  A run replayed from the
-database has no `node_started` messages: steps are recorded when they finish.
+database has no `node_started` or `node_attempt_failed` messages: steps are recorded
+when they finish (a step's `attempts` says how many attempts it took).
 
 `after=SEQ` (optional, an integer >= 0) skips every event whose `step` is at most `SEQ`,
 except the final one: a client that reconnects passes the `step` of the last
