@@ -395,10 +395,19 @@ class WriteQueue:
                     await self._close(connection)
         self._idle = []
 
-    def abort(self) -> None:
-        """Stop the writers now (what is queued is not written)."""
+    def abort(self) -> int:
+        """Stop the writers now; how many writes were left unwritten."""
         for task in self._tasks:
             task.cancel()
+        left = 0
+        for queue in self._pending.values():
+            for item in queue:
+                left += 1
+                if not item.done.done():
+                    item.done.set_exception(DatabaseAway("the run log was closed"))
+                    item.done.exception()
+        self._pending.clear()
+        return left
 
 
 def _cause(exc: BaseException) -> str:
@@ -445,10 +454,18 @@ class RunLog:
         """Connect, start the writers and listen for signals."""
         raise NotImplementedError
 
-    async def close(self) -> None:
-        """Write what is queued, stop writing, disconnect."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Write what is queued (for `timeout` seconds at most), stop writing, disconnect."""
         if self._queue is not None:
-            await self._queue.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._queue.close()), timeout)
+            except asyncio.TimeoutError:
+                left = self._queue.abort()
+                logger.warning(
+                    "closing with %d writes the database did not take; their runs resume "
+                    "from their last recorded step",
+                    left,
+                )
 
     def append(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> asyncio.Future[None]:
         """Queue a step; the future is done when it is committed."""
@@ -686,7 +703,9 @@ class PostgresRunLog(RunLog):
         """Open the pool, start the writers and the listener."""
         import asyncpg
 
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
+        # No floor of open connections: asyncpg would keep reopening it while the database
+        # is away, with a traceback each time.
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=4)
         self._queue = WriteQueue(
             self._write,
             self._connect,
@@ -699,16 +718,19 @@ class PostgresRunLog(RunLog):
         await ready
         self._notifying = asyncio.ensure_future(self._notify())
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """Write what is queued, stop listening, close connections."""
-        await super().close()
+        await super().close(timeout)
         for task in (self._notifying, self._listening):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), 5)
+            except asyncio.TimeoutError:  # the database is away: drop the connections
+                self._pool.terminate()
             self._pool = None
 
     async def _listen(self, ready: asyncio.Future[None]) -> None:

@@ -59,6 +59,8 @@ DURABILITIES: tuple[Durability, ...] = ("sync", "async", "exit")
 
 #: Seconds a finished run stays in memory, for clients that connect just after the end.
 KEEP_FINISHED = 60.0
+#: Seconds a closing service waits for the database to take its last writes.
+CLOSE_WRITES = 5.0
 #: Compiled engines kept, by definition.
 ENGINE_CACHE = 128
 
@@ -196,14 +198,22 @@ class RunService:
             for live in list(self._live.values()):
                 if live.task in pending:
                     live.halt("release")
+            # Releasing writes to the database; one that is away must not hold the exit.
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_WRITES)
+            for task in stuck:
+                task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def close(self) -> None:
-        """Drain, write what is queued, disconnect."""
+        """Drain, write what is queued (for `CLOSE_WRITES` seconds at most), disconnect.
+
+        Writes the database did not take by then are given up: their runs keep a gapless
+        log and are resumed from its last step when their lease runs out.
+        """
         await self.drain()
         if self._opened:
-            await self.log.close()
+            await self.log.close(timeout=CLOSE_WRITES)
 
     # -- starting runs ----------------------------------------------------------------------
 

@@ -21,9 +21,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2 * 1024 * 1024
     #: `sync`, `async` or `exit`: how a run's steps reach the database unless a run says.
     default_durability: str = "sync"
-    #: Steps an `async`-durability run writes per batch (unused since group commit; kept
-    #: so that an environment that sets it still starts).
-    async_batch_steps: int = 50
     #: Seconds a claim lasts without a heartbeat; the owner renews it every third of it.
     lease_seconds: float = Field(default=15.0, gt=0.2, le=3600)
     #: Connections that write steps (group commit: each takes every run's waiting steps).

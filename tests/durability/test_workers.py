@@ -407,3 +407,27 @@ def test_cancel_reaches_a_run_on_another_worker_within_2_seconds(
     )
     assert api.http.post(f"/graph/cancel/{run_id}").status_code == 409
     api.close()
+
+
+def test_sigterm_while_postgresql_is_down_exits_and_the_run_is_finished_later(
+    cluster: Cluster, cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file, FLOWC_SHUTDOWN_GRACE="1")
+    api = api_server(processes, cluster_database, env)
+    (first,) = workers(processes, env, 1)
+    run_id = api.start(api.create(counting(150)))
+    api.until(run_id, lambda s: s["step"] >= 20, "step 20")
+    cluster.stop("immediate")
+    try:
+        stopping = time.monotonic()
+        first.kill(signal.SIGTERM)
+        first.wait()  # fails the test if it hangs for WAIT seconds
+        took = time.monotonic() - stopping
+    finally:
+        cluster.start()
+    # The grace (1 s) and the last writes (5 s at most) bound the exit, database or not.
+    assert took < 15, f"the worker took {took:.1f} s to stop without its database"
+    workers(processes, env, 1)
+    final = assert_complete(api, run_id, 150)
+    assert final["attempt"] == 2
+    api.close()
