@@ -21,6 +21,7 @@ SQLAlchemy on the server's engine.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -73,7 +74,7 @@ async def _reaching(transient: Callable[[BaseException], bool]) -> AsyncIterator
         raise
     except Exception as exc:
         if transient(exc):
-            raise DatabaseAway(_cause(exc)) from exc
+            raise DatabaseAway(cause(exc)) from exc
         raise
 
 
@@ -334,7 +335,7 @@ class WriteQueue:
                     outcome = await self._one_by_one(connection, batch, exc)
                 break
             except Exception as exc:
-                logger.warning("the database did not take a write (%s); trying again", _cause(exc))
+                logger.warning("the database did not take a write (%s); trying again", cause(exc))
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         await self._close(connection)
@@ -371,9 +372,9 @@ class WriteQueue:
         self, connection: Any, batch: dict[uuid.UUID, list[Item]], first: BaseException
     ) -> dict[uuid.UUID, BaseException | None]:
         """A refused batch of several runs: each alone, so one run's bad write fails only it."""
-        logger.info("the database refused a write: %s", _cause(first))
+        logger.info("the database refused a write: %s", cause(first))
         if len(batch) == 1:
-            return {run_id: StorageFailed(_cause(first)) for run_id in batch}
+            return {run_id: StorageFailed(cause(first)) for run_id in batch}
         outcome: dict[uuid.UUID, BaseException | None] = {}
         for run_id, items in batch.items():
             try:
@@ -381,7 +382,7 @@ class WriteQueue:
             except Exception as exc:
                 if self._transient(exc):
                     raise  # the database went away meanwhile: the whole batch again
-                outcome[run_id] = StorageFailed(_cause(exc))
+                outcome[run_id] = StorageFailed(cause(exc))
         return outcome
 
     async def close(self) -> None:
@@ -410,10 +411,15 @@ class WriteQueue:
         return left
 
 
-def _cause(exc: BaseException) -> str:
-    """`Type: message` of a failure: the driver's words, without the SQL SQLAlchemy adds."""
-    cause = getattr(exc, "orig", None) or exc
-    return f"{type(cause).__name__}: {cause}"
+def cause(exc: BaseException) -> str:
+    """`Type: message` of a failure: the driver's words, without the SQL SQLAlchemy adds.
+
+    Our own wrappers (`StorageFailed`, `DatabaseAway`) already say it that way.
+    """
+    if isinstance(exc, (StorageFailed, DatabaseAway)):
+        return str(exc)
+    origin = getattr(exc, "orig", None) or exc
+    return f"{type(origin).__name__}: {origin}"
 
 
 def fold(state: dict[str, Any], deltas: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -427,7 +433,7 @@ def fold(state: dict[str, Any], deltas: Iterable[dict[str, Any]]) -> dict[str, A
 # -- the interface ------------------------------------------------------------------------
 
 
-class RunLog:
+class RunLog(abc.ABC):
     """The database side of runs; `PostgresRunLog` and `SqliteRunLog` fill it in."""
 
     #: True when other processes may run this database's runs (claims matter).
@@ -450,9 +456,9 @@ class RunLog:
         assert self._queue is not None, "RunLog.open() first"
         return self._queue
 
+    @abc.abstractmethod
     async def open(self) -> None:
         """Connect, start the writers and listen for signals."""
-        raise NotImplementedError
 
     async def close(self, timeout: float | None = None) -> None:
         """Write what is queued (for `timeout` seconds at most), stop writing, disconnect."""
@@ -487,6 +493,7 @@ class RunLog:
         """Queue giving the run up (after its steps): any worker may claim it at once."""
         return self.queue.put(Item("release", run_id, attempt))
 
+    @abc.abstractmethod
     async def create_run(
         self,
         *,
@@ -498,30 +505,29 @@ class RunLog:
         request_hash: str | None = None,
     ) -> Created:
         """A new run, claimed by this process or queued; with a key, the key's run if any."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def claim(self, limit: int, *, everything: bool = False) -> list[Claimed]:
         """Claim up to `limit` runs that are queued or whose lease expired.
 
         `everything`: every unfinished run, whoever held it (a single process starting up).
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def heartbeat(self, owned: dict[uuid.UUID, int]) -> dict[uuid.UUID, bool]:
         """Push the leases of `owned` runs forward; the ones still ours -> cancel asked."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def cancel(self, run_id: uuid.UUID) -> str | None:
         """Ask a run to stop; what happened.
 
         `cancelled` (ended here: nobody ran it), `cancelling` (its owner will stop it),
         `ended:STATUS` for a run that had already ended, or None for an unknown run.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def steps_after(self, run_id: uuid.UUID, seq: int) -> list[StepRow]:
         """The run's steps after `seq`, in order."""
-        raise NotImplementedError
 
 
 def _transient_asyncpg(exc: BaseException) -> bool:
@@ -688,7 +694,7 @@ class PostgresRunLog(RunLog):
                         payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
                         await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
             except Exception as exc:
-                logger.warning("telling other processes of run changes failed: %s", _cause(exc))
+                logger.warning("telling other processes of run changes failed: %s", cause(exc))
 
     async def _connect(self) -> Any:
         import asyncpg
@@ -759,7 +765,7 @@ class PostgresRunLog(RunLog):
                 if not ready.done():
                     ready.set_exception(exc)
                     return
-                logger.warning("listening for run changes failed (%s); again soon", _cause(exc))
+                logger.warning("listening for run changes failed (%s); again soon", cause(exc))
             finally:
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):

@@ -45,8 +45,8 @@ from flowc.server.runlog import (
     LeaseLost,
     RunLog,
     StepRow,
-    StorageFailed,
     cancelled_error,
+    cause,
     fold,
     moment,
     owner_name,
@@ -450,7 +450,7 @@ class RunService:
         to (an `async` run may have gone further in memory than on disk).
         """
         error = RunError(
-            "storage_error", f"the database failed while recording the run: {_cause(exc)}"
+            "storage_error", f"the database failed while recording the run: {cause(exc)}"
         )
         try:
             rows = await self.log.steps_after(live.run_id, 0)
@@ -466,8 +466,8 @@ class RunService:
             logger.warning(
                 "run %s failed (%s); the database did not take it: %s",
                 live.run_id,
-                _cause(exc),
-                _cause(failure),
+                cause(exc),
+                cause(failure),
             )
             steps = _published_steps(live)
             state = fold(claimed.state, (s.delta for s in steps if s.seq > claimed.step))
@@ -506,7 +506,7 @@ class RunService:
                 for claimed in await self.log.claim(room):
                     await self._begin(claimed)
             except Exception as exc:
-                logger.warning("claiming runs failed: %s", _cause(exc))
+                logger.warning("claiming runs failed: %s", cause(exc))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
@@ -519,7 +519,7 @@ class RunService:
             try:
                 kept = await self.log.heartbeat({r: live.attempt for r, live in running.items()})
             except Exception as exc:
-                logger.warning("renewing leases failed: %s", _cause(exc))
+                logger.warning("renewing leases failed: %s", cause(exc))
                 continue
             for run_id, live in running.items():
                 if run_id not in kept:
@@ -701,13 +701,6 @@ def _published_steps(live: _Live) -> list[Step]:
         for e in live.events
         if isinstance(e, Event) and e.type == "node_finished"
     ]
-
-
-def _cause(exc: BaseException) -> str:
-    if isinstance(exc, StorageFailed):
-        return str(exc)
-    cause = getattr(exc, "orig", None) or exc
-    return f"{type(cause).__name__}: {cause}"
 
 
 def _is_final(message: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""CLI fixtures: an empty tool registry per test, no built-in packs, and test tool modules."""
+"""CLI fixtures: an empty tool registry per test, no built-in packs, test tool modules, and
+`DATABASE_URL` on an empty SQLite file."""
 
 from __future__ import annotations
 
@@ -106,3 +107,15 @@ def write_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WriteFile:
 def tools_path(write_file: WriteFile) -> Path:
     """The test tool module, as a `.py` file to pass to `--tools`."""
     return write_file("review_tools.py", TOOLS_MODULE)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`DATABASE_URL` set to an empty SQLite file (the settings read afresh)."""
+    from flowc.server.settings import get_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flowc.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()

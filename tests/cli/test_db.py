@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -14,50 +12,40 @@ from flowc.server.settings import get_settings
 from tests.server.test_migrations import make_v1, on_connection
 
 
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """`DATABASE_URL` set to an empty SQLite file (the settings read afresh)."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'flowc.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
-
-
 def test_upgrade_creates_the_schema_then_finds_it_at_the_head(
-    database: str, capsys: pytest.CaptureFixture[str]
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["db", "current"]) == 0
     assert capsys.readouterr() == ("empty\n", "")
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr() == ("", f"flowc: database {database} created at 0002\n")
+    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} created at 0002\n")
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr() == ("", f"flowc: database {database} already at 0002\n")
+    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} already at 0002\n")
     assert main(["db", "current"]) == 0
     assert capsys.readouterr() == ("0002\n", "")
 
 
 def test_upgrade_brings_a_database_from_before_alembic_to_the_head(
-    database: str, capsys: pytest.CaptureFixture[str]
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    asyncio.run(make_v1(database))
+    asyncio.run(make_v1(sqlite_url))
     assert main(["db", "current"]) == 0
     assert capsys.readouterr() == ("0001\n", "")
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr() == ("", f"flowc: database {database} upgraded from 0001 to 0002\n")
+    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} upgraded from 0001 to 0002\n")
 
 
 def test_a_schema_newer_than_this_flowc_is_one_line(
-    database: str, capsys: pytest.CaptureFixture[str]
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["db", "upgrade"]) == 0
     newer = "UPDATE alembic_version SET version_num = '9999'"
-    asyncio.run(on_connection(database, lambda connection: connection.execute(text(newer))))
+    asyncio.run(on_connection(sqlite_url, lambda connection: connection.execute(text(newer))))
     capsys.readouterr()
     assert main(["db", "upgrade"]) == 2
     assert capsys.readouterr() == (
         "",
-        f"flowc: error: cannot upgrade the database {database}: the database schema is at "
+        f"flowc: error: cannot upgrade the database {sqlite_url}: the database schema is at "
         "revision 9999, which this flowc does not know (its newest is 0002): this flowc is "
         "older than the database, so upgrade flowc\n",
     )

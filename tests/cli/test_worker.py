@@ -5,24 +5,12 @@ are in tests/durability/.)"""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from flowc.cli.main import main
 from flowc.server.settings import get_settings
 from tests.server.test_migrations import make_v1
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """`DATABASE_URL` set to a SQLite file (the settings read afresh)."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'flowc.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def test_a_worker_needs_postgresql(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
