@@ -59,10 +59,13 @@ wheel: setup
 
 bench: setup
 	$(BIN)/python bench/compile.py
+	$(BIN)/python bench/compiler_scaling.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/claims.py
+	$(BIN)/python bench/loop_latency.py
+	$(BIN)/python bench/loop_latency.py --pg
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist mutants

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 
 from flowc.cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError, report
-from flowc.cli.reporting import Finding, render
+from flowc.cli.reporting import Finding, omissions, render
 from flowc.cli.sources import Source, read_source
 from flowc.cli.tool_loading import load_tools, tool_entries
 from flowc.compiler import Checked, ToolSpec, check_source
@@ -29,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     output = render(findings, args.format)
     if output:
         print(output)
+    if args.format != "text":
+        for line in omissions(findings):
+            print(line, file=sys.stderr)
     if unreadable:
         return EXIT_USAGE
     has_errors = any(d.is_error for _, diagnostics in findings for d in diagnostics)

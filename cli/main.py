@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--migrate", action="store_true", help="upgrade an old database schema before serving"
     )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback host without API tokens (anyone who can reach it can "
+        "use the API)",
+    )
 
     worker = _command(
         commands, "worker", "execute runs from PostgreSQL, without HTTP (DATABASE_URL)", [tools]
@@ -113,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--migrate", action="store_true", help="upgrade an old database schema before working"
     )
+
+    token = _command(
+        commands, "token", "make API tokens and their FLOWC_API_TOKENS_FILE lines", (), "tokens:new"
+    )
+    kinds = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    new = _command(kinds, "new", "print a new token, then its line", (), "tokens:new")
+    hashed = _command(kinds, "hash", "print the line of a token read from stdin", (), "tokens:line")
+    for action in (new, hashed):
+        action.add_argument("--name", help="the token's name in the line (for messages)")
 
     db = _command(commands, "db", "manage the database schema (DATABASE_URL names the database)")
     actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)

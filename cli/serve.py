@@ -1,7 +1,8 @@
 """`flowc serve` -> the HTTP API under uvicorn, on the database `DATABASE_URL` names.
 
 FastAPI, uvicorn and the database drivers are imported here, when this command runs, and
-never by the commands editors call (`flowc check`).
+never by the commands editors call (`flowc check`).  A server without API tokens listens
+on the loopback only, unless `--insecure` says it may be open to the network.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import ipaddress
+import logging
 import os
 import re
 import sys
@@ -41,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except ValueError as exc:  # pydantic's ValidationError is one
         raise CommandError(f"invalid settings in the environment: {exc}") from None
+    tokens = len(app.state.tokens)
+    if not tokens:
+        refuse_open_network(args.host, insecure=args.insecure)
     open_database(settings.database_url, migrate=args.migrate)
     entries = tool_entries(args.tools, os.environ)
     load_tools(entries)  # a broken tool module: one line and exit 2, before serving
@@ -49,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     where = f"http://{args.host}:{args.port}"
     print(f"flowc: serving on {where} (API docs at {where}/docs)", file=sys.stderr)
     worker = "" if settings.worker else " (no worker: runs wait for `flowc worker`)"
-    print(f"flowc: database {redact(settings.database_url)}{worker}", file=sys.stderr, flush=True)
+    print(f"flowc: database {redact(settings.database_url)}{worker}", file=sys.stderr)
+    if tokens:
+        print(f"flowc: {tokens} API token(s): every route but /healthz needs one", file=sys.stderr)
+    sys.stderr.flush()
     if args.reload:  # the reloader imports the application itself, in a child process
         uvicorn.run(
             "flowc.server.app:create_app", factory=True, host=args.host, port=args.port, reload=True
@@ -62,8 +72,53 @@ def run(args: argparse.Namespace) -> int:
         # Requests still open after the runs were released are answered, then cut.
         timeout_graceful_shutdown=settings.shutdown_grace + 5,
     )
+    logging.getLogger("uvicorn.error").addFilter(_refused_websocket_is_no_error)
+    # What is loaded by now (modules, the application, its schemas) lives as long as the
+    # process: out of the collector's reach, a full collection during a long run costs less.
+    gc.freeze()
     _DrainingServer(config, app).run()
     return EXIT_OK
+
+
+#: What uvicorn's `websockets-sansio` logs, as an error, after every WebSocket refused with
+#: a 401 (the denial-response extension): it forgets that the handshake was answered
+#: (uvicorn PR #3138).  Our one WebSocket route always accepts, so this is only ever that.
+_REFUSAL_LOGGED_AS_ERROR = "ASGI callable returned without completing handshake."
+
+
+def _refused_websocket_is_no_error(record: logging.LogRecord) -> bool:
+    return record.getMessage() != _REFUSAL_LOGGED_AS_ERROR
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1 (also as `::ffff:127.x.y.z` or `[::1]`)."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:  # any other name may resolve to anything
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def refuse_open_network(host: str, *, insecure: bool) -> None:
+    """A server without tokens on a host others can reach: refused, unless `insecure`."""
+    if is_loopback(host):
+        return
+    where = host or "every interface"
+    if not insecure:
+        raise CommandError(
+            f"refusing to serve on {where} without API tokens: anyone who can reach it could "
+            "run flows and read every run; set FLOWC_API_TOKENS or FLOWC_API_TOKENS_FILE "
+            "(`flowc token new` makes a token), or pass --insecure to serve it open"
+        )
+    print(
+        f"flowc: warning: serving on {where} without API tokens (--insecure): anyone who "
+        "can reach it can use the API",
+        file=sys.stderr,
+    )
 
 
 #: `flowc serve --no-worker` sets it for the application (and `--reload`'s child).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    gc.freeze()  # what is loaded lives as long as the process: keep it out of collections
     asyncio.run(_work(settings))
     return EXIT_OK
 

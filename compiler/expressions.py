@@ -2,6 +2,8 @@
 
 Static types are checked by running the runtime's own operator tables on a sample value
 of each known type, so a compile-time type error says exactly what the run would say.
+Constants are folded with the same tables and the same limits as a run: an overflow, a
+division by zero or a value over a limit is a diagnostic where it is written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from flowc.compiler.operators import (
     BINARY,
     FUNCTIONS,
+    Budget,
+    LimitError,
     OperatorError,
     article,
     negate,
@@ -23,6 +27,7 @@ from flowc.compiler.suggestions import did_you_mean
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, error, warning
 from flowc.dsl.formatter import format_expr
+from flowc.dsl.limits import MAX_CONDITION_SIZE
 
 #: Each function's argument count: (fewest, most or None for any number).
 SIGNATURES: dict[str, tuple[int, int | None]] = {
@@ -42,9 +47,15 @@ _SAMPLES: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _operator_problem(problem: OperatorError, expr: ast.Expr) -> Diagnostic:
+    """E306 for a value over a limit of conditions, else E303: what the run would say."""
+    return error("E306" if isinstance(problem, LimitError) else "E303", str(problem), expr.span)
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[Diagnostic] = []
+        self.budget = Budget()
 
     def infer(self, expr: ast.Expr) -> str:
         """The static type of `expr`, or "any" when only the run can tell."""
@@ -69,7 +80,8 @@ class _Checker:
             self.apply(expr.left, lambda v: require_bool(v, where), left)
             self.apply(expr.right, lambda v: require_bool(v, where), right)
             return "bool"
-        return self.apply(expr, BINARY[expr.op], left, right)
+        operator = BINARY[expr.op]
+        return self.apply(expr, lambda a, b: operator(a, b, self.budget), left, right)
 
     def apply(self, expr: ast.Expr, function: Any, *types: str) -> str:
         if ANY in types:
@@ -77,7 +89,7 @@ class _Checker:
         try:
             result = function(*(_SAMPLES[t] for t in types))
         except OperatorError as problem:
-            self.problems.append(error("E303", str(problem), expr.span))
+            self.problems.append(_operator_problem(problem, expr))
             return ANY
         kind = type_name(result)
         return "number" if "number" in types and kind in ("int", "float") else kind
@@ -126,7 +138,8 @@ class _Checker:
         types = [self.infer(arg) for arg in call.args]
         if name in ("min", "max") and len(types) == 1 and types[0] == "list":
             return ANY  # the list's elements are not typed
-        kind = self.apply(call, FUNCTIONS[name], *types)
+        function = FUNCTIONS[name]
+        kind = self.apply(call, lambda *values: function(values, self.budget), *types)
         return "int" if name == "len" else kind
 
 
@@ -157,62 +170,100 @@ def _checked(expr: ast.Expr) -> tuple[list[Diagnostic], Any]:
         )
     if checker.problems:
         return checker.problems, _NOT_CONSTANT
-    value = _fold(expr, checker.problems)
+    value = _Folder(checker.problems).fold(expr)
     return checker.problems, value
 
 
-def _fold(expr: ast.Expr, problems: list[Diagnostic]) -> Any:
-    """The value of `expr` when it reads no state, else `_NOT_CONSTANT`.
+class _Folder:
+    """Constant folding with the run's operator tables, limits and budget of work."""
 
-    An operator that fails on constant operands adds an E303 to `problems`.
-    """
-    if isinstance(expr, ast.Literal):
-        return expr.value
-    if isinstance(expr, ast.PathExpr):
-        return _NOT_CONSTANT
-    if isinstance(expr, ast.ListExpr):
-        items = [_fold(item, problems) for item in expr.items]
-        return _NOT_CONSTANT if any(item is _NOT_CONSTANT for item in items) else items
-    if isinstance(expr, ast.Call):
-        args = [_fold(arg, problems) for arg in expr.args]
-        if expr.function not in FUNCTIONS:  # `exists` and `default` read the state
+    def __init__(self, problems: list[Diagnostic]) -> None:
+        self.problems = problems
+        self.budget = Budget()
+
+    def fold(self, expr: ast.Expr) -> Any:
+        """The value of `expr` when it reads no state, else `_NOT_CONSTANT`.
+
+        An operator that fails on constant operands adds an E303 (E306 for a limit).
+        """
+        if isinstance(expr, ast.Literal):
+            return expr.value
+        if isinstance(expr, ast.PathExpr):
             return _NOT_CONSTANT
-        return _apply_constants(expr, FUNCTIONS[expr.function], args, problems)
-    if isinstance(expr, ast.Unary):
-        operand = _fold(expr.operand, problems)
-        if expr.op == "not":
-            return _apply_constants(
-                expr, lambda v: not require_bool(v, "`not`"), [operand], problems
-            )
-        return _apply_constants(expr, negate, [operand], problems)
-    left, right = _fold(expr.left, problems), _fold(expr.right, problems)
-    if expr.op in ("and", "or"):
-        # The type check has made sure that constant sides are bools.
-        if left is _NOT_CONSTANT or left is (expr.op == "or"):
-            return left  # unknown, or decided: `or` stops at true, `and` at false
-        return right
-    return _apply_constants(expr, BINARY[expr.op], [left, right], problems)
+        if isinstance(expr, ast.ListExpr):
+            items = [self.fold(item) for item in expr.items]
+            return _NOT_CONSTANT if any(item is _NOT_CONSTANT for item in items) else items
+        if isinstance(expr, ast.Call):
+            args = [self.fold(arg) for arg in expr.args]
+            function = FUNCTIONS.get(expr.function)
+            if function is None:  # `exists` and `default` read the state
+                return _NOT_CONSTANT
+            return self.apply(expr, lambda *values: function(values, self.budget), args)
+        if isinstance(expr, ast.Unary):
+            operand = self.fold(expr.operand)
+            if expr.op == "not":
+                return self.apply(expr, lambda v: not require_bool(v, "`not`"), [operand])
+            return self.apply(expr, negate, [operand])
+        left, right = self.fold(expr.left), self.fold(expr.right)
+        if expr.op in ("and", "or"):
+            # The type check has made sure that constant sides are bools.
+            if left is _NOT_CONSTANT or left is (expr.op == "or"):
+                return left  # unknown, or decided: `or` stops at true, `and` at false
+            return right
+        operator = BINARY[expr.op]
+        return self.apply(expr, lambda a, b: operator(a, b, self.budget), [left, right])
+
+    def apply(self, expr: ast.Expr, function: Callable[..., Any], values: list[Any]) -> Any:
+        """`function(*values)` when every value is known; a failure is a diagnostic."""
+        if any(value is _NOT_CONSTANT for value in values):
+            return _NOT_CONSTANT
+        try:
+            return function(*values)
+        except OperatorError as problem:
+            self.problems.append(_operator_problem(problem, expr))
+            return _NOT_CONSTANT
 
 
-def _apply_constants(
-    expr: ast.Expr, function: Callable[..., Any], values: list[Any], problems: list[Diagnostic]
-) -> Any:
-    if any(value is _NOT_CONSTANT for value in values):
-        return _NOT_CONSTANT
-    try:
-        return function(*values)
-    except OperatorError as problem:
-        problems.append(error("E303", str(problem), expr.span))
-        return _NOT_CONSTANT
+def condition_size(expr: ast.Expr, limit: int = MAX_CONDITION_SIZE) -> int:
+    """How many operators, calls, lists, paths and literals `expr` holds, up to `limit + 1`.
+
+    Counted without recursion, and no further than one past the limit.
+    """
+    count = 0
+    pending: list[ast.Expr] = [expr]
+    while pending and count <= limit:
+        item = pending.pop()
+        count += 1
+        if isinstance(item, ast.Binary):
+            pending += (item.left, item.right)
+        elif isinstance(item, ast.Unary):
+            pending.append(item.operand)
+        elif isinstance(item, ast.ListExpr):
+            pending += item.items
+        elif isinstance(item, ast.Call):
+            pending += item.args
+    return count
 
 
 def check_branch(branch: Branch) -> list[Diagnostic]:
     """Every condition of a branch, then arms that are constant or can never be taken."""
     problems: list[Diagnostic] = []
-    seen: list[ast.Expr] = []
+    seen: set[ast.Expr] = set()  # AST nodes compare and hash by what they say, not where
     always_true_at: int | None = None
     for arm in branch.arms:
         condition = arm.condition
+        size = condition_size(condition)
+        if size > MAX_CONDITION_SIZE:
+            problems.append(
+                error(
+                    "E307",
+                    f"the condition has more than {MAX_CONDITION_SIZE:,} operators, calls, "
+                    "lists, paths and literals",
+                    condition.span,
+                    help="split the condition, or name intermediate results in the state",
+                )
+            )
+            continue
         errors, value = _checked(condition)
         problems += errors
         if errors:
@@ -236,7 +287,7 @@ def check_branch(branch: Branch) -> list[Diagnostic]:
                 )
             )
             continue
-        seen.append(condition)
+        seen.add(condition)
         if value is True:
             always_true_at = condition.span.line
             problems.append(

@@ -1,11 +1,13 @@
 """Program <-> IR: the versioned, serialisable form of a checked flow (frozen pydantic).
 
 The IR is what is stored (JSONB), sent over the API and executed.  Conditions are
-expression trees, never source strings.  `ir_version` leaves room for v2.
+expression trees, never source strings.  `ir_version` leaves room for v2.  A document
+nested deeper than the DSL allows is refused before pydantic descends into it.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,14 +18,18 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationError,
     model_validator,
 )
-from typing_extensions import NotRequired, TypedDict
+from pydantic_core import PydanticCustomError
+from typing_extensions import NotRequired, Self, TypedDict
 
 from flowc.compiler import program as p
 from flowc.dsl import ast
+from flowc.dsl.builder import ATOM, COMPARISON, LEVELS, nesting_problem, value_depth_exceeds
 from flowc.dsl.diagnostics import WHOLE_TEXT
 from flowc.dsl.diagnostics import Span as DslSpan
+from flowc.dsl.limits import MAX_NESTING
 
 IR_VERSION = 1
 
@@ -140,6 +146,21 @@ class Node(_Frozen):
     span: Span | None = None
     policy: Policy | None = Field(default=None, exclude_if=_absent)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _args_not_too_deep(cls, data: Any) -> Any:
+        """Static arguments nest lists and objects at most `MAX_NESTING` deep, as in the DSL."""
+        args = data.get("args") if isinstance(data, dict) else None
+        if isinstance(args, dict):
+            for name, value in args.items():
+                if value_depth_exceeds(value, MAX_NESTING):
+                    raise PydanticCustomError(
+                        "too_deep",
+                        "the argument `{name}` is nested more than {limit} levels deep",
+                        {"name": str(name), "limit": MAX_NESTING},
+                    )
+        return data
+
 
 class Goto(_Frozen):
     """A plain edge."""
@@ -155,6 +176,18 @@ class Arm(_Frozen):
     condition: Expr
     target: str
     span: Span | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _condition_not_too_deep(cls, data: Any) -> Any:
+        """The condition is within the DSL's nesting limits (E003), measured without recursion."""
+        if isinstance(data, dict):
+            problem = _nesting_problem(data.get("condition"))
+            if problem is not None:
+                raise PydanticCustomError(
+                    "too_deep", "the condition is {problem}", {"problem": problem}
+                )
+        return data
 
 
 class Branch(_Frozen):
@@ -213,6 +246,87 @@ class Flow(_Frozen):
     def to_json(self) -> str:
         """Canonical JSON: the same flow always gives the same bytes."""
         return self.model_dump_json(indent=2)
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **options: Any) -> Self:
+        """Validate a JSON document; one nested deeper than pydantic-core reads, too.
+
+        pydantic-core's parser stops at 200 levels of nesting, below what a condition the
+        DSL accepts may reach in the IR (`MAX_TREE_DEPTH` plus the document around it).
+        Such a document is read with the standard library's parser instead, and validated
+        as data; any other (and one that parser cannot read either) keeps pydantic's answer.
+        """
+        try:
+            return super().model_validate_json(json_data, **options)
+        except ValidationError as problem:
+            document = _deep_document(problem, json_data)
+            if document is None:
+                raise
+        return cls.model_validate(document, **options)
+
+
+def _deep_document(problem: ValidationError, json_data: str | bytes | bytearray) -> Any:
+    """The document pydantic-core found too deep to read, read by `json`; else None."""
+    (found, *_) = problem.errors()
+    if found["type"] != "json_invalid" or "recursion limit" not in found["msg"]:
+        return None
+    try:
+        text = json_data if isinstance(json_data, str) else bytes(json_data).decode("utf-8")
+        document = json.loads(text)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # no lone surrogates
+    except (ValueError, RecursionError):
+        return None
+    return document
+
+
+def _level(expr: Any) -> int:
+    """The precedence of an IR expression's top, as the formatter writes it."""
+    kind = expr.get("type") if isinstance(expr, dict) else None
+    if kind == "binary":
+        return LEVELS.get(str(expr.get("op")), ATOM)
+    if kind == "unary":
+        return LEVELS["not" if expr.get("op") == "not" else "neg"]
+    return ATOM
+
+
+def _nesting_problem(condition: Any) -> str | None:
+    """What is too deep about an IR condition (raw data), as the DSL would say of its text.
+
+    Nesting is counted as in the text the condition formats to: a pair of parentheses
+    wherever the formatter needs one, a level per operator except along a flat chain.
+    Walked top-down with a stack; stops at the first node past a limit.
+    """
+    pending: list[tuple[Any, int, int]] = [(condition, 1, 0)]
+    while pending:
+        expr, nesting, above = pending.pop()
+        if not isinstance(expr, dict):
+            continue  # not an expression: pydantic reports it
+        kind = expr.get("type")
+        depth = above + (2 if kind in ("path", "list", "call") else 1)
+        problem = nesting_problem(nesting, depth)
+        if problem is not None:
+            return problem
+        children: list[tuple[Any, int]] = []
+        if kind == "unary":
+            operand = expr.get("operand")
+            parenthesised = _level(operand) < _level(expr)
+            children = [(operand, nesting + 1 + parenthesised)]
+        elif kind == "binary":
+            left, right, level = expr.get("left"), expr.get("right"), _level(expr)
+            left_level = _level(left)
+            # As `builder.binary_nesting` counts: a chain goes on at this node's nesting.
+            chained = left_level == level != COMPARISON
+            left_parens = left_level < level or left_level == level == COMPARISON
+            children = [
+                (left, nesting if chained else nesting + 1 + left_parens),
+                (right, nesting + 1 + (_level(right) <= level)),
+            ]
+        elif kind in ("call", "list"):
+            items = expr.get("args" if kind == "call" else "items")
+            if isinstance(items, list):
+                children = [(item, nesting + 1) for item in items]
+        pending += [(child, child_nesting, depth) for child, child_nesting in children]
+    return None
 
 
 def json_schema() -> dict[str, Any]:

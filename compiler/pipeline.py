@@ -15,6 +15,7 @@ from flowc.compiler.expressions import check_branch
 from flowc.compiler.graph import check_graph
 from flowc.compiler.lowering import lower
 from flowc.compiler.program import END, START, Branch, Program
+from flowc.compiler.suggestions import suggestion_budget
 from flowc.compiler.tools import ToolSpec, check_tools
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
 from flowc.dsl.gcpause import collector_paused
@@ -66,7 +67,7 @@ def _sorted(problems: list[Diagnostic]) -> tuple[Diagnostic, ...]:
 
 def check_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Checked:
     """Parse, lower and check DSL text; never raises for a bad flow."""
-    with collector_paused():
+    with collector_paused(), suggestion_budget():
         return _check_source(text, tools, filename)
 
 
@@ -95,7 +96,7 @@ def check_program(program: Program, tools: dict[str, ToolSpec] | None) -> list[D
 
 def compile_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Compiled:
     """DSL text -> IR and warnings; raises `FlowError` carrying every diagnostic on error."""
-    with collector_paused():
+    with collector_paused(), suggestion_budget():
         return _finish(_check_source(text, tools, filename))
 
 
@@ -135,7 +136,8 @@ def check_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) 
     problems = _ir_structure(flow)
     program = program_from_ir(flow)
     if not problems:
-        problems += check_program(program, _tool_table(tools))
+        with suggestion_budget():
+            problems += check_program(program, _tool_table(tools))
     return Checked(program, _sorted(problems))
 
 

@@ -4,19 +4,48 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic
+from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS, MAX_SHOWN_LINE
 
 
-def render_text(diagnostic: Diagnostic, source: str | None, filename: str) -> str:
+class SourceLines:
+    r"""A source text indexed once by line, so any line is found without splitting it again.
+
+    Lines are the parser's: split on `\n` only (not every Unicode break), after a BOM.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.text = source[1:] if source.startswith("\ufeff") else source
+        lengths = (len(line) + 1 for line in self.text.split("\n"))
+        #: Where each line starts; the last entry is one past the end of the text.
+        self.starts = array("q", accumulate(lengths, initial=0))
+
+    def line(self, number: int) -> str | None:
+        """Line `number` (1-based) without its line end; `""` just after the last one."""
+        count = len(self.starts) - 1
+        if self.starts[-1] - self.starts[-2] == 1:
+            count -= 1  # nothing after the last line end (or no text at all): no line there
+        if not 1 <= number <= count:
+            return "" if number == count + 1 else None
+        start, end = self.starts[number - 1], self.starts[number] - 1
+        return self.text[start:end].rstrip("\r")
+
+
+def render_text(diagnostic: Diagnostic, source: str | SourceLines | None, filename: str) -> str:
     """One diagnostic as a compiler would print it, with the line and a caret under the span.
 
     examples/bad.flow:3:11: error[E201]: unknown tool `analyse_syntax`
       3 | node a = analyse_syntax
         |          ^^^^^^^^^^^^^^
       help: did you mean `analyze_syntax`?
+
+    A line longer than `MAX_SHOWN_LINE` is cut around the span, `…` marking each cut.
+    `source` is the text, or its `SourceLines` when many diagnostics are rendered.
     """
     span = diagnostic.span
     head = (
@@ -24,14 +53,16 @@ def render_text(diagnostic: Diagnostic, source: str | None, filename: str) -> st
         f"{diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"
     )
     lines = [head]
-    line_text = _source_line(source, span.line) if span is not WHOLE_TEXT else None
+    if isinstance(source, str):
+        source = SourceLines(source)
+    line_text = source.line(span.line) if source is not None and span is not WHOLE_TEXT else None
     if line_text is not None:
         gutter = " " * len(str(span.line))
         end = span.end_column if span.end_line == span.line else len(line_text) + 1
-        width = max(1, end - span.column)
+        shown, caret, width = clip_line(line_text, span.column - 1, end - 1)
         # Keep tabs under tabs, so the caret lines up however tabs are shown.
-        pad = "".join(c if c == "\t" else " " for c in line_text[: span.column - 1])
-        lines.append(f"  {span.line} | {line_text}".rstrip())
+        pad = "".join(c if c == "\t" else " " for c in shown[:caret])
+        lines.append(f"  {span.line} | {shown}".rstrip())
         lines.append(f"  {gutter} | {pad}{'^' * width}")
     lines += [f"  note: {note}" for note in diagnostic.notes]
     if diagnostic.help:
@@ -39,22 +70,36 @@ def render_text(diagnostic: Diagnostic, source: str | None, filename: str) -> st
     return "\n".join(lines)
 
 
-def _source_line(source: str | None, line: int) -> str | None:
-    if source is None:
-        return None
-    if source.startswith("\ufeff"):
-        source = source[1:]
-    lines = source.split("\n")  # the parser's lines: `\n` only, not every Unicode break
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not 1 <= line <= len(lines):
-        return "" if line == len(lines) + 1 else None
-    return lines[line - 1].rstrip("\r")
+#: Characters of a long line shown before the span, for context.
+_CONTEXT = MAX_SHOWN_LINE // 4
+
+
+def clip_line(line: str, start: int, end: int) -> tuple[str, int, int]:
+    """The part of `line` shown for the span `start:end`, the caret's place in it, its width.
+
+    Positions are 0-based; the width is at least 1.  A line of at most `MAX_SHOWN_LINE`
+    characters is shown whole; a longer one is cut to that many around the span's start,
+    with `…` for what is cut on either side.
+    """
+    if len(line) <= MAX_SHOWN_LINE:
+        return line, start, max(1, end - start)
+    left = max(0, min(start - _CONTEXT, len(line) + 1 - MAX_SHOWN_LINE))
+    right = left + MAX_SHOWN_LINE
+    shown = ("…" if left else "") + line[left:right] + ("…" if right < len(line) else "")
+    caret = start - left + (1 if left else 0)
+    return shown, caret, max(1, min(end, right) - start)
 
 
 def render_text_all(diagnostics: Sequence[Diagnostic], source: str | None, filename: str) -> str:
-    """Every diagnostic as text, a blank line between them, and a closing count."""
-    blocks = [render_text(d, source, filename) for d in diagnostics]
+    """The diagnostics as text, a blank line between them, and a closing count.
+
+    Only the first `MAX_SHOWN_DIAGNOSTICS` are shown; a line counts the rest.
+    """
+    lines = SourceLines(source) if source is not None and diagnostics else None
+    blocks = [render_text(d, lines, filename) for d in diagnostics[:MAX_SHOWN_DIAGNOSTICS]]
+    rest = diagnostics[MAX_SHOWN_DIAGNOSTICS:]
+    if rest:
+        blocks.append(f"… and {count_more(rest)} not shown")
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     if blocks:
@@ -62,8 +107,15 @@ def render_text_all(diagnostics: Sequence[Diagnostic], source: str | None, filen
     return "\n\n".join(blocks)
 
 
+def count_more(rest: Sequence[Diagnostic]) -> str:
+    """What the diagnostics left out count: `7,980 more errors and 20 more warnings`."""
+    errors = sum(d.is_error for d in rest)
+    counts = [(errors, "error"), (len(rest) - errors, "warning")]
+    return " and ".join(f"{n:,} more {noun}{'' if n == 1 else 's'}" for n, noun in counts if n)
+
+
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def diagnostic_json(diagnostic: Diagnostic, filename: str) -> dict[str, Any]:

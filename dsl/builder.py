@@ -1,18 +1,20 @@
 """Lark parse callbacks -> AST: one method per grammar rule, each returning an AST node.
 
 Used as Lark's inline transformer, so no parse tree is built.  Problems that the grammar
-cannot express (reserved words used as names, bad escapes) are collected in `problems`.
+cannot express (reserved words used as names, bad escapes, conditions and values nested
+too deep) are collected in `problems`, in the order of the text.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from lark import Token, Transformer
 
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, Span, error
+from flowc.dsl.limits import MAX_NESTING, MAX_TREE_DEPTH
 from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
 
 RESERVED = frozenset(
@@ -25,6 +27,48 @@ _PUNCTUATION = frozenset(
 )  # fmt: skip
 
 Children = list[Any]
+
+#: Precedence levels, loosest first, as the grammar has them (`neg` is unary `-`).  An atom
+#: (literal, path, call, list, parenthesised condition) binds tighter than any operator.
+LEVELS: dict[str, int] = {
+    "or": 1, "and": 2, "not": 3,
+    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "neg": 7,
+}  # fmt: skip
+COMPARISON = LEVELS["=="]
+ATOM = 8
+
+#: `(nesting, tree depth, level)` of a condition built so far: its nesting as `MAX_NESTING`
+#: counts it, its depth as `MAX_TREE_DEPTH` does, and the precedence level of its top.
+Shape = tuple[int, int, int]
+
+#: Any condition node: what `_shaped` takes and gives back.
+E = TypeVar("E", ast.Literal, ast.ListExpr, ast.PathExpr, ast.Unary, ast.Binary, ast.Call)
+
+NESTING_HELP = "split the condition, or name intermediate results in the state"
+
+
+def nesting_problem(nesting: int, tree_depth: int) -> str | None:
+    """What is too deep about a condition of this nesting and tree depth, if anything."""
+    if nesting > MAX_NESTING:
+        return f"nested more than {MAX_NESTING} levels deep"
+    if tree_depth > MAX_TREE_DEPTH:
+        return (
+            f"more than {MAX_TREE_DEPTH} levels deep as a tree: a chain of operators "
+            "(`a or b or c`) is one level of nesting, but one level of the tree per operator"
+        )
+    return None
+
+
+def binary_nesting(op: str, left: Shape, right: Shape) -> int:
+    """The nesting of `left op right`.
+
+    A left operand that continues a flat chain of the same precedence (`a + b` in
+    `a + b - c`) adds no level.
+    """
+    level = LEVELS[op]
+    chain = left[2] == level and level != COMPARISON
+    return max(left[0] if chain else left[0] + 1, right[0] + 1)
 
 
 def token_span(tok: Token) -> Span:
@@ -55,6 +99,26 @@ class AstBuilder(Transformer[Token, ast.Flow]):
     def __init__(self) -> None:
         super().__init__()
         self.problems: list[Diagnostic] = []
+        # The shape of each condition under construction, by `id`: an entry is taken out
+        # when its node becomes part of a larger one, so only the parser's stack has any.
+        self._shapes: dict[int, Shape] = {}
+
+    def reset(self) -> None:
+        """Forget the problems and the conditions under construction of an earlier parse."""
+        self.problems = []
+        self._shapes = {}
+
+    def _shaped(self, node: E, nesting: int, tree_depth: int, level: int) -> E:
+        self._shapes[id(node)] = (nesting, tree_depth, level)
+        return node
+
+    def _shape(self, node: ast.Expr) -> Shape:
+        return self._shapes.pop(id(node), (1, 1, ATOM))
+
+    def _check_value(self, value: ast.JsonValue) -> None:
+        if value_depth_exceeds(value.value, MAX_NESTING):
+            message = f"nested more than {MAX_NESTING} levels deep"
+            self.problems.append(error("E003", message, value.span, help="flatten the value"))
 
     # ------------------------------------------------------------------ helpers
 
@@ -97,9 +161,9 @@ class AstBuilder(Transformer[Token, ast.Flow]):
             return "bool", False
         return "null", None
 
-    @staticmethod
-    def _as_value(item: Any) -> ast.JsonValue:
+    def _as_value(self, item: Any) -> ast.JsonValue:
         if isinstance(item, ast.Literal):
+            self._shapes.pop(id(item), None)
             return ast.JsonValue(item.value, item.span)
         return item  # type: ignore[no-any-return]
 
@@ -119,7 +183,9 @@ class AstBuilder(Transformer[Token, ast.Flow]):
     def setting(self, children: Children) -> ast.Setting:
         """`set NAME = VALUE`."""
         name = self._name(children[1], "a setting name")
-        return ast.Setting(name, self._as_value(children[3]), _outer(children))
+        value = self._as_value(children[3])
+        self._check_value(value)
+        return ast.Setting(name, value, _outer(children))
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
         """`node NAME = TOOL(args)? (with policies)?`."""
@@ -147,12 +213,16 @@ class AstBuilder(Transformer[Token, ast.Flow]):
     def policy(self, children: Children) -> ast.Policy:
         """`NAME = VALUE` after `with`."""
         name = self._name(children[0], "a policy name")
-        return ast.Policy(name, self._as_value(children[2]), _outer(children))
+        value = self._as_value(children[2])
+        self._check_value(value)
+        return ast.Policy(name, value, _outer(children))
 
     def argument(self, children: Children) -> ast.Argument:
         """`NAME = VALUE`."""
         name = self._name(children[0], "a parameter name")
-        return ast.Argument(name, self._as_value(children[2]), _outer(children))
+        value = self._as_value(children[2])
+        self._check_value(value)
+        return ast.Argument(name, value, _outer(children))
 
     def route(self, children: Children) -> ast.Route:
         """`a -> b -> c` with an optional branch on `c`."""
@@ -166,8 +236,13 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return ast.Branch(tuple(parts[:-1]), parts[-1], _outer(children))
 
     def arm(self, children: Children) -> ast.Arm:
-        """`CONDITION -> target`."""
-        return ast.Arm(children[0], children[2], _outer(children))
+        """`CONDITION -> target`; a condition nested too deep is an E003."""
+        condition = children[0]
+        nesting, tree_depth, _ = self._shape(condition)
+        problem = nesting_problem(nesting, tree_depth)
+        if problem is not None:
+            self.problems.append(error("E003", problem, condition.span, help=NESTING_HELP))
+        return ast.Arm(condition, children[2], _outer(children))
 
     def node_ref(self, children: Children) -> ast.Name:
         """A node name, `start` or `end`."""
@@ -212,29 +287,50 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         """`3`, `2.5`, `"s"`, `true`, `false`, `null`."""
         tok = children[0]
         kind, value = self._decode(tok)
-        return ast.Literal(kind, value, token_span(tok))
+        return self._shaped(ast.Literal(kind, value, token_span(tok)), 1, 1, ATOM)
 
     def binary(self, children: Children) -> ast.Binary:
         """`left OP right`; `not in` arrives as two tokens."""
         op = "not in" if len(children) == 4 else str(children[1].value)
-        return ast.Binary(op, children[0], children[-1], _outer(children))  # type: ignore[arg-type]
+        left, right = self._shape(children[0]), self._shape(children[-1])
+        node = ast.Binary(op, children[0], children[-1], _outer(children))  # type: ignore[arg-type]
+        nesting = binary_nesting(op, left, right)
+        return self._shaped(node, nesting, 1 + max(left[1], right[1]), LEVELS[op])
 
     def unary(self, children: Children) -> ast.Unary:
         """`not x`, `-x`."""
-        return ast.Unary(str(children[0].value), children[1], _outer(children))  # type: ignore[arg-type]
+        op = str(children[0].value)
+        nesting, tree_depth, _ = self._shape(children[1])
+        node = ast.Unary(op, children[1], _outer(children))  # type: ignore[arg-type]
+        level = LEVELS["not" if op == "not" else "neg"]
+        return self._shaped(node, nesting + 1, tree_depth + 1, level)
 
     def group(self, children: Children) -> ast.Expr:
-        """`( condition )`: parentheses only group, they leave no node but widen its span."""
-        return replace(children[1], span=_outer(children))  # type: ignore[no-any-return]
+        """`( condition )`: parentheses leave no node but widen its span, and nest a level."""
+        nesting, tree_depth, _ = self._shape(children[1])
+        node: ast.Expr = replace(children[1], span=_outer(children))
+        self._shapes[id(node)] = (nesting + 1, tree_depth, ATOM)
+        return node
+
+    def _container(self, items: tuple[ast.Expr, ...]) -> tuple[int, int]:
+        """Nesting and tree depth of a call or a list of `items`.
+
+        In the IR its items sit in a JSON array: the call or list is two levels of the tree.
+        """
+        shapes = [self._shape(item) for item in items]
+        nesting = 1 + max((shape[0] for shape in shapes), default=0)
+        return nesting, 2 + max((shape[1] for shape in shapes), default=0)
 
     def list_expr(self, children: Children) -> ast.ListExpr:
         """`[a, b]` in a condition."""
-        return ast.ListExpr(tuple(_strip(children)), _outer(children))
+        node = ast.ListExpr(tuple(_strip(children)), _outer(children))
+        return self._shaped(node, *self._container(node.items), ATOM)
 
     def call(self, children: Children) -> ast.Call:
         """`name(args)`."""
         name = self._name(children[0], "a function name")
-        return ast.Call(name.text, tuple(_strip(children[1:])), _outer(children), name.span)
+        node = ast.Call(name.text, tuple(_strip(children[1:])), _outer(children), name.span)
+        return self._shaped(node, *self._container(node.args), ATOM)
 
     def path_expr(self, children: Children) -> ast.PathExpr:
         """`a.b[0]["k"][-1]`; after a `.`, any name is a key, reserved words too."""
@@ -250,4 +346,19 @@ class AstBuilder(Transformer[Token, ast.Flow]):
                 value = self._decode(tok)[1]
                 parts.append(-value if negate else value)
                 negate = False
-        return ast.PathExpr(tuple(parts), _outer(children))
+        # The path's keys sit in a JSON array in the IR: two levels of the tree.
+        return self._shaped(ast.PathExpr(tuple(parts), _outer(children)), 1, 2, ATOM)
+
+
+def value_depth_exceeds(root: ast.Value, limit: int) -> bool:
+    """Whether a static value nests lists and objects more than `limit` deep (no recursion)."""
+    stack: list[tuple[ast.Value, int]] = [(root, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, list):
+            stack += [(child, depth + 1) for child in item]
+        elif isinstance(item, dict):
+            stack += [(child, depth + 1) for child in item.values()]
+    return False

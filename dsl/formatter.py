@@ -11,6 +11,14 @@ from flowc.dsl.comments import Comment
 #: A branch longer than this is written one arm per line.
 LINE_WIDTH = 88
 
+#: The widest padding the formatter adds to line things up (the `=` of declarations, the
+#: arms of a branch): a longer name or chain is not lined up with, so no line grows by more,
+#: and a 1 MiB text cannot become gigabytes of spaces.
+MAX_ALIGNMENT = LINE_WIDTH // 2
+
+#: How far the arms of a branch are indented when its chain is too long to line them up.
+ARM_INDENT = 4
+
 # Binding strength of each operator; higher binds tighter.
 _PRECEDENCE: dict[str, int] = {
     "or": 1, "and": 2, "not": 3,
@@ -86,14 +94,16 @@ def _statement_lines(statement: ast.Statement) -> list[_Line]:
 def _align_declarations(lines: list[_Line]) -> None:
     """Pad the names of neighbouring declarations so their `=` line up.
 
-    Neighbours are declarations with nothing between them but comment lines.
+    Neighbours are declarations with nothing between them but comment lines.  A name
+    longer than `MAX_ALIGNMENT` is written as it is and does not widen the others.
     """
     block: list[_Line] = []
     for line in [*lines, _Line()]:
         if line.declares is not None:
             block.append(line)
         elif line.code or not line.comment:  # other code, or a blank line, ends a block
-            width = max((len(d.declares[0]) for d in block if d.declares), default=0)
+            names = (len(d.declares[0]) for d in block if d.declares)
+            width = max((n for n in names if n <= MAX_ALIGNMENT), default=0)
             for declaration in block:
                 assert declaration.declares is not None
                 name, rest = declaration.declares
@@ -188,7 +198,8 @@ def _format_route(route: ast.Route) -> list[str]:
     one_line = f"{chain} ? {' : '.join(arms)}"
     if len(one_line) <= LINE_WIDTH or len(arms) == 2:
         return [one_line]
-    indent = " " * (len(chain) + 3)
+    # Under the first arm, unless the chain is too long for that to stay readable (or small).
+    indent = " " * (len(chain) + 3 if len(chain) + 3 <= MAX_ALIGNMENT else ARM_INDENT)
     lines = [f"{chain} ? {arms[0]} :"]
     lines += [f"{indent}{arm} :" for arm in arms[1:-1]]
     lines.append(indent + arms[-1])

@@ -8,18 +8,21 @@ line and column where it was) and parses again, so independent errors all show i
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
+from typing import Any
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
+from lark.parsers.lalr_interactive_parser import InteractiveParser
+from lark.parsers.lalr_parser_state import ParserState
 
 from flowc.dsl import ast
 from flowc.dsl.builder import AstBuilder
 from flowc.dsl.comments import find_comments
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
 from flowc.dsl.lexer import FlowLexer
-from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
+from flowc.dsl.limits import MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
 from flowc.dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
 
 _BOM = "\ufeff"
@@ -60,15 +63,14 @@ def parse(text: str, filename: str | None = None) -> ast.Flow:
     if text.startswith(_BOM):
         text = text[1:]
     with _lock:
-        _builder.problems = []
+        _builder.reset()
         try:
             flow: ast.Flow | None = _parser().parse(text)  # type: ignore[assignment]
             syntax: list[Diagnostic] = []
         except UnexpectedInput:
             flow, syntax = _parse_with_recovery(text)
+        # The builder reports conditions and values nested deeper than the limits (E003).
         problems = syntax + _builder.problems
-    if flow is not None:
-        problems += nesting_problems(flow)
     if problems or flow is None:
         raise FlowError(problems)
     if "#" in text:
@@ -102,32 +104,92 @@ def _too_large(size: int) -> Diagnostic:
 # ------------------------------------------------------------------- recovery
 
 
+@dataclass(slots=True)
+class _Resume:
+    """A statement boundary the parser reached: where the next pass of the recovery starts.
+
+    `state` is the parser's state just after the separator (None at the start of the text),
+    `good` the last token accepted there, `problems` how many builder problems came before.
+    """
+
+    offset: int = 0
+    state: ParserState[Any] | None = None
+    good: Token | None = None
+    problems: int = 0
+
+
 def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
+    """Parse, reporting each syntax error and blanking its statement, until the text parses.
+
+    A pass resumes from the last statement boundary the previous one reached rather than
+    from the start, so a text with many errors is parsed about once, not once per error.
+    """
     diagnostics: list[Diagnostic] = []
     end = _end_span(text)
-    passes = max(1, min(MAX_SYNTAX_ERRORS, RECOVERY_BUDGET // max(1, len(text))))
-    for _ in range(passes):
-        _builder.problems = []
-        interactive = _parser().parse_interactive(text)
-        good: Token | None = None  # the last token the parser accepted
+    resume = _Resume()
+    budget = RECOVERY_BUDGET
+    _builder.problems = []
+    while len(diagnostics) < MAX_SYNTAX_ERRORS and budget > 0:
+        interactive = _parser().parse_interactive(_masked(text, resume.offset))
+        if resume.state is not None:
+            state = resume.state.copy(deepcopy_values=False)
+            state.lexer = interactive.parser_state.lexer
+            interactive.parser_state = state
+        del _builder.problems[resume.problems :]  # they came from the statement now blanked
+        good, statement_start, parsed_from = resume.good, resume.offset, resume.offset
         current: Token | None = None  # iter_parse yields a token before feeding it
-        statement_start = 0
         try:
             for token in interactive.iter_parse():
                 if current is not None:
-                    good, statement_start = _accepted(current, good, statement_start)
+                    good, statement_start, resume = _accept(
+                        current, good, statement_start, resume, interactive
+                    )
                 current = token
             flow: ast.Flow = interactive.feed_eof()  # type: ignore[no-untyped-call]
             return flow, diagnostics
         except UnexpectedInput as exc:
             if current is not None and getattr(exc, "token", None) is not current:
                 # The lexer failed, or the end came: `current` was accepted.
-                good, statement_start = _accepted(current, good, statement_start)
+                good, statement_start, resume = _accept(
+                    current, good, statement_start, resume, interactive
+                )
             diagnostics.append(syntax_diagnostic(exc, good, text, end))
             position = _error_offset(exc, len(text))
+            budget -= max(1, position - parsed_from)
             text = _blank(text, min(statement_start, position), _statement_end(text, position))
-    diagnostics.append(error("E010", f"too many syntax errors; stopped after {passes}", end))
+    count = len(diagnostics)
+    diagnostics.append(error("E010", f"too many syntax errors; stopped after {count}", end))
     return None, diagnostics
+
+
+def _accept(
+    token: Token,
+    good: Token | None,
+    statement_start: int,
+    resume: _Resume,
+    interactive: InteractiveParser,
+) -> tuple[Token, int, _Resume]:
+    """`_accepted`, and a new resume point when `token` ended a statement."""
+    good, start = _accepted(token, good, statement_start)
+    if start != statement_start:
+        state = interactive.parser_state.copy(deepcopy_values=False)
+        resume = _Resume(start, state, good, len(_builder.problems))
+    return good, start, resume
+
+
+def _masked(text: str, offset: int) -> str:
+    """`text` with everything before `offset` blank: only its line breaks, then spaces.
+
+    Every position after `offset` keeps its line and column, and the lexer crosses the blank
+    part in one match (one new-line token), so a resumed pass does not lex it again.
+    """
+    if offset == 0:
+        return text
+    newlines = text.count("\n", 0, offset)
+    if not newlines:
+        return " " * offset + text[offset:]
+    last = text.rfind("\n", 0, offset)
+    return " " * (last + 1 - newlines) + "\n" * newlines + " " * (offset - last - 1) + text[offset:]
 
 
 def _accepted(token: Token, good: Token | None, statement_start: int) -> tuple[Token, int]:
@@ -198,50 +260,3 @@ def _end_span(text: str) -> Span:
     line = text.count("\n") + 1
     column = len(text) - (text.rfind("\n") + 1) + 1
     return Span(line, column, line, column + 1)
-
-
-# --------------------------------------------------------------------- limits
-
-
-def nesting_problems(flow: ast.Flow) -> list[Diagnostic]:
-    """Conditions and values nested deeper than `MAX_NESTING` (checked without recursion)."""
-    problems: list[Diagnostic] = []
-    for statement in flow.statements:
-        roots: list[tuple[object, Span]] = []
-        if isinstance(statement, ast.Route) and statement.branch is not None:
-            roots = [(arm.condition, arm.condition.span) for arm in statement.branch.arms]
-        elif isinstance(statement, ast.Setting):
-            roots = [(statement.value.value, statement.value.span)]
-        elif isinstance(statement, ast.NodeDecl):
-            given: list[ast.Argument | ast.Policy] = [*(statement.args or ()), *statement.policies]
-            roots = [(item.value.value, item.value.span) for item in given]
-        help = (
-            "split the condition, or name intermediate results in the state"
-            if isinstance(statement, ast.Route)
-            else "flatten the value"
-        )
-        for root, span in roots:
-            if _depth_exceeds(root, MAX_NESTING):
-                message = f"nested more than {MAX_NESTING} levels deep"
-                problems.append(error("E003", message, span, help=help))
-    return problems
-
-
-def _depth_exceeds(root: object, limit: int) -> bool:
-    stack: list[tuple[object, int]] = [(root, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, ast.Binary):
-            stack += [(item.left, depth + 1), (item.right, depth + 1)]
-        elif isinstance(item, ast.Unary):
-            stack.append((item.operand, depth + 1))
-        elif isinstance(item, (ast.ListExpr, ast.Call)):
-            children = item.items if isinstance(item, ast.ListExpr) else item.args
-            stack += [(child, depth + 1) for child in children]
-        elif isinstance(item, list):
-            stack += [(child, depth + 1) for child in item]
-        elif isinstance(item, dict):
-            stack += [(child, depth + 1) for child in item.values()]
-    return False

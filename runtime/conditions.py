@@ -3,30 +3,37 @@
 Each condition is compiled once per flow; a run then calls plain closures, with no tree
 walk per step, no `eval` and no attribute access on user data (paths index dicts and
 lists only).  A failure raises `ConditionError` naming the condition's line, the path,
-the value found and its type.
+the value found and its type; nothing else escapes.
+
+Costs are bounded: the steps of an evaluation by the condition's size, checked once here
+(`MAX_CONDITION_SIZE`); the values it builds and the work it does on them by the operator
+tables, against a `Budget` that the caller may share between the arms of a branch.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from flowc.compiler.ir import Expr, Span
 from flowc.compiler.operators import (
     BINARY,
     FUNCTIONS,
+    Budget,
+    LimitError,
     OperatorError,
     article,
     negate,
     not_a_bool,
     type_name,
 )
+from flowc.dsl.limits import MAX_CONDITION_SIZE
 
 State = dict[str, Any]
 #: An IR expression (a validated `compiler.ir.Expr`), read as a plain mapping.
 Node = Mapping[str, Any]
-Evaluator = Callable[[State], Any]
+Evaluator = Callable[[State, Budget], Any]
 Path = Sequence[str | int]
 
 #: A message shows a value in at most this many characters, `...` included.
@@ -40,7 +47,11 @@ _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 class ConditionError(Exception):
-    """A condition could not be evaluated; `code` is `missing_key` or `condition_error`."""
+    """A condition could not be evaluated.
+
+    `code` is `missing_key`, `condition_error`, or `condition_limit` when evaluating it
+    would go over a limit (a value too large, too much work).
+    """
 
     def __init__(self, code: str, message: str, span: Span | None) -> None:
         super().__init__(message)
@@ -53,11 +64,22 @@ def show(value: Any) -> str:
     """A value as a message shows it: JSON (else Python's repr), cut short when long."""
     try:
         text = _JSON.encode(value)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        text = _unencodable(value)
     if len(text) <= SHOWN_CHARACTERS:
         return text
     return text[: SHOWN_CHARACTERS - 3] + "..."
+
+
+def _unencodable(value: Any) -> str:
+    """Python's repr of a value JSON cannot encode, or what it is when that fails too."""
+    try:
+        return repr(value)
+    except (ValueError, RecursionError):  # an int of over 4,300 digits; a value too deep
+        if isinstance(value, int):
+            return f"<an integer of {value.bit_length():,} bits>"
+        kind = type_name(value)
+        return f"<{article(kind)} {kind} too deep to show>"
 
 
 def path_text(parts: Path) -> str:
@@ -140,16 +162,24 @@ class _Compiler:
         self.source = source
 
     def fail(
-        self, problem: str, span: Span | None, operands: Sequence[Node], values: Sequence[Any]
+        self,
+        problem: str | OperatorError,
+        span: Span | None,
+        operands: Sequence[Node],
+        values: Sequence[Any],
     ) -> NoReturn:
-        """Raise a `condition_error`, with the value of each operand that reads a path."""
+        """Raise a `condition_error`, with the value of each operand that reads a path.
+
+        A `LimitError` is a `condition_limit` instead.
+        """
         found = [
             f"`{path}` is {_described(value)}"
             for index, value in enumerate(values)
             if (path := _read_from(operands[index])) is not None
         ]
         detail = f" ({'; '.join(found)})" if found else ""
-        raise ConditionError("condition_error", f"{self.source}: {problem}{detail}", span)
+        code = "condition_limit" if isinstance(problem, LimitError) else "condition_error"
+        raise ConditionError(code, f"{self.source}: {problem}{detail}", span)
 
     def compile(self, expr: Node) -> Evaluator:
         """The closure that evaluates `expr` against a state."""
@@ -157,10 +187,10 @@ class _Compiler:
         span = expr.get("span")
         if kind == "literal":
             value = expr["value"]
-            return lambda state: value
+            return lambda state, budget: value
         if kind == "list":
             items = [self.compile(item) for item in expr["items"]]
-            return lambda state: [item(state) for item in items]
+            return lambda state, budget: [item(state, budget) for item in items]
         if kind == "path":
             return self._path(expr, span)
         if kind == "unary":
@@ -175,7 +205,7 @@ class _Compiler:
         if len(parts) == 1:  # the common case, on the hot path: one dict lookup
             key = parts[0]
 
-            def lookup(state: State) -> Any:
+            def lookup(state: State, budget: Budget) -> Any:
                 value = state.get(key, _MISSING)
                 if value is _MISSING:
                     raise _not_found(state, parts, span, source)
@@ -183,7 +213,7 @@ class _Compiler:
 
             return lookup
 
-        def resolve(state: State) -> Any:
+        def resolve(state: State, budget: Budget) -> Any:
             value = _resolve(state, parts)
             if value is _MISSING:
                 raise _not_found(state, parts, span, source)
@@ -196,20 +226,20 @@ class _Compiler:
         operand = self.compile(operand_expr)
         if expr["op"] == "not":
 
-            def negation(state: State) -> bool:
-                value = operand(state)
+            def negation(state: State, budget: Budget) -> bool:
+                value = operand(state, budget)
                 if value is True or value is False:
                     return not value
                 self.fail(not_a_bool(value, "`not`"), span, [operand_expr], [value])
 
             return negation
 
-        def minus(state: State) -> Any:
-            value = operand(state)
+        def minus(state: State, budget: Budget) -> Any:
+            value = operand(state, budget)
             try:
                 return negate(value)
             except OperatorError as problem:
-                self.fail(str(problem), span, [operand_expr], [value])
+                self.fail(problem, span, [operand_expr], [value])
 
         return minus
 
@@ -220,9 +250,9 @@ class _Compiler:
         if op in ("and", "or"):
             stop = op == "or"  # `or` stops at the first true, `and` at the first false
 
-            def logical(state: State) -> bool:
+            def logical(state: State, budget: Budget) -> bool:
                 for side, side_expr in ((left, left_expr), (right, right_expr)):
-                    value = side(state)
+                    value = side(state, budget)
                     if value is not True and value is not False:
                         self.fail(not_a_bool(value, f"`{op}`"), span, [side_expr], [value])
                     if value is stop:
@@ -232,12 +262,12 @@ class _Compiler:
             return logical
         apply = BINARY[op]
 
-        def binary(state: State) -> Any:
-            a, b = left(state), right(state)
+        def binary(state: State, budget: Budget) -> Any:
+            a, b = left(state, budget), right(state, budget)
             try:
-                return apply(a, b)
+                return apply(a, b, budget)
             except OperatorError as problem:
-                self.fail(str(problem), span, [left_expr, right_expr], [a, b])
+                self.fail(problem, span, [left_expr, right_expr], [a, b])
 
         return binary
 
@@ -247,34 +277,67 @@ class _Compiler:
         if name in ("exists", "default"):
             parts = list(arg_exprs[0]["path"])
             if name == "exists":
-                return lambda state: _resolve(state, parts) is not _MISSING
+                return lambda state, budget: _resolve(state, parts) is not _MISSING
             fallback = self.compile(arg_exprs[1])
 
-            def default(state: State) -> Any:
+            def default(state: State, budget: Budget) -> Any:
                 value = _resolve(state, parts)
-                return fallback(state) if value is _MISSING or value is None else value
+                return fallback(state, budget) if value is _MISSING or value is None else value
 
             return default
         function = FUNCTIONS[name]
         args = [self.compile(a) for a in arg_exprs]
 
-        def call(state: State) -> Any:
-            values = [arg(state) for arg in args]
+        def call(state: State, budget: Budget) -> Any:
+            values = [arg(state, budget) for arg in args]
             try:
-                return function(*values)
+                return function(values, budget)
             except OperatorError as problem:
-                self.fail(str(problem), span, arg_exprs, values)
+                self.fail(problem, span, arg_exprs, values)
 
         return call
 
 
-def compile_condition(expr: Expr | Node, source: str = "the condition") -> Callable[[State], bool]:
-    """A closure that evaluates `expr` against a state and insists on a bool result."""
-    evaluate = _Compiler(source).compile(expr)
-    span = expr.get("span")
+class Condition(Protocol):
+    """A compiled condition: true or false for a state, or a `ConditionError`.
 
-    def condition(state: State) -> bool:
-        value = evaluate(state)
+    `budget` is the work it may do on values; arms of one branch share one.  Without it,
+    the condition gets a fresh budget of `MAX_CONDITION_WORK`.
+    """
+
+    def __call__(self, state: State, budget: Budget | None = None) -> bool:
+        """True or false for `state`; a `ConditionError` when it cannot say."""
+        ...
+
+
+def compile_condition(expr: Expr | Node, source: str = "the condition") -> Condition:
+    """A closure that evaluates `expr` against a state and insists on a bool result."""
+    span = expr.get("span")
+    size = _size(expr)
+    if size > MAX_CONDITION_SIZE:
+        return _refused(
+            f"{source}: the condition has more than {MAX_CONDITION_SIZE:,} operators, calls, "
+            "lists, paths and literals",
+            span,
+        )
+    try:
+        evaluate = _Compiler(source).compile(expr)
+    except RecursionError:  # an IR that skipped the checks' nesting limits
+        return _refused(f"{source}: the condition is too deeply nested to evaluate", span)
+
+    def condition(state: State, budget: Budget | None = None) -> bool:
+        try:
+            value = evaluate(state, Budget() if budget is None else budget)
+        except ConditionError:
+            raise
+        except (RecursionError, MemoryError):
+            raise ConditionError(
+                "condition_limit", f"{source}: the condition is too large to evaluate", span
+            ) from None
+        except Exception as exc:  # a bug or a value no run should hold: still no escape
+            raise ConditionError(
+                "condition_error", f"{source}: could not be evaluated: {type(exc).__name__}", span
+            ) from None
         if value is True or value is False:
             return value
         raise ConditionError(
@@ -284,3 +347,31 @@ def compile_condition(expr: Expr | Node, source: str = "the condition") -> Calla
         )
 
     return condition
+
+
+def _size(expr: Node) -> int:
+    """The nodes of an IR condition, counted up to `MAX_CONDITION_SIZE + 1` without recursion."""
+    count = 0
+    pending = [expr]
+    while pending and count <= MAX_CONDITION_SIZE:
+        item = pending.pop()
+        count += 1
+        kind = item["type"]
+        if kind == "binary":
+            pending += (item["left"], item["right"])
+        elif kind == "unary":
+            pending.append(item["operand"])
+        elif kind == "list":
+            pending += item["items"]
+        elif kind == "call":
+            pending += item["args"]
+    return count
+
+
+def _refused(message: str, span: Span | None) -> Condition:
+    """A condition that fails with `condition_limit` whenever it is evaluated."""
+
+    def refused(state: State, budget: Budget | None = None) -> bool:
+        raise ConditionError("condition_limit", message, span)
+
+    return refused

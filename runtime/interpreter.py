@@ -5,7 +5,9 @@ events.  A node with a policy (a timeout, retries) takes the slower road through
 `_attempts`: each attempt timed, each failed one an event, retries after a jittered
 backoff.  Every failure ends the run as `failed` with a structured `RunError` and the last
 good state; nothing escapes as a stack trace.  Cancelling the task that runs a run is not a
-failure: `CancelledError` goes through, and the caller reports the run `cancelled`.
+failure: `CancelledError` goes through, and the caller reports the run `cancelled`.  What a
+run may hold is bounded by its `Limits` (checked on each delta as it is copied), and it
+gives the event loop back every `slice_steps` steps or `slice_ms` milliseconds.
 """
 
 from __future__ import annotations
@@ -19,14 +21,25 @@ from typing import Any
 
 from flowc.compiler import compile_source
 from flowc.compiler.ir import Branch, Flow, Node, Span
+from flowc.compiler.operators import Budget
 from flowc.compiler.program import END
 from flowc.runtime.calls import CallFailed, RunThreads, call_async
-from flowc.runtime.conditions import ConditionError, compile_condition
+from flowc.runtime.conditions import Condition, ConditionError, compile_condition
 from flowc.runtime.context import STEP, StepContext, StepCursor
 from flowc.runtime.events import Event, RunError, RunResult, Step
 from flowc.runtime.policies import RETRIED, NodePolicy, node_policy, retry_delay
+from flowc.runtime.processes import call_in_process
 from flowc.runtime.registry import REGISTRY, Registry, Tool
-from flowc.runtime.state import ReturnError, StateError, copy_json, updates
+from flowc.runtime.state import (
+    LimitError,
+    Limits,
+    ReturnError,
+    ReturnLimitError,
+    StateError,
+    StateMeter,
+    copy_json,
+    updates,
+)
 
 State = dict[str, Any]
 Listener = Callable[[Event], Awaitable[None] | None]
@@ -60,7 +73,7 @@ class _Plan:
     copy_args: bool
     span: Span | None
     goto: str | None  # the next node for a plain edge, END when the run ends here
-    arms: tuple[tuple[Callable[[State], bool], str], ...]
+    arms: tuple[tuple[Condition, str], ...]
     otherwise: str | None
     policy: NodePolicy | None  # None: no timeout and no retries, the fast road
 
@@ -77,7 +90,8 @@ class WorkflowEngine:
     """Runs a compiled flow with the tools of a registry (the default one by default).
 
     `max_threads_per_run` bounds the threads of one run's blocking tools (and of its sync
-    tools with a timeout) alive at once, abandoned ones included.
+    tools with a timeout) alive at once, abandoned ones included.  `limits` bound what a
+    run may hold and do (`Limits()`, the runtime's defaults, unless given).
     """
 
     def __init__(
@@ -86,6 +100,7 @@ class WorkflowEngine:
         registry: Registry | None = None,
         *,
         max_threads_per_run: int = DEFAULT_THREADS_PER_RUN,
+        limits: Limits | None = None,
     ) -> None:
         if type(max_threads_per_run) is not int or max_threads_per_run < 1:
             raise ValueError(f"max_threads_per_run must be 1 or more, not {max_threads_per_run!r}")
@@ -94,12 +109,13 @@ class WorkflowEngine:
             flow = compile_source(flow, tools=self.registry.specs()).ir
         self.flow = flow
         self.max_threads_per_run = max_threads_per_run
+        self.limits = limits if limits is not None else Limits()
         self._plans = {node.name: self._plan(node) for node in flow.nodes}
 
     def _plan(self, node: Node) -> _Plan:
         name = node.name
         route = self.flow.routes.get(name)
-        arms: tuple[tuple[Callable[[State], bool], str], ...] = ()
+        arms: tuple[tuple[Condition, str], ...] = ()
         goto: str | None = END
         otherwise = None
         if isinstance(route, Branch):
@@ -200,6 +216,7 @@ class _Run:
         self.base = 0  # the steps run before this run resumed: `Resume.seq`
         self.cursor = StepCursor(run_id, self.steps)
         self.threads: RunThreads | None = None
+        self.meter = StateMeter(engine.limits)
 
     async def emit(self, event: Event) -> None:
         if self.listener is not None:
@@ -220,17 +237,8 @@ class _Run:
         self, start: str, initial_state: State | None, resume: Resume | None
     ) -> RunResult:
         try:
-            try:
-                self.state = copy_json(initial_state or {})
-            except StateError as problem:
-                raise _Failed(
-                    RunError(
-                        "bad_input",
-                        f"the initial state is not JSON: {problem.where}: {problem.problem}",
-                    )
-                ) from None
-            if not isinstance(self.state, dict):
-                raise _Failed(RunError("bad_input", "the initial state must be a JSON object"))
+            self._check_max_steps()
+            self.state = self._load(initial_state or {}, resume is None)
             if resume is not None:
                 self.base = self.cursor.base = resume.seq
                 start = self._after(resume.after)
@@ -252,6 +260,39 @@ class _Run:
         )  # fmt: skip
         return RunResult(self.run_id, "succeeded", self.state, self.steps)
 
+    def _check_max_steps(self) -> None:
+        limits = self.engine.limits
+        max_steps = self.engine.flow.settings.max_steps
+        if max_steps > limits.max_steps_limit:
+            raise _Failed(
+                RunError(
+                    "limit",
+                    f"the flow sets max_steps = {max_steps:,}, more than "
+                    f"{limits.named('max_steps_limit')} allows; lower `set max_steps`",
+                )
+            )
+
+    def _load(self, initial_state: State, fresh: bool) -> State:
+        """The initial state, copied, checked and measured (a fresh run's as its input)."""
+        if not isinstance(initial_state, dict):
+            raise _Failed(RunError("bad_input", "the initial state must be a JSON object"))
+        try:
+            if fresh:
+                return self.meter.load(initial_state, "the input", "max_input_bytes")
+            return self.meter.load(initial_state, "the state")
+        except LimitError as problem:
+            message = problem.problem
+            if problem.parts:
+                message = f"the initial state at `{problem.where}`: {message}"
+            raise _Failed(RunError("limit", message)) from None
+        except StateError as problem:
+            raise _Failed(
+                RunError(
+                    "bad_input",
+                    f"the initial state is not JSON: {problem.where}: {problem.problem}",
+                )
+            ) from None
+
     def _after(self, node: str) -> str:
         """Where a run resumed after `node` goes next: its route, taken on the state."""
         plan = self.engine._plans.get(node)
@@ -270,7 +311,14 @@ class _Run:
         base = self.base
         state = self.state
         cursor = self.cursor
+        meter = self.meter
         containers = {key for key, value in state.items() if type(value) in (dict, list)}
+        # The loop is given back every `slice_steps` steps or `slice_ms` milliseconds, so
+        # that a run of quick sync tools does not hold up every other request.
+        slice_steps = self.engine.limits.slice_steps
+        slice_seconds = self.engine.limits.slice_ms / 1000
+        left = slice_steps
+        slice_ends = time.time() + slice_seconds
         while node != END:
             plan = plans.get(node)
             if plan is None:
@@ -313,7 +361,9 @@ class _Run:
                 except Exception as exc:  # a tool's failure is the run's failure
                     raise _Failed(_tool_failed(exc, plan)) from None
                 try:
-                    delta = updates(result, state) if result is not None else {}
+                    delta = updates(result, state, meter) if result is not None else {}
+                except ReturnLimitError as problem:
+                    raise _Failed(_past_limit(problem, plan)) from None
                 except ReturnError as problem:
                     raise _Failed(_bad_return(problem, plan)) from None
                 attempts = 1
@@ -334,6 +384,11 @@ class _Run:
                     Event("node_finished", self.run_id, seq, node, finished, delta=delta,
                           duration_ms=(finished - started) * 1000, attempts=attempts)
                 )  # fmt: skip
+            left -= 1
+            if not left or finished >= slice_ends:
+                await asyncio.sleep(0)
+                left = slice_steps
+                slice_ends = time.time() + slice_seconds
             node = plan.goto if plan.goto is not None else self._branch(plan)
 
     async def _call(
@@ -344,7 +399,10 @@ class _Run:
         step: StepContext,
         timeout: float | None,
     ) -> Any:
-        """One call of a tool, as its mode says; a sync tool with a timeout gets a thread."""
+        """One call of a tool, as its mode says; a sync tool with a timeout gets a thread.
+
+        A process tool runs in a worker process (`runtime.processes`).
+        """
         if tool.mode == "async":
             return await call_async(tool.function, given, args, step, timeout)
         if tool.mode == "sync" and timeout is None:
@@ -353,6 +411,8 @@ class _Run:
                 return tool.function(given, **args)
             finally:
                 STEP.reset(token)
+        if tool.mode == "process":
+            return await call_in_process(tool.function, given, args, step, timeout)
         if self.threads is None:
             self.threads = RunThreads(self.engine.max_threads_per_run)
         return await self.threads.call(tool.function, given, args, step, timeout)
@@ -374,7 +434,10 @@ class _Run:
             try:
                 step = StepContext(self.run_id, seq, plan.name, attempt)
                 result = await self._call(tool, given, args, step, policy.timeout)
-                return started, (updates(result, state) if result is not None else {}), attempt
+                delta = updates(result, state, self.meter) if result is not None else {}
+                return started, delta, attempt
+            except ReturnLimitError as problem:
+                error = _past_limit(problem, plan)
             except ReturnError as problem:
                 error = _bad_return(problem, plan)
             except CallFailed as failure:
@@ -398,9 +461,10 @@ class _Run:
             attempt += 1
 
     def _branch(self, plan: _Plan) -> str:
+        budget = Budget()  # one routing decision's work on values, shared by its arms
         try:
             for condition, target in plan.arms:
-                if condition(self.state):
+                if condition(self.state, budget):
                     return target
         except ConditionError as problem:
             raise _Failed(
@@ -422,6 +486,10 @@ def _tool_failed(exc: Exception, plan: _Plan) -> RunError:
 
 def _bad_return(problem: ReturnError, plan: _Plan) -> RunError:
     return RunError("bad_return", f"tool `{plan.tool}` {problem}", plan.name, plan.span)
+
+
+def _past_limit(problem: ReturnLimitError, plan: _Plan) -> RunError:
+    return RunError("limit", f"tool `{plan.tool}` {problem}", plan.name, plan.span)
 
 
 def _too_many_steps(max_steps: int, steps: list[Step], plan: _Plan) -> RunError:

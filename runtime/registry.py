@@ -8,6 +8,7 @@ compiler checks node declarations against before anything runs.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
@@ -15,6 +16,9 @@ from typing import Any, Literal, TypeVar, overload
 from flowc.compiler.tools import ParamKind, ToolParam, ToolSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
+ToolMode = Literal["sync", "async", "thread", "process"]
+#: Where a worker process finds a process tool's function: module, qualified name, file.
+Reference = tuple[str, str, str | None]
 
 _KINDS: dict[Any, ParamKind] = {
     inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
@@ -36,12 +40,13 @@ class Tool:
     """A registered tool: the function, its spec, and how the interpreter calls it.
 
     `mode`: `sync` tools are called inline (in a thread of their own when their node has a
-    timeout), `async` ones awaited, `thread` (blocking) ones run in a thread of their own.
+    timeout), `async` ones awaited, `thread` (blocking) ones run in a thread of their own,
+    `process` (CPU-bound) ones in a worker process (`runtime.processes`).
     """
 
     function: Callable[..., Any]
     spec: ToolSpec
-    mode: Literal["sync", "async", "thread"] = "sync"
+    mode: ToolMode = "sync"
 
 
 def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False) -> ToolSpec:
@@ -119,16 +124,21 @@ class Registry:
         name: str | None = None,
         *,
         blocking: bool = False,
+        process: bool = False,
         replace: bool = False,
     ) -> Tool:
         """Register `function` under `name` (default: its own name).
 
         A name already taken by another function is a `ToolConflictError` naming both,
         unless `replace` is true.  The same function again (its module imported a second
-        time) replaces its earlier self quietly.
+        time) replaces its earlier self quietly.  `blocking` runs it in a thread, `process`
+        in a worker process (for CPU-bound work, which a thread would not take off the
+        event loop); a process tool is a sync function at the top level of a module.
         """
         tool_name = name or function.__name__
         spec = tool_spec(function, tool_name, blocking=blocking)
+        if process:
+            _check_process_tool(function, tool_name, blocking)
         earlier = self._tools.get(tool_name)
         if earlier is not None and not replace and not _same_definition(earlier.spec, spec):
             raise ToolConflictError(
@@ -136,8 +146,8 @@ class Registry:
                 f"{_describe(spec)} cannot take its name: register it under another name, "
                 "or pass `replace=True` to replace it"
             )
-        mode: Literal["sync", "async", "thread"] = (
-            "async" if spec.is_async else "thread" if blocking else "sync"
+        mode: ToolMode = (
+            "async" if spec.is_async else "process" if process else "thread" if blocking else "sync"
         )
         tool = Tool(function, spec, mode)
         self._tools[tool_name] = tool
@@ -165,6 +175,28 @@ class Registry:
         self._tools.pop(name, None)
 
 
+def reference(function: Callable[..., Any]) -> Reference | None:
+    """Where a worker process finds `function`; None when it cannot (a nested function)."""
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname or hasattr(function, "__self__"):
+        return None
+    file = getattr(sys.modules.get(module), "__file__", None)
+    return module, qualname, file
+
+
+def _check_process_tool(function: Callable[..., Any], name: str, blocking: bool) -> None:
+    if blocking or inspect.iscoroutinefunction(function):
+        raise ToolDefinitionError(
+            f"tool `{name}`: `process=True` is for sync functions, without `blocking=True`"
+        )
+    if reference(function) is None:
+        raise ToolDefinitionError(
+            f"tool `{name}`: `process=True` needs a function a worker process can import: "
+            "one defined at the top level of a module other than `__main__`"
+        )
+
+
 def _same_definition(earlier: ToolSpec, later: ToolSpec) -> bool:
     """True for one definition seen twice: the same function, its module imported again."""
     return bool(earlier.location) and (earlier.origin, earlier.location) == (
@@ -189,6 +221,7 @@ def register_tool(
     /,
     *,
     blocking: bool = False,
+    process: bool = False,
     replace: bool = False,
     registry: Registry | None = None,
 ) -> Callable[[F], F]: ...
@@ -197,12 +230,14 @@ def register_tool(
     /,
     *,
     blocking: bool = False,
+    process: bool = False,
     replace: bool = False,
     registry: Registry | None = None,
 ) -> Any:
     """Register a tool: `@register_tool`, `@register_tool("name")`, `@register_tool(blocking=True)`.
 
-    `blocking=True` marks a sync tool that the interpreter runs in a thread of its own.  A name
+    `blocking=True` marks a sync tool that the interpreter runs in a thread of its own,
+    `process=True` a CPU-bound one that it runs in a worker process.  A name
     that another function holds is an error unless `replace=True` (`@register_tool("score",
     replace=True)` swaps a built-in for your own).
     """
@@ -212,7 +247,7 @@ def register_tool(
         return function_or_name
 
     def decorate(function: F) -> F:
-        target.add(function, function_or_name, blocking=blocking, replace=replace)
+        target.add(function, function_or_name, blocking=blocking, process=process, replace=replace)
         return function
 
     return decorate

@@ -78,6 +78,36 @@ UNEXPECTED: Responses = {
 }
 
 
+#: What every route but `/healthz` may answer on a server with API tokens.
+AUTHENTICATION: Responses = {
+    401: {
+        "model": Problem,
+        "description": "no API token (`Authorization: Bearer <token>`), or not a valid one",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": '`Bearer realm="flowc"`, with `error="invalid_token"` '
+                "for a token that is not valid",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    429: {
+        "model": Problem,
+        "description": "the token is over its request rate (`FLOWC_TOKEN_RATE`, "
+        "`FLOWC_TOKEN_BURST`) or, starting a run, has as many runs queued or running as it "
+        "may (`FLOWC_TOKEN_MAX_RUNS`)",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    },
+}
+
+
 def not_found_response(what: str) -> Responses:
     """The OpenAPI entry for a 404: `what` names the id that names nothing."""
     return {404: {"model": Problem, "description": f"no {what} has this id"}}

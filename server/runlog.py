@@ -24,13 +24,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
 import socket
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -45,11 +46,19 @@ logger = logging.getLogger("flowc.server")
 CHANGED, QUEUED, CANCEL = "flowc_changed", "flowc_queued", "flowc_cancel"
 #: Runs a batch holds at most (a NOTIFY payload is at most 8000 bytes: 37 per id).
 MAX_BATCH_RUNS = 200
+#: Writes a batch holds at most: building and sending a batch holds the event loop, so an
+#: `exit` run's 10,000 steps go in several batches, with other work between them.
+MAX_BATCH_ITEMS = 500
 #: Seconds between NOTIFYs of changed runs (followers in other processes lag by this much).
 NOTIFY_EVERY = 0.02
 #: Seconds between tries of a write while the database is away (doubling up to the max).
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0
 ENDED = ("succeeded", "failed", "cancelled")
+#: Steps read from the database at a time by whoever goes through a run's log (a replay,
+#: the current state): memory stays bounded however long the run.
+READ_PAGE = 500
+#: The largest step number `run_step.seq` holds (a 32-bit integer); reads clamp to it.
+MAX_SEQ = 2**31 - 1
 
 
 def owner_name() -> str:
@@ -289,11 +298,15 @@ class WriteQueue:
 
     def _take(self) -> dict[uuid.UUID, list[Item]]:
         batch: dict[uuid.UUID, list[Item]] = {}
+        room = MAX_BATCH_ITEMS
         for run_id, queue in self._pending.items():
             if run_id in self._busy or not queue:
                 continue
-            batch[run_id] = list(queue)
-            if len(batch) >= MAX_BATCH_RUNS:
+            # A run's first items, in order; the rest go in a later batch (`_commit` pops
+            # exactly what it wrote).
+            batch[run_id] = list(itertools.islice(queue, room))
+            room -= len(batch[run_id])
+            if len(batch) >= MAX_BATCH_RUNS or room <= 0:
                 break
         self._busy.update(batch)
         return batch
@@ -526,8 +539,26 @@ class RunLog(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def steps_after(self, run_id: uuid.UUID, seq: int) -> list[StepRow]:
-        """The run's steps after `seq`, in order."""
+    async def steps_after(
+        self, run_id: uuid.UUID, seq: int, *, limit: int | None = None
+    ) -> list[StepRow]:
+        """The run's steps after `seq`, in order: the first `limit` of them, or all."""
+
+    async def read_steps(
+        self, run_id: uuid.UUID, seq: int, *, page: int = READ_PAGE
+    ) -> AsyncGenerator[StepRow, None]:
+        """The run's steps after `seq`, in order, read `page` at a time (by its key).
+
+        No connection is held between pages; it ends at the first page that is not full,
+        so steps committed while it reads are included.
+        """
+        while True:
+            rows = await self.steps_after(run_id, seq, limit=page)
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            seq = rows[-1].seq
 
 
 def _transient_asyncpg(exc: BaseException) -> bool:
@@ -956,14 +987,17 @@ class PostgresRunLog(RunLog):
             await connection.execute("SELECT pg_notify('flowc_changed', $1::text)", str(run_id))
         return "cancelled"
 
-    async def steps_after(self, run_id: uuid.UUID, seq: int) -> list[StepRow]:
-        """The run's steps after `seq`, in order."""
+    async def steps_after(
+        self, run_id: uuid.UUID, seq: int, *, limit: int | None = None
+    ) -> list[StepRow]:
+        """The run's steps after `seq`, in order (`limit` None: all of them)."""
         async with _reaching(_transient_asyncpg), self._pool.acquire() as connection:
             records = await connection.fetch(
                 "SELECT seq, node, delta, started_at, finished_at, attempts FROM run_step "
-                "WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 run_id,
-                seq,
+                min(seq, MAX_SEQ),
+                limit,  # NULL: no limit
             )
         return [
             StepRow(
@@ -1318,16 +1352,22 @@ class SqliteRunLog(RunLog):
         self.hub.changed([run_id])
         return answer
 
-    async def steps_after(self, run_id: uuid.UUID, seq: int) -> list[StepRow]:
-        """The run's steps after `seq`, in order."""
+    async def steps_after(
+        self, run_id: uuid.UUID, seq: int, *, limit: int | None = None
+    ) -> list[StepRow]:
+        """The run's steps after `seq`, in order (`limit` None: all of them)."""
         async with self.db.engine.connect() as connection:
             rows = (
                 await connection.execute(
                     text(
                         "SELECT seq, node, delta, started_at, finished_at, attempts FROM run_step "
-                        "WHERE run_id = :id AND seq > :seq ORDER BY seq"
+                        "WHERE run_id = :id AND seq > :seq ORDER BY seq LIMIT :limit"
                     ),
-                    {"id": _sqlite_id(run_id), "seq": seq},
+                    {
+                        "id": _sqlite_id(run_id),
+                        "seq": min(seq, MAX_SEQ),
+                        "limit": -1 if limit is None else limit,  # -1: no limit in SQLite
+                    },
                 )
             ).all()
         return [

@@ -34,9 +34,10 @@ from flowc.compiler.ir import Flow
 from flowc.runtime import REGISTRY, Registry, Resume
 from flowc.runtime.events import Event, RunError, RunResult, RunStatus, Step, iso
 from flowc.runtime.interpreter import WorkflowEngine
+from flowc.runtime.state import LimitError
 from flowc.server import store
 from flowc.server.db import Database
-from flowc.server.models import WorkflowDefinition, now, utc
+from flowc.server.models import WorkflowDefinition, WorkflowRun, now, utc
 from flowc.server.runlog import (
     ENDED,
     Claimed,
@@ -63,8 +64,21 @@ KEEP_FINISHED = 60.0
 CLOSE_WRITES = 5.0
 #: Compiled engines kept, by definition.
 ENGINE_CACHE = 128
+#: Seconds before a heartbeat that failed is tried again.
+HEARTBEAT_RETRY = 0.5
+#: An `exit` run's buffered rows queued between two turns of the event loop.
+YIELD_EVERY = 1000
 
 logger = logging.getLogger("flowc.server")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a run is not started: the value's place in the request (`loc`), or None."""
+
+    loc: list[str | int] | None
+    message: str
+    too_large: bool = False
 
 
 class UnknownRun(LookupError):
@@ -106,6 +120,12 @@ class _Live:
         self.events.append(event)
         if self.subscribers:
             message = _json(event)
+            # A follower whose queue is full (but for its last place) is too far behind:
+            # it is told to go on from the database, and its queue grows no more.
+            behind = [q for q in self.subscribers if 0 < q.maxsize - 1 <= q.qsize()]
+            for queue in behind:
+                self.subscribers.discard(queue)
+                queue.put_nowait(None)
             for queue in self.subscribers:
                 queue.put_nowait(message)
 
@@ -150,6 +170,8 @@ class RunService:
         )
         #: Seconds `drain()` lets runs finish their step before it stops them.
         self.shutdown_grace = self.settings.shutdown_grace
+        #: What one run may hold and do (`FLOWC_MAX_*`, `FLOWC_SLICE_*`).
+        self.limits = self.settings.limits()
         self._live: dict[uuid.UUID, _Live] = {}
         #: The runs this process executes now (`_live` also keeps ended ones a while).
         self._active: dict[uuid.UUID, _Live] = {}
@@ -220,13 +242,36 @@ class RunService:
     def _engine(self, definition: WorkflowDefinition) -> WorkflowEngine:
         engine = self._engines.get(definition.id)
         if engine is None:
-            engine = WorkflowEngine(Flow.model_validate(definition.ir), self.registry)
+            engine = WorkflowEngine(
+                Flow.model_validate(definition.ir), self.registry, limits=self.limits
+            )
             self._engines[definition.id] = engine
             if len(self._engines) > ENGINE_CACHE:
                 self._engines.popitem(last=False)
         else:
             self._engines.move_to_end(definition.id)
         return engine
+
+    def refusal(self, definition: WorkflowDefinition, input: dict[str, Any]) -> Refusal | None:
+        """Why a run of `definition` on `input` would go past the limits; None if it would not.
+
+        The engine checks the same again when the run starts (a worker's limits may differ).
+        """
+        limits = self.limits
+        max_steps = self._engine(definition).flow.settings.max_steps
+        if max_steps > limits.max_steps_limit:
+            return Refusal(
+                None,
+                f"graph {definition.id} sets max_steps = {max_steps:,}, more than this server "
+                f"allows ({limits.named('max_steps_limit')}): lower `set max_steps` in the "
+                "flow, or raise the setting",
+            )
+        problem = limits.input_problem(input)
+        if problem is None:
+            return None
+        if isinstance(problem, LimitError) and problem.whole:  # the input is too large
+            return Refusal(None, problem.problem, too_large=True)
+        return Refusal(["body", "input", *reversed(problem.parts)], problem.problem)
 
     async def start(
         self,
@@ -382,8 +427,10 @@ class RunService:
         error = result.error.to_json() if result.error else None
         node = result.steps[-1].node if result.steps else claimed.current_node
         try:
-            for row in buffered:
+            for index, row in enumerate(buffered, 1):
                 log.append(run_id, attempt, row).add_done_callback(settle)
+                if index % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a long `exit` run's rows: let other work in
             await log.end(
                 run_id, attempt, Ending(result.status, result.state, len(result.steps), node, error)
             )
@@ -513,14 +560,19 @@ class RunService:
     async def _heartbeat_loop(self) -> None:
         """Keep the leases of our runs; stop the ones we lost or that were cancelled."""
         interval = self.settings.lease_seconds / 3
+        wait = interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(wait)
             running = self._running()
             try:
                 kept = await self.log.heartbeat({r: live.attempt for r, live in running.items()})
             except Exception as exc:
+                # A deadlock with a step batch that holds the rows, or a lost connection:
+                # try again soon rather than a third of the lease later.
                 logger.warning("renewing leases failed: %s", cause(exc))
+                wait = min(interval, HEARTBEAT_RETRY)
                 continue
+            wait = interval
             for run_id, live in running.items():
                 if run_id not in kept:
                     live.halt("lost")
@@ -576,47 +628,60 @@ class RunService:
                     waiter.cancel()
                     draining.cancel()
 
-    async def events(self, run_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
-        """Every event of the run as JSON: the ones emitted so far, then live, final last."""
-        sent = 0
+    async def events(
+        self, run_id: uuid.UUID, *, after: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every event of the run as JSON: the ones emitted so far, then live, final last.
+
+        `after`: only the events whose step is above it, and the final one.  A run this
+        process executes from its start is followed from memory; any other, and a
+        follower that falls `ws_queue_events` behind, from the database, a page at a time.
+        """
+        sent = 0 if after is None else after
+        announced = after is not None  # `run_started` (step 0) is skipped by any `after`
         live = self._live.get(run_id)
         if live is not None and live.has_history:
-            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-            history = list(live.events)  # taken with the subscription: nothing missed or doubled
+            # The last place is kept for the signal to go on from the database.
+            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
+                maxsize=self.settings.ws_queue_events + 1
+            )
+            # The history up to the subscription, read in place (it only grows): nothing
+            # missed or doubled, and nothing copied however long the run.
+            count = len(live.events)
             live.subscribers.add(queue)
             try:
                 moved = live.task is not None and live.task.done() and live.stop is not None
-                for past in history:
-                    message = _json(past)
-                    yield message
+                for index in range(count):
+                    message = _json(live.events[index])
+                    if _wanted(message, after):
+                        yield message
                     if _is_final(message):
                         return
-                    sent = (
-                        max(sent, message["step"]) if message["type"] == "node_finished" else sent
-                    )
+                    sent = _progress(sent, message)
                 while not moved:
                     item = await queue.get()
                     if item is None:
                         break
-                    yield item
+                    if _wanted(item, after):
+                        yield item
                     if _is_final(item):
                         return
-                    if item["type"] == "node_finished":
-                        sent = item["step"]
+                    sent = _progress(sent, item)
             finally:
                 live.subscribers.discard(queue)
             if self._draining:
                 raise Draining(str(run_id))
-            async for message in self._follow(run_id, sent, announced=True):
-                yield message
-            return
-        async for message in self._follow(run_id, 0, announced=False):
+            announced = True
+        async for message in self._follow(run_id, sent, announced=announced):
             yield message
 
     async def _follow(
         self, run_id: uuid.UUID, sent: int, *, announced: bool
     ) -> AsyncIterator[dict[str, Any]]:
-        """A run from the database: its steps after `sent`, again whenever it changes."""
+        """A run from the database: its steps after `sent`, again whenever it changes.
+
+        The steps are read a page at a time by their key, so a long replay holds one page.
+        """
         with self.log.hub.watch(run_id) as changed:
             while True:
                 changed.clear()
@@ -624,59 +689,39 @@ class RunService:
                     run = await store.get_run(session, run_id=run_id)
                 if run is None:
                     raise UnknownRun(str(run_id))
-                steps = await self.log.steps_after(run_id, sent)
                 if not announced:
-                    yield {
-                        "type": "run_started",
-                        "run_id": str(run_id),
-                        "step": 0,
-                        "node": steps[0].node if steps else run.current_node,
-                        "delta": None,
-                        "at": (utc(run.started_at) or utc(run.created_at) or now()).isoformat(),
-                    }
+                    first = await self.log.steps_after(run_id, 0, limit=1)
+                    yield _started(run, first[0].node if first else run.current_node)
                     announced = True
-                for step in steps:
-                    yield {
-                        "type": "node_finished",
-                        "run_id": str(run_id),
-                        "step": step.seq,
-                        "node": step.node,
-                        "delta": step.delta,
-                        "at": step.finished_at.isoformat(),
-                        "duration_ms": round(
-                            (step.finished_at - step.started_at).total_seconds() * 1000, 3
-                        ),
-                        "attempts": step.attempts,
-                    }
-                    sent = step.seq
-                if run.status in ENDED:
-                    succeeded = run.status == "succeeded"
-                    yield {
-                        "type": "run_finished" if succeeded else "run_failed",
-                        "run_id": str(run_id),
-                        "step": run.step,
-                        "node": run.current_node if succeeded else (run.error or {}).get("node"),
-                        "delta": None,
-                        "at": (utc(run.finished_at) or now()).isoformat(),
-                        "status": run.status,
-                        "state": run.state,
-                        "error": run.error,
-                    }
+                async with contextlib.aclosing(self.log.read_steps(run_id, sent)) as steps:
+                    async for step in steps:
+                        yield _finished(run_id, step)
+                        sent = step.seq
+                if run.status in ENDED:  # read before its steps: they were all there
+                    yield _ended(run)
                     return
                 await changed.wait()
 
     async def state(self, run_id: uuid.UUID) -> dict[str, Any] | None:
-        """A run as recorded, with its exact current state (snapshot + later steps)."""
+        """A run as recorded, with its exact current state (snapshot + later steps).
+
+        The steps after the snapshot are folded in a page at a time: a run whose
+        snapshot lags far behind costs time, not memory.
+        """
         async with self.db.session() as session:
             run = await store.get_run(session, run_id=run_id)
         if run is None:
             return None
         data = run.model_dump()
         if run.status not in ENDED:
-            steps = await self.log.steps_after(run_id, run.step)
-            if steps:
-                data["state"] = fold(run.state, (s.delta for s in steps))
-                data["step"], data["current_node"] = steps[-1].seq, steps[-1].node
+            state, last = dict(run.state), None
+            async with contextlib.aclosing(self.log.read_steps(run_id, run.step)) as steps:
+                async for step in steps:
+                    state.update(step.delta)
+                    last = step
+            if last is not None:
+                data["state"] = state
+                data["step"], data["current_node"] = last.seq, last.node
         return data
 
 
@@ -705,6 +750,41 @@ def _published_steps(live: _Live) -> list[Step]:
 
 def _is_final(message: dict[str, Any]) -> bool:
     return message.get("type") in ("run_finished", "run_failed")
+
+
+def _wanted(message: dict[str, Any], after: int | None) -> bool:
+    """Whether a follower that has seen the steps up to `after` gets this event."""
+    return after is None or message["step"] > after or _is_final(message)
+
+
+def _progress(sent: int, message: dict[str, Any]) -> int:
+    """The last step a follower has, once it got `message`."""
+    return max(sent, message["step"]) if message["type"] == "node_finished" else sent
+
+
+def _started(run: WorkflowRun, node: str | None) -> dict[str, Any]:
+    """`run_started` of a run read from the database."""
+    at = utc(run.started_at) or utc(run.created_at) or now()
+    return {"type": "run_started", "run_id": str(run.id), "step": 0, "node": node,
+            "delta": None, "at": at.isoformat()}  # fmt: skip
+
+
+def _finished(run_id: uuid.UUID, step: StepRow) -> dict[str, Any]:
+    """`node_finished` of a recorded step."""
+    duration = (step.finished_at - step.started_at).total_seconds() * 1000
+    return {"type": "node_finished", "run_id": str(run_id), "step": step.seq,
+            "node": step.node, "delta": step.delta, "at": step.finished_at.isoformat(),
+            "duration_ms": round(duration, 3), "attempts": step.attempts}  # fmt: skip
+
+
+def _ended(run: WorkflowRun) -> dict[str, Any]:
+    """The final event of a run that ended, as its row has it."""
+    succeeded = run.status == "succeeded"
+    return {"type": "run_finished" if succeeded else "run_failed", "run_id": str(run.id),
+            "step": run.step,
+            "node": run.current_node if succeeded else (run.error or {}).get("node"),
+            "delta": None, "at": (utc(run.finished_at) or now()).isoformat(),
+            "status": run.status, "state": run.state, "error": run.error}  # fmt: skip
 
 
 def _final(run_id: str, result: RunResult) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS
 from flowc.server.models import utc
 from flowc.server.runs import Durability
 
@@ -154,20 +155,29 @@ class DiagnosticOut(BaseModel):
     help: str | None = None
 
 
+#: What `more` says in each response that lists diagnostics.
+MORE = (
+    f"how many diagnostics were left out of the list: it holds the first "
+    f"{MAX_SHOWN_DIAGNOSTICS}, in order of position"
+)
+
+
 class GraphCreated(BaseModel):
-    """A saved graph: its id, name, warnings and IR."""
+    """A saved graph: its id, name, warnings (at most `MAX_SHOWN_DIAGNOSTICS`) and IR."""
 
     graph_id: uuid.UUID
     name: str | None
     warnings: list[DiagnosticOut]
+    more: int = Field(default=0, ge=0, description=MORE.replace("diagnostics", "warnings", 1))
     ir: dict[str, Any]
 
 
 class CheckReport(BaseModel):
-    """What checking a graph found; `ok` when there are no errors."""
+    """What checking a graph found (the first `MAX_SHOWN_DIAGNOSTICS`); `ok` when no errors."""
 
     ok: bool
     diagnostics: list[DiagnosticOut]
+    more: int = Field(default=0, ge=0, description=MORE)
 
 
 class _Row(BaseModel):
@@ -266,10 +276,14 @@ class RunState(_Row):
 
 
 class RunSteps(BaseModel):
-    """A run's recorded steps, in order."""
+    """A page of a run's recorded steps, in order, and where the next page starts."""
 
     run_id: uuid.UUID
     steps: list[StepOut]
+    next: int | None = Field(
+        description="the `after` of the next page: the last `seq` of this one; null when no "
+        "step after this page is recorded (yet: a run that goes on may record more)"
+    )
 
 
 class ToolParamOut(_Row):
@@ -316,10 +330,11 @@ class InvalidRequest(BaseModel):
 
 
 class FlowProblems(BaseModel):
-    """Why a graph was refused: a one-line summary, then every diagnostic with its position."""
+    """Why a graph was refused: a one-line summary, then the first diagnostics, positioned."""
 
     message: str = Field(description="how many errors, and the first one with its position")
     diagnostics: list[DiagnosticOut]
+    more: int = Field(default=0, ge=0, description=MORE)
 
 
 class InvalidFlow(BaseModel):

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from flowc.compiler.ir import Flow
 from flowc.server.models import RunStep, WorkflowDefinition, WorkflowRun
+from flowc.server.runlog import MAX_SEQ
 
 
 async def create_definition(
@@ -64,9 +65,18 @@ async def get_run(session: AsyncSession, *, run_id: uuid.UUID) -> WorkflowRun | 
     return await session.get(WorkflowRun, run_id, populate_existing=True)
 
 
-async def list_steps(session: AsyncSession, *, run_id: uuid.UUID) -> list[RunStep]:
-    """A run's steps in order."""
-    result = await session.exec(
-        select(RunStep).where(RunStep.run_id == run_id).order_by(col(RunStep.seq))
+async def list_steps(
+    session: AsyncSession, *, run_id: uuid.UUID, after: int = 0, limit: int | None = None
+) -> list[RunStep]:
+    """A run's steps after step `after`, in order: the first `limit` of them (None: all).
+
+    Read by the table's key, `(run_id, seq)`: a page costs the same wherever it starts.
+    """
+    query = (
+        select(RunStep)
+        .where(RunStep.run_id == run_id, col(RunStep.seq) > min(after, MAX_SEQ))
+        .order_by(col(RunStep.seq))
+        .limit(limit)
     )
+    result = await session.exec(query)
     return list(result.all())

@@ -7,8 +7,11 @@ Importing this module registers the four tools, each under its long and its shor
 
 Each tool reads the Python source under the state key `code`, parses it once, and returns
 the keys it updates; it never changes the state it is given and never raises, whatever the
-text.  A `code` that is missing or not a string is reported like code that does not parse.
-The rules are in `code_review_rules` and documented in `docs/rules.md`.
+text, except for code over `MAX_CODE_BYTES`, which it refuses (`CodeTooLarge`).  A `code`
+that is missing or not a string is reported like code that does not parse.  Parsing is
+CPU-bound work in C that holds the GIL, so the tools run in worker processes
+(`process=True`), off the event loop.  The rules are in `code_review_rules` and documented
+in `docs/rules.md`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ MAX_REPORTED_ISSUES = 200
 FULL_SCORE = 100
 #: How many findings `refine_code` fixes per call unless told otherwise.
 DEFAULT_MAX_FIXES = 10
+#: The largest `code` the tools take, in UTF-8 bytes: a review of 1 MiB takes a worker
+#: process seconds and about 350 MB.
+MAX_CODE_BYTES = 1024 * 1024
+
+
+class CodeTooLarge(ValueError):
+    """`code` over `MAX_CODE_BYTES`: the tools refuse it rather than spend minutes on it."""
+
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
@@ -54,7 +65,9 @@ class ParsedCode:
 
 
 def parse_code(state: Mapping[str, Any]) -> ParsedCode:
-    """Parse `state["code"]`; any failure (syntax, null bytes, nesting, size) becomes `error`.
+    """Parse `state["code"]`; any failure (syntax, null bytes, nesting) becomes `error`.
+
+    Code over `MAX_CODE_BYTES` raises `CodeTooLarge`: the run fails with the limit named.
 
     The error is `{message, line, column}` with a 1-based line and character column, or
     None for both when the problem has no position.  Warnings about the code (an invalid
@@ -64,6 +77,7 @@ def parse_code(state: Mapping[str, Any]) -> ParsedCode:
     if not isinstance(code, str):
         what = "the state has no `code`" if code is None else f"`code` is {type(code).__name__}"
         return ParsedCode("", None, _error(f"{what}, not Python source text"))
+    _check_size(code)
     null = code.find("\0")
     if null >= 0:  # Python versions word (and raise) this differently: say it the same way
         return ParsedCode(code, None, _error("the code contains a null byte", code, null))
@@ -80,6 +94,18 @@ def parse_code(state: Mapping[str, Any]) -> ParsedCode:
         return ParsedCode(code, None, _error(str(error)))
     except (RecursionError, MemoryError):
         return ParsedCode(code, None, _error("the code is nested too deeply to parse"))
+
+
+def _check_size(code: str) -> None:
+    """`CodeTooLarge` for code over `MAX_CODE_BYTES` (counted without encoding when ASCII)."""
+    if len(code) <= MAX_CODE_BYTES // 4:
+        return
+    size = len(code) if code.isascii() else len(code.encode("utf-8", "surrogatepass"))
+    if size > MAX_CODE_BYTES:
+        raise CodeTooLarge(
+            f"`code` is {size:,} bytes; the code-review tools take at most "
+            f"{MAX_CODE_BYTES:,} bytes (MAX_CODE_BYTES)"
+        )
 
 
 def _error(
@@ -105,7 +131,7 @@ def _where(error: Mapping[str, Any]) -> str:
     return f"line {error['line']}, column {error['column']}: {error['message']}"
 
 
-@register_tool
+@register_tool(process=True)
 def analyze_syntax(state: Mapping[str, Any]) -> dict[str, Any]:
     """Check that `code` parses: sets `syntax_ok` and `syntax_error` ({message, line, column}).
 
@@ -116,7 +142,7 @@ def analyze_syntax(state: Mapping[str, Any]) -> dict[str, Any]:
     return {"syntax_ok": parsed.tree is not None, "syntax_error": parsed.error}
 
 
-@register_tool
+@register_tool(process=True)
 def check_style(state: Mapping[str, Any]) -> dict[str, Any]:
     """List the catalogue's findings in `code` as `issues`; `style_ok` when there are none.
 
@@ -134,7 +160,7 @@ def check_style(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@register_tool
+@register_tool(process=True)
 def score_code(state: Mapping[str, Any]) -> dict[str, Any]:
     """Score `code`: 100 minus each finding's points (10 each), at least 0, as `score`.
 
@@ -155,7 +181,7 @@ def score_code(state: Mapping[str, Any]) -> dict[str, Any]:
     return {"score": max(0, FULL_SCORE - lost), "score_reason": reason}
 
 
-@register_tool
+@register_tool(process=True)
 def refine_code(state: Mapping[str, Any], max_fixes: int = DEFAULT_MAX_FIXES) -> dict[str, Any]:
     """Rewrite up to `max_fixes` fixable findings in `code`, first ones first.
 
@@ -225,7 +251,7 @@ def _rewrite(text: str, findings: list[Finding]) -> str | None:
     return refined
 
 
-register_tool("analyze")(analyze_syntax)
-register_tool("style")(check_style)
-register_tool("score")(score_code)
-register_tool("refine")(refine_code)
+register_tool("analyze", process=True)(analyze_syntax)
+register_tool("style", process=True)(check_style)
+register_tool("score", process=True)(score_code)
+register_tool("refine", process=True)(refine_code)

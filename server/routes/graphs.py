@@ -13,6 +13,7 @@ from flowc.compiler.diagram import to_dot, to_mermaid
 from flowc.compiler.render import diagnostic_json
 from flowc.compiler.tools import ToolSpec
 from flowc.dsl.diagnostics import Diagnostic, FlowError
+from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS
 from flowc.server import store
 from flowc.server.deps import GraphInputDep, RegistryDep, SessionDep
 from flowc.server.errors import (
@@ -115,7 +116,12 @@ def _filename(graph: GraphInput) -> str:
 
 
 def _json(diagnostics: tuple[Diagnostic, ...], filename: str) -> list[DiagnosticOut]:
-    return [DiagnosticOut.model_validate(diagnostic_json(d, filename)) for d in diagnostics]
+    shown = diagnostics[:MAX_SHOWN_DIAGNOSTICS]
+    return [DiagnosticOut.model_validate(diagnostic_json(d, filename)) for d in shown]
+
+
+def _more(diagnostics: tuple[Diagnostic, ...]) -> int:
+    return max(0, len(diagnostics) - MAX_SHOWN_DIAGNOSTICS)
 
 
 def flow_errors(problem: FlowError, filename: str) -> HTTPException:
@@ -130,7 +136,11 @@ def flow_errors(problem: FlowError, filename: str) -> HTTPException:
         )
         count = f"{len(errors)} error" + ("" if len(errors) == 1 else "s")
         message = f"the {what} has {count}; the first: {where}{first.message}"
-    problems = FlowProblems(message=message, diagnostics=_json(problem.diagnostics, filename))
+    problems = FlowProblems(
+        message=message,
+        diagnostics=_json(problem.diagnostics, filename),
+        more=_more(problem.diagnostics),
+    )
     return HTTPException(status_code=422, detail=problems.model_dump())
 
 
@@ -156,6 +166,7 @@ async def create_graph(
         graph_id=definition.id,
         name=definition.name,
         warnings=_json(compiled.warnings, _filename(graph)),
+        more=_more(compiled.warnings),
         ir=definition.ir,
     )
 
@@ -167,6 +178,7 @@ async def check(graph: GraphInputDep, registry: RegistryDep) -> CheckReport:
     return CheckReport(
         ok=not checked.errors and checked.program is not None,
         diagnostics=_json(checked.diagnostics, _filename(graph)),
+        more=_more(checked.diagnostics),
     )
 
 

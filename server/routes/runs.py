@@ -7,11 +7,12 @@ import json
 import uuid
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from flowc.server import store
-from flowc.server.deps import RunsDep, SessionDep, SettingsDep
+from flowc.server.deps import CountedRunsDep, RunsDep, SessionDep, SettingsDep
 from flowc.server.errors import (
     BAD_BODY,
     INVALID_BODY,
@@ -21,8 +22,10 @@ from flowc.server.errors import (
     not_found,
     not_found_response,
 )
+from flowc.server.runlog import MAX_SEQ
 from flowc.server.runs import Draining, Durability
 from flowc.server.schemas import (
+    InvalidRequest,
     Problem,
     RunAccepted,
     RunCancelling,
@@ -71,6 +74,22 @@ SHUTTING_DOWN: Responses = {
     }
 }
 
+#: What `POST /graph/run` answers when the run would go past the server's limits.
+OVER_LIMITS: Responses = {
+    413: {
+        "model": Problem,
+        "description": "the body is larger than `FLOWC_MAX_BODY_BYTES`, or the input larger "
+        "than `FLOWC_MAX_INPUT_BYTES` (as JSON)",
+    },
+    422: {
+        "model": InvalidRequest | Problem,
+        "description": "a field is not valid (one entry per problem: an input value past "
+        "`FLOWC_MAX_STRING_LENGTH` or outside signed 64-bit integers is `type: limit`), the "
+        "JSON is nested too deep, or the graph's `max_steps` is over `FLOWC_MAX_STEPS_LIMIT` "
+        "(a string)",
+    },
+}
+
 
 @router.post(
     "/run",
@@ -85,11 +104,12 @@ SHUTTING_DOWN: Responses = {
         },
         **INVALID_BODY,
         **SHUTTING_DOWN,
+        **OVER_LIMITS,
     },
 )
 async def run_graph(
     body: RunRequest,
-    runs: RunsDep,
+    runs: CountedRunsDep,
     settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
@@ -105,6 +125,12 @@ async def run_graph(
     definition = await runs.definition(body.graph_id)
     if definition is None:
         raise not_found("graph", body.graph_id)
+    refusal = runs.runs.refusal(definition, body.input)
+    if refusal is not None:
+        if refusal.loc is not None:
+            invalid = {"loc": refusal.loc, "msg": refusal.message, "type": "limit"}
+            raise RequestValidationError([invalid])
+        raise HTTPException(413 if refusal.too_large else 422, refusal.message)
     durability = body.durability or cast(Durability, settings.default_durability)
     digest = request_hash(body, durability) if idempotency_key is not None else None
     if idempotency_key is not None:
@@ -189,10 +215,51 @@ async def run_state(run_id: uuid.UUID, runs: RunsDep) -> RunState:
 
 
 @router.get("/state/{run_id}/steps", responses=READ_RUN)
-async def run_steps(run_id: uuid.UUID, session: SessionDep) -> RunSteps:
-    """A run's recorded steps, in order: node, state delta and timing of each."""
+async def run_steps(
+    run_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    after: Annotated[
+        int,
+        Query(ge=0, le=MAX_SEQ, description="the steps after this `seq`: the previous `next`"),
+    ] = 0,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="steps in the page: at most `FLOWC_STEPS_PAGE_MAX` (1000 unless set); "
+            "`FLOWC_STEPS_PAGE_DEFAULT` (1000 unless set) when not given",
+        ),
+    ] = None,
+) -> RunSteps:
+    """A page of a run's recorded steps, in order: node, state delta and timing of each.
+
+    `next` is the `after` of the following page, null after the last step recorded.
+    """
+    size = page_size(limit, settings.steps_page_default, settings.steps_page_max)
     run = await store.get_run(session, run_id=run_id)
     if run is None:
         raise not_found("run", run_id)
-    steps = await store.list_steps(session, run_id=run_id)
-    return RunSteps(run_id=run_id, steps=[StepOut.model_validate(step) for step in steps])
+    # One row more than the page says whether another page follows.
+    steps = await store.list_steps(session, run_id=run_id, after=after, limit=size + 1)
+    page = steps[:size]
+    return RunSteps(
+        run_id=run_id,
+        steps=[StepOut.model_validate(step) for step in page],
+        next=page[-1].seq if len(steps) > size else None,
+    )
+
+
+def page_size(limit: int | None, default: int, maximum: int) -> int:
+    """The steps a page holds: `limit`, or the default; a 422 above the maximum."""
+    if limit is None:
+        return min(default, maximum)
+    if limit > maximum:
+        problem = {
+            "loc": ("query", "limit"),
+            "msg": f"Input should be less than or equal to {maximum} "
+            "(the server's FLOWC_STEPS_PAGE_MAX)",
+            "type": "less_than_equal",
+        }
+        raise RequestValidationError([problem])
+    return limit

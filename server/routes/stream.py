@@ -1,20 +1,30 @@
 """A run id -> its events over a WebSocket: what was missed first, then live, then close.
 
 Close codes: 1000 after the run's final event; 4400 for an id that is not a UUID or an
-`after` that is not a step number; 4404 for a run that does not exist; 1011 when the
-server fails while streaming.  `PROTOCOL` describes all of it for the OpenAPI document.
+`after` that is not a step number; 4404 for a run that does not exist; 1008 for a client
+that leaves a message untaken for `ws_send_timeout` seconds; 1011 when the server fails
+while streaming; 1012 when it restarts.  `PROTOCOL` describes all of it for the OpenAPI
+document.
+
+Each connection has a sender, which sends the run's events and gives the event loop a turn
+after each one, and a watcher, which notices the client leave (a close, a reset) or a
+message wait too long; whichever ends first stops the other at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 
-from flowc.server.deps import RunsDep
+from flowc.server.auth import accepted_subprotocol
+from flowc.server.deps import RunsDep, SettingsDep
 from flowc.server.runs import Draining, UnknownRun
 
 router = APIRouter(tags=["runs"])
@@ -25,12 +35,14 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_RUN = 4404
 #: The server is stopping (1012, "service restart"): the run goes on; reconnect.
 CLOSE_RESTARTING = 1012
+#: The client took too long to take a message (1008, "policy violation"): dropped.
+CLOSE_TOO_SLOW = 1008
+#: Seconds a close may wait for room in the client's buffer; then the connection just ends.
+CLOSE_WAIT = 10.0
 #: Longest close reason the protocol allows, in UTF-8 bytes.
 MAX_REASON_BYTES = 123
 #: Most digits an `after` may have (a step number fits a 64-bit integer).
 MAX_AFTER_DIGITS = 18
-#: Event types that end a run's stream; they are sent whatever `after` says.
-FINAL_EVENTS = ("run_finished", "run_failed")
 
 PROTOCOL = """\
 ### Following a run: `WS /ws/graph/{run_id}?after=SEQ`
@@ -67,10 +79,18 @@ when they finish (a step's `attempts` says how many attempts it took).
 except the final one: a client that reconnects passes the `step` of the last
 `node_finished` it got and receives only what came after.
 
+A replay from the database is read a page at a time, however long the run.  A client
+that falls more than `FLOWC_WS_QUEUE_EVENTS` (1000) events behind a live run is caught up
+from the database: it gets every `node_finished`, but no `node_started` for the steps it
+fell behind on.
+
 Close codes: **1000** after the final event; **4400** the run id is not a UUID, or `after`
-is not an integer >= 0 (the reason says which); **4404** no run has this id; **1012** the
-server is restarting (the run goes on: reconnect, to it or another replica, with `after`);
-**1011** the server failed while streaming (its log has the details).
+is not an integer >= 0 (the reason says which); **4404** no run has this id; **1008** the
+client left a message untaken for `FLOWC_WS_SEND_TIMEOUT` seconds (10): it is dropped, and
+may reconnect with the `after` the reason names; **1012** the server is restarting (the
+run goes on: reconnect, to it or another replica, with `after`); **1011** the server
+failed while streaming (its log has the details).  A client that goes away (a close, or a
+connection reset) is let go at once: nothing more is sent, and the run goes on.
 """
 
 
@@ -87,46 +107,120 @@ def _after(value: str | None) -> int | None:
     return int(value)
 
 
-def _wanted(event: dict[str, Any], after: int | None) -> bool:
-    return after is None or event["step"] > after or event["type"] in FINAL_EVENTS
+@dataclass
+class _Progress:
+    """Where a sender is: since when its current message waits (loop time), its last step."""
+
+    sending_since: float | None = None
+    step: int | None = None
+
+
+async def _send_all(
+    websocket: WebSocket, events: AsyncIterator[dict[str, Any]], progress: _Progress
+) -> None:
+    """Send each event as one JSON message, in order."""
+    loop = asyncio.get_running_loop()
+    async for event in events:
+        progress.sending_since = loop.time()
+        await websocket.send_json(event)
+        progress.sending_since = None
+        if event["type"] == "node_finished":
+            progress.step = event["step"]
+        # A turn of the event loop per message: a connection the client reset is seen at
+        # once (the next send raises instead of writing into a dead socket), and a long
+        # replay does not hold the loop.
+        await asyncio.sleep(0)
+
+
+async def _client_leaves(websocket: WebSocket) -> None:
+    """Return when the client closes or its connection ends (what it sends is ignored)."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _watch(websocket: WebSocket, progress: _Progress, timeout: float) -> str:
+    """`left` when the client goes away; `stalled` when a message waits `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    leaving = asyncio.ensure_future(_client_leaves(websocket))
+    try:
+        while True:
+            since = progress.sending_since
+            wait = timeout if since is None else since + timeout - loop.time()
+            if wait <= 0:
+                return "stalled"
+            done, _ = await asyncio.wait({leaving}, timeout=wait)
+            if done:
+                return "left"
+    finally:
+        leaving.cancel()
+        if leaving.done() and not leaving.cancelled():
+            leaving.exception()  # retrieved: a receive that failed means the client is gone
+
+
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    """Close with `code`; a client that left meanwhile, or takes nothing, is let go."""
+    with contextlib.suppress(WebSocketDisconnect, asyncio.TimeoutError):
+        await asyncio.wait_for(websocket.close(code=code, reason=_reason(reason)), CLOSE_WAIT)
 
 
 @router.websocket("/ws/graph/{run_id}")
-async def follow_run(websocket: WebSocket, run_id: str, runs: RunsDep) -> None:
+async def follow_run(
+    websocket: WebSocket, run_id: str, runs: RunsDep, settings: SettingsDep
+) -> None:
     """Send each event of the run as one JSON message, in order; close after the last."""
-    # Accept first: a close before accepting is a bare HTTP 403, without our code.
-    await websocket.accept()
+    # Accept first: a close before accepting is a bare HTTP 403, without our code.  (The
+    # token was checked before: `Authentication`.)  `flowc.v1` is answered when offered,
+    # never `bearer.<token>`: a browser fails a socket whose offer gets no answer.
+    offered = websocket.scope.get("subprotocols", ())
+    await websocket.accept(subprotocol=accepted_subprotocol(offered))
     try:
         run = uuid.UUID(run_id)
     except ValueError:
-        reason = _reason(f"not a run id (a UUID): {run_id}")
-        await websocket.close(code=CLOSE_BAD_REQUEST, reason=reason)
+        await _close(websocket, CLOSE_BAD_REQUEST, f"not a run id (a UUID): {run_id}")
         return
     try:
         after = _after(websocket.query_params.get("after"))
     except ValueError as exc:
-        reason = _reason(f"`after` must be a step number (an integer >= 0), not {exc.args[0]!r}")
-        await websocket.close(code=CLOSE_BAD_REQUEST, reason=reason)
+        reason = f"`after` must be a step number (an integer >= 0), not {exc.args[0]!r}"
+        await _close(websocket, CLOSE_BAD_REQUEST, reason)
         return
-    events = runs.events(run)
+    progress = _Progress()
+    events = runs.events(run, after=after)
+    timeout = settings.ws_send_timeout
+    sending = asyncio.ensure_future(_send_all(websocket, events, progress))
+    watching = asyncio.ensure_future(_watch(websocket, progress, timeout))
     try:
-        async for event in events:
-            if _wanted(event, after):
-                await websocket.send_json(event)
-    except UnknownRun:
-        await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=f"unknown run {run}")
-        return
-    except Draining:
-        reason = "the server is restarting; reconnect with ?after= the last step you got"
-        await websocket.close(code=CLOSE_RESTARTING, reason=reason)
-        return
-    except WebSocketDisconnect:
-        return  # the client left; the run goes on
-    except Exception:
-        logger.exception("streaming run %s failed", run)
-        await websocket.close(code=status.WS_1011_INTERNAL_ERROR, reason="internal error")
-        return
+        await asyncio.wait({sending, watching}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in (sending, watching):
+            task.cancel()
+        await asyncio.gather(sending, watching, return_exceptions=True)
         if isinstance(events, AsyncGenerator):  # stop following at once, not at collection
             await events.aclose()
-    await websocket.close(code=status.WS_1000_NORMAL_CLOSURE)
+    if not sending.cancelled():
+        await _finish(websocket, run, sending.exception())
+    elif watching.result() == "stalled":
+        logger.warning(
+            "run %s: dropped a WebSocket client that left a message untaken for %g s "
+            "(FLOWC_WS_SEND_TIMEOUT)",
+            run,
+            timeout,
+        )
+        again = "" if progress.step is None else f" with ?after={progress.step}"
+        reason = f"too slow: a message waited {timeout:g} s; reconnect{again}"
+        await _close(websocket, CLOSE_TOO_SLOW, reason)
+    # else the client left: the run goes on, nothing to say
+
+
+async def _finish(websocket: WebSocket, run: uuid.UUID, failure: BaseException | None) -> None:
+    """Close as the end of the events says: the run's end, or why they stopped."""
+    if failure is None:
+        await _close(websocket, status.WS_1000_NORMAL_CLOSURE)
+    elif isinstance(failure, UnknownRun):
+        await _close(websocket, CLOSE_UNKNOWN_RUN, f"unknown run {run}")
+    elif isinstance(failure, Draining):
+        reason = "the server is restarting; reconnect with ?after= the last step you got"
+        await _close(websocket, CLOSE_RESTARTING, reason)
+    elif not isinstance(failure, WebSocketDisconnect):  # else the client left
+        logger.error("streaming run %s failed", run, exc_info=failure)
+        await _close(websocket, status.WS_1011_INTERNAL_ERROR, "internal error")

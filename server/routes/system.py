@@ -12,6 +12,8 @@ from flowc.server.errors import StrictJSONRoute
 from flowc.server.schemas import Health, Problem, ToolOut
 
 router = APIRouter(tags=["system"], route_class=StrictJSONRoute)
+#: `/healthz` alone: it needs no API token, since a load balancer's probe cannot send one.
+health_router = APIRouter(tags=["system"], route_class=StrictJSONRoute)
 
 #: Seconds the database has to answer a health check.
 HEALTH_TIMEOUT = 5.0
@@ -23,7 +25,7 @@ async def list_tools(registry: RegistryDep) -> list[ToolOut]:
     return [ToolOut.model_validate(tool.spec) for tool in registry]
 
 
-@router.get(
+@health_router.get(
     "/healthz",
     responses={503: {"model": Problem, "description": "the database does not answer"}},
 )

@@ -74,7 +74,12 @@ def isolated_tools(
     yield
     _clear()
     for tool in saved:
-        REGISTRY.add(tool.function, tool.spec.name, blocking=tool.spec.blocking)
+        REGISTRY.add(
+            tool.function,
+            tool.spec.name,
+            blocking=tool.spec.blocking,
+            process=tool.mode == "process",
+        )
     temporary = str(tmp_path_factory.getbasetemp())
     for name in set(sys.modules) - modules:
         module_file = getattr(sys.modules[name], "__file__", None) or ""

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from flowc.cli.main import main
+from flowc.cli.tool_loading import TOOLS_VARIABLE
+from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS, MAX_SHOWN_LINE, MAX_SOURCE_BYTES
 from tests.cli.conftest import CLEAN_FLOW, WriteFile
 
 BAD_FLOW = """\
@@ -218,3 +224,137 @@ def test_syntax_errors_are_reported_not_raised(
     # The wording belongs to the parser and is tested there, word for word.
     assert out.startswith("syntax.flow:1:11: error[E010]: expected a node name after `->`")
     assert out.endswith("syntax.flow: 1 error, 0 warnings\n")
+
+
+# ------------------------------------------------------- bounded output, bounded memory
+
+
+def test_a_long_line_is_cut_around_the_span_with_the_caret_under_it(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chain = " -> ".join(f"n{i:03d}" for i in range(60))  # 418 characters; every node unknown
+    write_file("long.flow", f"{chain} -> end\n")
+    main(["check", "long.flow"])
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert blocks[0] == (
+        "long.flow:1:1: error[E201]: unknown tool `n000` "
+        "(a node without a `node` declaration runs the tool of its name)\n"
+        "  1 | n000 -> n001 -> n002 -> n003 -> n004 -> n005 -> n006 -> n007 -> n008 -> n009 -> "
+        "n010 -> n011 -> n012 -> n013 -> n014 -> …\n"
+        "    | ^^^^\n"
+        "  help: declare it: `node n000 = TOOL`"
+    )
+    # The window starts 30 characters before the span, and is 120 characters wide.
+    assert blocks[30] == (
+        "long.flow:1:241: error[E201]: unknown tool `n030` "
+        "(a node without a `node` declaration runs the tool of its name)\n"
+        "  1 | …26 -> n027 -> n028 -> n029 -> n030 -> n031 -> n032 -> n033 -> n034 -> n035 -> "
+        "n036 -> n037 -> n038 -> n039 -> n040 -> n0…\n"
+        "    | " + " " * 31 + "^^^^\n"
+        "  help: declare it: `node n030 = TOOL`"
+    )
+    # Near the end of the line, the window ends with it.
+    assert blocks[59] == (
+        "long.flow:1:473: error[E201]: unknown tool `n059` "
+        "(a node without a `node` declaration runs the tool of its name)\n"
+        "  1 | … -> n046 -> n047 -> n048 -> n049 -> n050 -> n051 -> n052 -> n053 -> n054 -> "
+        "n055 -> n056 -> n057 -> n058 -> n059 -> end\n"
+        "    | " + " " * 109 + "^^^^\n"
+        "  help: declare it: `node n059 = TOOL`"
+    )
+
+
+def test_at_most_a_hundred_diagnostics_are_printed_and_the_rest_counted(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_file("many.flow", "".join(f"n{i} ->\n" for i in range(150)) + "end\n")
+    write_file("few.flow", "a -> end\n")
+    assert main(["check", "many.flow", "few.flow"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("error[E201]") == MAX_SHOWN_DIAGNOSTICS + 1
+    assert "many.flow:100:1: error[E201]: unknown tool `n99`" in out
+    assert "n100" not in out
+    assert out.endswith(
+        "… and 50 more errors not shown\n\n"
+        "many.flow: 150 errors, 0 warnings\n\n"
+        "few.flow:1:1: error[E201]: unknown tool `a` "
+        "(a node without a `node` declaration runs the tool of its name)\n"
+        "  1 | a -> end\n"
+        "    | ^\n"
+        "  help: declare it: `node a = TOOL`\n\n"
+        "few.flow: 1 error, 0 warnings\n"
+    )
+
+
+@pytest.mark.parametrize("format", ["json", "github", "sarif"])
+def test_machine_formats_show_a_hundred_per_file_and_count_the_rest_on_stderr(
+    format: str, write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_file("many.flow", "".join(f"n{i} ->\n" for i in range(150)) + "end\n")
+    write_file("few.flow", "a -> end\n")
+    assert main(["check", "--format", format, "many.flow", "few.flow"]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("E201") >= MAX_SHOWN_DIAGNOSTICS + 1
+    assert "n100" not in out and "few.flow" in out
+    assert err == "many.flow: … and 50 more errors not shown (the first 100 are)\n"
+    if format == "json":
+        assert len(json.loads(out)) == MAX_SHOWN_DIAGNOSTICS + 1
+
+
+#: `flowc ARGS...` in a process whose address space the kernel caps at `cap` bytes.
+CAPPED = """\
+import resource, sys
+cap = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from flowc.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+#: The cap: a 1 MiB flow needs under 250 MB; before output was bounded, one took 22.9 GB.
+MEMORY_CAP = 512 * 1024 * 1024
+
+
+def run_capped(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `flowc ARGS...` in `folder` under `MEMORY_CAP`, with only the built-in tools."""
+    env = {k: v for k, v in os.environ.items() if k != TOOLS_VARIABLE}
+    return subprocess.run(
+        [sys.executable, "-c", CAPPED, str(MEMORY_CAP), *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=100,
+    )
+
+
+def one_mebibyte(head: str, link: Callable[[int], str], tail: str) -> str:
+    """`head`, then `link(0)`, `link(1)`, ... as long as the text stays within 1 MiB."""
+    parts, size, index = [head], len(head) + len(tail), 0
+    while size + len(piece := link(index)) <= MAX_SOURCE_BYTES:
+        parts.append(piece)
+        size += len(piece)
+        index += 1
+    return "".join(parts) + tail
+
+
+@pytest.mark.parametrize(
+    ("head", "link", "count"),
+    [
+        # one routing rule per arrow: a diagnostic each, all on the same 1 MiB line
+        ("node a = analyze\n", "a -> ", "209,711 errors"),
+        # a node per arrow, each an unknown tool that asks for a suggestion
+        ("", "n{:05d} -> ", "104,415 errors"),
+    ],
+)
+def test_check_on_a_pathological_mebibyte_prints_a_bounded_report_in_bounded_memory(
+    tmp_path: Path, head: str, link: str, count: str
+) -> None:
+    text = one_mebibyte(head, link.format, "end\n")
+    (tmp_path / "big.flow").write_text(text)
+    done = run_capped(tmp_path, "check", "big.flow")
+    assert (done.returncode, done.stderr) == (1, "")
+    assert len(done.stdout) < 60_000  # a hundred diagnostics of a few hundred characters
+    assert done.stdout.count(": error[") == MAX_SHOWN_DIAGNOSTICS
+    assert done.stdout.endswith(f" not shown\n\nbig.flow: {count}, 0 warnings\n")
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) < 2 * MAX_SHOWN_LINE

@@ -10,7 +10,9 @@ import pytest
 
 from flowc.cli.main import main
 from flowc.dsl.comments import find_comments
+from flowc.dsl.limits import MAX_SOURCE_BYTES
 from tests.cli.conftest import WriteFile
+from tests.cli.test_check import one_mebibyte, run_capped
 
 MESSY = "analyze->score ;score?score<80->refine:end\nrefine   ->analyze\n"
 CANONICAL = "analyze -> score\nscore ? score < 80 -> refine : end\nrefine -> analyze\n"
@@ -131,17 +133,50 @@ def test_a_missing_file_exits_2_after_formatting_the_rest(
 def test_an_unwritable_file_exits_2(
     write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_file("messy.flow", MESSY)
+    path = write_file("messy.flow", MESSY)
 
-    def refuse(file: str, mode: str = "r") -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    # Tests run as root in CI, where file modes do not stop writes: fail the open itself.
-    monkeypatch.setattr("flowc.cli.fmt.open", refuse, raising=False)
+    # Tests run as root in CI, where file modes do not stop writes: fail the creation itself.
+    monkeypatch.setattr("flowc.cli.fmt.tempfile.mkstemp", refuse)
     assert main(["fmt", "messy.flow"]) == 2
     assert capsys.readouterr().err == (
         "flowc: error: cannot write `messy.flow`: Permission denied\n"
     )
+    assert path.read_text() == MESSY
+
+
+def test_a_write_that_fails_half_way_leaves_the_file_as_it_was(
+    tmp_path: Path,
+    write_file: WriteFile,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_file("messy.flow", MESSY)
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("flowc.cli.fmt.os.fsync", disk_full)  # after the bytes were handed over
+    assert main(["fmt", "messy.flow"]) == 2
+    assert capsys.readouterr().err == (
+        "flowc: error: cannot write `messy.flow`: No space left on device\n"
+    )
+    assert path.read_text() == MESSY
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["messy.flow"]  # no leftovers
+
+
+def test_a_rewritten_file_keeps_its_permissions_and_its_link(
+    tmp_path: Path, write_file: WriteFile
+) -> None:
+    path = write_file("messy.flow", MESSY)
+    path.chmod(0o640)
+    (tmp_path / "link.flow").symlink_to("messy.flow")
+    assert main(["fmt", "link.flow"]) == 0
+    assert (tmp_path / "link.flow").is_symlink()
+    assert path.read_text() == CANONICAL
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
 @pytest.mark.parametrize(
@@ -158,3 +193,38 @@ def test_comment_positions_skip_hashes_in_strings(
     text: str, positions: list[tuple[int, int]]
 ) -> None:
     assert [(c.line, c.column) for c in find_comments(text)] == positions
+
+
+# ------------------------------------------------------------------ the size limit
+
+
+def test_fmt_refuses_a_file_whose_canonical_text_would_be_over_the_limit(
+    write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A tab in a string is written `\t`: 600,000 of them are 1.2 MB once formatted.
+    text = 'set s = "' + "\t" * 600_000 + '"\n'
+    path = write_file("tabs.flow", text)
+    too_large = (
+        "flowc: error: {}: not formatted: the formatted text would be 1,200,011 bytes; "
+        f"the limit is {MAX_SOURCE_BYTES:,} bytes\n"
+    )
+    for args in (["fmt", "tabs.flow"], ["fmt", "--check", "tabs.flow"]):
+        assert main(args) == 2
+        assert capsys.readouterr() == ("", too_large.format("tabs.flow"))
+    assert path.read_text() == text
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["fmt", "-"]) == 2
+    assert capsys.readouterr() == ("", too_large.format("<stdin>"))
+
+
+def test_fmt_of_a_mebibyte_of_commented_lines_runs_in_bounded_memory(tmp_path: Path) -> None:
+    text = one_mebibyte("", lambda i: f"n{i:06d} -> end  # note {i:06d}\n", "")
+    path = tmp_path / "notes.flow"
+    path.write_text(text)
+    done = run_capped(tmp_path, "fmt", "notes.flow")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert path.read_text() == text  # already canonical: every comment where it was
+    path.write_text(text.replace("  #", " #"))  # the comments are no longer aligned
+    done = run_capped(tmp_path, "fmt", "notes.flow")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert path.read_text() == text

@@ -28,6 +28,7 @@ UPDATE = os.environ.get("FLOWC_UPDATE_GOLDEN") == "1"
 ELSEWHERE = {
     "E001": "tests/dsl/test_limits.py (a text over 1 MiB)",
     "E002": "tests/dsl/test_limits.py and tests/cli (text UTF-8 cannot hold)",
+    "E307": "tests/compiler/test_limits.py (a condition of more than 10,000 operators)",
 }
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from flowc.dsl import ast, format, parse
-from flowc.dsl.formatter import canonical_policies
+from flowc.dsl.comments import Comment
+from flowc.dsl.formatter import MAX_ALIGNMENT, canonical_policies
 from tests.dsl import strategies
 from tests.dsl.test_parser import DESIGN_EXAMPLE
 
@@ -253,3 +255,63 @@ def test_alignment_is_idempotent_and_keeps_the_flow() -> None:
     once = format(parse(text))
     assert format(parse(once)) == once
     assert parse(once) == parse(text)
+
+
+# --------------------------------------------------------- bounded padding, one pass
+
+
+def test_a_name_too_long_to_line_up_is_written_as_it_is_and_widens_no_other() -> None:
+    long_name = "n" * (MAX_ALIGNMENT + 1)
+    text = f"node a = t\nnode {long_name} = u\nnode bbb = v\n"
+    assert format(parse(text)) == f"node a   = t\nnode {long_name} = u\nnode bbb = v\n"
+
+
+def test_the_arms_of_a_branch_on_a_long_chain_are_indented_by_four() -> None:
+    chain = " -> ".join(f"step_{n}" for n in range(6))  # 44 characters: too long to line up
+    arms = " : ".join(f"score >= {n} -> publish_{n}" for n in (90, 80))
+    assert format(parse(f"{chain} ? {arms} : refine")) == (
+        f"{chain} ? score >= 90 -> publish_90 :\n"
+        "    score >= 80 -> publish_80 :\n"
+        "    refine\n"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # one long name among many declarations: each would be padded to its length
+        "node " + "x" * 20_000 + " = t\n" + "".join(f"node n{i} = t\n" for i in range(2_000)),
+        # a long chain before many arms: each arm would be indented past it
+        " -> ".join(f"n{i}" for i in range(3_000))
+        + " ? "
+        + " : ".join(f"x == {i} -> a" for i in range(2_000))
+        + " : end\n",
+    ],
+    ids=["declarations", "arms"],
+)
+def test_lining_things_up_adds_at_most_a_bounded_padding_per_line(text: str) -> None:
+    formatted = format(parse(text))
+    assert len(formatted) <= len(text) + MAX_ALIGNMENT * formatted.count("\n")
+    assert parse(formatted) == parse(text)
+    assert format(parse(formatted)) == formatted
+
+
+class _CountedComments(tuple[Comment, ...]):
+    """A tuple of comments that counts how often it is read by index or slice."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        _CountedComments.reads += 1
+        return super().__getitem__(index)
+
+
+def test_comments_are_attached_in_one_pass_over_statements_and_comments() -> None:
+    text = "".join(f"# above {i}\nn{i} -> end  # after {i}\n" for i in range(2_000))
+    flow = parse(text)
+    comments = _CountedComments(flow.comments)
+    _CountedComments.reads = 0
+    formatted = format(replace(flow, comments=comments))
+    assert formatted == text
+    # Each comment is looked at a few times, each statement a few more: no rescans.
+    assert _CountedComments.reads <= 3 * (len(flow.statements) + len(comments))

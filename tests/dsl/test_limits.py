@@ -2,17 +2,24 @@
 
 Whatever the input, the parser answers with diagnostics: never `MemoryError`,
 `RecursionError` or a hang.  Lark's LALR parser keeps its own stack, and the AST builder
-reduces one rule at a time, so deep inputs cost no Python recursion; the nesting limit
-then keeps the later, recursive stages (lowering, checks, evaluation) safe.
+reduces one rule at a time, so deep inputs cost no Python recursion; the nesting limits
+then keep the later, recursive stages (lowering, checks, IR, evaluation) safe.  Nesting
+counts what is written, parentheses included, but a flat chain (`a or b or c`) is one
+level; the tree such a chain makes is bounded too (`MAX_TREE_DEPTH`).
 """
 
 from __future__ import annotations
 
-import pytest
+import json
+from typing import Any
 
-from flowc.compiler import check_source
+import pytest
+from lark import Token
+from lark.parsers.lalr_parser_state import ParserState
+
+from flowc.compiler import check_ir, check_source, compile_source
 from flowc.dsl import FlowError, Span, ast, parse
-from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES
+from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_TREE_DEPTH
 
 Found = tuple[str, str, Span]
 
@@ -96,24 +103,31 @@ def nesting(source: str) -> list[Found]:
 
 
 E003 = "nested more than 100 levels deep"
+TREE = (
+    "more than 200 levels deep as a tree: a chain of operators (`a or b or c`) is one level "
+    "of nesting, but one level of the tree per operator"
+)
 
 
 @pytest.mark.parametrize(
-    ("condition", "end_column"),
+    ("condition", "end_column", "message"),
     [
-        ("not " * DEEP + "x", 5 + 4 * DEEP + 1),
-        ("-" * DEEP + "x", 5 + DEEP + 1),
-        ("-(" * DEEP + "x" + ")" * DEEP, 5 + 3 * DEEP + 1),  # to the last `)`
-        (" + ".join(["a"] * DEEP), 5 + 4 * DEEP - 3),
-        ("[" * DEEP + "]" * DEEP, 5 + 2 * DEEP),
-        ("len(" * DEEP + "x" + ")" * DEEP, 5 + 5 * DEEP + 1),
-        ("a or " * DEEP + "a", 5 + 5 * DEEP + 1),
+        ("not " * DEEP + "x", 5 + 4 * DEEP + 1, E003),
+        ("-" * DEEP + "x", 5 + DEEP + 1, E003),
+        ("-(" * DEEP + "x" + ")" * DEEP, 5 + 3 * DEEP + 1, E003),  # to the last `)`
+        ("(" * DEEP + "x" + ")" * DEEP, 5 + 2 * DEEP + 1, E003),
+        ("[" * DEEP + "]" * DEEP, 5 + 2 * DEEP, E003),
+        ("len(" * DEEP + "x" + ")" * DEEP, 5 + 5 * DEEP + 1, E003),
+        ("a + (" * DEEP + "a" + ")" * DEEP, 5 + 6 * DEEP + 1, E003),
+        (" + ".join(["a"] * DEEP), 5 + 4 * DEEP - 3, TREE),
+        ("a or " * DEEP + "a", 5 + 5 * DEEP + 1, TREE),
     ],
-    ids=["not", "minus", "minus-parentheses", "sum", "lists", "calls", "or"],
-)
-def test_deep_conditions_are_e003(condition: str, end_column: int) -> None:
+    ids=["not", "minus", "minus-parentheses", "parentheses", "lists", "calls", "right-sums",
+         "sum", "or"],
+)  # fmt: skip
+def test_deep_conditions_are_e003(condition: str, end_column: int, message: str) -> None:
     source = f"a ? {condition} -> b : c"
-    assert nesting(source) == [("E003", E003, Span(1, 5, 1, end_column))]
+    assert nesting(source) == [("E003", message, Span(1, 5, 1, end_column))]
 
 
 @pytest.mark.parametrize(
@@ -139,14 +153,56 @@ def test_the_nesting_limit_is_inclusive() -> None:
     assert [code for code, _, _ in problems("set x = " + "[" * over + "]" * over)] == ["E003"]
 
 
-def test_a_flow_nested_to_the_limit_compiles_without_recursion_errors() -> None:
-    condition = " + ".join(["x"] * MAX_NESTING) + " > 0"  # 99 sums under a comparison
-    deep = "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1)
-    source = f"node a = a(x = {deep})\na ? {condition} -> a : end"
-    assert [d.code for d in check_source(source).errors] == ["E003"]
-    shallower = " + ".join(["x"] * (MAX_NESTING - 1)) + " > 0"
-    checked = check_source(f"node a = a(x = {deep})\na ? {shallower} -> a : end")
+LEVELS_OF_NESTING = [
+    # (a condition nested exactly `MAX_NESTING` levels deep, the same one level deeper)
+    ("not " * 99 + "x", "not " * 100 + "x"),
+    ("(" * 99 + "x" + ")" * 99, "(" * 100 + "x" + ")" * 100),
+    ("abs(" * 98 + "x" + ")" * 98 + " > 0", "abs(" * 99 + "x" + ")" * 99 + " > 0"),
+    ("-(" * 49 + "x" + ")" * 49 + " > 0", "-(" * 49 + "(x)" + ")" * 49 + " > 0"),
+    ("(a or " * 49 + "(a)" + ")" * 49, "(a or " * 49 + "((a))" + ")" * 49),
+    ("[" * 99 + "]" * 99 + " != []", "[" * 100 + "]" * 100 + " != []"),
+    # A chain counts once, and the parentheses around it once more.
+    ("not (" * 49 + "a or b or c" + ")" * 49, "not (" * 49 + "not (a or b or c)" + ")" * 49),
+]
+
+
+@pytest.mark.parametrize(("at_limit", "over"), LEVELS_OF_NESTING)
+def test_nesting_counts_what_is_written_parentheses_included(at_limit: str, over: str) -> None:
+    checked = check_source(f"node a = a\na ? {at_limit} -> a : end")
     assert not checked.errors
+    assert nesting(f"node a = a\na ? {over} -> a : end")[0][:2] == ("E003", E003)
+
+
+@pytest.mark.parametrize(("at_limit", "over"), LEVELS_OF_NESTING)
+def test_a_flow_nested_to_the_limit_runs_through_every_stage(at_limit: str, over: str) -> None:
+    deep = "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1)
+    ir = compile_source(f"node a = a(x = {deep})\na ? {at_limit} -> a : end").ir
+    text = ir.to_json()
+    assert not check_ir(text).errors  # the IR is within the IR's limits, as JSON text too
+    assert not check_ir(json.loads(text)).errors
+
+
+@pytest.mark.parametrize("op", ["or", "and", "+", "*", "-"])
+def test_a_flat_chain_is_one_level_of_nesting(op: str) -> None:
+    operands = "x" if op in ("or", "and") else "n"
+    chain = f" {op} ".join([operands] * 102)  # 101 operators
+    condition = chain if op in ("or", "and") else f"{chain} > 0"
+    source = f"node a = a\na ? not ({condition}) -> a : end"
+    assert not check_source(source).errors
+    text = compile_source(source).ir.to_json()
+    assert not check_ir(text).errors
+    assert not check_ir(json.loads(text)).errors
+
+
+def test_a_chain_is_limited_by_the_depth_of_its_tree() -> None:
+    # A comparison, 197 `+` and a path are 200 levels of the tree; one more `+` is too deep.
+    longest = " + ".join(["n"] * 198) + " > 0"
+    assert not check_source(f"node a = a\na ? {longest} -> a : end").errors
+    assert MAX_TREE_DEPTH == 200
+    too_long = " + ".join(["n"] * 199) + " > 0"
+    assert nesting(f"node a = a\na ? {too_long} -> a : end") == [
+        ("E003", TREE, Span(2, 5, 2, 5 + len(too_long)))
+    ]
 
 
 def test_each_deep_condition_is_reported_once_where_it_is() -> None:
@@ -159,12 +215,11 @@ def test_each_deep_condition_is_reported_once_where_it_is() -> None:
     ]
 
 
-def test_parentheses_alone_add_no_depth() -> None:
-    # `(` ... `)` only groups: the AST has no node for it, so ten thousand of them around a
-    # name are the name itself, well within the nesting limit.
+def test_ten_thousand_parentheses_are_e003_where_the_condition_is() -> None:
+    # `(` ... `)` leaves no node in the AST, but it is nesting as written.
     deep = "(" * 10_000 + "x" + ")" * 10_000
-    assert parse(f"a ? {deep} -> b : c") == parse("a ? x -> b : c")
-    assert not check_source(f"a ? {deep} -> b : c").errors
+    assert nesting(f"a -> b\nb ? {deep} -> c : d") == [("E003", E003, Span(2, 5, 2, 5 + len(deep)))]
+    assert parse("a ? ((x)) -> b : c") == parse("a ? x -> b : c")
 
 
 def test_long_flat_texts_are_not_nesting() -> None:
@@ -233,11 +288,27 @@ def test_the_help_for_e003_fits_what_is_nested() -> None:
     ]
 
 
-def test_a_large_broken_text_gets_few_recovery_passes() -> None:
-    # Each error re-parses the whole text: a large one is not re-parsed fifty times.
-    text = "a -> -> b\n" * 100_000  # about 1 MB, an error on every line
+def test_a_large_broken_text_is_parsed_about_once_whatever_its_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each pass of the recovery resumes at the broken statement: 48 errors spread over 140 KB
+    # cost about one parse of the text, not 48 (counted in tokens fed to the parser).
+    fed = 0
+    feed = ParserState.feed_token
+
+    def counted(self: ParserState[Any], token: Token, is_end: bool = False) -> Any:
+        nonlocal fed
+        fed += 1
+        return feed(self, token, is_end)
+
+    monkeypatch.setattr(ParserState, "feed_token", counted)
+    lines = ["a -> b\n"] * 20_000
+    parse("".join(lines))
+    clean, fed = fed, 0
+    for line in range(400, 19_600, 400):
+        lines[line] = "a -> -> b\n"
     with pytest.raises(FlowError) as caught:
-        parse(text)
-    messages = [d.message for d in caught.value.diagnostics]
-    assert messages[-1] == "too many syntax errors; stopped after 2"
-    assert len(messages) == 3
+        parse("".join(lines))
+    assert len(caught.value.diagnostics) == 48
+    assert caught.value.diagnostics[-1].span.line == 19_201
+    assert fed < 1.1 * clean

@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from lark import Token
+from lark.exceptions import UnexpectedInput
 
-from flowc.dsl import FlowError, Span, parse
+from flowc.dsl import FlowError, Span, ast, parse, parser
+from flowc.dsl.diagnostics import Diagnostic, error
+from flowc.dsl.limits import MAX_SYNTAX_ERRORS
 from flowc.dsl.parser import lark_parser
+from flowc.dsl.syntax_errors import syntax_diagnostic
 
 Found = tuple[str, str, tuple[int, int, int, int]]
 
@@ -439,3 +446,75 @@ def test_messages_never_show_lark_internals() -> None:
                 assert not leaks(diagnostic.message), (text, diagnostic.message)
                 assert not leaks(diagnostic.help or ""), (text, diagnostic.help)
     assert seen > len(texts) // 2  # most of these texts are broken
+
+
+# ------------------------------------------- resuming is re-parsing, only faster
+
+#: Statements, good and broken, that texts with several errors are made of.
+STATEMENTS = [
+    "a -> b", "a -> -> b", "a ->", "x ? y < 1 -> a : b", "x ? y < -> a : b", "x ? a -> b",
+    "node n = t(k = 1) with timeout = 5", "node = t", "node end = t", "set s = [1,",
+    'set s = {"k": 1, "k": 2}', 'h ? "\\q" == y -> i : j', "f @ g", "\"open", "# note",
+    "a -> b ?", "c ->\n  d", "", "  ", "\x00", "\r", "flow f", "start -> a", "k -> l # end",
+]  # fmt: skip
+
+
+def reparsed_from_the_start(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
+    """Recovery as it was: after each error, blank its statement and parse the whole text again."""
+    end = parser._end_span(text)
+    diagnostics: list[Diagnostic] = []
+    for _ in range(MAX_SYNTAX_ERRORS):
+        parser._builder.problems = []
+        interactive = parser._parser().parse_interactive(text)
+        good: Token | None = None
+        current: Token | None = None
+        statement_start = 0
+        try:
+            for token in interactive.iter_parse():
+                if current is not None:
+                    good, statement_start = parser._accepted(current, good, statement_start)
+                current = token
+            flow: ast.Flow = interactive.feed_eof()  # type: ignore[no-untyped-call]
+            return flow, diagnostics + parser._builder.problems
+        except UnexpectedInput as exc:
+            if current is not None and getattr(exc, "token", None) is not current:
+                good, statement_start = parser._accepted(current, good, statement_start)
+            diagnostics.append(syntax_diagnostic(exc, good, text, end))
+            position = parser._error_offset(exc, len(text))
+            text = parser._blank(
+                text, min(statement_start, position), parser._statement_end(text, position)
+            )
+    stop = error("E010", f"too many syntax errors; stopped after {MAX_SYNTAX_ERRORS}", end)
+    return None, [*diagnostics, stop, *parser._builder.problems]
+
+
+def resumed(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
+    """Recovery as it is: each pass resumes at the last statement boundary."""
+    flow, diagnostics = parser._parse_with_recovery(text)
+    return flow, diagnostics + parser._builder.problems
+
+
+def assert_resuming_is_reparsing(text: str) -> None:
+    with parser._lock:
+        assert resumed(text) == reparsed_from_the_start(text), text
+
+
+def test_resuming_finds_what_reparsing_from_the_start_finds() -> None:
+    for text in _broken_texts():
+        assert_resuming_is_reparsing(text)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(STATEMENTS), st.sampled_from(["\n", ";", " ; ", "\n\n  "])),
+        max_size=14,
+    )
+)
+def test_resuming_finds_what_reparsing_finds_in_texts_with_many_errors(
+    statements: list[tuple[str, str]],
+) -> None:
+    assert_resuming_is_reparsing("".join(s + sep for s, sep in statements))
+
+
+def test_resuming_handles_sixty_errors_like_reparsing() -> None:
+    assert_resuming_is_reparsing("a -> b\nx ? y < -> a : b\nnode end = t\n" * 60)

@@ -185,6 +185,7 @@ class FlowcServer(Process, Server):
         super().__init__(command, name=name, logs=logs, env=env)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.auth = {}  # no API tokens: served on the loopback
 
 
 class Processes:

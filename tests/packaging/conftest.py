@@ -73,8 +73,18 @@ def free_port() -> int:
 class Server:
     """A `flowc serve` process started from a command, stopped when done."""
 
-    def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], port: int) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        port: int,
+        token: str | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
+        #: What each request but `/healthz` sends: the bearer token, when the server has tokens.
+        self.auth = {"authorization": f"Bearer {token}"} if token else {}
         self.log = cwd / "server.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
@@ -100,13 +110,14 @@ class Server:
         created = httpx.post(
             f"{self.url}/graph/create",
             content=flow,
-            headers={"content-type": "text/plain"},
+            headers={"content-type": "text/plain", **self.auth},
             timeout=30,
         )
         assert created.status_code == 201, created.text
         ran = httpx.post(
             f"{self.url}/graph/run",
             json={"graph_id": created.json()["graph_id"], "input": initial},
+            headers=self.auth,
             timeout=60,
         )
         assert ran.status_code == 200, ran.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -59,10 +60,17 @@ def test_the_image_builds_from_the_wheel_with_only_account_steps_skipped(image: 
     assert image.command == ["flowc", "serve", "--host", "0.0.0.0"]
 
 
+def compose_api() -> dict[str, Any]:
+    """The `api` service of `docker-compose.yml`."""
+    api: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
+        "api"
+    ]
+    return api
+
+
 def compose_api_environment(database: str) -> dict[str, str]:
     """The `api` service's environment, its database URL pointed at a local test database."""
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    environment: dict[str, str] = dict(compose["services"]["api"]["environment"])
+    environment: dict[str, str] = dict(compose_api()["environment"])
     url, local = urlsplit(environment["DATABASE_URL"]), urlsplit(database)
     # Same scheme and path shape; the host, user and database name are this machine's.
     environment["DATABASE_URL"] = urlunsplit(url._replace(netloc=local.netloc, path=local.path))
@@ -79,17 +87,22 @@ def database() -> Iterator[str]:
 def started(
     request: pytest.FixtureRequest, image: Stage, tmp_path: Path
 ) -> Iterator[tuple[Server, Stage]]:
-    """The image's command serving: on its own (SQLite in /data), or as compose runs it."""
-    extra = dict(image.env)
+    """The image's command serving: on its own (SQLite in /data, with an API token, as
+    `docker run -e FLOWC_API_TOKENS=...` would), or as compose runs it (its own command)."""
+    extra, command, token = dict(image.env), image.command, None
     if request.param == "compose":
         extra.update(compose_api_environment(request.getfixturevalue("database")))
+        command = compose_api()["command"]
+    else:
+        token = extra["FLOWC_API_TOKENS"] = "image-test-token"
     port = free_port()  # the container's 8000 is a free port here
     workdir = image.path(image.workdir)
     server = Server(
-        [*image.command, "--port", str(port)],
+        [*command, "--port", str(port)],
         cwd=workdir,
         env=clean_environment(image.bin_dir, **extra),
         port=port,
+        token=token,
     )
     try:
         server.wait_until_healthy()
@@ -110,3 +123,25 @@ def test_the_image_serves_and_its_healthcheck_passes(started: tuple[Server, Stag
     run = server.create_and_run(ONE_LINER, {"code": "print('hi')\n"})
     assert run["status"] == "succeeded"
     assert "Traceback" not in server.output()
+
+
+def test_the_image_alone_refuses_to_serve_open_without_tokens(image: Stage) -> None:
+    refused = subprocess.run(
+        [*image.command, "--port", str(free_port())],
+        cwd=image.path(image.workdir),
+        env=clean_environment(image.bin_dir, **image.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without API tokens" in refused.stderr
+    assert "FLOWC_API_TOKENS" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_compose_serves_open_only_on_the_hosts_loopback() -> None:
+    api = compose_api()
+    assert api["command"] == ["flowc", "serve", "--host", "0.0.0.0", "--insecure"]
+    assert all(port.startswith("127.0.0.1:") for port in api["ports"])

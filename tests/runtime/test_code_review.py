@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from flowc.runtime import REGISTRY
+from flowc.runtime import REGISTRY, WorkflowEngine
 from flowc.runtime.tools import load_builtin_packs
 from flowc.runtime.tools.code_review import (
+    MAX_CODE_BYTES,
     MAX_REPORTED_ISSUES,
+    CodeTooLarge,
     analyze_syntax,
     check_style,
     refine_code,
@@ -406,3 +411,44 @@ def test_sample_unfixable_stays_below_80() -> None:
         "refine_note": "nothing refine can fix; 6 findings left for a person",
     }
     assert score_code(state | update)["score"] == 40
+
+
+REGISTERED_MODES = """
+from flowc.runtime import REGISTRY
+from flowc.runtime.tools import load_builtin_packs
+load_builtin_packs()
+print(*(f"{tool.spec.name}:{tool.mode}" for tool in REGISTRY))
+"""
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_code_over_the_size_limit_is_refused_naming_the_limit(tool: Any) -> None:
+    at_the_limit = "é" * (MAX_CODE_BYTES // 2)  # two bytes each in UTF-8
+    assert "syntax_ok" in analyze_syntax({"code": at_the_limit})
+    with pytest.raises(CodeTooLarge) as error:
+        tool({"code": at_the_limit + "x"})
+    assert str(error.value) == (
+        "`code` is 1,048,577 bytes; the code-review tools take at most 1,048,576 bytes "
+        "(MAX_CODE_BYTES)"
+    )
+
+
+def test_the_tools_run_in_worker_processes_and_a_refusal_fails_the_run() -> None:
+    # In a fresh interpreter: tests elsewhere swap the registry's tools and put them back.
+    modes = subprocess.run(
+        [sys.executable, "-c", REGISTERED_MODES], capture_output=True, text=True, check=True
+    )
+    assert modes.stdout.split() == ["analyze:process", "analyze_syntax:process"] + [
+        f"{name}:process"
+        for name in ("check_style", "refine", "refine_code", "score", "score_code", "style")
+    ]
+    load_builtin_packs()
+    engine = WorkflowEngine("analyze -> style -> score -> end")
+    result = asyncio.run(engine.run(initial_state={"code": "#" * (MAX_CODE_BYTES + 1)}))
+    assert result.error is not None
+    assert (result.error.code, result.error.node, result.error.message) == (
+        "tool_error",
+        "analyze",
+        "tool `analyze` failed: CodeTooLarge: `code` is 1,048,577 bytes; the code-review tools "
+        "take at most 1,048,576 bytes (MAX_CODE_BYTES)",
+    )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
 
-from flowc.runtime import Event, Registry, RunResult, Step, WorkflowEngine
+from flowc.runtime import Event, Registry, Resume, RunResult, Step, WorkflowEngine
+from flowc.runtime.state import MAX_INT, Limits
 
 State = dict[str, Any]
 
@@ -354,3 +356,125 @@ def test_events_are_named_tuples_that_still_read_by_name() -> None:
                                                                      "succeeded", None)  # fmt: skip
     assert event.is_final
     assert "attempts" not in event.to_json()
+
+
+# -- limits and the event loop ------------------------------------------------------------
+
+LOOP = "set max_steps = 1000\ncount ? n < 1000 -> count : end"
+
+
+def ticked(limits: Limits, source: str = LOOP) -> tuple[RunResult, int]:
+    """Run `source` beside a task that counts how often the event loop lets it run.
+
+    The count is the run's yields plus one: the run starts on the first tick.
+    """
+
+    async def main() -> tuple[RunResult, int]:
+        engine = WorkflowEngine(source, make_registry(), limits=limits)
+        task = asyncio.ensure_future(engine.run())
+        ticks = 0
+        while not task.done():
+            await asyncio.sleep(0)
+            ticks += 1
+        return task.result(), ticks
+
+    return asyncio.run(main())
+
+
+def test_a_run_of_quick_sync_tools_yields_every_slice_steps_steps() -> None:
+    result, ticks = ticked(Limits(slice_steps=10, slice_ms=1e9))
+    assert (result.status, len(result.steps)) == ("succeeded", 1000)
+    assert ticks == 1000 // 10 + 1
+    result, ticks = ticked(Limits(slice_steps=10**6, slice_ms=1e9))
+    assert (result.status, ticks) == ("succeeded", 1)  # without slices, the loop is held
+
+
+def test_a_run_yields_once_its_slice_of_time_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(10**6))  # each reading one second later than the last
+    monkeypatch.setattr(time, "time", lambda: float(next(clock)))
+    result, ticks = ticked(Limits(slice_steps=10**6, slice_ms=1500), "count -> score -> note")
+    assert (result.status, ticks) == ("succeeded", 3 + 1)  # a step is 2 readings, 2 seconds
+
+
+def registry_with(**tools: Any) -> Registry:
+    registry = make_registry()
+    for name, tool in tools.items():
+        registry.add(tool, name)
+    return registry
+
+
+def test_a_value_past_a_limit_fails_the_run_with_limit_and_the_last_good_state() -> None:
+    def bump(state: State) -> State:
+        return {"n": state["n"] + 1}
+
+    source = "node b = bump with retries = 2\ncount -> b -> end"
+    result = run(source, registry_with(bump=bump), initial_state={"n": MAX_INT - 1})
+    assert result.error is not None
+    assert (result.status, result.error.code, result.error.node) == ("failed", "limit", "b")
+    assert result.error.message == (
+        "tool `bump` returned a value past a limit at `n`: an integer of 64 bits is outside "
+        "the signed 64-bit range (-9,223,372,036,854,775,808 to 9,223,372,036,854,775,807) "
+        "that the store keeps exactly"
+    )
+    assert result.state == {"n": MAX_INT} and len(result.steps) == 1  # and no retry
+
+
+def test_a_state_past_its_limit_fails_the_run_naming_the_setting() -> None:
+    def grow(state: State) -> State:
+        return {"log": state.get("log", "") + "x" * 40}
+
+    engine = WorkflowEngine(
+        "set max_steps = 10\ngrow ? len(log) < 400 -> grow : end",
+        registry_with(grow=grow),
+        limits=Limits(max_state_bytes=100, prefix="FLOWC_"),
+    )
+    result = asyncio.run(engine.run())
+    assert result.error is not None
+    assert (result.error.code, result.error.message, len(result.steps)) == (
+        "limit",
+        "tool `grow` returned updates past a limit: they would make the state about 130 bytes "
+        "as JSON, more than FLOWC_MAX_STATE_BYTES = 100; `log` is about 128 of them",
+        2,
+    )
+    assert result.state == {"log": "x" * 80}
+
+
+def test_a_flow_asking_more_steps_than_the_ceiling_fails_before_a_step() -> None:
+    engine = WorkflowEngine(
+        "set max_steps = 50\ncount -> end", make_registry(), limits=Limits(max_steps_limit=49)
+    )
+    result = asyncio.run(engine.run())
+    assert result.error is not None
+    assert (result.error.code, result.error.message, result.steps) == (
+        "limit",
+        "the flow sets max_steps = 50, more than max_steps_limit = 49 allows; "
+        "lower `set max_steps`",
+        [],
+    )
+
+
+def test_an_input_or_a_resumed_state_past_its_limit_fails_the_run() -> None:
+    limits = Limits(max_input_bytes=20, max_state_bytes=40, max_string_length=30)
+    engine = WorkflowEngine("count -> end", make_registry(), limits=limits)
+    big = asyncio.run(engine.run(initial_state={"code": "x" * 20}))
+    resumed = asyncio.run(
+        engine.run(initial_state={"code": "x" * 30, "z": "y" * 10}, resume=Resume("count", 1))
+    )
+    long = asyncio.run(engine.run(initial_state={"deep": ["x" * 31]}))
+    assert [(r.error.code, r.error.message) for r in (big, resumed, long) if r.error] == [
+        (
+            "limit",
+            "the input is about 31 bytes as JSON, more than max_input_bytes = 20; "
+            "`code` is about 29 of them",
+        ),
+        (
+            "limit",
+            "the state is about 58 bytes as JSON, more than max_state_bytes = 40; "
+            "`code` is about 39 of them",
+        ),
+        (
+            "limit",
+            "the initial state at `deep[0]`: a string of 31 characters is longer than "
+            "max_string_length = 30",
+        ),
+    ]

@@ -221,7 +221,7 @@ CASES = [
                "diagnostics": [{"file": "<source>", "line": 1, "column": 6, "end_line": 1,
                                 "end_column": 8, "severity": "error", "code": "E010",
                                 "message": "expected a node name after `->`, found `->`",
-                                "help": None}]}),
+                                "help": None}], "more": 0}),
     Case("ir with errors", "post", "/graph/create",
          {"json": {"ir": {"start": "a", "nodes": []}}},
          422, {"message": "the IR document has 1 error; the first: invalid IR at `nodes`: "
@@ -229,7 +229,7 @@ CASES = [
                "diagnostics": [{"file": "<ir>", "line": 1, "column": 1, "end_line": 1,
                                 "end_column": 1, "severity": "error", "code": "E020",
                                 "message": "invalid IR at `nodes`: Tuple should have at least "
-                                "1 item after validation, not 0", "help": None}]}),
+                                "1 item after validation, not 0", "help": None}], "more": 0}),
 ]  # fmt: skip
 
 

@@ -1,7 +1,10 @@
 """Clients that leave in the middle: the run goes on, the others still get everything.
 
 Over real sockets (uvicorn in this process): a WebSocket client that goes away while a run
-streams, and an HTTP client that hangs up while it waits on `POST /graph/run`.
+streams, and an HTTP client that hangs up while it waits on `POST /graph/run`.  Then
+against `flowc serve` in its own process, replaying a run of a million steps: a client
+that resets its connection mid-replay, and one that stops reading; each is let go with at
+most a line in the server's log, and the server goes idle (its CPU time is measured).
 """
 
 from __future__ import annotations
@@ -9,16 +12,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
-from tests.server.conftest import WAIT, Gates, LiveApp, create_graph, until
-
-pytestmark = pytest.mark.asyncio
+from flowc.server.schema import prepare
+from tests.server.conftest import ROOT, WAIT, Gates, LiveApp, create_graph, until
+from tests.server.long_runs import write_sqlite_run
 
 TWO_GATES = (
     'node first = hold(gate = "one")\nnode second = hold(gate = "two")\nfirst -> second -> end\n'
@@ -49,6 +64,7 @@ def problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("leaving", ["close", "drop"])
 async def test_a_websocket_client_that_leaves_mid_stream(
     live_app: LiveApp, gates: Gates, leaving: str, caplog: pytest.LogCaptureFixture
@@ -87,6 +103,7 @@ async def test_a_websocket_client_that_leaves_mid_stream(
     assert len(logged) <= 1 and not any(record.exc_info for record in logged), logged
 
 
+@pytest.mark.asyncio
 async def test_an_http_client_that_hangs_up_while_waiting_on_its_run(
     live_app: LiveApp, gates: Gates, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -120,3 +137,188 @@ async def test_an_http_client_that_hangs_up_while_waiting_on_its_run(
     assert state["state"] == {"left": True, "one": True}
     assert [(s["seq"], s["node"], s["delta"]) for s in steps] == [(1, "wait", {"one": True})]
     assert problems(caplog) == []
+
+
+# -- against `flowc serve`, replaying a run of a million steps --------------------------
+
+FLOWC = Path(sys.executable).with_name("flowc")
+#: Steps of the replayed run: minutes of sending, were a client not let go.
+REPLAYED = 1_000_000
+#: Seconds a message may wait for the slow client (the server's FLOWC_WS_SEND_TIMEOUT).
+SEND_TIMEOUT = 0.5
+#: CPU seconds the server may use in the second after a client went, at most: an idle
+#: server (a claim query a second) uses a few milliseconds; one still sending, all of it.
+IDLE_CPU = 0.25
+
+
+class Served(NamedTuple):
+    """`flowc serve` on a database holding a long run: where, the run, its log, its pid."""
+
+    address: str
+    run_id: uuid.UUID
+    log: Path
+    pid: int
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`flowc serve` (a short send timeout) on a SQLite file with a finished long run."""
+    folder = tmp_path_factory.mktemp("served")
+    url = f"sqlite+aiosqlite:///{folder / 'flowc.db'}"
+    asyncio.run(prepare(url, migrate=False))
+    run_id = write_sqlite_run(str(folder / "flowc.db"), REPLAYED)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = folder / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(FLOWC), "serve", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url, "FLOWC_WS_SEND_TIMEOUT": str(SEND_TIMEOUT)},
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        address = f"127.0.0.1:{port}"
+        _wait_until_healthy(server, address, log_path)
+        yield Served(address, run_id, log_path, server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=WAIT)
+
+
+def _wait_until_healthy(server: subprocess.Popen[bytes], address: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=f"http://{address}") as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"flowc serve exited with {server.returncode}:\n{log.read_text()}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    pytest.fail("flowc serve did not answer within 60 seconds")
+
+
+class RawClient:
+    """A WebSocket client on a plain socket: the test sets its buffer and how it ends."""
+
+    def __init__(self, address: str, path: str, *, receive_buffer: int | None = None) -> None:
+        host, port = address.split(":")
+        self.socket = socket.socket()
+        if receive_buffer is not None:  # before connecting: it sets the window offered
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.socket.settimeout(WAIT)
+        self.socket.connect((host, int(port)))
+        self.protocol = ClientProtocol(parse_uri(f"ws://{address}{path}"))
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        self.messages: list[dict[str, Any]] = []
+        while self.protocol.state is State.CONNECTING:
+            assert self._read(), "the server closed the connection during the handshake"
+        assert self.protocol.handshake_exc is None, self.protocol.handshake_exc
+
+    def _flush(self) -> None:
+        data = b"".join(self.protocol.data_to_send())
+        if data:
+            self.socket.sendall(data)
+
+    def _read(self) -> bool:
+        """Take what arrived; False at the end of the connection."""
+        data = self.socket.recv(1 << 16)
+        if not data:
+            self.protocol.receive_eof()
+            return False
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                self.messages.append(json.loads(bytes(event.data)))
+        try:
+            self._flush()  # a pong, or the reply to a close
+        except OSError:
+            return False
+        return True
+
+    def read_until(self, count: int) -> None:
+        """Read until `count` messages came."""
+        while len(self.messages) < count:
+            assert self._read(), "the server ended the connection"
+
+    def read_to_end(self) -> None:
+        """Read until the server ends the connection."""
+        while self._read():
+            pass
+        self.socket.close()
+
+    def reset(self) -> None:
+        """End the connection with a reset (RST), not a close: SO_LINGER 0."""
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.socket.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used so far (user and system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime: the 14th and 15th fields
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_over_a_second(served: Served) -> float:
+    """CPU seconds the server uses in the next second, once it answers a request."""
+    assert httpx.get(f"http://{served.address}/healthz", timeout=WAIT).status_code == 200
+    before = cpu_seconds(served.pid)
+    time.sleep(1.0)
+    return cpu_seconds(served.pid) - before
+
+
+def log_lines(served: Served, offset: int) -> list[str]:
+    """What the server logged since `offset`, but its access lines for `/healthz`."""
+    written = served.log.read_text()[offset:]
+    return [line for line in written.splitlines() if "/healthz" not in line]
+
+
+linux_only = pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc"
+)
+
+
+@linux_only
+def test_a_client_that_resets_mid_replay_stops_the_sender(served: Served) -> None:
+    offset = len(served.log.read_text())
+    client = RawClient(served.address, f"/ws/graph/{served.run_id}")
+    client.read_until(200)  # the replay is under way, far from its end
+    assert [m["step"] for m in client.messages[1:200]] == list(range(1, 200))
+    client.reset()
+    assert cpu_over_a_second(served) < IDLE_CPU
+    logged = log_lines(served, offset)
+    assert len(logged) <= 3, logged  # uvicorn's lines for the connection, nothing more
+    assert not any("socket.send" in line or "Traceback" in line for line in logged), logged
+
+
+@linux_only
+def test_a_client_that_stops_reading_is_dropped_with_1008(served: Served) -> None:
+    offset = len(served.log.read_text())
+    client = RawClient(served.address, f"/ws/graph/{served.run_id}", receive_buffer=4096)
+    # It reads nothing: the server's buffers fill, a message waits, and it is dropped.
+    dropped = f"run {served.run_id}: dropped a WebSocket client that left a message untaken"
+
+    deadline = time.monotonic() + WAIT
+    while dropped not in served.log.read_text()[offset:]:
+        assert time.monotonic() < deadline, f"not dropped: {log_lines(served, offset)}"
+        time.sleep(0.05)
+    client.read_to_end()  # what was sent before, then the close
+    last = max(m["step"] for m in client.messages if m["type"] == "node_finished")
+    assert [m["step"] for m in client.messages[1:]] == list(range(1, last + 1))
+    assert last < REPLAYED
+    close = client.protocol.close_rcvd
+    assert close is not None
+    assert (close.code, close.reason) == (
+        1008,
+        f"too slow: a message waited {SEND_TIMEOUT:g} s; reconnect with ?after={last}",
+    )
+    assert cpu_over_a_second(served) < IDLE_CPU
+    logged = [line for line in log_lines(served, offset) if "dropped" in line]
+    assert logged == [f"{dropped} for {SEND_TIMEOUT:g} s (FLOWC_WS_SEND_TIMEOUT)"]

@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS
 from tests.server.conftest import CODE_REVIEW, ONE_LINER
 
 pytestmark = pytest.mark.asyncio
@@ -155,6 +156,7 @@ async def test_create_the_request_one_liner(client: httpx.AsyncClient) -> None:
         "graph_id": body["graph_id"],
         "name": None,
         "warnings": [ONE_LINER_WARNING],
+        "more": 0,
         "ir": ONE_LINER_IR,
     }
     assert list(body["ir"]["routes"]) == ["analyze", "style", "score"]  # the order written
@@ -206,6 +208,7 @@ async def test_a_flow_with_errors_is_a_422_with_every_diagnostic(
             "message": "the flow has 2 errors; the first: line 1, column 10: "
             "unknown tool `analyse_syntax`",
             "diagnostics": BAD_FLOW_DIAGNOSTICS,
+            "more": 0,
         }
     }
 
@@ -216,20 +219,20 @@ async def test_check_reports_errors_and_warnings_without_an_http_error(
     bad = await client.post("/graph/check", json={"source": BAD_FLOW})
     assert (bad.status_code, bad.json()) == (
         200,
-        {"ok": False, "diagnostics": BAD_FLOW_DIAGNOSTICS},
+        {"ok": False, "diagnostics": BAD_FLOW_DIAGNOSTICS, "more": 0},
     )
     text = {"content-type": "text/plain"}
     good = await client.post("/graph/check", content=ONE_LINER, headers=text)
     assert (good.status_code, good.json()) == (
         200,
-        {"ok": True, "diagnostics": [ONE_LINER_WARNING]},
+        {"ok": True, "diagnostics": [ONE_LINER_WARNING], "more": 0},
     )
 
 
 async def test_check_an_ir_document(client: httpx.AsyncClient) -> None:
     ir = (await client.post("/graph/create", json={"source": CODE_REVIEW})).json()["ir"]
     good = await client.post("/graph/check", json={"ir": ir})
-    assert good.json() == {"ok": True, "diagnostics": []}
+    assert good.json() == {"ok": True, "diagnostics": [], "more": 0}
     bad = await client.post("/graph/check", json={"ir": {**ir, "start": "nowhere"}})
     assert bad.json() == {
         "ok": False,
@@ -246,6 +249,7 @@ async def test_check_an_ir_document(client: httpx.AsyncClient) -> None:
                 "help": None,
             }
         ],
+        "more": 0,
     }
 
 
@@ -278,3 +282,20 @@ async def test_unknown_graphs_are_404(client: httpx.AsyncClient) -> None:
             404,
             {"detail": f"graph {missing} not found"},
         )
+
+
+async def test_at_most_a_hundred_diagnostics_come_back_and_more_counts_the_rest(
+    client: httpx.AsyncClient,
+) -> None:
+    unknown = "".join(f"n{i} ->\n" for i in range(150)) + "end\n"  # 150 unknown tools
+    checked = (await client.post("/graph/check", json={"source": unknown})).json()
+    assert (len(checked["diagnostics"]), checked["more"]) == (MAX_SHOWN_DIAGNOSTICS, 50)
+    assert checked["diagnostics"][-1]["message"].startswith("unknown tool `n99` (")
+    refused = await client.post("/graph/create", json={"source": unknown})
+    detail = refused.json()["detail"]
+    assert (refused.status_code, len(detail["diagnostics"]), detail["more"]) == (422, 100, 50)
+    assert detail["message"].startswith("the flow has 150 errors; the first: line 1, column 1:")
+    unused = "".join(f"node unused_{i} = analyze\n" for i in range(150)) + "analyze -> end\n"
+    created = await client.post("/graph/create", json={"source": unused})
+    body = created.json()
+    assert (created.status_code, len(body["warnings"]), body["more"]) == (201, 100, 50)

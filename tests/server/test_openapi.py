@@ -148,6 +148,55 @@ def test_every_status_is_documented_with_its_body() -> None:
     assert components["FlowProblems"]["required"] == ["message", "diagnostics"]
 
 
+#: The document of a server with API tokens (`/openapi.json` itself needs one there).
+WITH_TOKENS = create_app(make_settings("sqlite://", api_tokens="a-token-0123456789")).openapi()
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "an API token (FLOWC_API_TOKENS, or `flowc token new`)",
+    "description": "`Authorization: Bearer <token>`; every route but `/healthz` needs it",
+}
+
+
+def test_with_tokens_every_operation_but_healthz_shows_the_lock() -> None:
+    assert WITH_TOKENS["components"]["securitySchemes"] == {"bearer": BEARER_SCHEME}
+    assert "securitySchemes" not in DOCUMENT["components"]  # no tokens: no lock, no 401
+    for path, methods in WITH_TOKENS["paths"].items():
+        for method, operation in methods.items():
+            key = (method, path)
+            if path == "/healthz":
+                assert ("security" not in operation, set(operation["responses"])) == (
+                    True,
+                    DOCUMENTED[key],
+                )
+                continue
+            assert operation["security"] == [{"bearer": []}], key
+            assert set(operation["responses"]) == DOCUMENTED[key] | {"401", "429"}, key
+            assert _schema(operation, "401") == _schema(operation, "429") == PROBLEM
+            headers = {
+                status: {name: header["required"] for name, header in answer["headers"].items()}
+                for status, answer in operation["responses"].items()
+                if status in ("401", "429")
+            }
+            assert headers == {"401": {"WWW-Authenticate": True}, "429": {"Retry-After": True}}
+    assert DOCUMENT["paths"].keys() == WITH_TOKENS["paths"].keys()
+
+
+def test_the_description_documents_authentication() -> None:
+    description = DOCUMENT["info"]["description"]
+    for phrase in [
+        "### Authentication",
+        "`Authorization: Bearer <token>`",
+        "`WWW-Authenticate: Bearer`",
+        "`flowc.v1` and\n`bearer.<token>`",
+        "`FLOWC_TOKEN_RATE`",
+        "`FLOWC_TOKEN_BURST`",
+        "`FLOWC_TOKEN_MAX_RUNS`",
+        "429 with `Retry-After`",
+    ]:
+        assert phrase in description, phrase
+
+
 def _examples(node: Any, where: str = "") -> Iterator[str]:
     """Where `example` or `examples` occurs anywhere in the document."""
     if isinstance(node, dict):

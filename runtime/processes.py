@@ -1,0 +1,321 @@
+"""A process tool's call -> its result, computed in a worker process, off the event loop.
+
+A thread does not keep a CPU-bound tool off the event loop: `ast.parse` of a large file
+runs in C and holds the GIL from start to end (1.7 MB: about 3 s in which the loop runs
+nothing).  A tool registered with `process=True` runs in one of at most `PROCESSES` worker
+processes instead: fresh interpreters (`python -c`, the parent's `sys.path`) that import the
+tool's module by name, started when first needed and kept.  A call waits for a free worker
+in a thread of its own, never on the loop.  Python can stop a process, unlike a thread: a
+call that times out or is cancelled kills its worker, and the next call starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib
+import importlib.util
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from flowc.runtime.calls import CallTimeout
+from flowc.runtime.context import STEP, StepContext
+from flowc.runtime.registry import Reference, reference
+
+#: Worker processes for process tools, per flowc process (calls beyond wait for one).
+PROCESSES = max(1, min(4, os.cpu_count() or 1))
+#: A worker whose memory ever grew past this (in KiB, at its peak) is retired after its
+#: call: Python keeps what it once took, and an idle worker should not hold it.
+RETIRE_PEAK_KIB = 256 * 1024
+
+#: What a worker process runs: `serve` on the socket whose descriptor is its argument.
+_BOOT = "import sys; from flowc.runtime.processes import serve; serve(int(sys.argv[1]))"
+
+
+class ProcessDied(RuntimeError):
+    """A worker process ended (or could not start) before it answered a call."""
+
+
+class _Worker:
+    """One worker process and the socket it is spoken to on."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.connection = Connection(ours.detach())
+        self.connection.send(list(sys.path))
+        self.peak = 0  # KiB: the most memory the process has held, as it last said
+
+    def call(self, where: Reference, state: Any, args: dict[str, Any], step: StepContext) -> Any:
+        """Send one call and wait for its outcome, `(returned, value)`; `EOFError` if it died."""
+        self.connection.send((where, state, args, step))
+        data = self.connection.recv_bytes()
+        try:
+            returned, value, self.peak = pickle.loads(data)
+        except Exception as exc:  # an exception type that cannot be rebuilt here
+            return False, RuntimeError(f"the worker's answer could not be read: {exc}")
+        return returned, value
+
+    def kill(self) -> None:
+        """Stop the process at once (it may be mid-call) and close the socket."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
+        self.connection.close()
+
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended (negative: the signal), else None."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.process.wait(timeout=1)
+        return None
+
+
+class _Pool:
+    """At most `size` workers at once; idle ones are kept for the next call."""
+
+    def __init__(self, size: int) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[_Worker] = []
+        self.slots = threading.BoundedSemaphore(size)
+
+    def take(self) -> _Worker:
+        """A worker for one call (blocks the calling thread until one is free)."""
+        self.slots.acquire()
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+        try:
+            return _Worker()
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def give_back(self, worker: _Worker, healthy: bool) -> None:
+        """Keep a worker that answered; kill one that did not, was abandoned or grew large."""
+        if healthy and worker.peak <= RETIRE_PEAK_KIB:
+            with self.lock:
+                self.idle.append(worker)
+        else:
+            worker.kill()
+        self.slots.release()
+
+    def close(self) -> None:
+        """Stop the idle workers (at exit)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for worker in idle:
+            worker.connection.close()  # it reads the end and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=1)
+
+
+_POOL = _Pool(PROCESSES)
+atexit.register(_POOL.close)
+
+
+class _ProcessCall:
+    """One call: the worker it runs in, and whether its caller gave up on it."""
+
+    __slots__ = ("abandoned", "lock", "worker")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.worker: _Worker | None = None
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Give up on the call: its worker, if it has one, is killed."""
+        with self.lock:
+            self.abandoned = True
+            worker, self.worker = self.worker, None
+        if worker is not None:
+            with contextlib.suppress(OSError):
+                worker.process.kill()
+
+
+async def call_in_process(
+    function: Callable[..., Any],
+    state: dict[str, Any],
+    args: dict[str, Any],
+    step: StepContext,
+    timeout: float | None,
+) -> Any:
+    """`function(state, **args)` in a worker process: its result, or what it raised.
+
+    `CallTimeout` when `timeout` seconds pass first (waiting for a free worker included);
+    on a timeout or a cancel the worker is killed.
+    """
+    where = reference(function)
+    if where is None:
+        raise ProcessDied(f"{function!r} cannot be found by a worker process")
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+    call = _ProcessCall()
+    thread = threading.Thread(
+        target=_work,
+        args=(call, where, state, args, step, loop, done),
+        name=f"flowc-process-{step.node}",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        returned, value = await (done if timeout is None else asyncio.wait_for(done, timeout))
+    except asyncio.TimeoutError:
+        call.abandon()
+        raise CallTimeout(timeout or 0) from None
+    except BaseException:  # cancelled: the worker is stopped, its answer goes nowhere
+        call.abandon()
+        raise
+    if returned:
+        return value
+    raise value
+
+
+def _work(
+    call: _ProcessCall,
+    where: Reference,
+    state: dict[str, Any],
+    args: dict[str, Any],
+    step: StepContext,
+    loop: asyncio.AbstractEventLoop,
+    done: asyncio.Future[tuple[bool, Any]],
+) -> None:
+    """The thread's part: take a worker, make the call through it, hand the outcome over."""
+    try:
+        worker = _POOL.take()
+    except Exception as exc:
+        _hand_over(loop, done, (False, ProcessDied(f"no worker process could start: {exc}")))
+        return
+    with call.lock:
+        if call.abandoned:
+            _POOL.give_back(worker, healthy=True)
+            return
+        call.worker = worker
+    healthy = True
+    try:
+        outcome = worker.call(where, state, args, step)
+    except (EOFError, OSError):
+        healthy = False
+        code = worker.exit_code()
+        ended = f"by signal {-code}" if code is not None and code < 0 else f"with {code}"
+        outcome = False, ProcessDied(f"the tool's worker process ended {ended} before answering")
+    except Exception as exc:  # the state or an argument could not be sent
+        healthy = False  # a message may be half written: the worker is not trusted again
+        outcome = False, exc
+    with call.lock:
+        call.worker = None
+        abandoned = call.abandoned
+    _POOL.give_back(worker, healthy and not abandoned)
+    if not abandoned:
+        _hand_over(loop, done, outcome)
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop,
+    done: asyncio.Future[tuple[bool, Any]],
+    outcome: tuple[bool, Any],
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed
+        loop.call_soon_threadsafe(_deliver, done, outcome)
+
+
+def _deliver(done: asyncio.Future[tuple[bool, Any]], outcome: tuple[bool, Any]) -> None:
+    if not done.done():
+        done.set_result(outcome)
+
+
+# -- the worker process's side ---------------------------------------------------------------
+
+
+def serve(descriptor: int) -> None:
+    """A worker process's loop: read a call, run it, send back its outcome, until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    connection = Connection(descriptor)
+    sys.path[:] = connection.recv()
+    functions: dict[Reference, Callable[..., Any]] = {}
+    while True:
+        try:
+            where, state, args, step = connection.recv()
+        except EOFError:
+            return
+        outcome: tuple[bool, Any]
+        try:
+            function = functions.get(where) or functions.setdefault(where, _resolve(where))
+            token = STEP.set(step)
+            try:
+                outcome = True, function(state, **args)
+            finally:
+                STEP.reset(token)
+        except Exception as exc:  # handed to the run, which decides what it means
+            outcome = False, exc
+        peak = _peak_kib()
+        try:
+            data = pickle.dumps((*outcome, peak))
+        except Exception as exc:
+            what = "its result" if outcome[0] else f"its {type(outcome[1]).__name__}"
+            data = pickle.dumps((False, TypeError(f"{what} cannot be sent back: {exc}"), peak))
+        try:
+            connection.send_bytes(data)
+        except OSError:
+            return
+
+
+def _peak_kib() -> int:
+    """The most memory this process has held, in KiB (0 where the system does not say).
+
+    Linux's `VmHWM` first: `ru_maxrss` also counts what the parent held when it started
+    this process (the kernel keeps the larger of the two across `exec`), so a worker of a
+    server that once held 300 MiB would look 300 MiB large and be retired after every call.
+    """
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux and BSD
+
+
+def _resolve(where: Reference) -> Callable[..., Any]:
+    """A function by module and qualified name; from its file when the name does not import."""
+    module_name, qualname, file = where
+    module = sys.modules.get(module_name)
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            if file is None:
+                raise
+            spec = importlib.util.spec_from_file_location(module_name, file)
+            if spec is None or spec.loader is None:
+                raise
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+    value: Any = module
+    for part in qualname.split("."):
+        value = getattr(value, part)
+    if not callable(value):
+        raise TypeError(f"{module_name}.{qualname} is not a function")
+    return value  # type: ignore[no-any-return]
