@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace + 5,
     )
     logging.getLogger("uvicorn.error").addFilter(_refused_websocket_is_no_error)
-    # What is loaded by now (modules, the application, its schemas) lives as long as the
-    # process: out of the collector's reach, a full collection during a long run costs less.
-    gc.freeze()
+    settle_process()
     _DrainingServer(config, app).run()
     return EXIT_OK
 
@@ -119,6 +117,23 @@ def refuse_open_network(host: str, *, insecure: bool) -> None:
         "can reach it can use the API",
         file=sys.stderr,
     )
+
+
+#: Seconds a thread waiting for the GIL lets the running one go on (Python's default is
+#: 0.005).  A run keeps the loop's thread busy between its yields, and SQLite's driver
+#: thread needs the GIL several times per query: at 5 ms a wait, `/healthz` on SQLite took
+#: 1.5-5 s during a CPU-bound run; at 0.5 ms, 25 ms.
+SWITCH_INTERVAL = 0.0005
+
+
+def settle_process() -> None:
+    """Before serving: quick GIL hand-overs, and the start-up heap out of the collector.
+
+    What is loaded by now (modules, the application, its schemas) lives as long as the
+    process; frozen, a full collection during a long run has less to look at.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    gc.freeze()
 
 
 #: `flowc serve --no-worker` sets it for the application (and `--reload`'s child).

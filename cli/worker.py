@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import signal
 import sys
 
 from flowc.cli.errors import EXIT_OK, CommandError
-from flowc.cli.serve import load_settings, open_database, redact
+from flowc.cli.serve import load_settings, open_database, redact, settle_process
 from flowc.cli.tool_loading import load_tools, tool_entries
 
 
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    gc.freeze()  # what is loaded lives as long as the process: keep it out of collections
+    settle_process()
     asyncio.run(_work(settings))
     return EXIT_OK
 

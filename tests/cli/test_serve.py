@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from flowc.cli.main import main
-from flowc.cli.serve import is_loopback
+from flowc.cli.serve import SWITCH_INTERVAL, is_loopback, settle_process
 from flowc.server.settings import get_settings
 from tests.server.test_serve import FLOWC, free_port
 
@@ -186,3 +188,15 @@ async def _ask(address: str, server: subprocess.Popen[bytes], log: Path) -> dict
 def test_serve_help_names_insecure(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--help"]) == 0
     assert "--insecure" in capsys.readouterr().out
+
+
+def test_a_server_hands_the_gil_over_quickly_and_freezes_its_start_up_heap() -> None:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # Python's default (another test may have served in process)
+    try:
+        settle_process()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(before)
