@@ -212,7 +212,13 @@ class _Run:
         self.run_id = run_id
         self.listener = listener
         self.state: State = {}
-        self.steps: list[Step] = []
+        #: The steps so far, in two columns: each `Step`'s fields but its delta, as an exact
+        #: tuple, and the deltas.  Python's collector stops tracking a tuple of plain values
+        #: (never a named tuple, nor one that holds a dict), so a long run's full
+        #: collections do not walk millions of objects; a delta of plain values is not
+        #: tracked either.
+        self.steps: list[tuple[int, str, float, float, int]] = []
+        self.deltas: list[dict[str, Any]] = []
         self.base = 0  # the steps run before this run resumed: `Resume.seq`
         self.cursor = StepCursor(run_id, self.steps)
         self.threads: RunThreads | None = None
@@ -252,13 +258,22 @@ class _Run:
                 Event("run_failed", self.run_id, self.base + len(self.steps), error.node, at,
                       status="failed", state=self.state, error=error)
             )  # fmt: skip
-            return RunResult(self.run_id, "failed", self.state, self.steps, error)
-        last = self.steps[-1].node if self.steps else resume.after if resume else None
+            return RunResult(self.run_id, "failed", self.state, self._steps(), error)
+        last = self.steps[-1][1] if self.steps else resume.after if resume else None
         await self.emit(
             Event("run_finished", self.run_id, self.base + len(self.steps), last, time.time(),
                   status="succeeded", state=self.state)
         )  # fmt: skip
-        return RunResult(self.run_id, "succeeded", self.state, self.steps)
+        return RunResult(self.run_id, "succeeded", self.state, self._steps())
+
+    def _steps(self) -> list[Step]:
+        """The steps, as the result holds them."""
+        return [
+            Step(seq, node, delta, started, finished, attempts)
+            for (seq, node, started, finished, attempts), delta in zip(
+                self.steps, self.deltas, strict=True
+            )
+        ]
 
     def _check_max_steps(self) -> None:
         limits = self.engine.limits
@@ -307,7 +322,7 @@ class _Run:
         plans = self.engine._plans
         max_steps = self.engine.flow.settings.max_steps
         listening = self.listener is not None
-        steps = self.steps
+        steps, deltas = self.steps, self.deltas
         base = self.base
         state = self.state
         cursor = self.cursor
@@ -378,7 +393,8 @@ class _Run:
                         containers.add(key)
                     else:
                         containers.discard(key)
-            steps.append(Step(seq, node, delta, started, finished, attempts))
+            steps.append((seq, node, started, finished, attempts))
+            deltas.append(delta)
             if listening:
                 await self.emit(
                     Event("node_finished", self.run_id, seq, node, finished, delta=delta,
@@ -492,8 +508,10 @@ def _past_limit(problem: ReturnLimitError, plan: _Plan) -> RunError:
     return RunError("limit", f"tool `{plan.tool}` {problem}", plan.name, plan.span)
 
 
-def _too_many_steps(max_steps: int, steps: list[Step], plan: _Plan) -> RunError:
-    loop = " -> ".join([*(step.node for step in steps[-TRAIL:]), plan.name])
+def _too_many_steps(
+    max_steps: int, steps: list[tuple[int, str, float, float, int]], plan: _Plan
+) -> RunError:
+    loop = " -> ".join([*(step[1] for step in steps[-TRAIL:]), plan.name])
     return RunError(
         "max_steps",
         f"the run took more than {max_steps} steps (max_steps = {max_steps}) and was stopped; "

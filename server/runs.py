@@ -25,7 +25,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -101,6 +101,36 @@ class _Moved(Exception):
 Stop = Literal["cancel", "release", "lost"]
 
 
+#: Where an `Event`'s delta is among its fields.
+_DELTA = Event._fields.index("delta")
+
+
+class _Buffer:
+    """An `exit` run's steps, kept until it ends, in columns the collector does not walk.
+
+    Each row's fields but its delta are an exact tuple, the deltas a list of their own:
+    Python's collector stops tracking a tuple of plain values (not a dataclass, nor a tuple
+    that holds a dict).  A long run keeps millions of rows, and full collections that walked
+    them held the event loop for most of a second.
+    """
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[int, str, datetime, datetime, int]] = []
+        self.deltas: list[dict[str, Any]] = []
+
+    def append(self, row: StepRow) -> None:
+        """Keep a row."""
+        self.fields.append((row.seq, row.node, row.started_at, row.finished_at, row.attempts))
+        self.deltas.append(row.delta)
+
+    def rows(self) -> Iterator[StepRow]:
+        """The rows kept, in order."""
+        for (seq, node, started, finished, attempts), delta in zip(
+            self.fields, self.deltas, strict=True
+        ):
+            yield StepRow(seq, node, delta, started, finished, attempts)
+
+
 @dataclass
 class _Live:
     """A run this process executes: its events so far, who listens, how it was stopped."""
@@ -109,15 +139,32 @@ class _Live:
     attempt: int
     #: False for a resumed run: its history is in the database, not here.
     has_history: bool = True
-    events: list[Event | dict[str, Any]] = field(default_factory=list)
+    #: Kept as exact tuples (an `Event`'s fields, its delta in `deltas`) or dicts: Python's
+    #: collector stops tracking a tuple of plain values (never a named tuple, nor a tuple
+    #: that holds a dict), and a long run keeps millions of events.
+    events: list[tuple[Any, ...] | dict[str, Any]] = field(default_factory=list)
+    deltas: list[dict[str, Any] | None] = field(default_factory=list)
     subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
     task: asyncio.Task[RunResult] | None = None
     stop: Stop | None = None
     #: The first write that failed behind an `async` run.
     failure: BaseException | None = None
 
+    def event(self, index: int) -> Event | dict[str, Any]:
+        """The event published `index`-th, as it was published."""
+        kept = self.events[index]
+        if isinstance(kept, dict):
+            return kept
+        return Event._make((*kept[:_DELTA], self.deltas[index], *kept[_DELTA + 1 :]))
+
     def publish(self, event: Event | dict[str, Any]) -> None:
-        self.events.append(event)
+        if isinstance(event, dict):
+            self.events.append(event)
+            self.deltas.append(None)
+        else:
+            fields = tuple(event)
+            self.events.append((*fields[:_DELTA], None, *fields[_DELTA + 1 :]))
+            self.deltas.append(event.delta)
         if self.subscribers:
             message = _json(event)
             # A follower whose queue is full (but for its last place) is too far behind:
@@ -353,11 +400,11 @@ class RunService:
                 raise asyncio.CancelledError
         except asyncio.CancelledError:
             live.stop = live.stop or "cancel"
-            return await self._stopped(live, claimed, [])
+            return await self._stopped(live, claimed, _Buffer())
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
 
-        buffered: list[StepRow] = []  # `exit`: written at the end
+        buffered = _Buffer()  # `exit`: written at the end
         snapshot_every = self.settings.snapshot_steps
         last_seq = resume.seq if resume else 0
         last_node = resume.after if resume else None
@@ -427,7 +474,7 @@ class RunService:
         error = result.error.to_json() if result.error else None
         node = result.steps[-1].node if result.steps else claimed.current_node
         try:
-            for index, row in enumerate(buffered, 1):
+            for index, row in enumerate(buffered.rows(), 1):
                 log.append(run_id, attempt, row).add_done_callback(settle)
                 if index % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a long `exit` run's rows: let other work in
@@ -436,7 +483,7 @@ class RunService:
             )
         except LeaseLost:
             live.stop = "lost"
-            return await self._stopped(live, claimed, [])
+            return await self._stopped(live, claimed, _Buffer())
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
         finally:
@@ -449,12 +496,12 @@ class RunService:
         )  # fmt: skip
         return result
 
-    async def _stopped(self, live: _Live, claimed: Claimed, buffered: list[StepRow]) -> RunResult:
+    async def _stopped(self, live: _Live, claimed: Claimed, buffered: _Buffer) -> RunResult:
         """A run stopped before its end: cancelled (recorded), released, or lost."""
         run_id, attempt = live.run_id, live.attempt
         try:
             if live.stop == "cancel":
-                for row in buffered:
+                for row in buffered.rows():
                     self.log.append(run_id, attempt, row)
                 # What the database holds decides the outcome's state: a step may have been
                 # in the middle of its write when the cancel came.
@@ -479,7 +526,7 @@ class RunService:
                     run_id,
                 )
             elif live.stop == "release":
-                for row in buffered:  # `exit`: this process exits; what it did is kept
+                for row in buffered.rows():  # `exit`: this process exits; what it did is kept
                     self.log.append(run_id, attempt, row)
                 with contextlib.suppress(LeaseLost):
                     await asyncio.shield(self.log.release(run_id, attempt))
@@ -652,7 +699,7 @@ class RunService:
             try:
                 moved = live.task is not None and live.task.done() and live.stop is not None
                 for index in range(count):
-                    message = _json(live.events[index])
+                    message = _json(live.event(index))
                     if _wanted(message, after):
                         yield message
                     if _is_final(message):
@@ -741,9 +788,10 @@ def _ts(at: datetime) -> float:
 
 
 def _published_steps(live: _Live) -> list[Step]:
+    events = (live.event(i) for i in range(len(live.events)))
     return [
         Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at)
-        for e in live.events
+        for e in events
         if isinstance(e, Event) and e.type == "node_finished"
     ]
 

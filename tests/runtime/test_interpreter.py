@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from typing import Any
@@ -478,3 +479,24 @@ def test_an_input_or_a_resumed_state_past_its_limit_fails_the_run() -> None:
             "max_string_length = 30",
         ),
     ]
+
+
+def test_a_long_runs_history_is_not_walked_by_the_garbage_collector() -> None:
+    # A full collection walks every tracked object: a run that kept a named tuple per step
+    # paused the event loop for most of a second once it had a million.  The run keeps
+    # exact tuples of plain values, which the collector stops tracking.
+    tracked: dict[int, int] = {}
+
+    async def listen(event: Event) -> None:
+        if event.type == "node_finished" and event.step in (2_000, 12_000):
+            gc.collect()
+            tracked[event.step] = len(gc.get_objects())
+
+    engine = WorkflowEngine(
+        "set max_steps = 20000\ncount ? n < 15000 -> count : end", make_registry()
+    )
+    result = asyncio.run(engine.run(listener=listen))
+    assert result.status == "succeeded"
+    assert tracked[12_000] - tracked[2_000] < 1_000  # 10,000 steps later
+    assert isinstance(result.steps[-1], Step)
+    assert result.steps[-1].seq == 15_000
