@@ -190,13 +190,12 @@ def test_serve_help_names_insecure(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--insecure" in capsys.readouterr().out
 
 
-def test_a_server_hands_the_gil_over_quickly_and_freezes_its_start_up_heap() -> None:
+def test_a_server_hands_the_gil_over_quickly() -> None:
     before = sys.getswitchinterval()
     sys.setswitchinterval(0.005)  # Python's default (another test may have served in process)
     try:
         settle_process()
         assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0  # a frozen heap makes full collections frequent
     finally:
-        gc.unfreeze()
         sys.setswitchinterval(before)
