@@ -14,63 +14,25 @@ import argparse
 import asyncio
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-from loop_latency import ROOT, TOOLS, database, free_port, python_file
+from loop_latency import database, python_file
+from serving import served
 
 TOKEN = "adversarial-bench-token"
-START_TIMEOUT = 60.0
 MIB = 1024 * 1024
+#: API tokens on; the rate limit raised: the attacks, not the rate limit (it has its own).
+SERVER_ENV = {"FLOWC_API_TOKENS": TOKEN, "FLOWC_TOKEN_RATE": "1000", "FLOWC_TOKEN_BURST": "1000"}
 
 #: An answer, or what happened instead (a connection the server closed while we sent).
 Answer = httpx.Response | str
 Attack = Callable[[httpx.AsyncClient], Awaitable[Sequence[Answer]]]
-
-
-@asynccontextmanager
-async def served(database_url: str, log: Path) -> AsyncIterator[tuple[str, Any]]:
-    """`flowc serve` with the bench tools and API tokens; its base URL and pid."""
-    port = free_port()
-    command = [sys.executable, "-m", "flowc.cli.main", "serve", "--port", str(port)]
-    command += ["--tools", str(TOOLS)]
-    env = {**os.environ, "DATABASE_URL": database_url, "FLOWC_API_TOKENS": TOKEN}
-    env["FLOWC_TOKEN_RATE"] = "1000"  # the attacks, not the rate limit (it has its own)
-    env["FLOWC_TOKEN_BURST"] = "1000"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base) as client:
-            while (await _health(client)) != 200:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit(f"flowc serve did not start:\n{log.read_text(errors='replace')}")
-                await asyncio.sleep(0.1)
-        yield base, server
-    finally:
-        server.terminate()
-        try:
-            await asyncio.to_thread(server.wait, 30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-async def _health(client: httpx.AsyncClient) -> int:
-    try:
-        return (await client.get("/healthz")).status_code
-    except httpx.TransportError:
-        return 0
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -266,7 +228,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="flowc-adversarial-") as folder:
         async with (
             database(args.pg, Path(folder)) as url,
-            served(url, Path(folder) / "serve.log") as (base, server),
+            served(url, Path(folder) / "serve.log", SERVER_ENV) as (base, server),
         ):
             headers = {"authorization": f"Bearer {TOKEN}"}
             async with (

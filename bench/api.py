@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,13 +39,11 @@ from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
+from serving import ROOT, served
 
 ADMIN_URL = os.environ.get(
     "FLOWC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 ).replace("postgresql+asyncpg://", "postgresql://")  # asyncpg itself takes the plain form
-ROOT = Path(__file__).parents[1]
-TOOLS = ROOT / "bench" / "tools.py"
-FLOWC = Path(sys.executable).with_name("flowc")
 
 LONG_RUN_STEPS = 1_000
 SHORT_RUN_STEPS = 43
@@ -58,7 +55,6 @@ BIG_STRING_BYTES = 20_000
 SERIAL_TARGET = 1.15
 CONCURRENT_TARGET = 0.9
 #: Seconds the server has to answer `/healthz`, and a request to finish: bounds for a hang.
-START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 600.0
 
 FLOOR_TABLE = """
@@ -106,63 +102,6 @@ async def floor_concurrent(pool: Any, count: int, steps: int) -> float:
 
 
 # --- flowc: a `flowc serve` subprocess over HTTP ----------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on the loopback nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def served(database_url: str, log: Path) -> AsyncIterator[str]:
-    """`flowc serve --tools bench/tools.py` on `database_url`, healthy; its base URL.  Stopped
-    (SIGTERM, then SIGKILL) on the way out."""
-    port = free_port()
-    command = [str(FLOWC)] if FLOWC.exists() else [sys.executable, "-m", "flowc.cli.main"]
-    command += ["serve", "--port", str(port), "--tools", str(TOOLS)]
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": database_url},
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        if not await healthy(server, base):
-            sys.exit(f"bench/api.py: flowc serve did not start:\n{log.read_text(errors='replace')}")
-        try:
-            yield base
-        except Exception:
-            tail = log.read_text(errors="replace").splitlines()[-40:]
-            print("flowc serve's last words:", *tail, sep="\n", file=sys.stderr)
-            raise
-    finally:
-        server.terminate()
-        try:
-            await asyncio.to_thread(server.wait, 30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-async def healthy(server: subprocess.Popen[bytes], base: str) -> bool:
-    """Poll `/healthz` until it answers 200 (True), the server exits or time is up (False)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    async with httpx.AsyncClient(base_url=base) as client:
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return True
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    return False
 
 
 class Api:
@@ -411,7 +350,7 @@ async def main(args: argparse.Namespace) -> int:
     """Create a database, serve it, measure, stop the server, drop the database; the exit
     code (1 for a missed target with `--check`)."""
     with tempfile.TemporaryDirectory(prefix="flowc-bench-") as folder:
-        async with fresh_database() as url, served(url, Path(folder) / "serve.log") as base:
+        async with fresh_database() as url, served(url, Path(folder) / "serve.log") as (base, _):
             # Idle connections are dropped before uvicorn's 5 s keep-alive ends, not as it
             # ends: reusing one the server is closing fails the request (httpx.ReadError).
             limits = httpx.Limits(max_connections=CONCURRENT_RUNS * 2, keepalive_expiry=2.0)

@@ -19,9 +19,7 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from serving import served
 
-ROOT = Path(__file__).parents[1]
-TOOLS = ROOT / "bench" / "tools.py"
-FLOWC = Path(sys.executable).with_name("flowc")
 ADMIN_URL = os.environ.get(
     "FLOWC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 ).replace("postgresql+asyncpg://", "postgresql://")
@@ -45,7 +41,6 @@ RUN_STEPS = 1_000_000
 ISSUE_REVIEW_BYTES = 1_700_000
 REVIEW_FLOW = "analyze -> style -> score; score ? score<80 -> refine : end"
 TARGET_P99_MS = 50.0
-START_TIMEOUT = 60.0
 
 
 def python_file(size: int) -> str:
@@ -61,48 +56,6 @@ def python_file(size: int) -> str:
         parts.append(part)
         length += len(part)
     return "".join(parts)[:size]
-
-
-def free_port() -> int:
-    """A TCP port on the loopback nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def served(database_url: str, log: Path) -> AsyncIterator[str]:
-    """`flowc serve` with the bench tools and a ceiling of `RUN_STEPS`; its base URL."""
-    port = free_port()
-    command = [str(FLOWC)] if FLOWC.exists() else [sys.executable, "-m", "flowc.cli.main"]
-    command += ["serve", "--port", str(port), "--tools", str(TOOLS)]
-    env = {**os.environ, "DATABASE_URL": database_url, "FLOWC_MAX_STEPS_LIMIT": str(RUN_STEPS)}
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base) as client:
-            while True:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit(f"flowc serve did not start:\n{log.read_text(errors='replace')}")
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        try:
-            await asyncio.to_thread(server.wait, 30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 class Probes(list[float]):
@@ -262,7 +215,10 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="flowc-loop-") as folder:
         async with (
             database(args.pg, Path(folder)) as url,
-            served(url, Path(folder) / "serve.log") as base,
+            served(url, Path(folder) / "serve.log", {"FLOWC_MAX_STEPS_LIMIT": str(RUN_STEPS)}) as (
+                base,
+                _,
+            ),
         ):
             met = await measure(base, args)
     return 1 if args.check and not met else 0
