@@ -158,17 +158,7 @@ class RunThreads:
         except RuntimeError as exc:  # the system has no thread to give
             self._finished(call)
             raise ThreadLimitError(f"no thread could be started: {exc}") from None
-        try:
-            returned, value = await (done if timeout is None else asyncio.wait_for(done, timeout))
-        except asyncio.TimeoutError:
-            self._abandon(call)
-            raise CallTimeout(timeout or 0) from None
-        except BaseException:  # cancelled: the thread's result goes nowhere
-            self._abandon(call)
-            raise
-        if returned:
-            return value
-        raise value
+        return await outcome_of(done, timeout, lambda: self._abandon(call))
 
     def _limit_reached(self) -> str:
         text = f"the run already has {self.alive} tool threads alive (max_threads_per_run = "
@@ -192,8 +182,7 @@ class RunThreads:
         except BaseException as exc:  # handed to the run, which decides what it means
             outcome = (False, exc)
         if self._finished(call):
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(_deliver, done, outcome)
+            hand_over(loop, done, outcome)
 
     def _finished(self, call: _Call) -> bool:
         """Count the call's thread as gone; True when its caller still wants the result."""
@@ -214,6 +203,37 @@ class RunThreads:
                 self.abandoned += 1
                 _COUNTS.running -= 1
                 _COUNTS.abandoned += 1
+
+
+async def outcome_of(
+    done: asyncio.Future[tuple[bool, Any]], timeout: float | None, abandon: Callable[[], None]
+) -> Any:
+    """What a call made elsewhere returned (or raised), once `hand_over` delivers it.
+
+    `CallTimeout` when `timeout` seconds pass first; on a timeout or a cancel, `abandon()`
+    first: the call's answer will go nowhere.
+    """
+    try:
+        returned, value = await (done if timeout is None else asyncio.wait_for(done, timeout))
+    except asyncio.TimeoutError:
+        abandon()
+        raise CallTimeout(timeout or 0) from None
+    except BaseException:  # cancelled
+        abandon()
+        raise
+    if returned:
+        return value
+    raise value
+
+
+def hand_over(
+    loop: asyncio.AbstractEventLoop,
+    done: asyncio.Future[tuple[bool, Any]],
+    outcome: tuple[bool, Any],
+) -> None:
+    """From another thread: give `outcome` (returned?, value) to the loop's waiting `done`."""
+    with contextlib.suppress(RuntimeError):  # the loop has closed
+        loop.call_soon_threadsafe(_deliver, done, outcome)
 
 
 def _deliver(done: asyncio.Future[tuple[bool, Any]], outcome: tuple[bool, Any]) -> None:

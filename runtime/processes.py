@@ -27,7 +27,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from flowc.runtime.calls import CallTimeout
+from flowc.runtime.calls import hand_over, outcome_of
 from flowc.runtime.context import STEP, StepContext
 from flowc.runtime.registry import Reference, reference
 
@@ -177,17 +177,7 @@ async def call_in_process(
         daemon=True,
     )
     thread.start()
-    try:
-        returned, value = await (done if timeout is None else asyncio.wait_for(done, timeout))
-    except asyncio.TimeoutError:
-        call.abandon()
-        raise CallTimeout(timeout or 0) from None
-    except BaseException:  # cancelled: the worker is stopped, its answer goes nowhere
-        call.abandon()
-        raise
-    if returned:
-        return value
-    raise value
+    return await outcome_of(done, timeout, call.abandon)  # abandoned: the worker is killed
 
 
 def _work(
@@ -203,7 +193,7 @@ def _work(
     try:
         worker = _POOL.take()
     except Exception as exc:
-        _hand_over(loop, done, (False, ProcessDied(f"no worker process could start: {exc}")))
+        hand_over(loop, done, (False, ProcessDied(f"no worker process could start: {exc}")))
         return
     with call.lock:
         if call.abandoned:
@@ -226,21 +216,7 @@ def _work(
         abandoned = call.abandoned
     _POOL.give_back(worker, healthy and not abandoned)
     if not abandoned:
-        _hand_over(loop, done, outcome)
-
-
-def _hand_over(
-    loop: asyncio.AbstractEventLoop,
-    done: asyncio.Future[tuple[bool, Any]],
-    outcome: tuple[bool, Any],
-) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop has closed
-        loop.call_soon_threadsafe(_deliver, done, outcome)
-
-
-def _deliver(done: asyncio.Future[tuple[bool, Any]], outcome: tuple[bool, Any]) -> None:
-    if not done.done():
-        done.set_result(outcome)
+        hand_over(loop, done, outcome)
 
 
 # -- the worker process's side ---------------------------------------------------------------
