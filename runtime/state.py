@@ -164,20 +164,8 @@ def copy_json(value: Any) -> Any:
 
 def _base_value(value: Any) -> Any:
     """A subclass of a JSON type as its base type (containers copied); `StateError` else."""
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return copy_json(float(value))
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, dict):
-        return copy_json(dict(value))
-    if isinstance(value, (list, tuple)):
-        return copy_json(list(value))
-    name = type(value).__name__
-    raise StateError(f"{article(name)} {name} is not JSON")
+    base = _shallow_base(value)
+    return copy_json(base) if isinstance(base, (float, dict, list)) else base
 
 
 def _shallow_base(value: Any) -> Any:
