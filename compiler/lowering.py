@@ -26,8 +26,10 @@ from flowc.compiler.program import (
     Policy,
     Program,
     Route,
+    StateField,
 )
 from flowc.compiler.suggestions import did_you_mean
+from flowc.compiler.types import from_ref, problems_with
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
 
@@ -54,6 +56,49 @@ class _Lowering:
     first_routed: str | None = None
     start: str | None = None
     start_span: Span = WHOLE_TEXT
+    state: dict[str, StateField] = field(default_factory=dict)
+
+    def state_decl(self, statement: ast.StateDecl) -> None:
+        name = statement.name.text
+        first = self.state.get(name)
+        if first is not None:
+            self.problems.append(
+                error(
+                    "E121",
+                    f"state key `{name}` is declared twice (first on line {first.span.line})",
+                    statement.name.span,
+                    help="keep one declaration",
+                )
+            )
+            return
+        flow_type, problems = from_ref(statement.type)
+        self.problems += problems
+        if flow_type is None:
+            return
+        default = statement.default
+        if default is not None:
+            found = problems_with(flow_type, default.value, limit=1)
+            if found:
+                where, message = found[0]
+                at = f" at `{where}`" if where else ""
+                self.problems.append(
+                    error(
+                        "E122",
+                        f"the default of `{name}` does not fit its type `{flow_type}`{at}: "
+                        f"{message}",
+                        default.span,
+                        help=f"give a default of type `{flow_type}`, or change the type",
+                    )
+                )
+                return
+        self.state[name] = StateField(
+            name,
+            flow_type,
+            None if default is None else default.value,
+            default is None,
+            statement.span,
+            statement.type.span,
+        )
 
     def header(self, statement: ast.Header, index: int) -> None:
         if self.header_seen or index != 0:
@@ -281,6 +326,7 @@ class _Lowering:
             else WHOLE_TEXT,
             source_hash=text_hash,
             mentioned=frozenset(self.mentioned),
+            state=self.state,
         )
 
 
@@ -315,6 +361,8 @@ def lower(flow: ast.Flow, text: str | None = None) -> tuple[Program, list[Diagno
             state.setting(statement)
         elif isinstance(statement, ast.NodeDecl):
             state.node_decl(statement)
+        elif isinstance(statement, ast.StateDecl):
+            state.state_decl(statement)
         else:
             state.route(statement)
     program = state.program(source_hash(text) if text is not None else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from flowc.compiler.types import FlowType
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import WHOLE_TEXT, Span
 
@@ -41,6 +42,21 @@ class Policy:
     timeout: float | None = None
     retries: int | None = None
     backoff: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateField:
+    """A declared state key: `state NAME: TYPE (= DEFAULT)?`.
+
+    Without a default the key is `required`: an input every run must be given.
+    """
+
+    name: str
+    type: FlowType
+    default: ast.Value = None
+    required: bool = True
+    span: Span = WHOLE_TEXT
+    type_span: Span = WHOLE_TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +126,8 @@ class Program:
     source_hash: str | None = None
     #: Nodes that some route statement mentions (the rest were only declared).
     mentioned: frozenset[str] = frozenset()
+    #: The declared state keys, in the order written; empty for an untyped flow.
+    state: dict[str, StateField] = field(default_factory=dict)
 
     def successors(self, name: str) -> tuple[str, ...]:
         """Where a run can go after `name`; empty when the run ends there."""

@@ -11,6 +11,7 @@ from typing import Literal
 
 from flowc.compiler.program import Program
 from flowc.compiler.suggestions import did_you_mean
+from flowc.compiler.types import ANY, FlowType
 from flowc.dsl.diagnostics import Diagnostic, error
 
 ParamKind = Literal["positional_or_keyword", "keyword_only", "var_keyword"]
@@ -25,6 +26,17 @@ class ToolParam:
     required: bool = False
     default: str | None = None  # the default's repr, for display
     annotation: str | None = None
+    #: The parameter's type from its annotation; None when it has none (unchecked).
+    type: FlowType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyContract:
+    """A state key a tool reads or writes, with its type (`required`: always read/written)."""
+
+    name: str
+    type: FlowType = ANY
+    required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +54,10 @@ class ToolSpec:
     blocking: bool = False
     origin: str = ""
     location: str = ""
+    #: What the tool reads from the state and writes to it, from `TypedDict` annotations of
+    #: its state parameter and its return; None when not annotated (unchecked, `any`).
+    reads: tuple[KeyContract, ...] | None = None
+    writes: tuple[KeyContract, ...] | None = None
 
     @property
     def accepts_any_keyword(self) -> bool:

@@ -127,6 +127,26 @@ class Setting:
 
 
 @dataclass(frozen=True, slots=True)
+class TypeRef:
+    """A type as written: `str`, `list[dict]`, `int?`; `item` is the `[T]` part."""
+
+    name: Name
+    item: TypeRef | None = None
+    nullable: bool = False
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StateDecl:
+    """`state NAME: TYPE` or `state NAME: TYPE = VALUE`; without a default it is an input."""
+
+    name: Name
+    type: TypeRef
+    default: JsonValue | None = None
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Argument:
     """`NAME = VALUE` inside a node declaration's parentheses."""
 
@@ -186,7 +206,7 @@ class Route:
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
-Statement: TypeAlias = Header | Setting | NodeDecl | Route
+Statement: TypeAlias = Header | Setting | StateDecl | NodeDecl | Route
 
 
 @dataclass(frozen=True, slots=True)

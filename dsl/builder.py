@@ -18,12 +18,13 @@ from flowc.dsl.limits import MAX_NESTING, MAX_TREE_DEPTH
 from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
 
 RESERVED = frozenset(
-    ["flow", "set", "node", "start", "end", "and", "or", "not", "in", "true", "false", "null"]
-)
+    ["flow", "set", "state", "node", "start", "end", "and", "or", "not", "in", "true", "false",
+     "null"]
+)  # fmt: skip
 
 _PUNCTUATION = frozenset(
     ["ARROW", "QMARK", "COLON", "SEMICOLON", "EQUALS", "COMMA", "LPAR", "RPAR", "LSQB",
-     "RSQB", "LBRACE", "RBRACE", "DOT", "FLOW", "SET", "NODE", "WITH"]
+     "RSQB", "LBRACE", "RBRACE", "DOT", "FLOW", "SET", "STATE", "NODE", "WITH"]
 )  # fmt: skip
 
 Children = list[Any]
@@ -186,6 +187,22 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         value = self._as_value(children[3])
         self._check_value(value)
         return ast.Setting(name, value, _outer(children))
+
+    def state_decl(self, children: Children) -> ast.StateDecl:
+        """`state NAME: TYPE (= VALUE)?`."""
+        name = self._name(children[1], "a state key")
+        default: ast.JsonValue | None = None
+        if len(children) > 4:
+            default = self._as_value(children[5])
+            self._check_value(default)
+        return ast.StateDecl(name, children[3], default, _outer(children))
+
+    def type_ref(self, children: Children) -> ast.TypeRef:
+        """`NAME`, `NAME[TYPE]`, either with a trailing `?`."""
+        name = ast.Name(str(children[0].value), token_span(children[0]))
+        item = next((c for c in children if isinstance(c, ast.TypeRef)), None)
+        nullable = isinstance(children[-1], Token) and children[-1].type == "QMARK"
+        return ast.TypeRef(name, item, nullable, _outer(children))
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
         """`node NAME = TOOL(args)? (with policies)?`."""

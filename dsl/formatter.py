@@ -157,9 +157,27 @@ def format_statement(statement: ast.Statement) -> list[str]:
         return [f"flow {statement.name.text}"]
     if isinstance(statement, ast.Setting):
         return [f"set {statement.name.text} = {format_value(statement.value.value)}"]
+    if isinstance(statement, ast.StateDecl):
+        return [format_state_decl(statement)]
     if isinstance(statement, ast.NodeDecl):
         return [f"node {statement.name.text} = {_declared(statement)}"]
     return _format_route(statement)
+
+
+def format_state_decl(declaration: ast.StateDecl) -> str:
+    """`state NAME: TYPE` and, when there is one, ` = DEFAULT`."""
+    text = f"state {declaration.name.text}: {format_type(declaration.type)}"
+    if declaration.default is not None:
+        text += f" = {format_value(declaration.default.value)}"
+    return text
+
+
+def format_type(ref: ast.TypeRef) -> str:
+    """A type as written canonically: `list[dict]?`."""
+    text = ref.name.text
+    if ref.item is not None:
+        text += f"[{format_type(ref.item)}]"
+    return text + ("?" if ref.nullable else "")
 
 
 def _declared(declaration: ast.NodeDecl) -> str:

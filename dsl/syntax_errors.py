@@ -18,7 +18,8 @@ _SHOWN = {
     "COMMA": "`,`", "DOT": "`.`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
     "LBRACE": "`{`", "RBRACE": "`}`", "EQ": "`==`", "NE": "`!=`", "LE": "`<=`", "GE": "`>=`",
     "LT": "`<`", "GT": "`>`", "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`",
-    "PERCENT": "`%`", "FLOW": "`flow`", "SET": "`set`", "NODE": "`node`", "WITH": "`with`",
+    "PERCENT": "`%`", "FLOW": "`flow`", "SET": "`set`", "STATE": "`state`", "NODE": "`node`",
+    "WITH": "`with`",
     "START": "`start`", "END": "`end`", "AND": "`and`", "OR": "`or`", "NOT": "`not`",
     "IN": "`in`", "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "NAME": "a name",
     "INT": "a number", "FLOAT": "a number", "STRING": "a string",
@@ -31,7 +32,7 @@ _OPERATORS = frozenset(
 )  # fmt: skip
 _EXPRESSION_START = frozenset(["NAME", "INT", "STRING", "LPAR"])
 _VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
-_STATEMENT_START = frozenset(["FLOW", "SET", "NODE", "NAME"])
+_STATEMENT_START = frozenset(["FLOW", "SET", "STATE", "NODE", "NAME"])
 _NODE_NAME = frozenset(["NAME", "START", "END"])
 _COMPARISONS = frozenset(["EQ", "NE", "LT", "LE", "GT", "GE", "IN", "NOT"])
 _SEPARATORS = frozenset(["_NL", "SEMICOLON", "$END"])
