@@ -1,6 +1,8 @@
-"""`flowc compile FILE` -> the flow's IR JSON on stdout; `flowc schema` -> the IR's JSON schema.
+"""`flowc compile FILE` -> the flow's IR JSON on stdout; `flowc schema` -> a JSON Schema.
 
-Diagnostics go to standard error as text: warnings beside the IR, errors instead of it.
+`flowc schema FILE` prints the schema of the flow's input (its `state` declarations),
+`flowc schema` alone the IR's.  Diagnostics go to standard error as text: warnings beside
+the output, errors instead of it (exit 1).
 """
 
 from __future__ import annotations
@@ -44,8 +46,16 @@ def compile_file(path: str, tools: dict[str, ToolSpec]) -> tuple[Source, Compile
 
 
 def schema(args: argparse.Namespace) -> int:
-    """Print the IR's JSON schema, indented."""
-    from flowc.compiler.ir import json_schema
+    """Print the input schema of the flow in FILE, or without FILE the IR's; indented."""
+    if args.file is None:
+        from flowc.compiler.ir import json_schema
 
-    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+        print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    from flowc.compiler.inputs import input_schema
+
+    outcome = compile_file(args.file, load_tools(tool_entries(args.tools, os.environ)))
+    if outcome is None:
+        return EXIT_ERRORS
+    print(json.dumps(input_schema(outcome[1].ir), indent=2, ensure_ascii=False))
     return EXIT_OK

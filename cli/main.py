@@ -84,7 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
     run.add_argument("--max-steps", type=int, metavar="N", help="override `set max_steps`")
 
-    _command(commands, "schema", "print the IR's JSON schema", [], "compile:schema")
+    schema = _command(
+        commands,
+        "schema",
+        "print a flow's input schema, or without FILE the IR's, as JSON Schema",
+        [tools],
+        "compile:schema",
+    )
+    schema.add_argument(
+        "file", nargs="?", metavar="FILE", help="a flow file; `-` reads stdin (default: none)"
+    )
 
     listing = _command(commands, "tools", "list the registered tools", [tools])
     listing.add_argument("--json", action="store_true", help="print JSON")

@@ -2,7 +2,8 @@
 
 No database.  The trace goes to standard error as nodes finish; the final state goes to
 standard output (`--json`: the whole result as JSON).  Exit 0 when the run succeeded, 1
-when it failed (the error shown at its source line), 2 for usage or compile errors, 130
+when it failed (the error shown at its source line), 2 for usage or compile errors and
+for an input that does not fit the flow's `state` declarations (each problem named), 130
 when Ctrl-C cancelled it (the state and steps so far are printed all the same).  Ctrl-C
 cancels the run's task (asyncio's own handling): an async tool is cancelled, a thread
 abandoned; a sync tool on the event loop finishes first, unless Ctrl-C comes twice.
@@ -28,6 +29,7 @@ from flowc.compiler.render import render_text
 from flowc.dsl.diagnostics import WHOLE_TEXT, Span, error
 
 if TYPE_CHECKING:
+    from flowc.compiler.ir import Flow
     from flowc.compiler.ir import Span as IrSpan
     from flowc.runtime import Event, RunResult, Step
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE  # for `run`, a flow that does not compile is a usage error
     source, compiled = outcome
     flow = compiled.ir
+    initial = checked_input(flow, initial)
     if args.max_steps is not None:
         settings = flow.settings.model_copy(update={"max_steps": args.max_steps})
         flow = flow.model_copy(update={"settings": settings})
@@ -148,6 +151,21 @@ def initial_state(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_steps is not None and not 1 <= args.max_steps <= MAX_MAX_STEPS:
         raise CommandError(f"--max-steps must be from 1 to {MAX_MAX_STEPS:,}")
     return state
+
+
+def checked_input(flow: Flow, initial: dict[str, Any]) -> dict[str, Any]:
+    """The input with the defaults of the declared keys it leaves out.
+
+    `CommandError` (exit 2) naming each way it does not fit the flow's `state` declarations.
+    """
+    from flowc.compiler.inputs import Inputs
+
+    inputs = Inputs.of(flow)
+    problems = inputs.problems(initial)
+    if problems:
+        lines = "".join(f"\n  {problem.describe()}" for problem in problems)
+        raise CommandError(f"the input does not fit the flow's state declarations:{lines}")
+    return inputs.with_defaults(initial)
 
 
 def _read_text(path: str) -> str:

@@ -2,15 +2,21 @@
 
 Static types are checked by running the runtime's own operator tables on a sample value
 of each known type, so a compile-time type error says exactly what the run would say.
+A path's type comes from the data-flow analysis when it knows it; an operand of unknown
+type is tried with a sample of every kind, so `x in 5` is an error whatever `x` is.
 Constants are folded with the same tables and the same limits as a run: an overflow, a
-division by zero or a value over a limit is a diagnostic where it is written.
+division by zero or a value over a limit is a diagnostic where it is written.  A branch's
+arms that are constant (E308, E309, W504) or covered by an earlier arm (W505) are found
+here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import product
 from typing import Any
 
+from flowc.compiler.coverage import Coverage, same_test
 from flowc.compiler.operators import (
     BINARY,
     FUNCTIONS,
@@ -22,10 +28,11 @@ from flowc.compiler.operators import (
     require_bool,
     type_name,
 )
-from flowc.compiler.program import Branch
+from flowc.compiler.program import Arm, Branch
 from flowc.compiler.suggestions import did_you_mean
+from flowc.compiler.types import FlowType
 from flowc.dsl import ast
-from flowc.dsl.diagnostics import Diagnostic, error, warning
+from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
 from flowc.dsl.formatter import format_expr
 from flowc.dsl.limits import MAX_CONDITION_SIZE
 
@@ -44,7 +51,65 @@ PATH_FUNCTIONS = frozenset(["exists", "default"])
 ANY = "any"
 _SAMPLES: dict[str, Any] = {
     "int": 1, "float": 1.5, "number": 1, "string": "s", "bool": True, "null": None, "list": [],
+    "object": {},
 }  # fmt: skip
+#: What an operand of unknown type may be: an operation that fails on every one of these
+#: fails whatever the run gives it (`x in 5`, `x + true`).
+_ANY_SAMPLES: tuple[Any, ...] = (1, 1.5, "s", True, None, [], {})
+#: Operands of unknown type tried together at most (7 ** 2 sample runs).
+_MAX_UNKNOWN_OPERANDS = 2
+#: The kind a value of each declared type is checked as.
+_KINDS: dict[str, str] = {
+    "str": "string", "int": "int", "float": "float", "bool": "bool", "list": "list",
+    "dict": "object", "null": "null",
+}  # fmt: skip
+
+#: The type of a path into the state, where the checks know it (`any` elsewhere).
+PathTypes = Callable[[ast.PathExpr], FlowType]
+
+
+class _Unknown:
+    """Stands for an operand of unknown type in a message: shown as `any`."""
+
+
+_Unknown.__name__ = "any"
+_UNKNOWN = _Unknown()
+
+
+_COMPARISONS = frozenset(["==", "!=", "<", "<=", ">", ">=", "in", "not in"])
+#: What `_outcome` found for an operator or function and its operand kinds.
+_UNKNOWN_OUTCOMES: dict[tuple[str, tuple[str, ...]], tuple[str, OperatorError | None]] = {}
+
+
+def _outcome(
+    function: Any, types: tuple[str, ...], unknown: list[int]
+) -> tuple[str, OperatorError | None]:
+    """The result's kind (or `any`), or the error when no value of the unknown operands works."""
+    kinds: set[str] = set()
+    for choice in product(_ANY_SAMPLES, repeat=len(unknown)):
+        values = [_SAMPLES.get(t) for t in types]
+        for index, value in zip(unknown, choice, strict=True):
+            values[index] = value
+        try:
+            kinds.add(type_name(function(*values)))
+        except OperatorError:
+            continue
+    if kinds:
+        return (kinds.pop() if len(kinds) == 1 else ANY), None
+    try:
+        function(*(_UNKNOWN if t == ANY else _SAMPLES[t] for t in types))
+    except OperatorError as problem:
+        return ANY, problem
+    return ANY, None
+
+
+def _kind(flow_type: FlowType) -> str:
+    """The sample kind a value of `flow_type` is checked as (`any` when it is unknown).
+
+    A nullable type is checked as its non-null kind: every operation that fails on a value
+    of that kind fails on null too, except `==`, `!=` and `in` a list, which take both.
+    """
+    return _KINDS.get(flow_type.kind, ANY)
 
 
 def _operator_problem(problem: OperatorError, expr: ast.Expr) -> Diagnostic:
@@ -53,16 +118,17 @@ def _operator_problem(problem: OperatorError, expr: ast.Expr) -> Diagnostic:
 
 
 class _Checker:
-    def __init__(self) -> None:
+    def __init__(self, path_types: PathTypes | None = None) -> None:
         self.problems: list[Diagnostic] = []
         self.budget = Budget()
+        self.path_types = path_types
 
     def infer(self, expr: ast.Expr) -> str:
         """The static type of `expr`, or "any" when only the run can tell."""
         if isinstance(expr, ast.Literal):
             return expr.kind
         if isinstance(expr, ast.PathExpr):
-            return ANY
+            return ANY if self.path_types is None else _kind(self.path_types(expr))
         if isinstance(expr, ast.ListExpr):
             for item in expr.items:
                 self.infer(item)
@@ -85,7 +151,7 @@ class _Checker:
 
     def apply(self, expr: ast.Expr, function: Any, *types: str) -> str:
         if ANY in types:
-            return ANY
+            return self.apply_unknown(expr, function, types)
         try:
             result = function(*(_SAMPLES[t] for t in types))
         except OperatorError as problem:
@@ -93,6 +159,30 @@ class _Checker:
             return ANY
         kind = type_name(result)
         return "number" if "number" in types and kind in ("int", "float") else kind
+
+    def apply_unknown(self, expr: ast.Expr, function: Any, types: tuple[str, ...]) -> str:
+        """Check the operands whose types are known against every value the others may be.
+
+        An error when no value of the unknown operands would do (`x in 5`); otherwise the
+        result's kind when every value that works gives the same kind, else `any`.
+        """
+        unknown = [i for i, t in enumerate(types) if t == ANY]
+        if len(unknown) == len(types) or len(unknown) > _MAX_UNKNOWN_OPERANDS:
+            # Every operator takes some values; a comparison always gives a bool.
+            if isinstance(expr, ast.Binary) and expr.op in _COMPARISONS:
+                return "bool"
+            return "bool" if isinstance(expr, ast.Unary) and expr.op == "not" else ANY
+        name: str = expr.function if isinstance(expr, ast.Call) else ""
+        if isinstance(expr, (ast.Binary, ast.Unary)):
+            name = expr.op
+        key = (name, types)
+        known = _UNKNOWN_OUTCOMES.get(key)
+        if known is None:
+            known = _UNKNOWN_OUTCOMES[key] = _outcome(function, types, unknown)
+        kind, problem = known
+        if problem is not None:
+            self.problems.append(_operator_problem(problem, expr))
+        return kind
 
     def call(self, call: ast.Call) -> str:
         name = call.function
@@ -143,21 +233,21 @@ class _Checker:
         return "int" if name == "len" else kind
 
 
-def check_condition(expr: ast.Expr) -> list[Diagnostic]:
+def check_condition(expr: ast.Expr, path_types: PathTypes | None = None) -> list[Diagnostic]:
     """Errors in one condition: unknown functions, arity, types, a non-boolean result.
 
-    When the types are right, an operator that fails on constant operands (`1 / 0`,
-    `min([])`) is an error too: it fails whenever the run evaluates it.
+    An operator that fails on constant operands (`1 / 0`, `min([])`) is an error too: it
+    fails whenever the run evaluates it.  `path_types` gives the types of state paths.
     """
-    return _checked(expr)[0]
+    return _checked(expr, path_types)[0]
 
 
 _NOT_CONSTANT = object()
 
 
-def _checked(expr: ast.Expr) -> tuple[list[Diagnostic], Any]:
+def _checked(expr: ast.Expr, path_types: PathTypes | None = None) -> tuple[list[Diagnostic], Any]:
     """The errors in `expr`; without any, also its value if it reads no state."""
-    checker = _Checker()
+    checker = _Checker(path_types)
     kind = checker.infer(expr)
     if kind not in (ANY, "bool"):
         checker.problems.append(
@@ -168,10 +258,17 @@ def _checked(expr: ast.Expr) -> tuple[list[Diagnostic], Any]:
                 help="compare it with something, for example `x > 0`",
             )
         )
-    if checker.problems:
-        return checker.problems, _NOT_CONSTANT
+    # Fold even when the types are wrong somewhere: `1 / 0` elsewhere fails all the same.
+    # The folder meets the checker's type errors again, at the same places: kept once.
+    typed = len(checker.problems)
     value = _Folder(checker.problems).fold(expr)
-    return checker.problems, value
+    seen = {(d.span, d.message) for d in checker.problems[:typed]}
+    problems = checker.problems[:typed]
+    for found in checker.problems[typed:]:
+        if (found.span, found.message) not in seen:
+            seen.add((found.span, found.message))
+            problems.append(found)
+    return problems, (_NOT_CONSTANT if problems else value)
 
 
 class _Folder:
@@ -245,12 +342,17 @@ def condition_size(expr: ast.Expr, limit: int = MAX_CONDITION_SIZE) -> int:
     return count
 
 
-def check_branch(branch: Branch) -> list[Diagnostic]:
-    """Every condition of a branch, then arms that are constant or can never be taken."""
+def check_branch(branch: Branch, path_types: PathTypes | None = None) -> list[Diagnostic]:
+    """Every condition of a branch, then arms that are constant or can never be taken.
+
+    An always-false arm (E308) and an always-true arm with arms after it (E309) are errors:
+    a target is unreachable through them.  An always-true last arm is a warning (W504); an
+    arm that an earlier arm covers is a warning (W505).
+    """
     problems: list[Diagnostic] = []
-    seen: set[ast.Expr] = set()  # AST nodes compare and hash by what they say, not where
-    always_true_at: int | None = None
-    for arm in branch.arms:
+    coverage = Coverage()
+    decided = False
+    for index, arm in enumerate(branch.arms):
         condition = arm.condition
         size = condition_size(condition)
         if size > MAX_CONDITION_SIZE:
@@ -264,47 +366,62 @@ def check_branch(branch: Branch) -> list[Diagnostic]:
                 )
             )
             continue
-        errors, value = _checked(condition)
+        errors, value = _checked(condition, path_types)
         problems += errors
-        if errors:
-            continue
-        if always_true_at is not None:
-            problems.append(
-                warning(
-                    "W505",
-                    "this arm is never taken: "
-                    f"the condition on line {always_true_at} is always true",
-                    arm.span,
-                )
-            )
-            continue
-        if condition in seen:
-            problems.append(
-                warning(
-                    "W505",
-                    f"this arm is never taken: an earlier arm tests `{format_expr(condition)}`",
-                    arm.span,
-                )
-            )
-            continue
-        seen.add(condition)
+        if errors or decided:
+            continue  # after an always-true arm, E309 has said all there is to say
         if value is True:
-            always_true_at = condition.span.line
+            problems.append(_always_true(branch, index))
+            decided = True
+            continue
+        if value is False:
             problems.append(
-                warning(
-                    "W504",
-                    "the condition does not read the state and is always true",
+                error(
+                    "E308",
+                    f"the condition is always false, so this arm never leads to `{arm.target}`",
                     condition.span,
-                    help="use a plain edge `NODE -> TARGET` instead",
+                    help="remove the arm, or test the state (for example `exists(key)`)",
                 )
             )
-        elif value is False:
-            problems.append(
-                warning(
-                    "W504",
-                    "the condition does not read the state and is always false: "
-                    "this arm is never taken",
-                    condition.span,
-                )
-            )
+            continue
+        cover = coverage.covering(condition)
+        if cover is not None:
+            problems.append(_covered(condition, cover, arm.span))
+            continue
+        coverage.add(arm)
     return problems
+
+
+def _always_true(branch: Branch, index: int) -> Diagnostic:
+    arm = branch.arms[index]
+    later = [later_arm.target for later_arm in branch.arms[index + 1 :]]
+    if not later:
+        return warning(
+            "W504",
+            "the condition does not read the state and is always true",
+            arm.condition.span,
+            help=f"use a plain edge instead: `-> {arm.target}`",
+        )
+    shown = ", ".join(f"`{target}`" for target in dict.fromkeys(later))
+    plural = "s" if len(later) > 1 else ""
+    return error(
+        "E309",
+        f"the condition is always true, so the arm{plural} after it (to {shown}) "
+        "can never be taken",
+        arm.condition.span,
+        help=f"make it the last arm, or remove the arm{plural} after it",
+    )
+
+
+def _covered(condition: ast.Expr, cover: Arm, span: Span) -> Diagnostic:
+    shown = format_expr(cover.condition)
+    if same_test(condition, cover.condition):
+        message = f"this arm is never taken: an earlier arm tests `{shown}`"
+        hint = "remove the arm"
+    else:
+        message = (
+            f"this arm is never taken: whenever `{format_expr(condition)}` is true, "
+            f"the earlier arm `{shown}` on line {cover.condition.span.line} is true too"
+        )
+        hint = f"remove the arm, or move it before the arm `{shown}`"
+    return warning("W505", message, span, help=hint)

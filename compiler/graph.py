@@ -1,19 +1,21 @@
 """Program -> diagnostics about its shape: loops that never end, unreachable and dead ends.
 
-All walks are iterative, so a 20,000-node flow needs no deep recursion.
+Also a `max_steps` too small for the shortest run (E402).  All walks are iterative, so a
+20,000-node flow needs no deep recursion.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from flowc.compiler.program import END, Goto, Program
+from flowc.compiler.program import END, START, Goto, Program
 from flowc.dsl.diagnostics import Diagnostic, error, warning
 
 
 def check_graph(program: Program) -> list[Diagnostic]:
     """Traps (an error), then unreachable, unused and dead-end nodes (warnings)."""
     problems = _traps(program)
+    problems += _too_few_steps(program)
     reachable = _reachable(program)
     for name, node in program.nodes.items():
         if name not in program.mentioned and name != program.start:
@@ -49,11 +51,69 @@ def _reachable(program: Program) -> set[str]:
     seen = {program.start}
     queue = deque([program.start])
     while queue:
-        for target in program.successors(queue.popleft()):
+        name = queue.popleft()
+        for target in (*program.successors(name), *program.rejected.get(name, ())):
             if target not in seen:
                 seen.add(target)
                 queue.append(target)
     return seen
+
+
+def shortest_run(program: Program) -> list[str]:
+    """The nodes of a shortest run from the start to its end (at `end` or a dead end).
+
+    Empty when no run can finish.  Each node on it is one step of `max_steps`.
+    """
+    start = program.start
+    if start not in program.nodes:
+        return []
+    parents: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        name = queue.popleft()
+        targets = program.successors(name)
+        if not targets or END in targets:
+            path: list[str] = []
+            current: str | None = name
+            while current is not None:
+                path.append(current)
+                current = parents[current]
+            return path[::-1]
+        for target in targets:
+            if target not in parents and target in program.nodes:
+                parents[target] = name
+                queue.append(target)
+    return []
+
+
+#: Nodes of a path shown in a message at most: the first ones and the last ones.
+SHOWN_PATH_NODES = 8
+
+
+def show_path(names: list[str]) -> str:
+    """`start → a → b → end`; a long path keeps its ends around a `…`."""
+    if len(names) > SHOWN_PATH_NODES:
+        half = SHOWN_PATH_NODES // 2
+        names = [*names[:half], "…", *names[-half:]]
+    return " → ".join(names)
+
+
+def _too_few_steps(program: Program) -> list[Diagnostic]:
+    """E402 when `max_steps` is smaller than the number of nodes every run goes through."""
+    run = shortest_run(program)
+    if len(run) <= program.max_steps:
+        return []
+    ends = [END] if END in program.successors(run[-1]) else []
+    shown = show_path([START, *run, *ends])
+    return [
+        error(
+            "E402",
+            f"max_steps is {program.max_steps:,}, but the shortest run takes "
+            f"{len(run):,} steps: `{shown}`",
+            program.max_steps_span,
+            help=f"raise max_steps to at least {len(run)}: `set max_steps = {len(run)}`",
+        )
+    ]
 
 
 def _traps(program: Program) -> list[Diagnostic]:
@@ -65,6 +125,7 @@ def _traps(program: Program) -> list[Diagnostic]:
     # A run finishes at `end` or at a node without a route.
     names = {*program.nodes, *predecessors}
     finished = [END, *(name for name in names if name not in program.routes)]
+    finished += program.rejected  # which of its two rules is meant is for E102 to ask
     can_finish = set(finished)
     queue = deque(finished)
     while queue:

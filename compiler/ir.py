@@ -19,12 +19,14 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, Self, TypedDict
 
 from flowc.compiler import program as p
+from flowc.compiler.types import TypeSyntaxError, parse_type
 from flowc.dsl import ast
 from flowc.dsl.builder import ATOM, COMPARISON, LEVELS, nesting_problem, value_depth_exceeds
 from flowc.dsl.diagnostics import WHOLE_TEXT
@@ -215,6 +217,54 @@ class Settings(_Frozen):
     )
 
 
+class StateKey(_Frozen):
+    """A declared state key: its type as the DSL writes it (`list[dict]?`) and its default.
+
+    A `required` key has no default (`default` is then null): every run's input gives it.
+    """
+
+    name: str
+    type: str
+    default: Any = None
+    required: bool = True
+    span: Span | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type_is_a_type(cls, text: str) -> str:
+        """The type text reads as a type (`parse_type`), so that a Flow's types always do."""
+        try:
+            parse_type(text)
+        except TypeSyntaxError as problem:
+            raise PydanticCustomError("bad_type", "{problem}", {"problem": str(problem)}) from None
+        return text
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_not_too_deep(cls, data: Any) -> Any:
+        """A default nests lists and objects at most `MAX_NESTING` deep, as in the DSL."""
+        default = data.get("default") if isinstance(data, dict) else None
+        if default is not None and value_depth_exceeds(default, MAX_NESTING):
+            raise PydanticCustomError(
+                "too_deep", "the default is nested more than {limit} levels deep",
+                {"limit": MAX_NESTING},
+            )  # fmt: skip
+        return data
+
+    @model_validator(mode="after")
+    def _required_has_no_default(self) -> Self:
+        """A key with a default is not required: the default is its value when not given."""
+        if self.required and self.default is not None:
+            raise PydanticCustomError(
+                "required_default", "a required key has no default (set `required` to false)"
+            )
+        return self
+
+
+def _no_state(keys: tuple[StateKey, ...]) -> bool:
+    return not keys
+
+
 class Flow(_Frozen):
     """A whole flow, ready to run: `ir_version` 1."""
 
@@ -222,6 +272,8 @@ class Flow(_Frozen):
     name: str | None = None
     start: str
     settings: Settings = Settings()
+    # Left out while empty, so a flow without declarations has the IR it had before them.
+    state: tuple[StateKey, ...] = Field(default=(), exclude_if=_no_state)
     nodes: tuple[Node, ...] = Field(min_length=1)
     routes: dict[str, Route] = Field(default_factory=dict)
     source_hash: str | None = None
@@ -399,6 +451,16 @@ def _node_to_ir(node: p.Node) -> dict[str, Any]:
     return data
 
 
+def _state_to_ir(key: p.StateField) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "type": str(key.type),
+        "default": key.default,
+        "required": key.required,
+        "span": _span(key.span),
+    }
+
+
 def to_ir(program: p.Program) -> Flow:
     """The IR of a checked program: built as plain data, validated once by pydantic-core."""
     nodes = [_node_to_ir(n) for n in program.nodes.values()]
@@ -412,6 +474,7 @@ def to_ir(program: p.Program) -> Flow:
                 "retries": program.retries,
                 "backoff": program.backoff,
             },
+            "state": [_state_to_ir(key) for key in program.state.values()],
             "nodes": nodes,
             "routes": {name: _route_to_ir(route) for name, route in program.routes.items()},
             "source_hash": program.source_hash,
@@ -461,7 +524,10 @@ def _route_from_ir(route: Goto | Branch) -> p.Route:
 
 
 def program_from_ir(flow: Flow) -> p.Program:
-    """The Program the checks read, from an IR document (duplicates are left to the checks)."""
+    """The Program the checks read, from an IR document (duplicates are left to the checks).
+
+    A state key declared twice keeps its first declaration, as a node defined twice does.
+    """
     nodes: dict[str, p.Node] = {}
     for node in flow.nodes:
         span = _dsl_span(node.span)
@@ -474,6 +540,13 @@ def program_from_ir(flow: Flow) -> p.Program:
         )
     routes = {name: _route_from_ir(route) for name, route in flow.routes.items()}
     mentioned = {t for r in routes.values() for t in _targets(r)} | set(routes)
+    state: dict[str, p.StateField] = {}
+    for key in flow.state:
+        span = _dsl_span(key.span)
+        state.setdefault(
+            key.name,
+            p.StateField(key.name, parse_type(key.type), key.default, key.required, span, span),
+        )
     return p.Program(
         name=flow.name,
         start=flow.start,
@@ -485,6 +558,7 @@ def program_from_ir(flow: Flow) -> p.Program:
         backoff=flow.settings.backoff,
         source_hash=flow.source_hash,
         mentioned=frozenset(mentioned | {flow.start}),
+        state=state,
     )
 
 

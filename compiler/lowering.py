@@ -57,6 +57,7 @@ class _Lowering:
     start: str | None = None
     start_span: Span = WHOLE_TEXT
     state: dict[str, StateField] = field(default_factory=dict)
+    rejected: dict[str, list[str]] = field(default_factory=dict)
 
     def state_decl(self, statement: ast.StateDecl) -> None:
         name = statement.name.text
@@ -87,7 +88,9 @@ class _Lowering:
                         f"the default of `{name}` does not fit its type `{flow_type}`{at}: "
                         f"{message}",
                         default.span,
-                        help=f"give a default of type `{flow_type}`, or change the type",
+                        help=f"make the type nullable: `{flow_type.or_null()}`"
+                        if default.value is None
+                        else f"give a default of type `{flow_type}`, or change the type",
                     )
                 )
                 return
@@ -139,7 +142,7 @@ class _Lowering:
         if not rule.accepts(value):
             self.problems.append(error("E107", rule.message, statement.value.span))
             return
-        self.settings[name] = value
+        self.settings[name] = rule.normal(value)
 
     def node_decl(self, statement: ast.NodeDecl) -> None:
         name = statement.name.text
@@ -200,7 +203,7 @@ class _Lowering:
                 self.problems.append(error("E115", rule.message, policy.value.span))
             else:
                 seen.add(name)
-                good[name] = value
+                good[name] = rule.normal(value)
         return Policy(
             _seconds(good.get("timeout")),
             _whole(good.get("retries")),
@@ -260,6 +263,8 @@ class _Lowering:
                     help="a node has one plain edge or one branch; merge them into one branch",
                 )
             )
+            targets = (target for target, _ in _targets(route))
+            self.rejected.setdefault(source.text, []).extend(targets)
             return
         self.routes[source.text] = route
 
@@ -327,6 +332,8 @@ class _Lowering:
             source_hash=text_hash,
             mentioned=frozenset(self.mentioned),
             state=self.state,
+            rejected={name: tuple(targets) for name, targets in self.rejected.items()},
+            max_steps_span=self.settings_seen.get("max_steps", WHOLE_TEXT),
         )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flowc.compiler.dataflow import Analysis, Facts, check_dataflow
 from flowc.compiler.expressions import check_branch
 from flowc.compiler.graph import check_graph
 from flowc.compiler.lowering import lower
@@ -79,17 +80,24 @@ def _check_source(text: str, tools: Tools, filename: str | None) -> Checked:
     program, problems = lower(flow, text)
     if program.nodes:
         problems += check_program(program, _tool_table(tools))
+    # The parser's warnings (W017), unless an error in the same place says it already (E601).
+    taken = {problem.span for problem in problems if problem.is_error}
+    problems += [found for found in flow.warnings if found.span not in taken]
     return Checked(program, _sorted(problems))
 
 
 def check_program(program: Program, tools: dict[str, ToolSpec] | None) -> list[Diagnostic]:
     """The semantic checks, shared by DSL text and IR documents."""
     problems: list[Diagnostic] = []
-    for route in program.routes.values():
+    analysis = Analysis(program, tools)
+    unreached = Facts(0, 0)
+    for name, route in program.routes.items():
         if isinstance(route, Branch):
-            problems += check_branch(route)
+            facts = analysis.exit(name) if name in program.nodes else None
+            problems += check_branch(route, analysis.path_types(facts or unreached))
     if tools is not None:
         problems += check_tools(program, tools)
+    problems += check_dataflow(analysis)
     problems += check_graph(program)
     return problems
 
@@ -175,6 +183,7 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
         names.add(node.name)
     if flow.start not in names:
         problems.append(error("E111", f"the start node `{flow.start}` is not a node", WHOLE_TEXT))
+    problems += _ir_state(flow)
     for source, route in flow.routes.items():
         if source not in names:
             problems.append(
@@ -194,4 +203,36 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
                         "E111", f"`{source}` leads to `{target}`, which is not a node", WHOLE_TEXT
                     )
                 )
+    return problems
+
+
+def _ir_state(flow: Flow) -> list[Diagnostic]:
+    """An IR document's state declarations: each key once, each default JSON of its type."""
+    from flowc.compiler.types import parse_type, problems_with
+
+    problems: list[Diagnostic] = []
+    seen: set[str] = set()
+    for key in flow.state:
+        if key.name in seen:
+            problems.append(error("E121", f"state key `{key.name}` is declared twice", WHOLE_TEXT))
+        seen.add(key.name)
+        try:
+            json.dumps(key.default, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            message = f"invalid IR: the default of state key `{key.name}` is not JSON: {exc}"
+            problems.append(error("E020", message, WHOLE_TEXT))
+            continue
+        found = (
+            problems_with(parse_type(key.type), key.default, limit=1) if not key.required else []
+        )
+        for where, message in found:
+            at = f" at `{where}`" if where else ""
+            problems.append(
+                error(
+                    "E122",
+                    f"the default of `{key.name}` does not fit its type `{key.type}`{at}: "
+                    f"{message}",
+                    WHOLE_TEXT,
+                )
+            )
     return problems

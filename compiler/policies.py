@@ -22,10 +22,20 @@ class Rule:
     above_low: bool = False
 
     def accepts(self, value: ast.Value) -> bool:
-        """True when `value` is a number the rule allows (a bool is not a number)."""
-        if isinstance(value, bool) or not isinstance(value, int if self.whole else (int, float)):
+        """True when `value` is a number the rule allows (a bool is not a number).
+
+        A whole number may be written as a float that is whole: `1e3` is 1000, `1.5e0` is
+        not whole.
+        """
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.whole and isinstance(value, float) and not value.is_integer():
             return False
         return (self.low < value if self.above_low else self.low <= value) and value <= self.high
+
+    def normal(self, value: ast.Value) -> ast.Value:
+        """An accepted value as the IR holds it: a whole number as an `int`."""
+        return int(value) if self.whole and isinstance(value, float) else value
 
 
 #: Each policy's rule; a node's `with` and the flow's `set` of the same name share it.

@@ -128,6 +128,11 @@ class Program:
     mentioned: frozenset[str] = frozenset()
     #: The declared state keys, in the order written; empty for an untyped flow.
     state: dict[str, StateField] = field(default_factory=dict)
+    #: The targets of routing rules refused as a node's second one (E102), by node: the
+    #: graph checks count them, so that the conflict is reported and nothing that follows.
+    rejected: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Where `set max_steps = N` is written (the whole text when it is not).
+    max_steps_span: Span = WHOLE_TEXT
 
     def successors(self, name: str) -> tuple[str, ...]:
         """Where a run can go after `name`; empty when the run ends there."""

@@ -6,12 +6,16 @@ never imports the runtime, it is handed the specs.
 
 from __future__ import annotations
 
+import json
+import math
+from ast import literal_eval
 from dataclasses import dataclass
 from typing import Literal
 
-from flowc.compiler.program import Program
-from flowc.compiler.suggestions import did_you_mean
-from flowc.compiler.types import ANY, FlowType
+from flowc.compiler.program import Node, Program
+from flowc.compiler.suggestions import closest, did_you_mean
+from flowc.compiler.types import ANY, FlowType, describe, problems_with
+from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, error
 
 ParamKind = Literal["positional_or_keyword", "keyword_only", "var_keyword"]
@@ -78,7 +82,7 @@ class ToolSpec:
 
 
 def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic]:
-    """Every node's tool exists, its arguments are parameters, and none is missing."""
+    """Every node's tool exists, its arguments are parameters of their types, none is missing."""
     problems: list[Diagnostic] = []
     for node in program.nodes.values():
         spec = tools.get(node.tool)
@@ -101,6 +105,7 @@ def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic
                 problems.append(
                     error("E202", f"tool `{spec.name}` has no parameter `{arg}`", span, hint)
                 )
+        problems += _argument_types(node, spec)
         missing = [p.name for p in spec.params if p.required and p.name not in node.args]
         if missing:
             plural = "s" if len(missing) > 1 else ""
@@ -115,6 +120,106 @@ def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic
                 )
             )
     return problems
+
+
+def _argument_types(node: Node, spec: ToolSpec) -> list[Diagnostic]:
+    """E204 for each static argument whose value does not fit its parameter's annotation."""
+    var_keyword = next((p for p in spec.params if p.kind == "var_keyword"), None)
+    problems: list[Diagnostic] = []
+    for arg, value in node.args.items():
+        param = spec.param(arg) or var_keyword
+        if param is None or param.type is None or param.type.is_any:
+            continue
+        found = problems_with(param.type, value, limit=1)
+        if not found:
+            continue
+        wanted = param.type
+        path, message = found[0]
+        if path:
+            text = (
+                f"argument `{arg}` of `{spec.name}` must be {wanted}: at `{arg}{path}`, {message}"
+            )
+        else:
+            text = f"argument `{arg}` of `{spec.name}` must be {_wanted(wanted)}, got {_got(value)}"
+        span = node.arg_spans.get(arg, node.tool_span)
+        hint = _argument_help(arg, wanted, value) or _default_help(param)
+        problems.append(error("E204", text, span, hint))
+    return problems
+
+
+def _wanted(wanted: FlowType) -> str:
+    if wanted.choices is None:
+        return str(wanted)
+    listed = ", ".join(_json(c) for c in wanted.choices)
+    return f"one of {listed}" + (" or null" if wanted.nullable else "")
+
+
+def _got(value: ast.Value) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"{describe(value)} ({_json(value)})"
+    return describe(value)
+
+
+def _argument_help(arg: str, wanted: FlowType, value: ast.Value) -> str | None:
+    """`write fail_times = 2` when the value, read as the wanted kind, would fit."""
+    if wanted.choices is not None:
+        texts = [c for c in wanted.choices if isinstance(c, str)]
+        match = closest(value, texts) if isinstance(value, str) and texts else None
+        if match is not None:
+            return f"did you mean `{arg} = {_json(match)}`?"
+        choices = [_json(c) for c in wanted.choices]
+        listed = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+        return f"`{arg}` takes {listed}"
+    fixed = _as_kind(wanted.kind, value)
+    return None if fixed is None else f"write `{arg} = {_json(fixed)}`"
+
+
+def _default_help(param: ToolParam) -> str | None:
+    """`write a whole number, like the default `max_fixes = 10``, when the default fits."""
+    if param.default is None or param.type is None:
+        return None
+    try:
+        default = literal_eval(param.default)  # the default's repr
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if problems_with(param.type, default, limit=1):
+        return None
+    return f"write {_a(param.type)}, like the default `{param.name} = {_json(default)}`"
+
+
+def _a(wanted: FlowType) -> str:
+    """`a whole number`, `a string`, ... for a help text."""
+    names = {"int": "a whole number", "float": "a number", "str": "a string",
+             "bool": "`true` or `false`", "list": "a list", "dict": "an object"}  # fmt: skip
+    return names.get(wanted.kind, str(wanted))
+
+
+def _as_kind(kind: str, value: ast.Value) -> ast.Value:
+    """`value` read as a value of `kind` (`"2"` as 2, `2.0` as 2), or None when it is not one."""
+    if kind in ("int", "float") and isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if not math.isfinite(number) or (kind == "int" and not number.is_integer()):
+            return None
+        return int(number) if kind == "int" else number
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind == "bool" and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if kind == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _json(value)
+    return None
+
+
+def _json(value: ast.Value) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _listing(names: list[str]) -> str:

@@ -47,8 +47,6 @@ class FlowType:
         text: str = self.kind
         if self.item is not None:
             text += f"[{self.item}]"
-        elif self.kind in CONTAINERS:
-            text += "[any]"
         if self.choices is not None:
             text += " (one of " + ", ".join(_show(c) for c in self.choices) + ")"
         return text + ("?" if self.nullable and self.kind != "any" else "")
@@ -163,7 +161,7 @@ def _python_hint(name: str) -> str | None:
     }  # fmt: skip
     if name in aliases:
         target = aliases[name]
-        return f"did you mean {target}?" if " " not in target else f"write {target}"
+        return f"did you mean `{target}`?" if " " not in target else f"write {target}"
     return None
 
 

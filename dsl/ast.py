@@ -11,7 +11,7 @@ from typing import Literal as TypingLiteral
 from typing import TypeAlias
 
 from flowc.dsl.comments import Comment
-from flowc.dsl.diagnostics import WHOLE_TEXT, Span
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span
 
 #: A static value: the JSON data model, as `json.loads` gives it (objects keep key order).
 Value: TypeAlias = bool | int | float | str | list["Value"] | dict[str, "Value"] | None
@@ -217,3 +217,5 @@ class Flow:
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
     #: The text's comments, for the formatter; like spans, not part of what a flow says.
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False)
+    #: Warnings about the text found while parsing it (W017), for the compiler to report.
+    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False)

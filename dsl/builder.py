@@ -2,7 +2,8 @@
 
 Used as Lark's inline transformer, so no parse tree is built.  Problems that the grammar
 cannot express (reserved words used as names, bad escapes, conditions and values nested
-too deep) are collected in `problems`, in the order of the text.
+too deep) are collected in `problems`, in the order of the text, with one warning: Python's
+`True`, `False` or `None` read as a key of the state (W017).
 """
 
 from __future__ import annotations
@@ -13,31 +14,19 @@ from typing import Any, TypeVar
 from lark import Token, Transformer
 
 from flowc.dsl import ast
-from flowc.dsl.diagnostics import Diagnostic, Span, error
+from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
+from flowc.dsl.hints import PYTHON_CONSTANTS
 from flowc.dsl.limits import MAX_NESTING, MAX_TREE_DEPTH
 from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
+from flowc.dsl.syntax import ATOM as ATOM  # re-exported: the IR's checks count levels too
+from flowc.dsl.syntax import COMPARISON as COMPARISON
+from flowc.dsl.syntax import LEVELS as LEVELS
+from flowc.dsl.syntax import RESERVED, TOKENS
 
-RESERVED = frozenset(
-    ["flow", "set", "state", "node", "start", "end", "and", "or", "not", "in", "true", "false",
-     "null"]
-)  # fmt: skip
-
-_PUNCTUATION = frozenset(
-    ["ARROW", "QMARK", "COLON", "SEMICOLON", "EQUALS", "COMMA", "LPAR", "RPAR", "LSQB",
-     "RSQB", "LBRACE", "RBRACE", "DOT", "FLOW", "SET", "STATE", "NODE", "WITH"]
-)  # fmt: skip
+#: Tokens that carry nothing but their kind: what `_strip` leaves out of a rule's children.
+_PUNCTUATION = frozenset(TOKENS)
 
 Children = list[Any]
-
-#: Precedence levels, loosest first, as the grammar has them (`neg` is unary `-`).  An atom
-#: (literal, path, call, list, parenthesised condition) binds tighter than any operator.
-LEVELS: dict[str, int] = {
-    "or": 1, "and": 2, "not": 3,
-    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
-    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "neg": 7,
-}  # fmt: skip
-COMPARISON = LEVELS["=="]
-ATOM = 8
 
 #: `(nesting, tree depth, level)` of a condition built so far: its nesting as `MAX_NESTING`
 #: counts it, its depth as `MAX_TREE_DEPTH` does, and the precedence level of its top.
@@ -123,7 +112,7 @@ class AstBuilder(Transformer[Token, ast.Flow]):
 
     # ------------------------------------------------------------------ helpers
 
-    def _name(self, tok: Token, what: str) -> ast.Name:
+    def _name(self, tok: Token, what: str, help: str | None = None) -> ast.Name:
         span = token_span(tok)
         if tok.type != "NAME" or tok.value in RESERVED:
             self.problems.append(
@@ -131,7 +120,7 @@ class AstBuilder(Transformer[Token, ast.Flow]):
                     "E014",
                     f"`{tok.value}` is a reserved word and cannot be used as {what}",
                     span,
-                    help=f"rename it, for example `{tok.value}_`",
+                    help=help or f"rename it, for example `{tok.value}_`",
                 )
             )
         return ast.Name(str(tok.value), span)
@@ -350,8 +339,18 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return self._shaped(node, *self._container(node.args), ATOM)
 
     def path_expr(self, children: Children) -> ast.PathExpr:
-        """`a.b[0]["k"][-1]`; after a `.`, any name is a key, reserved words too."""
-        parts: list[str | int] = [self._name(children[0], "a path").text]
+        """`a.b[0]["k"][-1]`; after a `.`, any name is a key, reserved words too.
+
+        `state.end`, `state["a b"]`: the keys after `state`, for a first key that is reserved
+        or no name.
+        """
+        parts: list[str | int] = []
+        if children[0].type != "STATE":
+            key = children[0].value
+            read = f"to read the state key `{key}`, write `state.{key}`"
+            parts.append(self._name(children[0], "a path", read).text)
+        if len(children) == 1 and children[0].value in PYTHON_CONSTANTS:  # `ok == True`
+            self.problems.append(python_constant(children[0]))
         negate = False
         for tok in children[1:]:
             kind = tok.type
@@ -365,6 +364,17 @@ class AstBuilder(Transformer[Token, ast.Flow]):
                 negate = False
         # The path's keys sit in a JSON array in the IR: two levels of the tree.
         return self._shaped(ast.PathExpr(tuple(parts), _outer(children)), 1, 2, ATOM)
+
+
+def python_constant(tok: Token) -> Diagnostic:
+    """W017: Python's `True`, `False` or `None` in a condition, where it reads a state key."""
+    meant = PYTHON_CONSTANTS[tok.value]
+    return warning(
+        "W017",
+        f"`{tok.value}` reads the state key `{tok.value}`; it is not the constant `{meant}`",
+        token_span(tok),
+        help=f"write `{meant}`",
+    )
 
 
 def value_depth_exceeds(root: ast.Value, limit: int) -> bool:

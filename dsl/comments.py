@@ -1,12 +1,14 @@
 """Source text -> its `#` comments, with their places: what the formatter puts back.
 
 Comments are not part of the grammar's tree (they ride in line breaks), so they are read
-from the text: a `#` outside a string starts one, to the end of its line.
+from the text by the scanner of strings and comments (`dsl/scan.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from flowc.dsl.scan import comments
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,24 +26,14 @@ class Comment:
 
 def find_comments(text: str) -> tuple[Comment, ...]:
     """Every comment in `text`, in order; a `#` inside a string is not one."""
-    comments: list[Comment] = []
-    for number, line in enumerate(text.lstrip("\ufeff").split("\n"), start=1):
-        if "#" not in line:
-            continue
-        quote = ""
-        escaped = False
-        for index, char in enumerate(line):
-            if quote:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == quote:
-                    quote = ""
-            elif char in "\"'":
-                quote = char
-            elif char == "#":
-                body = line[index:].rstrip("\r").rstrip()
-                comments.append(Comment(number, index + 1, body, bool(line[:index].strip())))
-                break
-    return tuple(comments)
+    text = text.lstrip("\ufeff")
+    found: list[Comment] = []
+    line, line_start = 1, 0
+    for start, end in comments(text):
+        newlines = text.count("\n", line_start, start)
+        if newlines:
+            line += newlines
+            line_start = text.rfind("\n", 0, start) + 1
+        trailing = bool(text[line_start:start].strip())
+        found.append(Comment(line, start - line_start + 1, text[start:end].rstrip(), trailing))
+    return tuple(found)

@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from flowc.dsl import ast
 from flowc.dsl.comments import Comment
-
-#: A branch longer than this is written one arm per line.
-LINE_WIDTH = 88
-
-#: The widest padding the formatter adds to line things up (the `=` of declarations, the
-#: arms of a branch): a longer name or chain is not lined up with, so no line grows by more,
-#: and a 1 MiB text cannot become gigabytes of spaces.
-MAX_ALIGNMENT = LINE_WIDTH // 2
-
-#: How far the arms of a branch are indented when its chain is too long to line them up.
-ARM_INDENT = 4
-
-# Binding strength of each operator; higher binds tighter.
-_PRECEDENCE: dict[str, int] = {
-    "or": 1, "and": 2, "not": 3,
-    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
-    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "neg": 7,
-}  # fmt: skip
-_ATOM = 8
-_COMPARISON = 4
-
-
-@dataclass(slots=True)
-class _Line:
-    """One output line: its code, and a comment (trailing, or alone when there is no code).
-
-    A node declaration keeps its name and what follows its `=` apart, to align the `=`.
-    """
-
-    code: str = ""
-    comment: str = ""
-    declares: tuple[str, str] | None = None
-    comment_column: int = 0  # where a trailing comment starts, 0-based
+from flowc.dsl.diagnostics import Span
+from flowc.dsl.layout import LINE_WIDTH, MAX_ALIGNMENT, Line, Piece, lay_out
+from flowc.dsl.syntax import ATOM, COMPARISON, LEVELS, RESERVED
 
 
 def format(flow: ast.Flow) -> str:
@@ -52,7 +21,7 @@ def format(flow: ast.Flow) -> str:
     trailing comments of neighbouring lines.  Policies after `with` are written in the order
     `timeout, retries, backoff`, so there `parse(format(f))` may reorder them.
     """
-    lines: list[_Line] = []
+    lines: list[Line] = []
     comments = flow.comments
     taken = 0  # comments before this index are written
     previous: ast.Statement | None = None
@@ -67,38 +36,41 @@ def format(flow: ast.Flow) -> str:
         above, inside = comments[taken:first_inside], comments[first_inside:after]
         taken = after
         if previous is not None and _blank_line_between(previous, statement, above):
-            lines.append(_Line())
-        lines.extend(_Line(comment=comment.text) for comment in above)
-        lines.extend(_Line(comment=comment.text) for comment in inside[1:])  # a second: above
-        body = _statement_lines(statement)
-        if inside:
-            body[-1].comment = inside[0].text
+            lines.append(Line())
+        lines.extend(Line(comment=comment.text) for comment in above)
+        if isinstance(statement, (ast.Route, ast.NodeDecl)):
+            body, unplaced = _lines_with_comments(statement, inside)
+        else:
+            body, unplaced = _statement_lines(statement), list(inside[1:])
+            if inside:
+                body[-1].comment = inside[0].text
+        lines.extend(Line(comment=comment.text) for comment in unplaced)  # above it
         lines.extend(body)
         previous = statement
     rest = comments[taken:]
     if rest:
         if previous is not None and rest[0].line > previous.span.end_line + 1:
-            lines.append(_Line())
-        lines.extend(_Line(comment=comment.text) for comment in rest)
+            lines.append(Line())
+        lines.extend(Line(comment=comment.text) for comment in rest)
     _align_declarations(lines)
     _align_comments(lines)
     return "".join(f"{_text(line)}\n" for line in lines)
 
 
-def _statement_lines(statement: ast.Statement) -> list[_Line]:
+def _statement_lines(statement: ast.Statement) -> list[Line]:
     if isinstance(statement, ast.NodeDecl):
-        return [_Line(declares=(statement.name.text, _declared(statement)))]
-    return [_Line(code=text) for text in format_statement(statement)]
+        return [Line(declares=(statement.name.text, _declared(statement)))]
+    return [Line(code=text) for text in format_statement(statement)]
 
 
-def _align_declarations(lines: list[_Line]) -> None:
+def _align_declarations(lines: list[Line]) -> None:
     """Pad the names of neighbouring declarations so their `=` line up.
 
     Neighbours are declarations with nothing between them but comment lines.  A name
     longer than `MAX_ALIGNMENT` is written as it is and does not widen the others.
     """
-    block: list[_Line] = []
-    for line in [*lines, _Line()]:
+    block: list[Line] = []
+    for line in [*lines, Line()]:
         if line.declares is not None:
             block.append(line)
         elif line.code or not line.comment:  # other code, or a blank line, ends a block
@@ -111,16 +83,16 @@ def _align_declarations(lines: list[_Line]) -> None:
             block = []
 
 
-def _align_comments(lines: list[_Line]) -> None:
+def _align_comments(lines: list[Line]) -> None:
     """Start the trailing comments of neighbouring lines two spaces after the longest code.
 
     A group holds no line longer than `LINE_WIDTH` (unless it is one line): the line that
     does not fit starts a new group, so one long line does not push every comment near it
     off the screen.
     """
-    run: list[_Line] = []
+    run: list[Line] = []
     code_width = comment_width = 0
-    for line in [*lines, _Line()]:
+    for line in [*lines, Line()]:
         if line.code and line.comment:
             wider = max(code_width, len(line.code)) + 2 + max(comment_width, len(line.comment))
             if not run or wider <= LINE_WIDTH:
@@ -135,7 +107,7 @@ def _align_comments(lines: list[_Line]) -> None:
             run, code_width, comment_width = [line], len(line.code), len(line.comment)
 
 
-def _text(line: _Line) -> str:
+def _text(line: Line) -> str:
     if line.code and line.comment:
         return f"{line.code.ljust(line.comment_column)}{line.comment}"
     return line.code or line.comment
@@ -182,13 +154,19 @@ def format_type(ref: ast.TypeRef) -> str:
 
 def _declared(declaration: ast.NodeDecl) -> str:
     """What follows a declaration's `=`: the tool, its arguments, its policies."""
-    text = declaration.tool.text + _format_args(declaration.args)
-    if declaration.policies:
-        policies = canonical_policies(declaration.policies)
-        text += " with " + ", ".join(
-            f"{p.name.text} = {format_value(p.value.value)}" for p in policies
-        )
-    return text
+    return (
+        declaration.tool.text
+        + _format_args(declaration.args)
+        + _format_policies(declaration.policies)
+    )
+
+
+def _format_policies(policies: tuple[ast.Policy, ...]) -> str:
+    """` with NAME = VALUE, ...` in the canonical order, or nothing."""
+    if not policies:
+        return ""
+    written = canonical_policies(policies)
+    return " with " + ", ".join(f"{p.name.text} = {format_value(p.value.value)}" for p in written)
 
 
 def canonical_policies(policies: tuple[ast.Policy, ...]) -> tuple[ast.Policy, ...]:
@@ -208,20 +186,53 @@ def _format_args(args: tuple[ast.Argument, ...] | None) -> str:
 
 
 def _format_route(route: ast.Route) -> list[str]:
-    chain = " -> ".join(name.text for name in route.nodes)
-    if route.branch is None:
-        return [chain]
-    arms = [f"{format_expr(arm.condition)} -> {arm.target.text}" for arm in route.branch.arms]
-    arms.append(route.branch.otherwise.text)
-    one_line = f"{chain} ? {' : '.join(arms)}"
-    if len(one_line) <= LINE_WIDTH or len(arms) == 2:
-        return [one_line]
-    # Under the first arm, unless the chain is too long for that to stay readable (or small).
-    indent = " " * (len(chain) + 3 if len(chain) + 3 <= MAX_ALIGNMENT else ARM_INDENT)
-    lines = [f"{chain} ? {arms[0]} :"]
-    lines += [f"{indent}{arm} :" for arm in arms[1:-1]]
-    lines.append(indent + arms[-1])
-    return lines
+    return [line.code for line in lay_out(_route_pieces(route), ())[0]]
+
+
+def _lines_with_comments(
+    statement: ast.Route | ast.NodeDecl, comments: tuple[Comment, ...]
+) -> tuple[list[Line], list[Comment]]:
+    """A route's or a declaration's lines with the comments inside it kept in place."""
+    if isinstance(statement, ast.Route):
+        return lay_out(_route_pieces(statement), comments)
+    lines, unplaced = lay_out(_declaration_pieces(statement), comments)
+    if len(lines) == 1:  # one line: lined up with its neighbours
+        declared = Line(declares=(statement.name.text, _declared(statement)))
+        declared.comment = lines[0].comment
+        lines = [declared]
+    return lines, unplaced
+
+
+def _route_pieces(route: ast.Route) -> list[Piece]:
+    branch = route.branch
+    last = len(route.nodes) - 1
+    pieces = [
+        Piece(n.text, n.span, "->" if i < last else "?" if branch else "", "chain")
+        for i, n in enumerate(route.nodes)
+    ]
+    if branch is not None:
+        for arm in branch.arms:
+            pieces.append(Piece(format_expr(arm.condition), arm.condition.span, "->", "arm"))
+            pieces.append(Piece(arm.target.text, arm.target.span, ":", "target"))
+        pieces.append(Piece(branch.otherwise.text, branch.otherwise.span, "", "otherwise"))
+    return pieces
+
+
+def _declaration_pieces(declaration: ast.NodeDecl) -> list[Piece]:
+    """`node NAME = TOOL(`, each argument, `)` and the policies: where it may break."""
+    head = f"node {declaration.name.text} = {declaration.tool.text}"
+    policies = _format_policies(declaration.policies)
+    if declaration.args is None:
+        return [Piece(head + policies, declaration.span, "", "head")]
+    pieces = [Piece(head, declaration.span, "(", "head")]
+    pieces += [
+        Piece(f"{a.name.text} = {format_value(a.value.value)}", a.span, ",", "item")
+        for a in declaration.args
+    ]
+    end = declaration.span
+    closing = Span(end.end_line, end.end_column - 1, end.end_line, end.end_column)
+    tail = declaration.policies[0].span if declaration.policies else closing
+    return [*pieces, Piece(")" + policies, tail, "", "tail")]
 
 
 def format_value(value: ast.Value) -> str:
@@ -244,24 +255,24 @@ def format_expr(expr: ast.Expr) -> str:
 def _expr(expr: ast.Expr) -> tuple[str, int]:
     """The text of `expr` and the precedence of its outermost operator."""
     if isinstance(expr, ast.Literal):
-        return _literal(expr), _ATOM
+        return _literal(expr), ATOM
     if isinstance(expr, ast.PathExpr):
-        return _path(expr), _ATOM
+        return _path(expr), ATOM
     if isinstance(expr, ast.ListExpr):
-        return "[" + ", ".join(format_expr(item) for item in expr.items) + "]", _ATOM
+        return "[" + ", ".join(format_expr(item) for item in expr.items) + "]", ATOM
     if isinstance(expr, ast.Call):
-        return f"{expr.function}(" + ", ".join(format_expr(a) for a in expr.args) + ")", _ATOM
+        return f"{expr.function}(" + ", ".join(format_expr(a) for a in expr.args) + ")", ATOM
     if isinstance(expr, ast.Unary):
-        level = _PRECEDENCE["not" if expr.op == "not" else "neg"]
+        level = LEVELS["not" if expr.op == "not" else "neg"]
         text, inner = _expr(expr.operand)
         if inner < level:
             text = f"({text})"
         return (f"not {text}" if expr.op == "not" else f"-{text}"), level
-    level = _PRECEDENCE[expr.op]
+    level = LEVELS[expr.op]
     left, left_level = _expr(expr.left)
     right, right_level = _expr(expr.right)
     # Left-associative; comparisons do not chain, so they need parentheses on both sides.
-    if left_level < level or (level == _COMPARISON and left_level == level):
+    if left_level < level or (level == COMPARISON and left_level == level):
         left = f"({left})"
     if right_level <= level:
         right = f"({right})"
@@ -278,12 +289,21 @@ def _literal(lit: ast.Literal) -> str:
 
 
 def _path(path: ast.PathExpr) -> str:
-    out = [str(path.parts[0])]
-    for part in path.parts[1:]:
+    """`a.b[0]`; a first key that is reserved or no name is written after `state`."""
+    head = path.parts[0]
+    if isinstance(head, str) and _is_name(head) and head not in RESERVED:
+        out, keys = [head], path.parts[1:]
+    else:
+        out, keys = ["state"], path.parts
+    for part in keys:
         if isinstance(part, int):
             out.append(f"[{part}]")
-        elif part.isidentifier() and part.isascii():
+        elif _is_name(part):
             out.append(f".{part}")
         else:
             out.append("[" + _json(part) + "]")
     return "".join(out)
+
+
+def _is_name(text: str) -> bool:
+    return text.isidentifier() and text.isascii()

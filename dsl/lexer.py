@@ -3,14 +3,16 @@
 A stand-in for Lark's contextual lexer with the same terminals, taken from the grammar
 itself, so `grammars/flow.lark` stays the one specification.  It exists for speed: Lark's
 lexer matches whitespace separately and does per-token bookkeeping in Python, which was
-half of the parse time.  Keywords follow the contextual lexer's rule: where the parser
-takes a name but not the keyword (`node start`, `a.end`), the word is a name.
+half of the parse time.  Keywords (`keywords_of`) are whole words read as a NAME and looked
+up, and follow the contextual lexer's rule: where the parser takes a name but not the
+keyword (`node start`, `a.end`), the word is a name.  tests/dsl/test_lexer.py checks that
+Lark's own lexer, given the grammar alone, accepts exactly the texts this one does.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lark import Token
@@ -20,12 +22,40 @@ from lark.utils import TextSlice
 
 #: Terminals the grammar ignores (`%ignore`) besides spaces and tabs; `_NL` covers comments.
 _NEWLINE = "_NL"
+_NAME = "NAME"
 
 
 def _scan_order(terminal: TerminalDef) -> tuple[int, int, int, str]:
     # The order Lark's own lexer tries terminals in: longest possible match first.
     pattern = terminal.pattern
     return (-terminal.priority, -pattern.max_width, -len(pattern.value), terminal.name)
+
+
+def keywords_of(terminals: Iterable[TerminalDef]) -> dict[str, str]:
+    """The grammar's keywords, word -> terminal: each terminal named after a word it matches.
+
+    `AND: /and(?![A-Za-z0-9_])/` is the keyword `and`; NAME matches every keyword too.
+    """
+    terminals = list(terminals)
+    name = re.compile(next(t.pattern.to_regexp() for t in terminals if t.name == _NAME))
+    return {
+        t.name.lower(): t.name
+        for t in terminals
+        if t.name != _NAME
+        and name.fullmatch(t.name.lower())
+        and re.fullmatch(t.pattern.to_regexp(), t.name.lower())
+    }
+
+
+def _skip_lines(text: str, start: int, end: int, line: int, line_start: int) -> tuple[int, int]:
+    """The line and its start after text[start:end], ignored text that may hold new lines.
+
+    `_NL_CONTINUED`, a new line before `)`, `]`, `}` or `:`, is ignored like spaces.
+    """
+    last = text.rfind("\n", start, end)
+    if last < 0:
+        return line, line_start
+    return line + text.count("\n", start, end), last + 1
 
 
 class FlowLexer(Lexer):
@@ -36,18 +66,13 @@ class FlowLexer(Lexer):
     def __init__(self, lexer_conf: Any) -> None:
         terminals: list[TerminalDef] = list(lexer_conf.terminals)
         ignored = set(lexer_conf.ignore)
-        name = re.compile(next(t.pattern.to_regexp() for t in terminals if t.name == "NAME"))
-        # Words NAME would match are keywords: looked up after a NAME match, not scanned.
-        self.keywords: dict[str, str] = {
-            t.pattern.value: t.name
-            for t in terminals
-            if t.pattern.type == "str" and name.fullmatch(t.pattern.value)
-        }
+        # Keywords are looked up after a NAME match, not scanned.
+        self.keywords: dict[str, str] = keywords_of(terminals)
         scanned = sorted(
             (
                 t
                 for t in terminals
-                if t.name not in ignored and t.pattern.value not in self.keywords
+                if t.name not in ignored and t.name not in self.keywords.values()
             ),
             key=_scan_order,
         )
@@ -78,6 +103,7 @@ class FlowLexer(Lexer):
             if found is None:
                 spaces = self.spaces.match(text, position)
                 assert spaces is not None  # `(?:...)*` always matches, if only the empty text
+                line, line_start = _skip_lines(text, position, spaces.end(), line, line_start)
                 position = spaces.end()
                 if position >= size:
                     return
@@ -88,6 +114,8 @@ class FlowLexer(Lexer):
                 )
             kind = groups[found.lastindex]  # type: ignore[index]
             start, end = found.span(kind)
+            if start != position:
+                line, line_start = _skip_lines(text, position, start, line, line_start)
             value = text[start:end]
             column = start - line_start + 1
             if kind == _NEWLINE:

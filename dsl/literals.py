@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 _SIMPLE_ESCAPES = {
     '"': '"',
     "'": "'",
@@ -81,3 +83,49 @@ def decode_float(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise LiteralProblem("number out of range", 0, len(text))
     return value
+
+
+#: A run of text that starts like a number, with everything stuck to it.
+_NUMBER_LIKE = re.compile(r"\.?[0-9][A-Za-z0-9_.]*(?:(?<=[eE])[+-][A-Za-z0-9_.]*)?")
+_NUMBER_PARTS = re.compile(
+    r"(?P<whole>[0-9]*)(?P<dot>\.?)(?P<fraction>[0-9]*)(?P<exponent>(?:[eE][+-]?[0-9]+)?)"
+    r"(?P<rest>.*)"
+)
+
+
+def number_problem(text: str, start: int) -> tuple[LiteralProblem, str] | None:
+    """What is wrong with the number that starts at `start`, if one does, and the fix.
+
+    The grammar's numbers are JSON's; these are the forms people write that it refuses:
+    `.5`, `5.`, `007`, and a number stuck to a name (`1andy`).
+    """
+    run = _NUMBER_LIKE.match(text, start)
+    if run is None:
+        return None
+    written = run.group()
+    parts = _NUMBER_PARTS.fullmatch(written)
+    assert parts is not None  # every group may be empty
+    whole, dot, fraction, exponent, rest = parts.group(
+        "whole", "dot", "fraction", "exponent", "rest"
+    )
+    number = written[: len(written) - len(rest)]
+    fixed = (whole.lstrip("0") or "0") + (f".{fraction or '0'}" if dot else "") + exponent
+    if not whole:
+        reason = "it needs a digit before the `.`"
+    elif dot and not fraction:
+        reason = "it needs a digit after the `.`"
+    elif len(whole) > 1 and whole.startswith("0"):
+        reason = "only 0 itself starts with `0`"
+    elif rest.startswith("."):
+        return LiteralProblem(
+            f"`{written}` is not a number: it has a second `.`", 0, len(written)
+        ), f"write `{number}`"
+    elif rest:
+        problem = LiteralProblem(
+            f"`{written}` is not a number: it runs into a name", 0, len(written)
+        )
+        return problem, f"put a space after `{number}`"
+    else:
+        return None
+    fix = f"write `{fixed}`" + (f" and a space before `{rest}`" if rest else "")
+    return LiteralProblem(f"`{written}` is not a number: {reason}", 0, len(written)), fix

@@ -7,6 +7,7 @@ line and column where it was) and parses again, so independent errors all show i
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -23,9 +24,16 @@ from flowc.dsl.comments import find_comments
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
 from flowc.dsl.lexer import FlowLexer
 from flowc.dsl.limits import MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
+from flowc.dsl.scan import COMMENT_START, QUOTES, comment_end, scan_string
 from flowc.dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
 
 _BOM = "\ufeff"
+_CONTINUED_AFTER = frozenset(["->", "?", ":", "(", "[", "{", ","])
+_CONTINUED_BEFORE = frozenset([")", "]", "}", ":"])
+#: The first character of code after a line end: blank lines and comment lines skipped.
+_NEXT_CODE = re.compile(r"(?:[\t \f]*(?:#[^\n]*)?\r?\n)*[\t \f]*(.)")
+#: A line that starts a statement: a keyword, or a node name before `->` or `?`.
+_STATEMENT_START = re.compile(r"(?:flow|set|state|node)\b|[A-Za-z_]\w*[\t \f]*(?:->|\?)")
 _lock = threading.Lock()
 _builder = AstBuilder()
 _lark: Lark | None = None
@@ -56,7 +64,10 @@ def _parser() -> Lark:
 
 
 def parse(text: str, filename: str | None = None) -> ast.Flow:
-    """Parse Flow source text into an AST; raise `FlowError` with every problem found."""
+    """Parse Flow source text into an AST; raise `FlowError` with every problem found.
+
+    Warnings alone raise nothing: they come back in the AST's `warnings`.
+    """
     problems = check_text(text)
     if problems:
         raise FlowError(problems)
@@ -71,8 +82,10 @@ def parse(text: str, filename: str | None = None) -> ast.Flow:
             flow, syntax = _parse_with_recovery(text)
         # The builder reports conditions and values nested deeper than the limits (E003).
         problems = syntax + _builder.problems
-    if problems or flow is None:
+    if flow is None or any(problem.is_error for problem in problems):
         raise FlowError(problems)
+    if problems:  # only warnings: the flow comes back with them
+        flow = replace(flow, warnings=tuple(problems))
     if "#" in text:
         flow = replace(flow, comments=find_comments(text))
     return flow
@@ -156,7 +169,11 @@ def _parse_with_recovery(text: str) -> tuple[ast.Flow | None, list[Diagnostic]]:
             diagnostics.append(syntax_diagnostic(exc, good, text, end))
             position = _error_offset(exc, len(text))
             budget -= max(1, position - parsed_from)
-            text = _blank(text, min(statement_start, position), _statement_end(text, position))
+            text = _blank(
+                text,
+                min(statement_start, position),
+                _statement_end(text, position, statement_start),
+            )
     count = len(diagnostics)
     diagnostics.append(error("E010", f"too many syntax errors; stopped after {count}", end))
     return None, diagnostics
@@ -195,8 +212,8 @@ def _masked(text: str, offset: int) -> str:
 def _accepted(token: Token, good: Token | None, statement_start: int) -> tuple[Token, int]:
     """The last good token and where the statement starts, once `token` is accepted.
 
-    A new line after `->`, `?` or `:` continues the statement and leaves the last good token
-    alone, so that a message still says what it follows.
+    A new line after `->`, `?`, `:`, `(`, `[`, `{` or `,` continues the statement and leaves
+    the last good token alone, so that a message still says what it follows.
     """
     if token.type == "_NL" and good is not None and good.type in CONTINUATIONS:
         return good, statement_start
@@ -215,34 +232,59 @@ def _error_offset(exc: UnexpectedInput, size: int) -> int:
     return size if position is None else int(position)
 
 
-def _statement_end(text: str, position: int) -> int:
-    """Where the statement around `position` ends.
+def _statement_end(text: str, position: int, start: int | None = None) -> int:
+    """Where the statement around `position`, which began at `start`, ends.
 
-    That is the next `;`, or the next line end that does not follow `->`, `?` or `:`;
-    strings and comments are skipped.
+    That is the next `;`, or the next line end that does not continue the statement (see
+    `_continued`); strings and comments are skipped.
     """
     n = len(text)
-    i = position
+    i = position if start is None else min(start, position)
     last = ""
+    depth = 0  # of brackets opened in the statement and not closed
     while i < n:
         ch = text[i]
-        if ch in "\"'":
-            close = i + 1
-            while close < n and text[close] not in (ch, "\n"):
-                close += 2 if text[close] == "\\" else 1
-            unterminated = close >= n or text[close] == "\n"
-            i, last = (close if unterminated else close + 1), ch
+        if ch in QUOTES:
+            i, last = scan_string(text, i).end, ch
             continue
-        if ch == "#":
-            newline = text.find("\n", i)
-            i = n if newline < 0 else newline
+        if ch == COMMENT_START or text.startswith("//", i):  # `//`: no Flow, meant as `#`
+            i = comment_end(text, i)
             continue
-        if ch == ";" or (ch == "\n" and last not in ("->", "?", ":")):
-            return i + 1
+        depth += 1 if ch in "([{" else -1 if ch in ")]}" and depth else 0
+        if ch in ";\n" and i >= position:
+            # After a `;` too: what a line that starts with `)`, `]`, `}` or `:` closes is
+            # this statement, or blanking the statement would join it to the one before.
+            below = _continued(text, i, last, depth) if ch == "\n" else _continued(text, i, "", 0)
+            if below is None:
+                return i + 1
+            if below > i:
+                i, last = below, ""
+                continue
         if not ch.isspace():
             last = "->" if ch == ">" and i > 0 and text[i - 1] == "-" else ch
         i += 1
     return n
+
+
+def _continued(text: str, newline: int, last: str, depth: int) -> int | None:
+    """Where the statement goes on if the `;` or line end at `newline` continues it, else None.
+
+    As the grammar has it, a line end continues a statement after `->`, `?`, `:`, `(`, `[`,
+    `{` and `,` (it goes on from the line end), and before a line that starts with `)`,
+    `]`, `}` or `:`, blank lines and comment lines between (it goes on from that character).
+    Inside brackets (`depth`), where a `,` may be missing, it goes on too unless the next
+    line starts a statement of its own (`node`, `a -> b`).
+    """
+    if last in _CONTINUED_AFTER:
+        return newline
+    found = _NEXT_CODE.match(text, newline + 1)
+    if found is None:
+        return None
+    if found.group(1) in _CONTINUED_BEFORE:
+        return found.start(1)
+    if depth and not _STATEMENT_START.match(text, found.start(1)):
+        return found.start(1)
+    return None
 
 
 def _blank(text: str, start: int, end: int) -> str:

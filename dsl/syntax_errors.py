@@ -12,32 +12,21 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from flowc.dsl.diagnostics import Diagnostic, Span, error
+from flowc.dsl.hints import character_hint, end_hint, token_hint
+from flowc.dsl.literals import number_problem
+from flowc.dsl.scan import QUOTES, scan_string
+from flowc.dsl.syntax import COMPARISON_TERMINALS, OPERATOR_TERMINALS, SHOWN
 
-_SHOWN = {
-    "ARROW": "`->`", "QMARK": "`?`", "COLON": "`:`", "SEMICOLON": "`;`", "EQUALS": "`=`",
-    "COMMA": "`,`", "DOT": "`.`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
-    "LBRACE": "`{`", "RBRACE": "`}`", "EQ": "`==`", "NE": "`!=`", "LE": "`<=`", "GE": "`>=`",
-    "LT": "`<`", "GT": "`>`", "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`",
-    "PERCENT": "`%`", "FLOW": "`flow`", "SET": "`set`", "STATE": "`state`", "NODE": "`node`",
-    "WITH": "`with`",
-    "START": "`start`", "END": "`end`", "AND": "`and`", "OR": "`or`", "NOT": "`not`",
-    "IN": "`in`", "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "NAME": "a name",
-    "INT": "a number", "FLOAT": "a number", "STRING": "a string",
-    "_NL": "a new line", "$END": "the end of the text",
-}  # fmt: skip
-
-_OPERATORS = frozenset(
-    ["EQ", "NE", "LT", "LE", "GT", "GE", "IN", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT",
-     "AND", "OR", "NOT"]
-)  # fmt: skip
+_SHOWN = SHOWN
+_OPERATORS = OPERATOR_TERMINALS
 _EXPRESSION_START = frozenset(["NAME", "INT", "STRING", "LPAR"])
 _VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
 _STATEMENT_START = frozenset(["FLOW", "SET", "STATE", "NODE", "NAME"])
 _NODE_NAME = frozenset(["NAME", "START", "END"])
-_COMPARISONS = frozenset(["EQ", "NE", "LT", "LE", "GT", "GE", "IN", "NOT"])
+_COMPARISONS = COMPARISON_TERMINALS
 _SEPARATORS = frozenset(["_NL", "SEMICOLON", "$END"])
 #: After these, a new line continues the statement instead of ending it.
-CONTINUATIONS = frozenset(["ARROW", "QMARK", "COLON"])
+CONTINUATIONS = frozenset(["ARROW", "QMARK", "COLON", "LPAR", "LSQB", "LBRACE", "COMMA"])
 
 
 def describe_expected(expected: set[str]) -> str:
@@ -49,7 +38,7 @@ def describe_expected(expected: set[str]) -> str:
         wanted -= _STATEMENT_START | _NODE_NAME
     if wanted >= _EXPRESSION_START:
         phrases.append("an expression")
-        wanted -= _EXPRESSION_START | {"FLOAT", "MINUS", "LSQB", "TRUE", "FALSE", "NULL"}
+        wanted -= _EXPRESSION_START | {"FLOAT", "MINUS", "LSQB", "TRUE", "FALSE", "NULL", "STATE"}
     if wanted >= _VALUE_START:
         phrases.append("a value")
         wanted -= _VALUE_START | {"FLOAT", "MINUS", "TRUE", "FALSE", "NULL"}
@@ -96,7 +85,10 @@ def syntax_diagnostic(
         line, column, position = exc.line, exc.column, exc.pos_in_stream or 0
         char = text[position] if position < len(text) else ""
         span = Span(line, column, line, column + 1)
-        if char in "\"'":
+        number = _number_diagnostic(text, position, line, column)
+        if number is not None:
+            return number
+        if char in QUOTES:
             stray = _control_character(text, position)
             if stray is not None:
                 span = Span(line, column + stray - position, line, column + stray - position + 1)
@@ -109,6 +101,10 @@ def syntax_diagnostic(
             return error(
                 "E012", "unterminated string", span, help=f"close it with {char} on the same line"
             )
+        hint = character_hint(text, position) if char else None
+        if hint is not None:
+            span = Span(line, column, line, column + hint.width)
+            return error("E011", f"unexpected {hint.found}{after}", span, help=hint.help)
         return error("E011", f"unexpected character `{_shown(char)}`{after}", span)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token = exc.token
@@ -116,6 +112,11 @@ def syntax_diagnostic(
         if token.type == "_NL":  # point at the line's end, not the whole run of blank lines
             span = Span(token.line, token.column, token.line, token.column + 1)
         acceptable = _acceptable(exc)
+        number = None
+        if token.type == "DOT" and token.start_pos is not None:  # `.5`
+            number = _number_diagnostic(text, token.start_pos, token.line, token.column)
+        if number is not None:
+            return number
         if token.type in _COMPARISONS and "PLUS" in acceptable:  # `a < b < c`
             return error(
                 "E010",
@@ -123,14 +124,32 @@ def syntax_diagnostic(
                 span,
                 help="join two comparisons with `and`, as in `a < b and b < c`",
             )
-        message = f"expected {describe_expected(acceptable)}{after}, found {describe_token(token)}"
-        return error("E010", message, span)
+        expected = f"expected {describe_expected(acceptable)}{after}"
+        hint = token_hint(token, previous, acceptable, text)
+        if hint is None:
+            return error("E010", f"{expected}, found {describe_token(token)}", span)
+        if hint.found is not None:
+            span = Span(token.line, token.column, token.line, token.column + hint.width)
+        found = hint.found or describe_token(token)
+        return error("E010", f"{expected}, found {found}", span, help=hint.help)
     if after and previous is not None and previous.end_line is not None:
         # Right after the last good token, even when new lines or comments follow it.
         line, column = previous.end_line, previous.end_column or 1
         end = Span(line, column, line, column + 1)
-    wanted = describe_expected(_acceptable(exc))
-    return error("E010", f"expected {wanted}{after}, found the end of the text", end)
+    acceptable = _acceptable(exc)
+    wanted = describe_expected(acceptable)
+    message = f"expected {wanted}{after}, found the end of the text"
+    return error("E010", message, end, help=end_hint(acceptable, previous))
+
+
+def _number_diagnostic(text: str, position: int, line: int, column: int) -> Diagnostic | None:
+    """E013 for a number the grammar refuses (`.5`, `5.`, `007`, `1andy`) at `position`."""
+    found = number_problem(text, position)
+    if found is None:
+        return None
+    problem, fix = found
+    span = Span(line, column, line, column + problem.length)
+    return error("E013", problem.message, span, help=fix)
 
 
 def _shown(char: str) -> str:
@@ -140,19 +159,7 @@ def _shown(char: str) -> str:
 
 def _control_character(text: str, quote: int) -> int | None:
     """Where the string opened at `quote` holds a control character before it ends, if it does."""
-    i = quote + 1
-    while i < len(text) and text[i] not in (text[quote], "\n"):
-        if text.startswith("\r\n", i):
-            return None  # the line ends: the string is unterminated
-        if _is_control(text[i]):
-            return i
-        escapes = text[i] == "\\" and text[i + 1 : i + 2] not in ("", "\n")
-        i += 2 if escapes and not _is_control(text[i + 1]) else 1
-    return None
-
-
-def _is_control(char: str) -> bool:
-    return char != "\t" and (char < " " or char == "\x7f")
+    return scan_string(text, quote).control
 
 
 def _acceptable(exc: UnexpectedInput) -> set[str]:

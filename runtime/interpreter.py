@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flowc.compiler import compile_source
+from flowc.compiler.inputs import Inputs
 from flowc.compiler.ir import Branch, Flow, Node, Span
 from flowc.compiler.operators import Budget
 from flowc.compiler.program import END
@@ -46,6 +47,9 @@ Listener = Callable[[Event], Awaitable[None] | None]
 
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
+
+#: How many of an input's problems a `bad_input` error names.
+SHOWN_PROBLEMS = 10
 
 #: How many tool threads a run may have alive at once (abandoned ones included).
 DEFAULT_THREADS_PER_RUN = 4
@@ -108,6 +112,8 @@ class WorkflowEngine:
         if isinstance(flow, str):
             flow = compile_source(flow, tools=self.registry.specs()).ir
         self.flow = flow
+        #: The flow's declared state keys: what a new run's input must hold, and defaults.
+        self.inputs = Inputs.of(flow)
         self.max_threads_per_run = max_threads_per_run
         self.limits = limits if limits is not None else Limits()
         self._plans = {node.name: self._plan(node) for node in flow.nodes}
@@ -288,13 +294,18 @@ class _Run:
             )
 
     def _load(self, initial_state: State, fresh: bool) -> State:
-        """The initial state, copied, checked and measured (a fresh run's as its input)."""
+        """The initial state, copied, checked and measured (a fresh run's as its input).
+
+        A fresh run's input must fit the flow's state declarations; the declared keys it
+        leaves out take their defaults.  A resumed run's state already holds them.
+        """
         if not isinstance(initial_state, dict):
             raise _Failed(RunError("bad_input", "the initial state must be a JSON object"))
         try:
-            if fresh:
-                return self.meter.load(initial_state, "the input", "max_input_bytes")
-            return self.meter.load(initial_state, "the state")
+            if not fresh:
+                return self.meter.load(initial_state, "the state")
+            state = self.meter.load(initial_state, "the input", "max_input_bytes")
+            return self._defaults(state)
         except LimitError as problem:
             message = problem.problem
             if problem.parts:
@@ -307,6 +318,31 @@ class _Run:
                     f"the initial state is not JSON: {problem.where}: {problem.problem}",
                 )
             ) from None
+
+    def _defaults(self, state: State) -> State:
+        """A fresh run's loaded input, checked against the declarations, defaults added."""
+        inputs = self.engine.inputs
+        if not inputs.fields:
+            return state
+        problems = inputs.problems(state)
+        if problems:
+            shown = "; ".join(problem.describe() for problem in problems[:SHOWN_PROBLEMS])
+            more = len(problems) - SHOWN_PROBLEMS
+            rest = f"; and {more} more" if more > 0 else ""
+            raise _Failed(
+                RunError(
+                    "bad_input",
+                    f"the input does not fit the flow's state declarations: {shown}{rest}",
+                )
+            )
+        sizes: dict[str, int] = {}
+        for key, declared in inputs.fields.items():
+            if key not in state and not declared.required:
+                # `measure` copies the default: no run shares it with another.
+                state[key], sizes[key] = self.meter.measure(key, declared.default)
+        if sizes:
+            self.meter.admit(sizes, "the defaults")
+        return state
 
     def _after(self, node: str) -> str:
         """Where a run resumed after `node` goes next: its route, taken on the state."""
@@ -376,7 +412,11 @@ class _Run:
                 except Exception as exc:  # a tool's failure is the run's failure
                     raise _Failed(_tool_failed(exc, plan)) from None
                 try:
-                    delta = updates(result, state, meter) if result is not None else {}
+                    delta = (
+                        updates(result, state, meter, tool.spec.writes)
+                        if result is not None
+                        else {}
+                    )
                 except ReturnLimitError as problem:
                     raise _Failed(_past_limit(problem, plan)) from None
                 except ReturnError as problem:
@@ -450,7 +490,11 @@ class _Run:
             try:
                 step = StepContext(self.run_id, seq, plan.name, attempt)
                 result = await self._call(tool, given, args, step, policy.timeout)
-                delta = updates(result, state, self.meter) if result is not None else {}
+                delta = (
+                    updates(result, state, self.meter, tool.spec.writes)
+                    if result is not None
+                    else {}
+                )
                 return started, delta, attempt
             except ReturnLimitError as problem:
                 error = _past_limit(problem, plan)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
 from flowc.compiler.tools import ParamKind, ToolParam, ToolSpec
+from flowc.runtime.contracts import flow_type, reads_and_writes, resolved_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
 ToolMode = Literal["sync", "async", "thread", "process"]
@@ -50,7 +51,11 @@ class Tool:
 
 
 def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False) -> ToolSpec:
-    """The `ToolSpec` of `function`: its first parameter is the state, the rest static."""
+    """The `ToolSpec` of `function`: its first parameter is the state, the rest static.
+
+    Annotations give the contract (`runtime.contracts`): the static parameters' types, and
+    the keys read and written when the state parameter and the return are `TypedDict`s.
+    """
     signature = inspect.signature(function)
     params = list(signature.parameters.values())
     if not params or params[0].kind not in (
@@ -62,6 +67,7 @@ def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False
         )
     if blocking and inspect.iscoroutinefunction(function):
         raise ToolDefinitionError(f"tool `{name}`: `blocking=True` is for sync functions only")
+    hints = resolved_hints(function, signature)
     static: list[ToolParam] = []
     for param in params[1:]:
         kind = _KINDS.get(param.kind)
@@ -83,8 +89,10 @@ def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False
                 required=kind != "var_keyword" and not has_default,
                 default=repr(param.default) if has_default else None,
                 annotation=annotation,
+                type=flow_type(hints[param.name]) if param.name in hints else None,
             )
         )
+    reads, writes = reads_and_writes(function, params[0].name, hints)
     return ToolSpec(
         name=name,
         params=tuple(static),
@@ -94,6 +102,8 @@ def tool_spec(function: Callable[..., Any], name: str, *, blocking: bool = False
         blocking=blocking,
         origin=origin(function),
         location=location(function),
+        reads=reads,
+        writes=writes,
     )
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from flowc.compiler.operators import article, strict_equal
 from flowc.compiler.program import MAX_MAX_STEPS
+from flowc.compiler.tools import KeyContract
 from flowc.dsl.limits import MAX_CONDITION_INT, MIN_CONDITION_INT
+from flowc.runtime.contracts import broken_write
 
 #: The integers the store keeps exactly: PostgreSQL JSONB and SQLite JSON both hold signed
 #: 64-bit integers (a larger one is rounded by SQLite and cannot be written as JSON by
@@ -383,13 +385,19 @@ class ReturnLimitError(ReturnError):
     """A tool's return value past a limit (a run error `limit`, not `bad_return`)."""
 
 
-def updates(result: Any, state: dict[str, Any], meter: StateMeter) -> dict[str, Any]:
+def updates(
+    result: Any,
+    state: dict[str, Any],
+    meter: StateMeter,
+    writes: tuple[KeyContract, ...] | None = None,
+) -> dict[str, Any]:
     """The delta a tool's return value makes: a dict of updates, or the whole state.
 
     Values are copied (so the tool keeps no handle on history), checked to be storable JSON
     within the meter's limits, and measured; keys whose value did not change are left out,
     which is what a whole-state return needs.  The meter takes the delta's sizes.
-    `ReturnError` for anything else, `ReturnLimitError` past a limit.
+    `ReturnError` for anything else, `ReturnLimitError` past a limit; also `ReturnError`
+    when the tool declares what it `writes` (its return annotation) and breaks that.
     """
     if type(result) is not dict:
         if not isinstance(result, dict):
@@ -439,6 +447,10 @@ def updates(result: Any, state: dict[str, Any], meter: StateMeter) -> dict[str, 
             continue
         delta[key] = value
         sizes[key] = size
+    if writes is not None:  # before the meter takes the sizes of a delta that is refused
+        broken = broken_write(writes, result, delta, state)
+        if broken is not None:
+            raise ReturnError(broken)
     if sizes:
         try:
             meter.admit(sizes, "they")

@@ -516,8 +516,13 @@ class RunLog(abc.ABC):
         claim: bool,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Created:
-        """A new run, claimed by this process or queued; with a key, the key's run if any."""
+        """A new run, claimed by this process or queued; with a key, the key's run if any.
+
+        `state` is its initial state (the input and the defaults of the keys it left out);
+        the input itself by default.
+        """
 
     @abc.abstractmethod
     async def claim(self, limit: int, *, everything: bool = False) -> list[Claimed]:
@@ -677,7 +682,7 @@ class PostgresRunLog(RunLog):
                                       step, created_at, updated_at, started_at, owner,
                                       attempt, lease_expires_at, cancel_requested,
                                       idempotency_key, request_hash)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $5::jsonb, 0, now(), now(),
+            VALUES ($1, $2, $3, $4, $5::jsonb, $11::jsonb, 0, now(), now(),
                     CASE WHEN $6 THEN now() END, CASE WHEN $6 THEN $7 END,
                     CASE WHEN $6 THEN 1 ELSE 0 END,
                     CASE WHEN $6 THEN now() + make_interval(secs => $8) END, false, $9, $10)
@@ -892,6 +897,7 @@ class PostgresRunLog(RunLog):
         claim: bool,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Created:
         """Insert the run (claimed by this process, or queued with a NOTIFY); keyed: once."""
         run_id = uuid.uuid4()
@@ -899,7 +905,7 @@ class PostgresRunLog(RunLog):
             made = await connection.fetchrow(
                 self._CREATE, run_id, definition_id, "running" if claim else "queued",
                 durability, dumps(input), claim, self.owner, self.lease_seconds,
-                idempotency_key, request_hash,
+                idempotency_key, request_hash, dumps(input if state is None else state),
             )  # fmt: skip
             if made is not None:
                 return Created(made["id"], True, made["status"], request_hash, made["attempt"])
@@ -1164,6 +1170,7 @@ class SqliteRunLog(RunLog):
         claim: bool,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Created:
         """Insert the run (claimed by this process, or queued); keyed: at most once."""
         run_id = uuid.uuid4()
@@ -1176,7 +1183,7 @@ class SqliteRunLog(RunLog):
                     "INSERT INTO workflow_run (id, definition_id, status, durability, input, "
                     "state, step, created_at, updated_at, started_at, owner, attempt, "
                     "lease_expires_at, cancel_requested, idempotency_key, request_hash) "
-                    "VALUES (:id, :definition_id, :status, :durability, :input, :input, 0, "
+                    "VALUES (:id, :definition_id, :status, :durability, :input, :state, 0, "
                     ":now, :now, :started, :owner, :attempt, :lease, 0, :key, :hash) "
                     "ON CONFLICT (idempotency_key) DO NOTHING"
                 ),
@@ -1186,6 +1193,7 @@ class SqliteRunLog(RunLog):
                     "status": status,
                     "durability": durability,
                     "input": dumps(input),
+                    "state": dumps(input if state is None else state),
                     "now": _sqlite_time(now),
                     "started": _sqlite_time(now) if claim else None,
                     "owner": self.owner if claim else None,

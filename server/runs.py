@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from flowc.compiler.inputs import InputProblem, Inputs
 from flowc.compiler.ir import Flow
 from flowc.runtime import REGISTRY, Registry, Resume
 from flowc.runtime.events import Event, RunError, RunResult, RunStatus, Step, iso
@@ -320,6 +321,16 @@ class RunService:
             return Refusal(None, problem.problem, too_large=True)
         return Refusal(["body", "input", *reversed(problem.parts)], problem.problem)
 
+    def inputs(self, definition: WorkflowDefinition) -> Inputs:
+        """A saved graph's state declarations (kept with its compiled engine)."""
+        return self._engine(definition).inputs
+
+    def input_problems(
+        self, definition: WorkflowDefinition, input: dict[str, Any]
+    ) -> list[InputProblem]:
+        """Where `input` does not fit the graph's state declarations; empty when it fits."""
+        return self.inputs(definition).problems(input)
+
     async def start(
         self,
         *,
@@ -332,7 +343,10 @@ class RunService:
         """Record a new run and start it here (or queue it for a worker); at once.
 
         With an `idempotency_key` that a run already has, that run is answered instead.
+        The run's initial state, recorded with it, is the input with the defaults of the
+        declared keys it leaves out: a run resumed later finds them in its state.
         """
+        state = self.inputs(definition).with_defaults(input)
         claim = (
             self.worker
             and not self._draining
@@ -345,10 +359,11 @@ class RunService:
             claim=claim,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            state=state,
         )
         if created.created and claim:
             claimed = Claimed(
-                created.run_id, created.attempt, definition.id, durability, input, input, 0, None
+                created.run_id, created.attempt, definition.id, durability, input, state, 0, None
             )
             self._launch(claimed, self._engine(definition), fresh=True)
         return created

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -286,14 +287,27 @@ class RunSteps(BaseModel):
     )
 
 
+#: A type as the DSL writes it (`list[dict]?`), read from a `FlowType`.
+TypeText = Annotated[str, BeforeValidator(str)]
+
+
 class ToolParamOut(_Row):
-    """A tool's static parameter (`default` is its Python repr)."""
+    """A tool's static parameter (`default` is its Python repr, `type` null when unannotated)."""
 
     name: str
     kind: str
     required: bool
     default: str | None
     annotation: str | None
+    type: TypeText | None
+
+
+class KeyContractOut(_Row):
+    """A state key a tool reads or writes; `required`: always read or written."""
+
+    name: str
+    type: TypeText
+    required: bool
 
 
 class ToolOut(_Row):
@@ -305,6 +319,12 @@ class ToolOut(_Row):
     params: list[ToolParamOut]
     is_async: bool
     blocking: bool
+    reads: list[KeyContractOut] | None = Field(
+        description="the keys its state parameter's `TypedDict` declares; null when unannotated"
+    )
+    writes: list[KeyContractOut] | None = Field(
+        description="the keys its return `TypedDict` declares; null when unannotated"
+    )
 
 
 class Problem(BaseModel):

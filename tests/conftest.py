@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from flowc.compiler import ToolParam, ToolSpec
+from flowc.compiler.types import INT, STR, FlowType
 
 #: Set in CI: a test that needs PostgreSQL fails instead of skipping when it is missing.
 REQUIRE_POSTGRES = os.environ.get("FLOWC_REQUIRE_POSTGRES") == "1"
@@ -40,14 +41,49 @@ def fake_tools() -> dict[str, ToolSpec]:
         ToolSpec("analyze_syntax", doc="Parse the code."),
         ToolSpec("check_style", doc="Find style problems."),
         ToolSpec("score_code", doc="Score the code."),
-        ToolSpec("refine_code", (ToolParam("max_fixes", default="10"),), doc="Fix things."),
+        ToolSpec(
+            "refine_code", (ToolParam("max_fixes", default="10", type=INT),), doc="Fix things."
+        ),
         ToolSpec("analyze"),
         ToolSpec("style"),
         ToolSpec("score"),
-        ToolSpec("refine", (ToolParam("max_fixes", default="10"),)),
+        ToolSpec("refine", (ToolParam("max_fixes", default="10", type=INT),)),
         ToolSpec("notify", (ToolParam("channel", required=True),), doc="Send a message."),
+        ToolSpec(
+            "call_api",
+            (
+                ToolParam("url", required=True, type=STR),
+                ToolParam("fail_times", default="0", type=INT),
+                ToolParam("mode", default="'fast'", type=FlowType("str", choices=("fast", "safe"))),
+            ),
+            doc="Call an API (typed parameters).",
+        ),
+        *typed_tools(),
     ]
     return {spec.name: spec for spec in specs}
+
+
+def typed_tools() -> list[ToolSpec]:
+    """Code-review tools with contracts: the keys each reads and writes, for data-flow tests."""
+    from flowc.compiler.tools import KeyContract as Key
+    from flowc.compiler.types import BOOL, dict_of, list_of
+
+    code = (Key("code", STR),)
+    return [
+        ToolSpec("typed_analyze", reads=code, writes=(Key("syntax_ok", BOOL),)),
+        ToolSpec(
+            "typed_style",
+            reads=code,
+            writes=(Key("issues", list_of(dict_of())), Key("style_ok", BOOL)),
+        ),
+        ToolSpec("typed_score", reads=code, writes=(Key("score", INT),)),
+        ToolSpec(
+            "typed_refine",
+            reads=(*code, Key("attempts", INT, required=False)),
+            writes=(Key("code", STR, required=False), Key("attempts", INT)),
+        ),
+        ToolSpec("typed_review", reads=(Key("score", INT),), writes=(Key("approved", BOOL),)),
+    ]
 
 
 @pytest.fixture

@@ -22,11 +22,19 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import NotRequired
 
 from flowc.runtime.registry import register_tool
 from flowc.runtime.tools.code_review_fixes import SourceText, apply_edits
-from flowc.runtime.tools.code_review_rules import RULES, SYNTAX_ERROR_SCORE, Finding, find_problems
+from flowc.runtime.tools.code_review_rules import (
+    RULES,
+    SYNTAX_ERROR_SCORE,
+    Finding,
+    Issue,
+    find_problems,
+)
 
 #: The most issues `check_style` lists; `issue_count` always counts them all.
 MAX_REPORTED_ISSUES = 200
@@ -46,13 +54,79 @@ class CodeTooLarge(ValueError):
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
+# The tools' contracts: the registry reads these annotations, and the compiler checks flows
+# against what they say each tool reads and writes.
+
+
+class CodeState(TypedDict):
+    """What `analyze_syntax`, `check_style` and `score_code` read: the Python source."""
+
+    code: str
+
+
+class RefineState(TypedDict):
+    """What `refine_code` reads: the source, and how many refinements came before."""
+
+    code: str
+    attempts: NotRequired[int]
+
+
+class SyntaxProblem(TypedDict):
+    """Why `code` does not parse; `line` and `column` are 1-based, None without a position."""
+
+    message: str
+    line: int | None
+    column: int | None
+
+
+class SyntaxReport(TypedDict):
+    """What `analyze_syntax` writes."""
+
+    syntax_ok: bool
+    syntax_error: SyntaxProblem | None
+
+
+class StyleReport(TypedDict):
+    """What `check_style` writes."""
+
+    issues: list[Issue]
+    issue_count: int
+    style_ok: bool
+    style_checked: bool
+
+
+class ScoreReport(TypedDict):
+    """What `score_code` writes."""
+
+    score: int
+    score_reason: str
+
+
+class Fix(TypedDict):
+    """One rewrite `refine_code` made, at its position in the code as it was."""
+
+    rule: str
+    line: int
+    column: int
+    fix: str | None
+
+
+class Refinement(TypedDict):
+    """What `refine_code` writes; `code` only when the rewrites changed it."""
+
+    code: NotRequired[str]
+    attempts: int
+    fixes: list[Fix]
+    refine_note: str
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedCode:
     """The state's `code` parsed once: its text and tree, or why there is no tree."""
 
     text: str
     tree: ast.Module | None
-    error: dict[str, Any] | None
+    error: SyntaxProblem | None
 
     def findings(self) -> list[Finding]:
         """The catalogue's findings; for code that does not parse, the FLW000 finding alone."""
@@ -115,7 +189,7 @@ def _error(
     *,
     line: int | None = None,
     column: int | None = None,
-) -> dict[str, Any]:
+) -> SyntaxProblem:
     """A syntax error object; `index` (into `text`) gives its position if `line` doesn't."""
     if index is not None:
         breaks = [match.end() for match in _NEWLINE.finditer(text, 0, index)]
@@ -132,7 +206,7 @@ def _where(error: Mapping[str, Any]) -> str:
 
 
 @register_tool(process=True)
-def analyze_syntax(state: Mapping[str, Any]) -> dict[str, Any]:
+def analyze_syntax(state: CodeState) -> SyntaxReport:
     """Check that `code` parses: sets `syntax_ok` and `syntax_error` ({message, line, column}).
 
     `syntax_error` is None when the code parses, so a stale error from an earlier loop
@@ -143,7 +217,7 @@ def analyze_syntax(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @register_tool(process=True)
-def check_style(state: Mapping[str, Any]) -> dict[str, Any]:
+def check_style(state: CodeState) -> StyleReport:
     """List the catalogue's findings in `code` as `issues`; `style_ok` when there are none.
 
     Each issue is {rule, message, line, column, fixable}; at most `MAX_REPORTED_ISSUES` are
@@ -161,7 +235,7 @@ def check_style(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @register_tool(process=True)
-def score_code(state: Mapping[str, Any]) -> dict[str, Any]:
+def score_code(state: CodeState) -> ScoreReport:
     """Score `code`: 100 minus each finding's points (10 each), at least 0, as `score`.
 
     Code that does not parse scores `SYNTAX_ERROR_SCORE` (0).  `score_reason` says how the
@@ -182,7 +256,7 @@ def score_code(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @register_tool(process=True)
-def refine_code(state: Mapping[str, Any], max_fixes: int = DEFAULT_MAX_FIXES) -> dict[str, Any]:
+def refine_code(state: RefineState, max_fixes: int = DEFAULT_MAX_FIXES) -> Refinement:
     """Rewrite up to `max_fixes` fixable findings in `code`, first ones first.
 
     The rewrites (print -> `logging.info`, bare except -> `except Exception`, `== None` ->
@@ -194,23 +268,21 @@ def refine_code(state: Mapping[str, Any], max_fixes: int = DEFAULT_MAX_FIXES) ->
     `refine_note`.  Code that does not parse is left as it is.  A `max_fixes` that is not
     an integer counts as `DEFAULT_MAX_FIXES`, a negative one as 0.
     """
-    update: dict[str, Any] = {"attempts": _count(state.get("attempts"), 0) + 1, "fixes": []}
+    attempts = _count(state.get("attempts"), 0) + 1
     parsed = parse_code(state)
     if parsed.tree is None:
         assert parsed.error is not None
-        update["refine_note"] = f"nothing changed: the code does not parse ({_where(parsed.error)})"
-        return update
+        note = f"nothing changed: the code does not parse ({_where(parsed.error)})"
+        return {"attempts": attempts, "fixes": [], "refine_note": note}
     limit = max(0, _count(max_fixes, DEFAULT_MAX_FIXES))
     findings = parsed.findings()
     fixable = [finding for finding in findings if finding.fixable]
     chosen = fixable[:limit]
     refined = _rewrite(parsed.text, chosen)
     if refined is None:
-        update["refine_note"] = "nothing changed: the rewrites could not be made cleanly"
-        return update
-    if refined != parsed.text:
-        update["code"] = refined
-    update["fixes"] = [
+        note = "nothing changed: the rewrites could not be made cleanly"
+        return {"attempts": attempts, "fixes": [], "refine_note": note}
+    fixes: list[Fix] = [
         {"rule": f.rule, "line": f.line, "column": f.column, "fix": RULES[f.rule].fix}
         for f in chosen
     ]
@@ -221,8 +293,9 @@ def refine_code(state: Mapping[str, Any], max_fixes: int = DEFAULT_MAX_FIXES) ->
         note += f" (max_fixes={limit})"
     if len(findings) > len(fixable):
         note += f"; {_findings(len(findings) - len(fixable))} left for a person"
-    update["refine_note"] = note
-    return update
+    if refined != parsed.text:  # the keys in the order they always had
+        return {"attempts": attempts, "fixes": fixes, "code": refined, "refine_note": note}
+    return {"attempts": attempts, "fixes": fixes, "refine_note": note}
 
 
 def _count(value: object, default: int) -> int:

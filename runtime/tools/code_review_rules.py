@@ -11,6 +11,7 @@ import ast
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from flowc.runtime.tools.code_review_fixes import (
     Edit,
@@ -61,6 +62,16 @@ RULES: dict[str, Rule] = {
 }
 
 
+class Issue(TypedDict):
+    """A finding as the JSON object the tools put in the state (`check_style`'s `issues`)."""
+
+    rule: str
+    message: str
+    line: int
+    column: int
+    fixable: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One problem found: its rule, a message, where (1-based line and column), its fix."""
@@ -76,7 +87,7 @@ class Finding:
         """Whether refine can rewrite this finding away."""
         return bool(self.edits)
 
-    def as_issue(self) -> dict[str, object]:
+    def as_issue(self) -> Issue:
         """The finding as the JSON object the tools put in the state."""
         return {
             "rule": self.rule,

@@ -15,7 +15,7 @@ from flowc.compiler.tools import ToolSpec
 from flowc.dsl.diagnostics import Diagnostic, FlowError
 from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS
 from flowc.server import store
-from flowc.server.deps import GraphInputDep, RegistryDep, SessionDep
+from flowc.server.deps import GraphInputDep, RegistryDep, RunsDep, SessionDep
 from flowc.server.errors import (
     BAD_BODY,
     INVALID_BODY,
@@ -94,6 +94,22 @@ SAVED_GRAPH_LINKS: dict[str, Any] = {
         "parameters": {"graph_id": GRAPH_ID},
         "description": "draw the saved graph",
     },
+    "schema": {
+        "operationId": "graph_schema",
+        "parameters": {"graph_id": GRAPH_ID},
+        "description": "the JSON Schema of the saved graph's input",
+    },
+}
+
+#: What `GET /graph/{graph_id}/schema` answers: a JSON Schema document (draft 2020-12).
+INPUT_SCHEMA: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the JSON Schema (draft 2020-12) of the graph's input: a property per "
+        "declared state key, `required` the keys without a default, other keys allowed",
+        "content": {
+            "application/json": {"schema": {"type": "object", "additionalProperties": True}}
+        },
+    }
 }
 
 DiagramFormat = Literal["mermaid", "dot"]
@@ -209,3 +225,19 @@ async def diagram(
     program = checked.program
     draw = to_mermaid if diagram_format == "mermaid" else to_dot
     return DiagramOut(format=diagram_format, diagram=draw(program))
+
+
+@router.get(
+    "/{graph_id}/schema",
+    responses={**INPUT_SCHEMA, **not_found_response("graph"), **INVALID_PARAMETER},
+)
+async def graph_schema(graph_id: uuid.UUID, runs: RunsDep) -> dict[str, Any]:
+    """The JSON Schema of a saved graph's input, from its `state` declarations.
+
+    A graph without declarations takes any JSON object.  `POST /graph/run` refuses an
+    input that does not fit (422).
+    """
+    definition = await runs.definition(graph_id)
+    if definition is None:
+        raise not_found("graph", graph_id)
+    return runs.inputs(definition).schema()

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from flowc.compiler.inputs import InputProblem
 from flowc.server import store
 from flowc.server.deps import CountedRunsDep, RunsDep, SessionDep, SettingsDep
 from flowc.server.errors import (
@@ -84,9 +85,11 @@ OVER_LIMITS: Responses = {
     422: {
         "model": InvalidRequest | Problem,
         "description": "a field is not valid (one entry per problem: an input value past "
-        "`FLOWC_MAX_STRING_LENGTH` or outside signed 64-bit integers is `type: limit`), the "
-        "JSON is nested too deep, or the graph's `max_steps` is over `FLOWC_MAX_STEPS_LIMIT` "
-        "(a string)",
+        "`FLOWC_MAX_STRING_LENGTH` or outside signed 64-bit integers is `type: limit`; a "
+        "required state key the input leaves out is `type: missing`, a value that does not "
+        "fit its key's declared type `type: wrong_type`, `loc` naming the key and the place "
+        "in its value), the JSON is nested too deep, or the graph's `max_steps` is over "
+        "`FLOWC_MAX_STEPS_LIMIT` (a string)",
     },
 }
 
@@ -131,6 +134,9 @@ async def run_graph(
             invalid = {"loc": refusal.loc, "msg": refusal.message, "type": "limit"}
             raise RequestValidationError([invalid])
         raise HTTPException(413 if refusal.too_large else 422, refusal.message)
+    problems = runs.runs.input_problems(definition, body.input)
+    if problems:  # before the run is recorded: nothing is created
+        raise RequestValidationError([input_problem(problem) for problem in problems])
     durability = body.durability or cast(Durability, settings.default_durability)
     digest = request_hash(body, durability) if idempotency_key is not None else None
     if idempotency_key is not None:
@@ -169,6 +175,15 @@ async def run_graph(
         )
     # Built as it is documented (`RunOut`), without validating what the engine made.
     return JSONResponse(content={**result.to_json(), "run_id": str(run_id)})
+
+
+def input_problem(problem: InputProblem) -> dict[str, Any]:
+    """An input that does not fit the graph's state declarations, as a 422 entry.
+
+    `loc` is `body`, `input`, the key, then the keys and indexes to the bad value; `type`
+    is `missing` (a required key) or `wrong_type`.
+    """
+    return {"loc": ["body", "input", *problem.parts], "msg": problem.message, "type": problem.kind}
 
 
 def request_hash(body: RunRequest, durability: str) -> str:

@@ -11,6 +11,7 @@ from flowc.compiler import check_ir, compile_ir, compile_source
 from flowc.compiler.ir import Flow, json_schema
 from flowc.compiler.tools import ToolSpec
 from flowc.dsl import FlowError
+from flowc.dsl.limits import MAX_NESTING
 
 GOLDEN = Path(__file__).parent / "golden"
 REVIEW = (GOLDEN / "OK_code_review.flow").read_text(encoding="utf-8")
@@ -326,3 +327,117 @@ def test_the_schema_describes_the_policies() -> None:
     assert {"max_steps", "timeout", "retries", "backoff"} <= set(settings)
     assert settings["retries"]["default"] == 0
     assert settings["backoff"]["default"] == 1.0
+
+
+# ---------------------------------------------------------------- state declarations
+
+TYPED = """\
+flow typed
+state code: str
+state score: int = 0
+state issues: list[dict[int]] = [{"line": 1}]
+state reviewer: str? = null
+analyze -> end
+"""
+
+
+def test_state_declarations_in_the_ir(tools: dict[str, ToolSpec]) -> None:
+    ir = compile_source(TYPED, tools=tools).ir
+    document = json.loads(ir.to_json())
+    assert list(document) == [
+        "ir_version", "name", "start", "settings", "state", "nodes", "routes", "source_hash"
+    ]  # fmt: skip
+    assert [
+        {key: value for key, value in entry.items() if key != "span"} for entry in document["state"]
+    ] == [
+        {"name": "code", "type": "str", "default": None, "required": True},
+        {"name": "score", "type": "int", "default": 0, "required": False},
+        {"name": "issues", "type": "list[dict[int]]", "default": [{"line": 1}], "required": False},
+        {"name": "reviewer", "type": "str?", "default": None, "required": False},
+    ]
+    assert document["state"][0]["span"] == _span(2, 1, 2, 16)
+
+
+def test_state_declarations_round_trip(tools: dict[str, ToolSpec]) -> None:
+    from flowc.compiler.ir import program_from_ir, to_ir
+
+    compiled = compile_source(TYPED, tools=tools).ir
+    text = compiled.to_json()
+    assert Flow.model_validate_json(text).to_json() == text
+    assert compile_ir(text, tools=tools).ir.to_json() == text
+    program = program_from_ir(compiled)
+    assert [(k.name, str(k.type), k.default, k.required) for k in program.state.values()] == [
+        ("code", "str", None, True),
+        ("score", "int", 0, False),
+        ("issues", "list[dict[int]]", [{"line": 1}], False),
+        ("reviewer", "str?", None, False),
+    ]
+    assert to_ir(program) == compiled
+
+
+def test_a_flow_without_declarations_has_the_ir_it_had_before_them() -> None:
+    assert compile_source(TINY).ir.to_json() == TINY_IR
+    assert "state" not in json.loads(compile_source("a -> end").ir.to_json())
+    old = {"start": "a", "nodes": [{"name": "a", "tool": "t"}]}
+    assert compile_ir(old).ir.state == ()
+
+
+def _typed(*keys: dict[str, object]) -> dict[str, object]:
+    return {"start": "a", "state": list(keys), "nodes": [{"name": "a", "tool": "t"}]}
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+OPTIONAL = {"name": "x", "required": False}
+BAD_KEYS = [
+    ({"name": "x", "type": "strr"},
+     ("E020", "invalid IR at `state.0.type`: unknown type `strr` in `strr`")),
+    ({"name": "x", "type": "list[int"},
+     ("E020", "invalid IR at `state.0.type`: a `]` is missing in `list[int`")),
+    ({"name": "x", "type": "int[str]"},
+     ("E020", "invalid IR at `state.0.type`: `int` takes no item type in `int[str]`")),
+    ({"name": "x", "type": "int", "default": 1},
+     ("E020", "invalid IR at `state.0`: a required key has no default (set `required` to "
+              "false)")),
+    ({**OPTIONAL, "type": "int", "default": "1"},
+     ("E122", "the default of `x` does not fit its type `int`: expected int, got a string")),
+    ({**OPTIONAL, "type": "list[int]", "default": [1, None]},
+     ("E122", "the default of `x` does not fit its type `list[int]` at `/1`: expected int, "
+              "got null")),
+    ({**OPTIONAL, "type": "any", "default": {1, 2}},
+     ("E020", "invalid IR: the default of state key `x` is not JSON: Object of type set is "
+              "not JSON serializable")),
+    ({**OPTIONAL, "type": "any", "default": _nested(MAX_NESTING)},
+     ("E020", f"invalid IR at `state.0`: the default is nested more than {MAX_NESTING} "
+              "levels deep")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "expected"), BAD_KEYS)
+def test_bad_state_declarations_in_an_ir_document(
+    key: dict[str, object], expected: tuple[str, str]
+) -> None:
+    checked = check_ir(_typed(key))
+    assert [(d.code, d.message) for d in checked.errors] == [expected]
+
+
+def test_a_state_key_declared_twice_in_an_ir_document() -> None:
+    key = {"name": "x", "type": "int", "default": 0, "required": False}
+    checked = check_ir(_typed(key, {**key, "type": "str", "default": ""}))
+    assert [(d.code, d.message) for d in checked.errors] == [
+        ("E121", "state key `x` is declared twice")
+    ]
+
+
+def test_the_schema_describes_the_state_declarations() -> None:
+    schema = json_schema()
+    assert "StateKey" in schema["$defs"]
+    assert set(schema["$defs"]["StateKey"]["properties"]) == {
+        "name", "type", "default", "required", "span"
+    }  # fmt: skip
+    assert schema["properties"]["state"]["default"] == []

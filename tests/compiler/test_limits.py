@@ -147,9 +147,11 @@ def test_a_repeated_arm_is_still_found() -> None:
         ("W505", "this arm is never taken: an earlier arm tests `x == 1500`"),
         ("W505", "this arm is never taken: an earlier arm tests `x == 1500`"),
     ]
-    # Equal values of different types are different conditions.
+    # `1 == 1.0` is true, so `x == 1.0` is covered; `true == 1` is false, so `x == true` is not.
     checked = check_source("analyze ? x == 1 -> end : x == 1.0 -> end : x == true -> end : end")
-    assert not checked.diagnostics
+    assert [(d.code, d.message) for d in checked.diagnostics] == [
+        ("W505", "this arm is never taken: an earlier arm tests `x == 1`"),
+    ]
 
 
 # ---------------------------------------------------------------- IR nesting
@@ -162,10 +164,10 @@ def unary_chain(depth: int) -> dict[str, Any]:
     return expr
 
 
-def binary_chain(depth: int, op: str, *, right: bool = False) -> dict[str, Any]:
+def binary_chain(depth: int, op: str, *, right: bool = False, key: str = "x") -> dict[str, Any]:
     """`x op x op x ...` grouped to the left (a flat chain), or to the right."""
-    expr: dict[str, Any] = {"type": "path", "path": ["x"]}
-    leaf: dict[str, Any] = {"type": "path", "path": ["x"]}
+    expr: dict[str, Any] = {"type": "path", "path": [key]}
+    leaf: dict[str, Any] = {"type": "path", "path": [key]}
     for _ in range(depth):
         pair = (leaf, expr) if right else (expr, leaf)
         expr = {"type": "binary", "op": op, "left": pair[0], "right": pair[1]}
@@ -317,7 +319,7 @@ async def test_the_api_refuses_a_deep_ir_and_takes_a_flat_chain(
         body = answer.json()
         found = body["diagnostics"] if path == "/graph/check" else body["detail"]["diagnostics"]
         assert [(d["code"], d["message"]) for d in found] == [("E020", NESTED)]
-    flat = document(binary_chain(101, "or"))
+    flat = document(binary_chain(101, "or", key="syntax_ok"))  # a key the tool writes
     flat["nodes"][0]["tool"] = "analyze_syntax"
     created = await client.post("/graph/create", json={"ir": flat})
     assert created.status_code == 201, created.text

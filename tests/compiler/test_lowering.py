@@ -130,7 +130,9 @@ def test_a_policy_given_twice_is_reported_once_and_the_first_kept() -> None:
         ("retries = 0", True),
         ("retries = 100", True),
         ("retries = 101", False),
-        ("retries = 1.0", False),
+        ("retries = 1.0", True),  # a whole number, however written
+        ("retries = 1e1", True),
+        ("retries = 1.5e0", False),
         ("retries = true", False),
         ("backoff = 0", True),
         ("backoff = 3600", True),
@@ -148,3 +150,11 @@ def test_policy_values(written: str, good: bool) -> None:
     if not good:
         assert as_policy.errors[0].message == as_setting.errors[0].message
         assert as_policy.errors[0].message.startswith(f"`{name}` must be ")
+
+
+def test_a_whole_number_written_with_an_exponent_is_a_whole_number() -> None:
+    lowered = program("set max_steps = 1e3\nnode f = tool with retries = 2.0\nf -> end\n")
+    assert (lowered.max_steps, type(lowered.max_steps)) == (1000, int)
+    policy = lowered.nodes["f"].policy
+    assert policy is not None and policy.retries == 2
+    assert check_source("set max_steps = 1.5e0\nf -> end\n").errors[0].code == "E107"

@@ -2,7 +2,9 @@
 
 What the grammar cannot say, these never generate: names are never reserved words; numbers
 in conditions are never negative (`-1` is unary minus applied to `1`); floats are finite;
-strings hold no lone surrogates; a route without a branch has at least two nodes.
+strings hold no lone surrogates; a route without a branch has at least two nodes; a path's
+first key is a string (any string: `state.end`, `state["a b"]` read the ones that are no
+name).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import string
 from hypothesis import strategies as st
 
 from flowc.dsl import ast
-from flowc.dsl.builder import RESERVED
+from flowc.dsl.syntax import RESERVED
 
 _FIRST = string.ascii_letters + "_"
 _REST = _FIRST + string.digits
@@ -73,7 +75,7 @@ _path_parts: st.SearchStrategy[str | int] = st.one_of(
 
 paths: st.SearchStrategy[ast.Expr] = st.builds(
     lambda head, rest: ast.PathExpr((head, *rest)),
-    names,
+    names | identifiers | texts,  # `state.end`, `state["a b"]` when it is no name
     st.lists(_path_parts, max_size=4),
 )
 
@@ -105,6 +107,31 @@ headers: st.SearchStrategy[ast.Statement] = st.builds(ast.Header, st.builds(_nam
 
 settings: st.SearchStrategy[ast.Statement] = st.builds(
     lambda name, value: ast.Setting(ast.Name(name), ast.JsonValue(value)), names, json_values
+)
+
+#: Types as written: the language's own names and others (the compiler's concern), `[T]`, `?`.
+type_refs: st.SearchStrategy[ast.TypeRef] = st.recursive(
+    st.builds(
+        lambda name, nullable: ast.TypeRef(ast.Name(name), None, nullable),
+        st.sampled_from(["str", "int", "float", "bool", "any", "list", "dict"]) | names,
+        st.booleans(),
+    ),
+    lambda items: st.builds(
+        lambda name, item, nullable: ast.TypeRef(ast.Name(name), item, nullable),
+        st.sampled_from(["list", "dict"]) | names,
+        items,
+        st.booleans(),
+    ),
+    max_leaves=3,
+)
+
+state_decls: st.SearchStrategy[ast.Statement] = st.builds(
+    lambda name, type_, default: ast.StateDecl(
+        ast.Name(name), type_, None if default is None else ast.JsonValue(default[0])
+    ),
+    names,
+    type_refs,
+    st.none() | st.tuples(json_values),
 )
 
 arguments: st.SearchStrategy[ast.Argument] = st.builds(
@@ -145,7 +172,7 @@ branched_routes: st.SearchStrategy[ast.Statement] = st.builds(
 )
 
 statements: st.SearchStrategy[ast.Statement] = st.one_of(
-    headers, settings, node_decls, chains, branched_routes
+    headers, settings, state_decls, node_decls, chains, branched_routes
 )
 
 flows: st.SearchStrategy[ast.Flow] = st.builds(

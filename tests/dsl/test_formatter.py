@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 
 from flowc.dsl import ast, format, parse
 from flowc.dsl.comments import Comment
-from flowc.dsl.formatter import MAX_ALIGNMENT, canonical_policies
+from flowc.dsl.formatter import canonical_policies
+from flowc.dsl.layout import MAX_ALIGNMENT
 from tests.dsl import strategies
 from tests.dsl.test_parser import DESIGN_EXAMPLE
 
@@ -123,8 +124,6 @@ def test_an_empty_flow_is_empty_text() -> None:
         ("x == 'it\\'s'", 'x == "it\'s"'),
         ('x == "\\u0041\\n"', 'x == "A\\n"'),
         ("x == 1e3", "x == 1000.0"),
-        ("x == 1.", "x == 1.0"),
-        ("x == .5", "x == 0.5"),
         ("x == 1e20", "x == 1e+20"),
     ],
 )
@@ -315,3 +314,28 @@ def test_comments_are_attached_in_one_pass_over_statements_and_comments() -> Non
     assert formatted == text
     # Each comment is looked at a few times, each statement a few more: no rescans.
     assert _CountedComments.reads <= 3 * (len(flow.statements) + len(comments))
+
+
+# ------------------------------------------------------- keys read after `state`
+
+
+@pytest.mark.parametrize(
+    ("written", "parts", "canonical"),
+    [
+        ("state.end", ("end",), "state.end"),
+        ("state['end'].in[0]", ("end", "in", 0), "state.end.in[0]"),
+        ('state["needs review"][-1]', ("needs review", -1), 'state["needs review"][-1]'),
+        ("state.score", ("score",), "score"),  # no need for `state`
+        ("state.state", ("state",), "state.state"),
+        ('state["é"]', ("é",), 'state["é"]'),
+        ("x[- 1]", ("x", -1), "x[-1]"),
+    ],
+)
+def test_a_key_that_is_reserved_or_no_name_is_read_after_state(
+    written: str, parts: tuple[str | int, ...], canonical: str
+) -> None:
+    flow = parse(f"a ? exists({written}) -> b : c")
+    route = flow.statements[0]
+    assert isinstance(route, ast.Route) and route.branch is not None
+    assert route.branch.arms[0].condition == ast.Call("exists", (ast.PathExpr(parts),))
+    assert format(flow) == f"a ? exists({canonical}) -> b : c\n"

@@ -5,12 +5,22 @@ Each test builds its own parser, so each builds its own lexer from the grammar's
 
 from __future__ import annotations
 
-import pytest
-from lark import Lark
-from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+import re
+from functools import cache
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from flowc.dsl import format
+from flowc.dsl.formatter import format_expr
 from flowc.dsl.lexer import FlowLexer
-from flowc.dsl.parser import lark_parser
+from flowc.dsl.parser import grammar_text, lark_parser
+from flowc.dsl.scan import QUOTES, comment_end, comments, scan_string
+from flowc.dsl.syntax import TOKENS
+from tests.dsl import strategies
 
 #: A token as these tests compare it: type, value, then Lark's positions (`start_pos`,
 #: `line`, `column`, `end_line`, `end_column`, `end_pos`), lines and columns 1-based.
@@ -66,6 +76,25 @@ def test_crlf_line_ends() -> None:
         ("ARROW", "->", 10, 2, 3, 2, 5, 12),
         ("END", "end", 13, 2, 6, 2, 9, 16),
     ]
+
+
+def test_a_new_line_before_a_closer_is_no_token_but_its_lines_are_counted() -> None:
+    # `_NL_CONTINUED` (a new line before `)`, `]`, `}` or `:`) is ignored like spaces.
+    text = "a ? x -> b  # c\n\n  : d\ne -> f"
+    assert positioned(text) == [
+        ("NAME", "a", 0, 1, 1, 1, 2, 1),
+        ("QMARK", "?", 2, 1, 3, 1, 4, 3),
+        ("NAME", "x", 4, 1, 5, 1, 6, 5),
+        ("ARROW", "->", 6, 1, 7, 1, 9, 8),
+        ("NAME", "b", 9, 1, 10, 1, 11, 10),
+        ("COLON", ":", 19, 3, 3, 3, 4, 20),
+        ("NAME", "d", 21, 3, 5, 3, 6, 22),
+        ("_NL", "\n", 22, 3, 6, 4, 1, 23),
+        ("NAME", "e", 23, 4, 1, 4, 2, 24),
+        ("ARROW", "->", 25, 4, 3, 4, 5, 27),
+        ("NAME", "f", 28, 4, 6, 4, 7, 29),
+    ]
+    assert positioned(text) == positioned(text, _plain_lark())
 
 
 def test_spaces_at_the_end_are_no_token() -> None:
@@ -172,3 +201,115 @@ def test_a_terminal_of_higher_priority_is_tried_first() -> None:
         ("NAME", "iffy"),
         ("IF", "if"),
     ]
+
+
+# ------------------------------------------------- the grammar alone accepts the same texts
+
+#: Pieces of text to glue together: every fixed token, names that start with a keyword,
+#: numbers JSON allows and forms it does not, strings, comments and a stray character.
+_PIECES = sorted(
+    {*TOKENS.values(), "andy", "ends", "state_1", "innit", "nota", "withx", "a", "x", "start"}
+    | {"0", "1", "42", "007", "1.5", ".5", "5.", "1e3", "1.e5", "1e", "2E-3", "0.0"}
+    | {'"s"', "'t'", '"#"', '"\\q"', '"open', "# c", "@", "\t"}
+)
+_GLUE = st.sampled_from(["", " ", "\n", " \\\n"])
+
+
+def _accepts(parser: Lark, text: str) -> bool:
+    try:
+        parser.parse(text)
+    except UnexpectedInput:
+        return False
+    return True
+
+
+@cache
+def _project() -> Lark:
+    """The project's parser: the grammar with FlowLexer."""
+    return lark_parser()
+
+
+@cache
+def _plain_lark() -> Lark:
+    """The grammar read by Lark alone: its own contextual lexer, no FlowLexer."""
+    return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
+
+
+@st.composite
+def _soups(draw: st.DrawFn) -> str:
+    """Pieces glued together, alone or where a condition or a value goes."""
+    pieces = draw(st.lists(st.sampled_from(_PIECES), max_size=10))
+    soup = "".join(piece + draw(_GLUE) for piece in pieces)
+    return draw(
+        st.sampled_from(["{}", "a ? {} -> b : c", "set x = {}", "a ? x{}y -> b : c"])
+    ).format(soup)
+
+
+_CONDITIONS = strategies.conditions.map(lambda c: f"a ? {format_expr(c)} -> b : c\n")
+
+
+@st.composite
+def _near_flows(draw: st.DrawFn) -> str:
+    """A valid flow's text with a few words replaced, put in, or glued to their neighbours."""
+    text = draw(_CONDITIONS | strategies.flows.map(format))
+    words = re.findall(r"\s+|\S+", text)
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        spaces = [at for at, word in enumerate(words) if word.isspace()]
+        change = draw(st.sampled_from(["glue", "replace", "insert"]))
+        if change == "glue" and spaces:
+            words[draw(st.sampled_from(spaces))] = ""
+        elif change == "replace" and words:
+            words[draw(st.integers(0, len(words) - 1))] = draw(st.sampled_from(_PIECES))
+        else:
+            at = draw(st.integers(0, len(words)))
+            words.insert(at, draw(st.sampled_from(_PIECES)) + draw(_GLUE))
+    return "".join(words)
+
+
+_PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@_PROPERTY
+@given(_soups() | _near_flows())
+def test_the_grammar_read_by_lark_alone_accepts_what_the_project_accepts(text: str) -> None:
+    assert _accepts(_project(), text) == _accepts(_plain_lark(), text), repr(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a ? x == 1andy -> b : c", "a ? x andy -> b : c", "a ? x not iny -> b : c",
+     "node a = t withx = 1", "a ? 007 > x -> b : c", "a ? .5 > x -> b : c", "set x = 5."],
+)  # fmt: skip
+def test_neither_reads_a_keyword_or_a_number_out_of_a_longer_word(text: str) -> None:
+    assert not _accepts(_project(), text)
+    assert not _accepts(_plain_lark(), text)
+
+
+# -------------------------------------------- the scanner of strings and comments agrees
+
+
+def _terminal(name: str) -> re.Pattern[str]:
+    return re.compile(
+        next(t.pattern.to_regexp() for t in _plain_lark().terminals if t.name == name)
+    )
+
+
+@_PROPERTY
+@given(st.sampled_from(QUOTES), st.text(alphabet="\"'\\a #\t\n\r\x01\x7f", max_size=12))
+def test_the_scanner_reads_a_string_as_the_grammar_does(quote: str, rest: str) -> None:
+    text = quote + rest
+    scan = scan_string(text, 0)
+    grammar = _terminal("STRING").match(text)
+    if scan.closed and scan.control is None:
+        assert grammar is not None and grammar.end() == scan.end
+    else:
+        assert grammar is None
+
+
+@_PROPERTY
+@given(st.text(alphabet="\"'a #\t\\", max_size=12), st.sampled_from(["", "\n", "\r\n", "\nx"]))
+def test_the_scanner_reads_a_comment_as_the_grammar_does(body: str, after: str) -> None:
+    text = "#" + body + after
+    grammar = _terminal("COMMENT").match(text)
+    assert grammar is not None and grammar.end() == comment_end(text, 0)
+    assert list(comments(text)) == [(0, comment_end(text, 0))]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
+from flowc.dsl.literals import (
+    LiteralProblem,
+    decode_float,
+    decode_int,
+    decode_string,
+    number_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +69,29 @@ def test_floats_out_of_range_are_refused(written: str) -> None:
 def test_floats_that_underflow_become_zero() -> None:
     assert decode_float("1e-999") == 0.0
     assert decode_float("1.7976931348623157e308") == 1.7976931348623157e308
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "fix"),
+    [
+        (".5", "`.5` is not a number: it needs a digit before the `.`", "write `0.5`"),
+        ("5. ", "`5.` is not a number: it needs a digit after the `.`", "write `5.0`"),
+        ("1.e5", "`1.e5` is not a number: it needs a digit after the `.`", "write `1.0e5`"),
+        ("007]", "`007` is not a number: only 0 itself starts with `0`", "write `7`"),
+        ("1andy", "`1andy` is not a number: it runs into a name", "put a space after `1`"),
+        ("1.5.5", "`1.5.5` is not a number: it has a second `.`", "write `1.5`"),
+    ],
+)
+def test_number_forms_the_grammar_refuses_are_named_with_their_fix(
+    text: str, message: str, fix: str
+) -> None:
+    found = number_problem(text, 0)
+    assert found is not None
+    problem, help_text = found
+    assert (problem.message, help_text) == (message, fix)
+    assert problem.length == len(text.rstrip(" ]"))
+
+
+@pytest.mark.parametrize("text", ["0", "7", "0.5", "1e3", "2.5E-3", "10]"])
+def test_numbers_json_writes_have_no_problem(text: str) -> None:
+    assert number_problem(text, 0) is None

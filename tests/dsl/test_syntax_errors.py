@@ -186,13 +186,18 @@ def problems(source: str) -> list[Found]:
         ("set x = {1: 2}", "E010", "expected `}` or a string after `{`, found `1`", (1, 10, 1, 11)),
         # characters the language has no use for
         ("a @ b", "E011", "unexpected character `@` after `a`", (1, 3, 1, 4)),
-        ("a ? x ! y -> b : c", "E011", "unexpected character `!` after `x`", (1, 7, 1, 8)),
+        ("a ? x ! y -> b : c", "E011", "unexpected `!` after `x`", (1, 7, 1, 8)),
         ("a -> b\x00", "E011", "unexpected character `\\x00` after `b`", (1, 7, 1, 8)),
         ("\x00", "E011", "unexpected character `\\x00`", (1, 1, 1, 2)),
         ("a -> b\rc -> d", "E011", "unexpected character `\\r` after `b`", (1, 7, 1, 8)),
         ("a\x1b -> b", "E011", "unexpected character `\\x1b` after `a`", (1, 2, 1, 3)),
         ("a\x7f -> b", "E011", "unexpected character `\\x7f` after `a`", (1, 2, 1, 3)),
-        ("a\u2028-> b", "E011", "unexpected character `\\u2028` after `a`", (1, 2, 1, 3)),
+        (
+            "a\u2028-> b",
+            "E011",
+            "unexpected character `\\u2028` (U+2028 LINE SEPARATOR) after `a`",
+            (1, 2, 1, 3),
+        ),
         ("a -> b # comment\x00", "E011", "unexpected character `\\x00`", (1, 17, 1, 18)),
         (
             'a ? x == "a\x00b" -> b : c',
@@ -312,6 +317,455 @@ def test_helps_for_reserved_words_and_strings() -> None:
     ]
 
 
+# ------------------------------------------------- hints: what people meant
+
+Hinted = tuple[str, str, tuple[int, int, int, int], str | None]
+
+
+def hinted(source: str) -> list[Hinted]:
+    """(code, message, span, help) of every diagnostic `parse` raises for `source`."""
+    with pytest.raises(FlowError) as caught:
+        parse(source)
+    return [
+        (
+            d.code,
+            d.message,
+            (d.span.line, d.span.column, d.span.end_line, d.span.end_column),
+            d.help,
+        )
+        for d in caught.value.diagnostics
+    ]
+
+
+_BRANCH = "a branch is `NODE ? CONDITION -> TARGET : ELSE`"
+_ELSE = "a branch ends with `: TARGET`, where the run goes when no condition holds"
+_ASCII = (
+    "outside strings and comments, a flow is written in ASCII: names are letters "
+    "`A-Z`, `a-z`, digits and `_`"
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "message", "span", "help"),
+    [
+        # `=` for `==`, `=>` for `->` (or for `>=` in a comparison), `=<`, `===`, `<>`
+        (
+            "score ? score = 80 -> end : score",
+            "E010",
+            "expected an operator, `(` or `->` after `score`, found `=`",
+            (1, 15, 1, 16),
+            "did you mean `==`?",
+        ),
+        (
+            "analyze => score",
+            "E010",
+            "expected `->` or `?` after `analyze`, found `=>`",
+            (1, 9, 1, 11),
+            "did you mean `->`?",
+        ),
+        (
+            "score ? ok => end : score",
+            "E010",
+            "expected an operator, `(` or `->` after `ok`, found `=>`",
+            (1, 12, 1, 14),
+            "did you mean `->`?",
+        ),
+        (
+            "score ? score => 80 -> end : score",
+            "E010",
+            "expected an operator, `(` or `->` after `score`, found `=>`",
+            (1, 15, 1, 17),
+            "did you mean `>=`?",
+        ),
+        (
+            "score ? score =< 80 -> end : score",
+            "E010",
+            "expected an operator, `(` or `->` after `score`, found `=<`",
+            (1, 15, 1, 17),
+            "did you mean `<=`?",
+        ),
+        (
+            "score ? x === 1 -> end : score",
+            "E010",
+            "expected an expression after `==`, found `=`",
+            (1, 13, 1, 14),
+            "Flow compares with `==`; there is no `===`",
+        ),
+        (
+            "score ? x <> 1 -> end : score",
+            "E010",
+            "expected an expression after `<`, found `>`",
+            (1, 12, 1, 13),
+            "did you mean `!=`?",
+        ),
+        # `&&`, `||`, `!` for `and`, `or`, `not`
+        (
+            "score ? x > 1 && ok -> end : score",
+            "E011",
+            "unexpected `&&` after `1`",
+            (1, 15, 1, 17),
+            "use `and` instead of `&&`",
+        ),
+        (
+            "score ? x > 1 || ok -> end : score",
+            "E011",
+            "unexpected `||` after `1`",
+            (1, 15, 1, 17),
+            "use `or` instead of `||`",
+        ),
+        (
+            "score ? x & ok -> end : score",
+            "E011",
+            "unexpected `&` after `x`",
+            (1, 11, 1, 12),
+            "use `and` instead of `&`",
+        ),
+        (
+            "score ? !ok -> end : score",
+            "E011",
+            "unexpected `!` after `?`",
+            (1, 9, 1, 10),
+            "use `not` instead of `!` (`!=` is fine)",
+        ),
+        (
+            "score ? x > 1 AND ok -> end : refine",
+            "E010",
+            "expected an operator or `->` after `1`, found `AND`",
+            (1, 15, 1, 18),
+            "keywords are lowercase: write `and`",
+        ),
+        # `//` and `/*` for `#`
+        (
+            "// a comment\na -> b",
+            "E010",
+            "expected a statement, found `//`",
+            (1, 1, 1, 3),
+            "`#` starts a comment",
+        ),
+        (
+            "a -> b // a comment",
+            "E010",
+            "expected `->`, `?` or the end of the statement after `b`, found `//`",
+            (1, 8, 1, 10),
+            "`#` starts a comment",
+        ),
+        (
+            "a -> b /* a comment */",
+            "E010",
+            "expected `->`, `?` or the end of the statement after `b`, found `/*`",
+            (1, 8, 1, 10),
+            "`#` starts a comment",
+        ),
+        (
+            "score ? x // 2 > 1 -> end : score",
+            "E010",
+            "expected an expression after `/`, found `/`",
+            (1, 12, 1, 13),
+            "Flow has no `//`: `/` divides, and `#` starts a comment",
+        ),
+        # Python's conditional expression, `if`, `else`, `elif`, `is`
+        (
+            "score ? refine if score < 80 else end",
+            "E010",
+            "expected an operator, `(` or `->` after `refine`, found `if`",
+            (1, 16, 1, 18),
+            "Flow has no `if`; write the branch `score ? score < 80 -> refine : end`",
+        ),
+        (
+            "score ? refine if score < 80",
+            "E010",
+            "expected an operator, `(` or `->` after `refine`, found `if`",
+            (1, 16, 1, 18),
+            f"Flow has no `if`: {_BRANCH}",
+        ),
+        (
+            "if score < 80: refine",
+            "E010",
+            "expected `->` or `?` after `if`, found `score`",
+            (1, 4, 1, 9),
+            f"Flow has no `if`: {_BRANCH}",
+        ),
+        (
+            "score ? ok -> end else refine",
+            "E010",
+            "expected `:` after `end`, found `else`",
+            (1, 19, 1, 23),
+            "use `:` instead of `else`",
+        ),
+        (
+            "score ? ok -> end elif x -> refine : end",
+            "E010",
+            "expected `:` after `end`, found `elif`",
+            (1, 19, 1, 23),
+            "use `:` instead of `elif`, as in `: CONDITION -> TARGET`",
+        ),
+        (
+            "score ? ok is None -> end : refine",
+            "E010",
+            "expected an operator, `(` or `->` after `ok`, found `is`",
+            (1, 12, 1, 14),
+            "write `== null`",
+        ),
+        (
+            "score ? ok is not None -> end : refine",
+            "E010",
+            "expected an operator, `(` or `->` after `ok`, found `is`",
+            (1, 12, 1, 14),
+            "write `!= null`",
+        ),
+        (
+            "score ? ok is done -> end : refine",
+            "E010",
+            "expected an operator, `(` or `->` after `ok`, found `is`",
+            (1, 12, 1, 14),
+            "use `==` instead of `is`",
+        ),
+        # `True`, `False`, `None` where a value is expected
+        (
+            "node a = t(x = True)",
+            "E010",
+            "expected a value after `=`, found `True`",
+            (1, 16, 1, 20),
+            "write `true`",
+        ),
+        (
+            "set retries = None",
+            "E010",
+            "expected a value after `=`, found `None`",
+            (1, 15, 1, 19),
+            "write `null`",
+        ),
+        # branches: a missing `->`, a missing else, a comma for several targets
+        (
+            "score ? x > 1 end : refine",
+            "E010",
+            "expected an operator or `->` after `1`, found `end`",
+            (1, 15, 1, 18),
+            "did you forget `->` before `end`?",
+        ),
+        (
+            "score ? x > 1 -> end",
+            "E010",
+            "expected `:` after `end`, found the end of the text",
+            (1, 21, 1, 22),
+            _ELSE,
+        ),
+        (
+            "score ? x > 1 -> end\nrefine -> end",
+            "E010",
+            "expected `:` after `end`, found the end of the line",
+            (1, 21, 1, 22),
+            _ELSE,
+        ),
+        (
+            "a -> b, c",
+            "E010",
+            "expected `->`, `?` or the end of the statement after `b`, found `,`",
+            (1, 7, 1, 8),
+            "a node has one next node; to go to one of several, branch: "
+            "`NODE ? CONDITION -> TARGET : ELSE`",
+        ),
+        # a missing `->`, `node` or `set`
+        (
+            "analyze style",
+            "E010",
+            "expected `->` or `?` after `analyze`, found `style`",
+            (1, 9, 1, 14),
+            "did you forget `->` between `analyze` and `style`?",
+        ),
+        (
+            "analyze = analyze_syntax",
+            "E010",
+            "expected `->` or `?` after `analyze`, found `=`",
+            (1, 9, 1, 10),
+            "to bind a node to a tool, write `node analyze = analyze_syntax`",
+        ),
+        (
+            "max_steps = 10",
+            "E010",
+            "expected `->` or `?` after `max_steps`, found `=`",
+            (1, 11, 1, 12),
+            "to give a setting, write `set max_steps = 10`",
+        ),
+        # `:` for `=` and `=` for `:`; a missing `,`
+        (
+            "set max_steps: 10",
+            "E010",
+            "expected `=` after `max_steps`, found `:`",
+            (1, 14, 1, 15),
+            "did you mean `=`?",
+        ),
+        (
+            "node a = t(x: 1)",
+            "E010",
+            "expected `=` after `x`, found `:`",
+            (1, 13, 1, 14),
+            "did you mean `=`?",
+        ),
+        (
+            'node a = t(x = {"k" = 1})',
+            "E010",
+            'expected `:` after `"k"`, found `=`',
+            (1, 21, 1, 22),
+            "did you mean `:`?",
+        ),
+        (
+            "node a = t(x = 1 y = 2)",
+            "E010",
+            "expected `)` or `,` after `1`, found `y`",
+            (1, 18, 1, 19),
+            "put `,` between arguments",
+        ),
+        (
+            "node a = t(x = 1\n  y = 2)",
+            "E010",
+            "expected `)` or `,` after `1`, found the end of the line",
+            (1, 17, 1, 18),
+            "end the line with `,` to go on with the arguments, or close with `)`",
+        ),
+        (
+            "set x = [1 2]",
+            "E010",
+            "expected `,` or `]` after `1`, found `2`",
+            (1, 12, 1, 13),
+            "put `,` between items",
+        ),
+        # characters that look like ASCII, and others
+        (
+            "analyze \u2013> end",
+            "E011",
+            "unexpected character `\u2013` (U+2013 EN DASH) after `analyze`",
+            (1, 9, 1, 10),
+            "it looks like `-` but is not: write `->`",
+        ),
+        (
+            "a \u2192 b",
+            "E011",
+            "unexpected character `\u2192` (U+2192 RIGHTWARDS ARROW) after `a`",
+            (1, 3, 1, 4),
+            "it looks like `->` but is not: write `->`",
+        ),
+        (
+            "node a = t(x = \u201chello\u201d)",
+            "E011",
+            "unexpected character `\u201c` (U+201C LEFT DOUBLE QUOTATION MARK) after `=`",
+            (1, 16, 1, 17),
+            'it looks like `"` but is not: write `"hello"`',
+        ),
+        (
+            "node a = t(x = \u2018hi\u2019)",
+            "E011",
+            "unexpected character `\u2018` (U+2018 LEFT SINGLE QUOTATION MARK) after `=`",
+            (1, 16, 1, 17),
+            "it looks like `'` but is not: write `'hi'`",
+        ),
+        (
+            "a ->\u00a0b",
+            "E011",
+            "unexpected character `\\xa0` (U+00A0 NO-BREAK SPACE) after `->`",
+            (1, 5, 1, 6),
+            "it looks like a space but is not: type a plain space",
+        ),
+        (
+            "sc\u043ere -> end",
+            "E011",
+            "unexpected character `\u043e` (U+043E CYRILLIC SMALL LETTER O) after `sc`",
+            (1, 3, 1, 4),
+            "it looks like `o` but is not: write `score`",
+        ),
+        (
+            "a ? x \u2264 1 -> b : c",
+            "E011",
+            "unexpected character `\u2264` (U+2264 LESS-THAN OR EQUAL TO) after `x`",
+            (1, 7, 1, 8),
+            "it looks like `<=` but is not: write `<=`",
+        ),
+        (
+            "a \uff1b b -> c",
+            "E011",
+            "unexpected character `\uff1b` (U+FF1B FULLWIDTH SEMICOLON) after `a`",
+            (1, 3, 1, 4),
+            "it looks like `;` but is not: write `;`",
+        ),
+        (
+            "a ->\u200b b",
+            "E011",
+            "unexpected character `\\u200b` (U+200B ZERO WIDTH SPACE) after `->`",
+            (1, 5, 1, 6),
+            "it takes no room on the screen: delete it",
+        ),
+        (
+            "caf\u00e9 -> end",
+            "E011",
+            "unexpected character `\u00e9` (U+00E9 LATIN SMALL LETTER E WITH ACUTE) after `caf`",
+            (1, 4, 1, 5),
+            _ASCII,
+        ),
+    ],
+)
+def test_hints_name_what_was_meant(
+    source: str, code: str, message: str, span: tuple[int, int, int, int], help: str | None
+) -> None:
+    assert hinted(source) == [(code, message, span, help)]
+
+
+def test_python_constants_in_conditions_are_warnings_with_the_literal_to_write() -> None:
+    flow = parse("a ? ok == True or x != None -> b : c")
+    assert [(d.code, d.message, d.span, d.help) for d in flow.warnings] == [
+        (
+            "W017",
+            "`True` reads the state key `True`; it is not the constant `true`",
+            Span(1, 11, 1, 15),
+            "write `true`",
+        ),
+        (
+            "W017",
+            "`None` reads the state key `None`; it is not the constant `null`",
+            Span(1, 24, 1, 28),
+            "write `null`",
+        ),
+    ]
+    assert parse("a ? True.x or y.True -> b : c").warnings == ()
+
+
+def test_a_warning_does_not_stop_errors_from_being_reported() -> None:
+    assert hinted("a ? False -> b : c\nnode end = t") == [
+        (
+            "W017",
+            "`False` reads the state key `False`; it is not the constant `false`",
+            (1, 5, 1, 10),
+            "write `false`",
+        ),
+        (
+            "E014",
+            "`end` is a reserved word and cannot be used as a node name",
+            (2, 6, 2, 9),
+            "rename it, for example `end_`",
+        ),
+    ]
+
+
+def test_a_missing_comma_inside_brackets_is_one_error_not_two() -> None:
+    assert problems("node a = t(x = 1\n  y = 2)\nb -> c\nd -> -> e") == [
+        ("E010", "expected `)` or `,` after `1`, found the end of the line", (1, 17, 1, 18)),
+        ("E010", "expected a node name after `->`, found `->`", (4, 6, 4, 8)),
+    ]
+
+
+def test_a_slash_comment_is_skipped_to_its_line_end_whatever_it_ends_with() -> None:
+    assert problems("// Steps:\nanalyze -> -> x\n") == [
+        ("E010", "expected a statement, found `//`", (1, 1, 1, 3)),
+        ("E010", "expected a node name after `->`, found `->`", (2, 12, 2, 14)),
+    ]
+
+
+def test_an_unclosed_bracket_stops_at_the_next_statement() -> None:
+    assert problems("set x = [1, 2\nnode a = t\nb -> -> c") == [
+        ("E010", "expected `,` or `]` after `2`, found the end of the line", (1, 14, 1, 15)),
+        ("E010", "expected a node name after `->`, found `->`", (3, 6, 3, 8)),
+    ]
+
+
 # ------------------------------------------------------------------ recovery
 
 
@@ -397,10 +851,12 @@ VALID = (
     "flow demo\n"
     "set max_steps = 60\n"
     'node refine = refine_code(max_fixes = 10, opts = {"a": [1, -2.5, true, null]})\n'
+    "node check = check_style(\n  rules = [\n    'a',\n  ],  # comment\n)\n"
     "start -> analyze\n"
     "analyze -> style -> score\n"
     "score ? score < 80 and default(attempts, 0) < 3 -> refine :\n"
-    '  issues[-1]["k"].line not in [1, 2] or -x % 2 == 1 -> end : end\n'
+    '  issues[-1]["k"].line not in [1, 2] or -x % 2 == 1 -> end\n'
+    "  : end\n"
 )
 VOCABULARY = [
     "flow", "set", "node", "start", "end", "and", "or", "not", "in", "true", "false", "null",
@@ -456,6 +912,8 @@ STATEMENTS = [
     "node n = t(k = 1) with timeout = 5", "node = t", "node end = t", "set s = [1,",
     'set s = {"k": 1, "k": 2}', 'h ? "\\q" == y -> i : j', "f @ g", "\"open", "# note",
     "a -> b ?", "c ->\n  d", "", "  ", "\x00", "\r", "flow f", "start -> a", "k -> l # end",
+    "node m = t(\n  k = 1,\n  j = [\n 2]\n)", "node m = t(k = 1\n  j = 2)", "x ? y -> a\n  : b",
+    "set s = [1\n  2]", "x ? y -> a\n  # c\n  : -> b", ")", "  : x", "set s = {\n", "// note: (",
 ]  # fmt: skip
 
 
@@ -482,7 +940,9 @@ def reparsed_from_the_start(text: str) -> tuple[ast.Flow | None, list[Diagnostic
             diagnostics.append(syntax_diagnostic(exc, good, text, end))
             position = parser._error_offset(exc, len(text))
             text = parser._blank(
-                text, min(statement_start, position), parser._statement_end(text, position)
+                text,
+                min(statement_start, position),
+                parser._statement_end(text, position, statement_start),
             )
     stop = error("E010", f"too many syntax errors; stopped after {MAX_SYNTAX_ERRORS}", end)
     return None, [*diagnostics, stop, *parser._builder.problems]

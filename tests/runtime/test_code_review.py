@@ -16,6 +16,7 @@ from flowc.runtime.tools.code_review import (
     MAX_CODE_BYTES,
     MAX_REPORTED_ISSUES,
     CodeTooLarge,
+    RefineState,
     analyze_syntax,
     check_style,
     refine_code,
@@ -108,7 +109,7 @@ def test_tools_never_change_the_state_they_are_given(tool: Any) -> None:
     ],
 )
 def test_missing_or_non_string_code_is_reported_like_a_syntax_error(
-    state: dict[str, Any], message: str
+    state: Any, message: str
 ) -> None:
     assert analyze_syntax(state) == {
         "syntax_ok": False,
@@ -183,7 +184,8 @@ def test_absurd_nesting_is_a_syntax_problem_not_a_crash(code: str) -> None:
     result = analyze_syntax({"code": code})
     assert set(result) == {"syntax_ok", "syntax_error"}
     if not result["syntax_ok"]:
-        assert result["syntax_error"]["message"]
+        error = result["syntax_error"]
+        assert error is not None and error["message"]
         assert score_code({"code": code})["score"] == 0
 
 
@@ -352,7 +354,7 @@ def test_the_catalogue_ids_are_stable() -> None:
 
 
 def test_sample_clean_scores_100_and_refine_leaves_it_alone() -> None:
-    state = {"code": sample("clean.py")}
+    state: RefineState = {"code": sample("clean.py")}
     assert analyze_syntax(state)["syntax_ok"] is True
     assert score_code(state)["score"] == 100
     assert refine_code(state) == {
@@ -363,7 +365,7 @@ def test_sample_clean_scores_100_and_refine_leaves_it_alone() -> None:
 
 
 def test_sample_prints_scores_low_and_refine_lifts_it_past_80() -> None:
-    state: dict[str, Any] = {"code": sample("prints.py")}
+    state: Any = {"code": sample("prints.py")}
     assert score_code(state)["score"] == 30
     update = refine_code(state)
     assert [fix["rule"] for fix in update["fixes"]] == [
@@ -384,7 +386,7 @@ def test_sample_prints_scores_low_and_refine_lifts_it_past_80() -> None:
 
 
 def test_sample_syntax_error_scores_zero() -> None:
-    state = {"code": sample("syntax_error.py")}
+    state: RefineState = {"code": sample("syntax_error.py")}
     assert analyze_syntax(state) == {
         "syntax_ok": False,
         "syntax_error": {"message": "'(' was never closed", "line": 4, "column": 10},
@@ -394,7 +396,7 @@ def test_sample_syntax_error_scores_zero() -> None:
 
 
 def test_sample_unfixable_stays_below_80() -> None:
-    state: dict[str, Any] = {"code": sample("unfixable.py")}
+    state: Any = {"code": sample("unfixable.py")}
     assert sorted(rule for rule, _ in found(state["code"])) == [
         "FLW003",
         "FLW003",

@@ -243,8 +243,9 @@ def test_code_that_does_not_parse_is_left_alone() -> None:
     ],
 )
 def test_attempts_count_every_call(state: dict[str, Any], attempts: int) -> None:
-    assert refine_code({"code": "x = 1\n", **state})["attempts"] == attempts
-    assert refine_code({"code": "x = (\n", **state})["attempts"] == attempts
+    for code in ("x = 1\n", "x = (\n"):
+        given: Any = {"code": code, **state}  # `attempts` of any type, as a state may hold
+        assert refine_code(given)["attempts"] == attempts
 
 
 FOUR_FIXES = "x == None\ny != None\ntry:\n    pass\nexcept:\n    pass\nraise NotImplemented\n"
@@ -257,7 +258,7 @@ def test_max_fixes_fixes_the_first_findings_only() -> None:
     )
     assert [(f["rule"], f["line"]) for f in update["fixes"]] == [("FLW006", 1), ("FLW006", 2)]
     assert update["refine_note"] == "fixed 2 of 4 findings refine can fix (max_fixes=2)"
-    assert score_code(update)["score"] == 80
+    assert score_code({"code": update["code"]})["score"] == 80
 
 
 @pytest.mark.parametrize(("max_fixes", "count"), [(0, 0), (-3, 0), (1, 1), (4, 4), (100, 4)])

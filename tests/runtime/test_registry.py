@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from flowc.compiler.tools import ToolParam
+from flowc.compiler.types import INT
 from flowc.runtime import (
     REGISTRY,
     Registry,
@@ -36,7 +37,7 @@ def test_bare_and_named_registration() -> None:
     assert first_tool is not None and first_tool.function is first
     spec = registry.specs()["second_name"]
     assert spec.blocking and not spec.is_async
-    assert spec.params == (ToolParam("limit", "keyword_only", False, "3", "int"),)
+    assert spec.params == (ToolParam("limit", "keyword_only", False, "3", "int", INT),)
     assert spec.summary == "Do the second thing."
     assert "first" in registry and len(registry) == 2
 

@@ -221,7 +221,8 @@ CASES = [
                "diagnostics": [{"file": "<source>", "line": 1, "column": 6, "end_line": 1,
                                 "end_column": 8, "severity": "error", "code": "E010",
                                 "message": "expected a node name after `->`, found `->`",
-                                "help": None}], "more": 0}),
+                                "help": "one `->` goes from a node to the next: remove this one"}],
+               "more": 0}),
     Case("ir with errors", "post", "/graph/create",
          {"json": {"ir": {"start": "a", "nodes": []}}},
          422, {"message": "the IR document has 1 error; the first: invalid IR at `nodes`: "

@@ -114,6 +114,7 @@ DOCUMENTED = {
     ("get", "/graph/state/{run_id}/steps"): {"200", "404", "422", *ANY},
     ("get", "/graph/{graph_id}"): {"200", "404", "422", *ANY},
     ("get", "/graph/{graph_id}/diagram"): {"200", "404", "422", *ANY},
+    ("get", "/graph/{graph_id}/schema"): {"200", "404", "422", *ANY},
     ("get", "/tools"): {"200", *ANY},
     ("get", "/healthz"): {"200", *ANY},
 }

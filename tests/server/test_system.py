@@ -39,10 +39,21 @@ async def test_tools_lists_every_registered_tool(client: httpx.AsyncClient) -> N
                 "required": False,
                 "default": "10",
                 "annotation": "int",
+                "type": "int",
             }
         ],
         "is_async": False,
         "blocking": False,
+        "reads": [
+            {"name": "code", "type": "str", "required": True},
+            {"name": "attempts", "type": "int", "required": False},
+        ],
+        "writes": [
+            {"name": "code", "type": "str", "required": False},
+            {"name": "attempts", "type": "int", "required": True},
+            {"name": "fixes", "type": "list[dict]", "required": True},
+            {"name": "refine_note", "type": "str", "required": True},
+        ],
     }
     assert refine["summary"].startswith("Rewrite up to `max_fixes` fixable findings")
 
@@ -106,6 +117,7 @@ async def test_openapi_docs(client: httpx.AsyncClient) -> None:
         "/graph/state/{run_id}/steps",
         "/graph/{graph_id}",
         "/graph/{graph_id}/diagram",
+        "/graph/{graph_id}/schema",
         "/tools",
         "/healthz",
     }
