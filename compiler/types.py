@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, error
+from flowc.dsl.limits import MAX_TYPE_DEPTH
 
 Kind = Literal["str", "int", "float", "bool", "any", "list", "dict", "null"]
 
@@ -22,9 +23,6 @@ Kind = Literal["str", "int", "float", "bool", "any", "list", "dict", "null"]
 SCALARS: tuple[Kind, ...] = ("str", "int", "float", "bool", "any")
 CONTAINERS: tuple[Kind, ...] = ("list", "dict")
 TYPE_NAMES: tuple[str, ...] = (*SCALARS, *CONTAINERS)
-
-#: How deep `list[list[...]]` may nest when written or read from an IR document.
-MAX_TYPE_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)

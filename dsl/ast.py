@@ -134,6 +134,8 @@ class TypeRef:
     item: TypeRef | None = None
     nullable: bool = False
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+    #: How many types deep it is (`list[int]`: 2); not part of what it says.
+    depth: int = field(default=1, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

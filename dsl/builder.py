@@ -16,7 +16,7 @@ from lark import Token, Transformer
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
 from flowc.dsl.hints import PYTHON_CONSTANTS
-from flowc.dsl.limits import MAX_NESTING, MAX_TREE_DEPTH
+from flowc.dsl.limits import MAX_NESTING, MAX_TREE_DEPTH, MAX_TYPE_DEPTH
 from flowc.dsl.literals import LiteralProblem, decode_float, decode_int, decode_string
 from flowc.dsl.syntax import ATOM as ATOM  # re-exported: the IR's checks count levels too
 from flowc.dsl.syntax import COMPARISON as COMPARISON
@@ -191,7 +191,17 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         name = ast.Name(str(children[0].value), token_span(children[0]))
         item = next((c for c in children if isinstance(c, ast.TypeRef)), None)
         nullable = isinstance(children[-1], Token) and children[-1].type == "QMARK"
-        return ast.TypeRef(name, item, nullable, _outer(children))
+        depth = 1 if item is None else item.depth + 1
+        if depth == MAX_TYPE_DEPTH + 1:  # reported once, at the innermost type too deep
+            self.problems.append(
+                error(
+                    "E003",
+                    f"a type nested more than {MAX_TYPE_DEPTH} levels deep",
+                    _outer(children),
+                    help="declare the outer levels as `list` or `dict` (of any values)",
+                )
+            )
+        return ast.TypeRef(name, item, nullable, _outer(children), depth)
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
         """`node NAME = TOOL(args)? (with policies)?`."""

@@ -9,6 +9,9 @@ MAX_SOURCE_BYTES = 1024 * 1024
 #: text it formats to.
 MAX_NESTING = 100
 
+#: How deep a state declaration's type may nest (`list[list[...]]`): deeper is E003.
+MAX_TYPE_DEPTH = 32
+
 #: Deepest a condition's tree may be as the IR stores it, in JSON levels: an operator is one
 #: (each operator of a chain too), a literal one, a path, a call or a list two.  JSON tools
 #: stop near 250 levels (pydantic-core's serializer), so every accepted IR can be stored and

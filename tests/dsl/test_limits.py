@@ -19,7 +19,7 @@ from lark.parsers.lalr_parser_state import ParserState
 
 from flowc.compiler import check_ir, check_source, compile_source
 from flowc.dsl import FlowError, Span, ast, parse
-from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_TREE_DEPTH
+from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_TREE_DEPTH, MAX_TYPE_DEPTH
 
 Found = tuple[str, str, Span]
 
@@ -312,3 +312,14 @@ def test_a_large_broken_text_is_parsed_about_once_whatever_its_errors(
     assert len(caught.value.diagnostics) == 48
     assert caught.value.diagnostics[-1].span.line == 19_201
     assert fed < 1.1 * clean
+
+
+def test_a_type_nested_deeper_than_the_limit_is_one_e003_and_formats_nothing() -> None:
+    def declaration(depth: int) -> str:
+        return "state x: " + "list[" * (depth - 1) + "int" + "]" * (depth - 1) + "\na -> end\n"
+
+    parse(declaration(MAX_TYPE_DEPTH))  # at the limit: fine
+    with pytest.raises(FlowError) as caught:
+        parse(declaration(5_000))  # far past it: one error, no RecursionError anywhere
+    assert [d.code for d in caught.value.diagnostics] == ["E003"]
+    assert "32 levels" in caught.value.diagnostics[0].message
