@@ -50,6 +50,8 @@ class Read:
     span: Span
     node: str
     by_tool: bool = False
+    #: The type the tool's contract reads it as (`any` for a condition).
+    type: FlowType = ANY
 
 
 class Analysis:
@@ -234,7 +236,7 @@ def _reads(program: Program, tools: Mapping[str, ToolSpec] | None) -> Iterator[R
         if spec is not None and spec.reads is not None:
             for contract in spec.reads:
                 if contract.required:
-                    yield Read(contract.name, node.tool_span, name, by_tool=True)
+                    yield Read(contract.name, node.tool_span, name, True, contract.type)
         route = program.routes.get(name)
         if isinstance(route, Branch):
             yield from _branch_reads(route, name)
@@ -330,16 +332,20 @@ def _unwritten(read: Read, program: Program, known: list[str]) -> Diagnostic:
     if key in PYTHON_CONSTANTS:
         hint: str | None = f"did you mean `{PYTHON_CONSTANTS[key]}`?"
     else:
+        # A key some later node writes is known, but is no typo of itself.
         hint = did_you_mean(key, known)
+        if hint == f"did you mean `{key}`?":
+            hint = None
+    declare = f"declare it as an input: `state {key}: {'TYPE' if read.type.is_any else read.type}`"
     if hint is None and not program.state:
         return warning(
             "W604",
             f"no path to this branch writes `{key}`: it can only come from the run's input",
             read.span,
-            help=f"declare it as an input: `state {key}: TYPE`",
+            help=declare,
         )
     if hint is None:
-        hint = f"declare it as an input: `state {key}: TYPE`"
+        hint = declare
     if read.by_tool:
         tool = program.nodes[read.node].tool
         message = f"tool `{tool}` reads `{key}`, but no path to node `{read.node}` writes it"

@@ -12,6 +12,7 @@ here too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from itertools import product
 from typing import Any
@@ -47,6 +48,17 @@ SIGNATURES: dict[str, tuple[int, int | None]] = {
 }
 #: Functions whose first argument is a path, not a value.
 PATH_FUNCTIONS = frozenset(["exists", "default"])
+#: A call of each function as the help of a wrong call shows it.
+_EXAMPLES = {
+    "len": "len(issues)", "abs": "abs(delta)", "min": "min(score, 100)",
+    "max": "max(attempts, 1)", "exists": "exists(review.score)", "default": "default(attempts, 0)",
+}  # fmt: skip
+#: Other languages' names for the functions: `length(x)` means `len(x)`.
+_ALIASES = {
+    "length": "len", "lenght": "len", "size": "len", "count": "len", "count_of": "len",
+    "minimum": "min", "maximum": "max", "absolute": "abs", "fabs": "abs", "has": "exists",
+    "defined": "exists", "isset": "exists", "get": "default", "coalesce": "default",
+}  # fmt: skip
 
 ANY = "any"
 _SAMPLES: dict[str, Any] = {
@@ -114,7 +126,50 @@ def _kind(flow_type: FlowType) -> str:
 
 def _operator_problem(problem: OperatorError, expr: ast.Expr) -> Diagnostic:
     """E306 for a value over a limit of conditions, else E303: what the run would say."""
-    return error("E306" if isinstance(problem, LimitError) else "E303", str(problem), expr.span)
+    if isinstance(problem, LimitError):
+        return error("E306", str(problem), expr.span)
+    return error("E303", str(problem), expr.span, help=_operator_help(str(problem), expr))
+
+
+def _operator_help(message: str, expr: ast.Expr) -> str | None:
+    """What to write instead of an operation that always fails."""
+    if message == "division by zero":
+        return "the divisor is always 0 here: divide by something else"
+    if isinstance(expr, ast.Call):
+        if message.endswith("of an empty list"):
+            return f"give `{expr.function}()` at least one value: `{_EXAMPLES[expr.function]}`"
+        return f"for example `{_EXAMPLES.get(expr.function, expr.function + '(x)')}`"
+    if isinstance(expr, ast.Unary):
+        if expr.op == "not":
+            return "`not` takes true or false: compare first, as in `not (x > 0)`"
+        return "unary `-` takes a number"
+    if not isinstance(expr, ast.Binary):
+        return None
+    op = expr.op
+    bools = "bool" in message
+    for side in (expr.left, expr.right):
+        if isinstance(side, ast.Literal) and isinstance(side.value, str) and op != "==":
+            number = side.value.strip()
+            if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", number):
+                return f"`{format_expr(side)}` is a string: write the number `{number}`"
+    if op in ("<", "<=", ">", ">="):
+        if bools:
+            return "true and false are not ordered: test a bool alone (`ok`, `not ok`) or with `==`"
+        return f"`{op}` orders two numbers or two strings: compare other values with `==` or `!=`"
+    if op in ("in", "not in"):
+        return (
+            f"`{op}` looks for an item in a list, a string or an object: "
+            "compare single values with `==`"
+        )
+    if op == "+":
+        return "`+` adds two numbers, or joins two strings or two lists" + (
+            "; true and false are not numbers" if bools else ""
+        )
+    if op in ("-", "*", "/", "%"):
+        return f"`{op}` takes two numbers" + ("; true and false are not numbers" if bools else "")
+    if op in ("and", "or"):
+        return f"`{op}` joins two conditions: compare first, as in `x > 0 {op} y > 0`"
+    return None
 
 
 class _Checker:
@@ -193,6 +248,7 @@ class _Checker:
                     f"unknown function `{name}`",
                     call.name_span,
                     help=did_you_mean(name, SIGNATURES)
+                    or (f"did you mean `{_ALIASES[name]}`?" if name in _ALIASES else None)
                     or f"the functions are {', '.join(sorted(SIGNATURES))}",
                 )
             )
@@ -209,6 +265,7 @@ class _Checker:
                     "E302",
                     f"`{name}()` takes {wanted} argument{plural}, {count} given",
                     call.span,
+                    help=f"for example `{_EXAMPLES[name]}`",
                 )
             )
             return ANY
