@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from flowc.compiler.graph import show_path
-from flowc.compiler.program import END, START, Branch, Node, Program
+from flowc.compiler.program import START, Branch, Node, Program
 from flowc.compiler.suggestions import did_you_mean
 from flowc.compiler.tools import KeyContract, ToolSpec
 from flowc.compiler.types import ANY, FlowType, is_assignable, join
@@ -66,6 +66,8 @@ class Analysis:
         tracked = {read.key for read in self.reads} - set(program.state)
         self.keys: dict[str, int] = {key: 1 << i for i, key in enumerate(sorted(tracked))}
         self.everything = (1 << len(self.keys)) - 1
+        #: After a tool without a contract: every key may be there, of any type.
+        self._anything = Facts(self.everything, self.everything, self.everything)
         #: Each node's effect: the bits it certainly writes and maybe writes (None: unknown).
         self.effects = {name: self._effect(node) for name, node in program.nodes.items()}
         #: Each tracked key's type where a contract wrote it: the join of all those writes.
@@ -114,7 +116,7 @@ class Analysis:
         """The facts at the exit of node `name`, given those at its entry."""
         effect = self.effects[name]
         if effect is None:
-            return Facts(self.everything, self.everything, self.everything)
+            return self._anything
         certain, maybe = effect
         return Facts(facts.certain | certain, facts.maybe | maybe, facts.wild & ~certain)
 
@@ -129,14 +131,17 @@ class Analysis:
         self.exits = {}
         queue = deque([start])
         queued = {start}
+        nodes = self.program.nodes
+        successors = self.program.successors
+        entry = self.entry
         while queue:
             name = queue.popleft()
             queued.discard(name)
-            out = self.exits[name] = self.after(name, self.entry[name])
-            for target in self.program.successors(name):
-                if target == END or target not in self.program.nodes:
+            out = self.exits[name] = self.after(name, entry[name])
+            for target in successors(name):
+                if target not in nodes:  # `end`, or a missing node (E111 says so)
                     continue
-                known = self.entry.get(target)
+                known = entry.get(target)
                 new = (
                     out
                     if known is None

@@ -76,8 +76,11 @@ class FlowLexer(Lexer):
             ),
             key=_scan_order,
         )
+        # Plain spaces first: they come before most tokens, a continued line rarely.
         spaces = "|".join(
-            t.pattern.to_regexp() for t in terminals if t.name in ignored and t.name != "COMMENT"
+            t.pattern.to_regexp()
+            for t in sorted(terminals, key=lambda t: t.name.startswith("_NL"))
+            if t.name in ignored and t.name != "COMMENT"
         )
         alternatives = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanned)
         # The spaces are matched atomically (a lookahead, then a back-reference to it): when no
@@ -114,8 +117,10 @@ class FlowLexer(Lexer):
                 )
             kind = groups[found.lastindex]  # type: ignore[index]
             start, end = found.span(kind)
-            if start != position:
-                line, line_start = _skip_lines(text, position, start, line, line_start)
+            if start != position:  # spaces, or an ignored new line (`_NL_CONTINUED`)
+                last = text.rfind("\n", position, start)
+                if last >= 0:
+                    line, line_start = line + text.count("\n", position, start), last + 1
             value = text[start:end]
             column = start - line_start + 1
             if kind == _NEWLINE:
