@@ -170,6 +170,7 @@ def parse_type(text: str) -> FlowType:
     """
     position = 0
     source = text.replace(" ", "")
+    shown = _clip(text)
 
     def read(depth: int) -> FlowType:
         nonlocal position
@@ -180,16 +181,16 @@ def parse_type(text: str) -> FlowType:
             end += 1
         name = source[position:end]
         if name not in TYPE_NAMES:
-            raise TypeSyntaxError(f"unknown type `{name}` in `{text}`")
+            raise TypeSyntaxError(f"unknown type `{_clip(name)}` in `{shown}`")
         position = end
         item: FlowType | None = None
         if position < len(source) and source[position] == "[":
             if name not in CONTAINERS:
-                raise TypeSyntaxError(f"`{name}` takes no item type in `{text}`")
+                raise TypeSyntaxError(f"`{name}` takes no item type in `{shown}`")
             position += 1
             item = read(depth + 1)
             if position >= len(source) or source[position] != "]":
-                raise TypeSyntaxError(f"a `]` is missing in `{text}`")
+                raise TypeSyntaxError(f"a `]` is missing in `{shown}`")
             position += 1
         kind: Kind = name  # type: ignore[assignment]
         result = FlowType(kind, None if item is None or item.is_any else item)
@@ -200,8 +201,13 @@ def parse_type(text: str) -> FlowType:
 
     found = read(1)
     if position != len(source):
-        raise TypeSyntaxError(f"unexpected `{source[position:]}` in `{text}`")
+        raise TypeSyntaxError(f"unexpected `{_clip(source[position:])}` in `{shown}`")
     return found
+
+
+def _clip(text: str, most: int = 40) -> str:
+    """`text`, or its start and `…` when it is longer than `most` characters."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 # ------------------------------------------------------------------- values and types
