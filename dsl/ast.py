@@ -221,3 +221,6 @@ class Flow:
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False)
     #: Warnings about the text found while parsing it (W017), for the compiler to report.
     warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False)
+    #: The text's lines, kept when it has comments: a statement with a comment inside a
+    #: condition or a value is written back as it was (see `dsl.formatter.format`).
+    lines: tuple[str, ...] = field(default=(), compare=False, repr=False)

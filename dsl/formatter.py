@@ -18,7 +18,8 @@ def format(flow: ast.Flow) -> str:
     statement that follows it, a comment after code ends the statement's last line.  One
     blank line is kept where the source had blank lines between statements.  As people
     write them by hand, the `=` of neighbouring `node` declarations line up, and so do the
-    trailing comments of neighbouring lines.  Policies after `with` are written in the order
+    trailing comments of neighbouring lines.  A statement with a comment inside a condition
+    or a value is kept as written (`_as_written`).  Policies after `with` are written in the order
     `timeout, retries, backoff`, so there `parse(format(f))` may reorder them.
     """
     lines: list[Line] = []
@@ -38,7 +39,11 @@ def format(flow: ast.Flow) -> str:
         if previous is not None and _blank_line_between(previous, statement, above):
             lines.append(Line())
         lines.extend(Line(comment=comment.text) for comment in above)
-        if isinstance(statement, (ast.Route, ast.NodeDecl)):
+        unplaced: list[Comment] = []
+        kept = _as_written(statement, inside, flow.lines)
+        if kept is not None:
+            body = kept
+        elif isinstance(statement, (ast.Route, ast.NodeDecl)):
             body, unplaced = _lines_with_comments(statement, inside)
         else:
             body, unplaced = _statement_lines(statement), list(inside[1:])
@@ -55,6 +60,43 @@ def format(flow: ast.Flow) -> str:
     _align_declarations(lines)
     _align_comments(lines)
     return "".join(f"{_text(line)}\n" for line in lines)
+
+
+def _as_written(
+    statement: ast.Statement, comments: tuple[Comment, ...], text: tuple[str, ...]
+) -> list[Line] | None:
+    """The statement's lines as written, when a comment sits inside one of its pieces.
+
+    A comment can only follow a token after which a line may break; inside a condition or
+    a value (after a `(`, `[`, `{` or `,` there), the formatter has no place of its own to
+    put it, so the statement is kept as written (its first line starts at column 1, its
+    other lines keep their indentation) and every comment keeps its neighbours.  None when
+    no comment is inside a piece, or when another statement shares one of its lines.
+    """
+    if not comments or not text:
+        return None
+    if isinstance(statement, ast.Route):
+        spans = [piece.span for piece in _route_pieces(statement)]
+    elif isinstance(statement, ast.NodeDecl):
+        spans = [piece.span for piece in _declaration_pieces(statement)]
+    else:
+        spans = [statement.span]
+    if not any(_within(span, comment) for span in spans for comment in comments):
+        return None
+    span = statement.span
+    first, last = text[span.line - 1], text[span.end_line - 1]
+    after = last[span.end_column - 1 :].strip()
+    if first[: span.column - 1].strip() or (after and not after.startswith("#")):
+        return None
+    written = [line.rstrip() for line in text[span.line - 1 : span.end_line]]
+    written[0] = written[0].lstrip()
+    return [Line(code=line) for line in written]
+
+
+def _within(span: Span, comment: Comment) -> bool:
+    """Whether `comment` starts inside `span`, not before it or after its end."""
+    start = (comment.line, comment.column)
+    return (span.line, span.column) < start < (span.end_line, span.end_column)
 
 
 def _statement_lines(statement: ast.Statement) -> list[Line]:

@@ -87,7 +87,7 @@ def parse(text: str, filename: str | None = None) -> ast.Flow:
     if problems:  # only warnings: the flow comes back with them
         flow = replace(flow, warnings=tuple(problems))
     if "#" in text:
-        flow = replace(flow, comments=find_comments(text))
+        flow = replace(flow, comments=find_comments(text), lines=tuple(text.split("\n")))
     return flow
 
 

@@ -53,6 +53,11 @@ def test_formatting_commented_text_is_idempotent_and_keeps_meaning() -> None:
     assert parse(FORMATTED) == parse(SOURCE)
 
 
+def test_a_statement_with_a_comment_inside_a_value_is_kept_as_written() -> None:
+    text = 'node s = check_style(rules = [\n    "a",  # first\n    "b",\n])\nanalyze -> s -> end\n'
+    assert format(parse(text)) == text.replace("\nanalyze", "\n\nanalyze")
+
+
 def test_two_comments_in_one_statement() -> None:
     text = "a ? x -> b :  # one\n  y -> c :  # two\n  end\n"
     assert format(parse(text)) == "a ? x -> b :  # one\n    y -> c :  # two\n    end\n"
@@ -134,8 +139,19 @@ def _commented_declaration(draw: st.DrawFn) -> str:
 
 
 @st.composite
+def _commented_values(draw: st.DrawFn) -> str:
+    """A list written over lines inside a value or a condition, comments among its items."""
+    items = draw(st.lists(st.integers(min_value=0, max_value=99), min_size=1, max_size=4))
+    inside = "[" + draw(_BREAKS) + "".join(f"{item}," + draw(_BREAKS) for item in items) + "]"
+    if draw(st.booleans()):
+        return f"node v = t(xs = {inside})" + draw(st.sampled_from(["", "  # c"])) + "\n"
+    return f"a ? len({inside}) > 0 -> end : b" + draw(st.sampled_from(["", "  # c"])) + "\n"
+
+
+@st.composite
 def _commented_flows(draw: st.DrawFn) -> str:
-    routes = draw(st.lists(_commented_route() | _commented_declaration(), min_size=1, max_size=3))
+    kinds = _commented_route() | _commented_declaration() | _commented_values()
+    routes = draw(st.lists(kinds, min_size=1, max_size=3))
     text = "".join(draw(st.sampled_from(["", "# c\n", "\n"])) + r for r in routes)
     count = iter(range(10_000))
     return re.sub("# c", lambda _: f"# c{next(count)}", text)  # each comment its own name
@@ -150,7 +166,7 @@ def _code_before_each_comment(text: str) -> dict[str, str]:
         offset = starts[comment.line - 1] + comment.column - 1
         code += text[position:offset]
         # Without spaces, and without the trailing comma of arguments on one line.
-        found[comment.text] = re.sub(r",(?=\))", "", re.sub(r"\s+", "", code))
+        found[comment.text] = re.sub(r",(?=[)\]])", "", re.sub(r"\s+", "", code))
         position = offset + len(comment.text)
     return found
 
