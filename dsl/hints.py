@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from lark import Token
 
 from flowc.dsl.ast import POLICY_NAMES
+from flowc.dsl.syntax import VALUE_START
 
 #: Python's (and JSON-less languages') spellings of the constants -> Flow's.
 PYTHON_CONSTANTS = {"True": "true", "False": "false", "None": "null"}
@@ -50,7 +51,7 @@ _PYTHON_IF = re.compile(
     r"\s+else\s+(?P<otherwise>[A-Za-z_]\w*)\s*(?:#.*)?$"
 )
 _BRANCH_FORM = "a branch is `NODE ? CONDITION -> TARGET : ELSE`"
-_VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
+_VALUE_START = VALUE_START
 _SETTINGS = frozenset(["max_steps", *POLICY_NAMES])
 
 

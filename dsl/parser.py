@@ -25,6 +25,7 @@ from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, Span, error
 from flowc.dsl.lexer import FlowLexer
 from flowc.dsl.limits import MAX_SOURCE_BYTES, MAX_SYNTAX_ERRORS, RECOVERY_BUDGET
 from flowc.dsl.scan import COMMENT_START, QUOTES, comment_end, scan_string
+from flowc.dsl.syntax import STATEMENT_KEYWORDS
 from flowc.dsl.syntax_errors import CONTINUATIONS, syntax_diagnostic
 
 _BOM = "\ufeff"
@@ -33,7 +34,9 @@ _CONTINUED_BEFORE = frozenset([")", "]", "}", ":"])
 #: The first character of code after a line end: blank lines and comment lines skipped.
 _NEXT_CODE = re.compile(r"(?:[\t \f]*(?:#[^\n]*)?\r?\n)*[\t \f]*(.)")
 #: A line that starts a statement: a keyword, or a node name before `->` or `?`.
-_STATEMENT_START = re.compile(r"(?:flow|set|state|node)\b|[A-Za-z_]\w*[\t \f]*(?:->|\?)")
+_STATEMENT_START = re.compile(
+    "(?:" + "|".join(STATEMENT_KEYWORDS) + r")\b|[A-Za-z_]\w*[\t \f]*(?:->|\?)"
+)
 _lock = threading.Lock()
 _builder = AstBuilder()
 _lark: Lark | None = None

@@ -63,3 +63,13 @@ OPERATOR_TERMINALS = frozenset(
 COMPARISON_TERMINALS = frozenset(
     _TERMINAL_OF[op.split()[0]] for op, level in LEVELS.items() if level == COMPARISON
 )
+
+#: The keywords a statement starts with; any other statement (a route) starts with a node.
+STATEMENT_KEYWORDS = ("flow", "set", "state", "node")
+
+#: What messages summarise: the terminals that show a statement, an expression, a static
+#: value or a node name may come next (a subset of what may start one: enough to tell).
+STATEMENT_START = frozenset([*(KEYWORDS[word] for word in STATEMENT_KEYWORDS), "NAME"])
+EXPRESSION_START = frozenset(["NAME", "INT", "STRING", "LPAR"])
+VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
+NODE_NAME = frozenset(["NAME", "START", "END"])

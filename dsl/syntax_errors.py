@@ -11,6 +11,7 @@ from copy import copy
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from flowc.dsl import syntax
 from flowc.dsl.diagnostics import Diagnostic, Span, error
 from flowc.dsl.hints import character_hint, end_hint, token_hint
 from flowc.dsl.literals import number_problem
@@ -19,10 +20,10 @@ from flowc.dsl.syntax import COMPARISON_TERMINALS, OPERATOR_TERMINALS, SHOWN
 
 _SHOWN = SHOWN
 _OPERATORS = OPERATOR_TERMINALS
-_EXPRESSION_START = frozenset(["NAME", "INT", "STRING", "LPAR"])
-_VALUE_START = frozenset(["INT", "STRING", "LSQB", "LBRACE"])
-_STATEMENT_START = frozenset(["FLOW", "SET", "STATE", "NODE", "NAME"])
-_NODE_NAME = frozenset(["NAME", "START", "END"])
+_EXPRESSION_START = syntax.EXPRESSION_START
+_VALUE_START = syntax.VALUE_START
+_STATEMENT_START = syntax.STATEMENT_START
+_NODE_NAME = syntax.NODE_NAME
 _COMPARISONS = COMPARISON_TERMINALS
 _SEPARATORS = frozenset(["_NL", "SEMICOLON", "$END"])
 #: After these, a new line continues the statement instead of ending it.

@@ -117,3 +117,23 @@ def test_the_operator_terminals_are_the_grammars() -> None:
     assert {syntax.TOKENS[t] for t in syntax.COMPARISON_TERMINALS} == {
         op.split()[0] for op in comparisons
     }
+
+
+def test_the_summarised_starts_are_what_the_grammar_lets_start_each_rule() -> None:
+    from lark.common import ParserConf
+    from lark.parsers.grammar_analysis import GrammarAnalyzer
+
+    grammar = _grammar()
+    first = GrammarAnalyzer(ParserConf(grammar.rules, {}, ["start"])).FIRST
+
+    def starts(rule: str) -> set[str]:
+        return {terminal.name for terminal in first[NonTerminal(rule)]}
+
+    assert starts("condition") >= syntax.EXPRESSION_START
+    assert starts("value") >= syntax.VALUE_START
+    assert starts("node_ref") == syntax.NODE_NAME
+    # A statement starts with one of its keywords or, being a route, with a node.
+    statements = starts("_statement")
+    assert statements >= syntax.STATEMENT_START
+    keywords = {syntax.KEYWORDS[word] for word in syntax.STATEMENT_KEYWORDS}
+    assert statements - starts("node_ref") == keywords
