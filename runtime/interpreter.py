@@ -43,7 +43,10 @@ from flowc.runtime.state import (
 )
 
 State = dict[str, Any]
-Listener = Callable[[Event], Awaitable[None] | None]
+#: Called with each event; the engine awaits what it returns, if anything.  An awaitable
+#: that answers True says it waited for I/O (a durable write, say): the event loop had its
+#: turn meanwhile, so the run's time slice starts again instead of yielding once more.
+Listener = Callable[[Event], Awaitable[bool | None] | None]
 
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
@@ -114,6 +117,9 @@ class WorkflowEngine:
         self.flow = flow
         #: The flow's declared state keys: what a new run's input must hold, and defaults.
         self.inputs = Inputs.of(flow)
+        #: The declared keys' types, which every value a tool gives them must fit; None
+        #: for a flow without declarations (nothing to check on the hot path).
+        self.declared = {k: f.type for k, f in self.inputs.fields.items()} or None
         self.max_threads_per_run = max_threads_per_run
         self.limits = limits if limits is not None else Limits()
         self._plans = {node.name: self._plan(node) for node in flow.nodes}
@@ -357,7 +363,9 @@ class _Run:
         # The hot path: keep per-step work to a call, a merge, a route and the events.
         plans = self.engine._plans
         max_steps = self.engine.flow.settings.max_steps
-        listening = self.listener is not None
+        # The listener is called here, not through `emit`: a frame less to make, and to go
+        # through each time the run's task resumes from a step's awaited write.
+        listener = self.listener
         steps, deltas = self.steps, self.deltas
         base = self.base
         state = self.state
@@ -388,8 +396,10 @@ class _Run:
                     )
                 )
             seq += 1
-            if listening:
-                await self.emit(Event("node_started", self.run_id, seq, node, time.time()))
+            if listener is not None:
+                pending = listener(Event("node_started", self.run_id, seq, node, time.time()))
+                if pending is not None:
+                    await pending
             if plan.policy is None:
                 # The tool gets its own copy: only container values need copying.
                 given = dict(state)
@@ -413,7 +423,7 @@ class _Run:
                     raise _Failed(_tool_failed(exc, plan)) from None
                 try:
                     delta = (
-                        updates(result, state, meter, tool.spec.writes)
+                        updates(result, state, meter, tool.spec.writes, self.engine.declared)
                         if result is not None
                         else {}
                     )
@@ -435,13 +445,19 @@ class _Run:
                         containers.discard(key)
             steps.append((seq, node, started, finished, attempts))
             deltas.append(delta)
-            if listening:
-                await self.emit(
+            waited = False
+            if listener is not None:
+                pending = listener(
                     Event("node_finished", self.run_id, seq, node, finished, delta=delta,
                           duration_ms=(finished - started) * 1000, attempts=attempts)
                 )  # fmt: skip
+                if pending is not None:
+                    waited = await pending is True
             left -= 1
-            if not left or finished >= slice_ends:
+            if waited:  # the listener waited for I/O: the loop had its turn, a new slice
+                left = slice_steps
+                slice_ends = time.time() + slice_seconds
+            elif not left or finished >= slice_ends:
                 await asyncio.sleep(0)
                 left = slice_steps
                 slice_ends = time.time() + slice_seconds
@@ -491,7 +507,7 @@ class _Run:
                 step = StepContext(self.run_id, seq, plan.name, attempt)
                 result = await self._call(tool, given, args, step, policy.timeout)
                 delta = (
-                    updates(result, state, self.meter, tool.spec.writes)
+                    updates(result, state, self.meter, tool.spec.writes, self.engine.declared)
                     if result is not None
                     else {}
                 )

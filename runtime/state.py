@@ -12,12 +12,15 @@ of the whole state.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flowc.compiler.operators import article, strict_equal
 from flowc.compiler.program import MAX_MAX_STEPS
 from flowc.compiler.tools import KeyContract
+from flowc.compiler.types import FlowType
+from flowc.compiler.types import problems_with as type_problems
 from flowc.dsl.limits import MAX_CONDITION_INT, MIN_CONDITION_INT
 from flowc.runtime.contracts import broken_write
 
@@ -390,6 +393,7 @@ def updates(
     state: dict[str, Any],
     meter: StateMeter,
     writes: tuple[KeyContract, ...] | None = None,
+    declared: Mapping[str, FlowType] | None = None,
 ) -> dict[str, Any]:
     """The delta a tool's return value makes: a dict of updates, or the whole state.
 
@@ -397,7 +401,8 @@ def updates(
     within the meter's limits, and measured; keys whose value did not change are left out,
     which is what a whole-state return needs.  The meter takes the delta's sizes.
     `ReturnError` for anything else, `ReturnLimitError` past a limit; also `ReturnError`
-    when the tool declares what it `writes` (its return annotation) and breaks that.
+    when the tool declares what it `writes` (its return annotation) and breaks that, or
+    when it changes a key the flow `declared` (`state KEY: TYPE`) to a value of another type.
     """
     if type(result) is not dict:
         if not isinstance(result, dict):
@@ -451,6 +456,18 @@ def updates(
         broken = broken_write(writes, result, delta, state)
         if broken is not None:
             raise ReturnError(broken)
+    if declared:
+        for key in delta:
+            if key not in declared:
+                continue
+            found = type_problems(declared[key], delta[key], limit=1)
+            if found:
+                path, message = found[0]
+                at = f" (at `{key}{path}`)" if path else ""
+                raise ReturnError(
+                    f"returned a `{key}` that does not fit the flow's declaration "
+                    f"`state {key}: {declared[key]}`{at}: {message}"
+                )
     if sizes:
         try:
             meter.admit(sizes, "they")

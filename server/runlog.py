@@ -34,7 +34,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import text
 
@@ -91,9 +91,12 @@ class StorageFailed(Exception):
     """The database refused a write for a reason that trying again will not fix."""
 
 
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    """A step as it is written: the `run_step` columns."""
+class StepRow(NamedTuple):
+    """A step as it is written: the `run_step` columns.
+
+    A named tuple, like `Step`: one is made per step, on the hot path (a frozen
+    dataclass costs 2-3 times as much to build).
+    """
 
     seq: int
     node: str
@@ -146,9 +149,13 @@ def moment(at: float) -> datetime:
     return datetime.fromtimestamp(at, timezone.utc)
 
 
+#: Made once: `json.dumps` with options builds a new encoder on every call (every step).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """JSON as the database stores it."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 # -- change signals ---------------------------------------------------------------------
@@ -490,9 +497,13 @@ class RunLog(abc.ABC):
         """Queue a step; the future is done when it is committed."""
         return self.queue.put(Item("step", run_id, attempt, step=row))
 
-    async def record(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> None:
-        """Write a step and return once it is committed (`LeaseLost`, `StorageFailed`)."""
-        await self.queue.commit(Item("step", run_id, attempt, step=row))
+    def record(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> Awaitable[None]:
+        """Write a step; awaited, returns once it is committed (`LeaseLost`, `StorageFailed`).
+
+        Not a coroutine of its own: every resumption of a `sync` run's task goes through
+        each frame it awaits in, once per step.
+        """
+        return self.queue.commit(Item("step", run_id, attempt, step=row))
 
     def snapshot(self, run_id: uuid.UUID, attempt: int, ending: Ending) -> asyncio.Future[None]:
         """Queue a snapshot: the run's row gets the state after step `ending.step`."""
@@ -747,7 +758,9 @@ class PostgresRunLog(RunLog):
 
         # No floor of open connections: asyncpg would keep reopening it while the database
         # is away, with a traceback each time.
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=4)
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=0, max_size=4, reset=_keep_session
+        )
         self._queue = WriteQueue(
             self._write,
             self._connect,
@@ -825,11 +838,21 @@ class PostgresRunLog(RunLog):
         self, connection: Any, batch: dict[uuid.UUID, list[Item]]
     ) -> dict[uuid.UUID, BaseException | None]:
         """One batch: every run's steps in one statement; snapshots and ends after them."""
+        if len(batch) == 1:
+            (items,) = batch.values()
+            if len(items) == 1 and items[0].kind == "step":
+                return await self._write_step(connection, items[0])
         rows = [(item.run_id, row) for item, row in _steps(batch)]
         others = [item for items in batch.values() for item in items if item.kind != "step"]
         outcome: dict[uuid.UUID, BaseException | None] = {}
         changed: list[uuid.UUID] = []
-        transaction = connection.transaction() if others else contextlib.nullcontext()
+        # A run's snapshots go in statements of their own after its steps' one, each
+        # committed alone: each is idempotent (tried again, it changes nothing more), and a
+        # snapshot is never ahead of the log, so a transaction would only add two round trips
+        # (BEGIN, COMMIT) to every `snapshot_steps`-th step of a lone `sync` run.  An end or
+        # a release is written in one with the steps before it.
+        atomic = any(item.kind != "snapshot" for item in others)
+        transaction = connection.transaction() if atomic else contextlib.nullcontext()
         async with transaction:
             if len(rows) == 1:
                 ((item, row),) = _steps(batch)
@@ -870,6 +893,21 @@ class PostgresRunLog(RunLog):
                     changed.append(item.run_id)
         self._signal(changed)
         return outcome
+
+    async def _write_step(
+        self, connection: Any, item: Item
+    ) -> dict[uuid.UUID, BaseException | None]:
+        """A batch of one step alone: a lone `sync` run's every step, kept short."""
+        row = item.step
+        assert row is not None
+        found = await connection.fetchrow(
+            self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
+            row.started_at, row.finished_at, row.attempts, item.attempt,
+        )  # fmt: skip
+        if found is None:
+            return {item.run_id: LeaseLost(str(item.run_id))}
+        self._signal((item.run_id,))
+        return {}
 
     async def _other(self, connection: Any, item: Item) -> bool:
         if item.kind == "release":
@@ -1016,6 +1054,16 @@ class PostgresRunLog(RunLog):
             )
             for r in records
         ]
+
+
+async def _keep_session(_connection: Any) -> None:
+    """A pool connection given back is used as it is: no reset query.
+
+    The log's pool connections change no session state (no `SET`, `LISTEN`, cursor or
+    advisory lock; asyncpg still rolls back a transaction left open), and asyncpg's reset
+    query would be a second round trip on every use: each run's creation, each claim,
+    heartbeat, read and NOTIFY.
+    """
 
 
 def _steps(batch: dict[uuid.UUID, list[Item]]) -> list[tuple[Item, StepRow]]:

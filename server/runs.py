@@ -25,7 +25,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -163,8 +163,8 @@ class _Live:
             self.events.append(event)
             self.deltas.append(None)
         else:
-            fields = tuple(event)
-            self.events.append((*fields[:_DELTA], None, *fields[_DELTA + 1 :]))
+            # Slices of a named tuple are plain tuples: no copy of the whole event first.
+            self.events.append((*event[:_DELTA], None, *event[_DELTA + 1 :]))
             self.deltas.append(event.delta)
         if self.subscribers:
             message = _json(event)
@@ -421,52 +421,60 @@ class RunService:
 
         buffered = _Buffer()  # `exit`: written at the end
         snapshot_every = self.settings.snapshot_steps
-        last_seq = resume.seq if resume else 0
-        last_node = resume.after if resume else None
 
         def settle(future: asyncio.Future[None]) -> None:
             if not future.cancelled() and future.exception() is not None and live.failure is None:
                 live.failure = future.exception()
 
-        async def listen(event: Event) -> None:
-            nonlocal state, last_seq, last_node
-            if event.is_final:
-                return  # published once the outcome is committed
-            if event.type == "run_started":
-                if live.has_history:
-                    live.publish(event)
-                return
-            if event.type == "node_finished":
+        def snapshot(row: StepRow) -> None:
+            # A copy: `state` goes on changing in place while the snapshot waits its turn.
+            ending = Ending("running", dict(state), row.seq, row.node, None)
+            log.snapshot(run_id, attempt, ending).add_done_callback(settle)
+
+        def finished(event: Event) -> None:
+            """The step is recorded (as the durability says): followers hear of it."""
+            live.publish(event)
+            if self._draining:
+                raise _Release
+
+        async def recorded(event: Event, row: StepRow) -> bool:
+            await log.record(run_id, attempt, row)  # committed before anyone hears
+            if row.seq % snapshot_every == 0:
+                snapshot(row)
+            finished(event)
+            # A committed write always waited for the database: the loop had its turn (the
+            # interpreter need not yield again for the run's time slice).
+            return True
+
+        # A plain function, not a coroutine: the interpreter awaits what it returns, and
+        # only a `sync` step's write needs awaiting (one coroutine per step, not two).
+        def listen(event: Event) -> Awaitable[bool] | None:
+            kind = event.type
+            if kind == "node_finished":
                 delta = event.delta or {}
                 started = event.at - (event.duration_ms or 0.0) / 1000
                 row = StepRow(
                     event.step, event.node or "", delta, moment(started), moment(event.at),
                     event.attempts or 1,
                 )  # fmt: skip
-                after = {**state, **delta} if delta else state
+                state.update(delta)  # the state after the step, for snapshots
+                if durability == "sync":
+                    return recorded(event, row)
                 if durability == "exit":
                     buffered.append(row)
-                elif durability == "sync":
-                    await log.record(run_id, attempt, row)  # committed before anyone hears
-                    if event.step % snapshot_every == 0:
-                        log.snapshot(
-                            run_id, attempt, Ending("running", after, event.step, row.node, None)
-                        ).add_done_callback(settle)
                 else:
                     if live.failure is not None:
                         raise live.failure
                     log.append(run_id, attempt, row).add_done_callback(settle)
-                    if event.step % snapshot_every == 0:
-                        log.snapshot(
-                            run_id, attempt, Ending("running", after, event.step, row.node, None)
-                        ).add_done_callback(settle)
-                state = after
-                last_seq, last_node = event.step, row.node
+                    if row.seq % snapshot_every == 0:
+                        snapshot(row)
+                finished(event)
+            elif kind == "run_started":
+                if live.has_history:
+                    live.publish(event)
+            elif not event.is_final:  # the final one is published once the outcome is committed
                 live.publish(event)
-                if self._draining:
-                    raise _Release
-                return
-            live.publish(event)
+            return None
 
         try:
             result = await engine.run(

@@ -98,3 +98,23 @@ def test_a_flow_without_declarations_takes_any_input() -> None:
     registry.add(note)
     result = asyncio.run(WorkflowEngine("note -> end", registry).run(initial_state={"z": 1}))
     assert result.state == {"z": 1, "seen": ["z"]}
+
+
+def test_a_tool_that_gives_a_declared_key_another_type_fails_the_run() -> None:
+    def spoil(state: State) -> State:
+        """No contract of its own: only the flow's declaration says what `issues` holds."""
+        return {"attempts": 1, "issues": [{"n": 0}, "two"]}
+
+    registry = Registry()
+    registry.add(spoil)
+    flow = WorkflowEngine("state issues: list[dict] = []\nnode s = spoil\ns -> end\n", registry)
+    result = run(flow)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.node) == ("bad_return", "s")
+    assert result.error.message == (
+        "tool `spoil` returned a `issues` that does not fit the flow's declaration "
+        "`state issues: list[dict]` (at `issues/1`): expected dict, got a string"
+    )
+    # An undeclared key (`attempts`) is anything, as before.
+    assert run(WorkflowEngine("node s = spoil\ns -> end\n", registry)).status == "succeeded"
