@@ -29,6 +29,10 @@ VOCABULARY = [
     "\t", "\x00", "\x1b", "\ufeff", "é", "@", "len", "exists", "default", "min", "max",
     "abs", "max_steps", "analyze", "score", "refine", "refine_code", "max_fixes", "with",
     "timeout", "retries", "backoff",
+    # Typed state, and what people type by mistake (issue 10's hints).
+    "state", "str", "int", "float", "bool", "any", "list", "dict", "list[dict]", "int?",
+    "state.end", 'state["x"]', "True", "None", "&&", "||", "!", "=>", "//", "if", "else",
+    "\u2013", "\u201c", "\u00a0", "1e3", ".5", "5.", "007",
 ]  # fmt: skip
 
 EXAMPLES = [
