@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowc.compiler.program import Program, StateField
-from flowc.compiler.types import json_schema, parse_type, problems_with
+from flowc.compiler.types import json_schema, normalized, parse_type, problems_with
 from flowc.dsl.diagnostics import WHOLE_TEXT
 from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS
 
@@ -108,7 +108,7 @@ class Inputs:
                     message = f"a required input (`{name}: {declared.type}`) is missing"
                     found.append(InputProblem(name, _pointer(name), (name,), message, "missing"))
                 continue
-            value = state[name]
+            value = normalized(declared.type, state[name])
             for where, message in problems_with(declared.type, value, limit=MAX_KEY_PROBLEMS):
                 path = _pointer(name) + where
                 found.append(
@@ -117,12 +117,27 @@ class Inputs:
         return found[:MAX_INPUT_PROBLEMS]
 
     def with_defaults(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        """`state` with a copy of its default for every declared key it leaves out."""
-        filled = dict(state)
+        """`state` with a copy of its default for every declared key it leaves out.
+
+        A whole float given for an `int` is made an `int` (`normalize`).
+        """
+        filled = self.normalize(state)
         for name, declared in self.fields.items():
             if name not in filled and not declared.required:
                 filled[name] = copy.deepcopy(declared.default)
         return filled
+
+    def normalize(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """`state` with each whole float given where a declared type wants an `int` an `int`.
+
+        The input schema says `"type": "integer"`, which JSON Schema takes `3.0` for: so
+        does flowc, and the run holds `3`.
+        """
+        found = dict(state)
+        for name, declared in self.fields.items():
+            if name in found:
+                found[name] = normalized(declared.type, found[name])
+        return found
 
 
 def input_schema(source: Program | Flow | Inputs) -> dict[str, Any]:

@@ -259,6 +259,33 @@ def problems_with(expected: FlowType, value: Any, *, limit: int = 20) -> list[tu
     return found
 
 
+def normalized(expected: FlowType, value: Any) -> Any:
+    """`value` with every whole float where `expected` wants an `int` made an `int`.
+
+    JSON has one number type: `3.0` is the integer 3 to JSON Schema (and to the input schema
+    a flow publishes), but `3.0` to Python's `json`.  Anything else is left as it is, and a
+    container is copied only when something in it changed.  The recursion follows the type,
+    which nests at most `MAX_TYPE_DEPTH` deep.
+    """
+    kind = expected.kind
+    if kind == "int":
+        if type(value) is float and value.is_integer():
+            return int(value)
+        return value
+    item = expected.item
+    if item is None or kind not in CONTAINERS:
+        return value
+    if kind == "list" and type(value) is list:
+        items = [normalized(item, element) for element in value]
+        changed = any(new is not old for new, old in zip(items, value, strict=True))
+        return items if changed else value
+    if kind == "dict" and type(value) is dict:
+        members = {key: normalized(item, member) for key, member in value.items()}
+        changed = any(members[key] is not member for key, member in value.items())
+        return members if changed else value
+    return value
+
+
 def _pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 

@@ -330,6 +330,7 @@ class _Run:
         inputs = self.engine.inputs
         if not inputs.fields:
             return state
+        state = inputs.normalize(state)  # `3.0` for an `int` is 3, as the input schema says
         problems = inputs.problems(state)
         if problems:
             shown = "; ".join(problem.describe() for problem in problems[:SHOWN_PROBLEMS])

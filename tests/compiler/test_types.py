@@ -99,3 +99,15 @@ def test_json_schema() -> None:
     assert json_schema(ANY) == {}
     choices = FlowType("str", choices=("a", "b"))
     assert json_schema(choices) == {"type": "string", "enum": ["a", "b"]}
+
+
+def test_a_whole_float_is_an_int_where_the_type_wants_one() -> None:
+    from flowc.compiler.types import normalized
+
+    assert normalized(INT, 3.0) == 3 and type(normalized(INT, 3.0)) is int
+    assert normalized(INT, 3.5) == 3.5  # not whole: left for the check to refuse
+    assert normalized(FLOAT, 3.0) == 3.0 and type(normalized(FLOAT, 3.0)) is float
+    typed = parse_type("dict[list[int]]")
+    assert normalized(typed, {"a": [1.0, 2], "b": []}) == {"a": [1, 2], "b": []}
+    same = {"a": [1, 2]}
+    assert normalized(typed, same) is same  # nothing changed: nothing copied

@@ -118,3 +118,12 @@ def test_a_tool_that_gives_a_declared_key_another_type_fails_the_run() -> None:
     )
     # An undeclared key (`attempts`) is anything, as before.
     assert run(WorkflowEngine("node s = spoil\ns -> end\n", registry)).status == "succeeded"
+
+
+def test_a_whole_float_given_for_an_int_is_that_int() -> None:
+    """JSON Schema's `integer` takes 3.0, and the input schema says `integer`: so does flowc."""
+    result = run(engine(), initial_state={"code": "x", "attempts": 3.0})
+    assert result.status == "succeeded", result.error
+    assert result.state["attempts"] == 4 and type(result.state["attempts"]) is int
+    refused = run(engine(), initial_state={"code": "x", "attempts": 3.5})
+    assert refused.error is not None and refused.error.code == "bad_input"

@@ -166,6 +166,21 @@ async def test_defaults_fill_the_keys_the_input_leaves_out(
         assert row.input == {"code": "x = 1\n", "attempts": 2}  # what the client sent
 
 
+async def test_a_whole_float_for_an_int_is_taken_as_the_schema_says(
+    client: httpx.AsyncClient,
+) -> None:
+    graph_id = await create_graph(client, TYPED)
+    body: dict[str, Any] = {"graph_id": graph_id, "input": {"code": "x = 1\n", "attempts": 2.0}}
+    response = await client.post("/graph/run", json=body)
+    assert response.status_code == 200, response.text
+    attempts = response.json()["state"]["attempts"]
+    assert attempts == 2 and isinstance(attempts, int)
+    body["input"]["attempts"] = 2.5
+    refused = await client.post("/graph/run", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "input", "attempts"]
+
+
 async def test_a_queued_run_records_its_defaults_and_a_worker_runs_on_them(db_url: str) -> None:
     queue_only = create_app(make_settings(db_url, worker=False))
     async with queue_only.router.lifespan_context(queue_only):
