@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, error
-from flowc.dsl.limits import MAX_TYPE_DEPTH
+from flowc.dsl.limits import MAX_TYPE_DEPTH, MIN_CONDITION_INT
 
 Kind = Literal["str", "int", "float", "bool", "any", "list", "dict", "null"]
 
@@ -259,6 +259,11 @@ def problems_with(expected: FlowType, value: Any, *, limit: int = 20) -> list[tu
     return found
 
 
+#: The whole floats `normalized` makes ints: from -2**63 up to, not including, 2**63 (as a
+#: float, the largest int rounds up to 2**63, which does not fit).
+_SMALLEST, _ABOVE = float(MIN_CONDITION_INT), -float(MIN_CONDITION_INT)
+
+
 def normalized(expected: FlowType, value: Any) -> Any:
     """`value` with every whole float where `expected` wants an `int` made an `int`.
 
@@ -269,7 +274,9 @@ def normalized(expected: FlowType, value: Any) -> Any:
     """
     kind = expected.kind
     if kind == "int":
-        if type(value) is float and value.is_integer():
+        # Within the signed 64 bits every int of a run must fit (`1e300` stays a float, and
+        # the check says it is no int).
+        if type(value) is float and value.is_integer() and _SMALLEST <= value < _ABOVE:
             return int(value)
         return value
     item = expected.item

@@ -111,3 +111,11 @@ def test_a_whole_float_is_an_int_where_the_type_wants_one() -> None:
     assert normalized(typed, {"a": [1.0, 2], "b": []}) == {"a": [1, 2], "b": []}
     same = {"a": [1, 2]}
     assert normalized(typed, same) is same  # nothing changed: nothing copied
+
+
+def test_a_whole_float_past_64_bits_stays_a_float_and_is_refused() -> None:
+    from flowc.compiler.types import normalized
+
+    assert type(normalized(INT, 2.0**63)) is float
+    assert problems_with(INT, normalized(INT, 1e300)) == [("", "expected int, got a number")]
+    assert normalized(INT, -(2.0**63)) == -(2**63)
