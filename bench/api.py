@@ -41,11 +41,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
-from serving import ROOT, served
-
-ADMIN_URL = os.environ.get(
-    "FLOWC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-).replace("postgresql+asyncpg://", "postgresql://")  # asyncpg itself takes the plain form
+from serving import ADMIN_URL, ROOT, scratch_database, served
 
 LONG_RUN_STEPS = 1_000
 SHORT_RUN_STEPS = 43
@@ -408,14 +404,9 @@ async def fresh_database() -> AsyncIterator[str]:
         admin = await asyncpg.connect(ADMIN_URL, timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
         sys.exit(f"bench/api.py: PostgreSQL is not reachable at {ADMIN_URL}: {exc}")
-    name = f"flowc_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        print(await machine(admin), flush=True)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    print(await machine(admin), flush=True)
+    async with scratch_database(admin, "flowc_bench") as url:
+        yield url
 
 
 async def main(args: argparse.Namespace) -> int:

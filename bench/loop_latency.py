@@ -23,18 +23,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import served
-
-ADMIN_URL = os.environ.get(
-    "FLOWC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-).replace("postgresql+asyncpg://", "postgresql://")
+from serving import ADMIN_URL, scratch_database, served
 
 RUN_STEPS = 1_000_000
 #: What issue 9 measured: the review of a 1.7 MB file held the loop for 9.7 s.
@@ -196,13 +191,8 @@ async def database(pg: bool, folder: Path) -> AsyncIterator[str]:
     import asyncpg
 
     admin = await asyncpg.connect(ADMIN_URL, timeout=10)
-    name = f"flowc_bench_loop_{uuid.uuid4().hex[:10]}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(admin, "flowc_bench_loop") as url:
+        yield url
 
 
 async def main(args: argparse.Namespace) -> int:

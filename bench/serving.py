@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +25,13 @@ TOOLS = ROOT / "bench" / "tools.py"
 FLOWC = Path(sys.executable).with_name("flowc")
 #: Seconds a server has to answer `/healthz` after it starts.
 START_TIMEOUT = 60.0
+
+
+#: The PostgreSQL server the benches make their scratch databases on (asyncpg takes the
+#: plain `postgresql://` form).
+ADMIN_URL = os.environ.get(
+    "FLOWC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+).replace("postgresql+asyncpg://", "postgresql://")
 
 
 def free_port() -> int:
@@ -83,3 +92,16 @@ async def served(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@asynccontextmanager
+async def scratch_database(admin: Any, prefix: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database on the server of `admin` (connected to `ADMIN_URL`), named
+    `prefix` and a random suffix: its URL, and it is dropped (and `admin` closed) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

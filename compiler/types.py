@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowc.compiler.operators import type_name
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, error
 from flowc.dsl.limits import MAX_TYPE_DEPTH, MIN_CONDITION_INT
@@ -324,23 +325,19 @@ def _mismatch(wanted: FlowType, value: Any) -> str | None:
     return f"expected {wanted}, got {describe(value)}"
 
 
+#: How a message names each of the conditions' type names (`operators.type_name`).
+_DESCRIBED = {
+    "null": "null", "int": "an integer", "float": "a number", "string": "a string",
+    "list": "a list", "object": "an object",
+}  # fmt: skip
+
+
 def describe(value: Any) -> str:
     """A value's JSON kind, for messages: `a string`, `an integer`, `null`..."""
-    if value is None:
-        return "null"
     if isinstance(value, bool):
         return f"a boolean ({'true' if value else 'false'})"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    name = type_name(value)
+    return _DESCRIBED.get(name, name)
 
 
 def is_assignable(source: FlowType, target: FlowType) -> bool:

@@ -35,6 +35,34 @@ settings.register_profile(
 settings.load_profile(os.environ.get(PROFILE_VARIABLE, "deterministic"))
 
 
+#: The state declarations of the typed flow the CLI and the server tests share, and the input
+#: schema they give (a route follows them in each test's flow).
+TYPED_STATE = """\
+flow typed_review
+state code: str
+state attempts: int = 0
+state issues: list[dict[int]] = []
+state reviewer: str? = null
+"""
+TYPED_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "typed_review",
+    "type": "object",
+    "properties": {
+        "code": {"type": "string"},
+        "attempts": {"type": "integer", "default": 0},
+        "issues": {
+            "type": "array",
+            "items": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "default": [],
+        },
+        "reviewer": {"type": ["string", "null"], "default": None},
+    },
+    "required": ["code"],
+    "additionalProperties": True,
+}
+
+
 def fake_tools() -> dict[str, ToolSpec]:
     """The code-review tool names with their static parameters, as plain specs."""
     specs = [

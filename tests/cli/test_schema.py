@@ -11,15 +11,9 @@ import pytest
 from flowc.cli.main import main
 from flowc.compiler.ir import json_schema
 from tests.cli.conftest import WriteFile
+from tests.conftest import TYPED_SCHEMA, TYPED_STATE
 
-TYPED_FLOW = """\
-flow typed_review
-state code: str
-state attempts: int = 0
-state issues: list[dict[int]] = []
-state reviewer: str? = null
-analyze -> score -> end
-"""
+TYPED_FLOW = TYPED_STATE + "analyze -> score -> end\n"
 
 
 def test_schema_of_a_file_is_its_input_schema(
@@ -29,23 +23,7 @@ def test_schema_of_a_file_is_its_input_schema(
     assert main(["schema", str(flow), "--tools", str(tools_path)]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert json.loads(out) == {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "typed_review",
-        "type": "object",
-        "properties": {
-            "code": {"type": "string"},
-            "attempts": {"type": "integer", "default": 0},
-            "issues": {
-                "type": "array",
-                "items": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "default": [],
-            },
-            "reviewer": {"type": ["string", "null"], "default": None},
-        },
-        "required": ["code"],
-        "additionalProperties": True,
-    }
+    assert json.loads(out) == TYPED_SCHEMA
     assert out.startswith('{\n  "$schema": ')
 
 

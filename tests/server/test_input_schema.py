@@ -14,36 +14,12 @@ from sqlalchemy import func, select
 from flowc.runtime import REGISTRY
 from flowc.server.app import create_app
 from flowc.server.models import WorkflowRun
+from tests.conftest import TYPED_SCHEMA, TYPED_STATE
 from tests.server.conftest import BASE_URL, ONE_LINER, create_graph, make_settings, service_on
 
 pytestmark = pytest.mark.asyncio
 
-TYPED = """\
-flow typed_review
-state code: str
-state attempts: int = 0
-state issues: list[dict[int]] = []
-state reviewer: str? = null
-analyze -> end
-"""
-
-SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "typed_review",
-    "type": "object",
-    "properties": {
-        "code": {"type": "string"},
-        "attempts": {"type": "integer", "default": 0},
-        "issues": {
-            "type": "array",
-            "items": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "default": [],
-        },
-        "reviewer": {"type": ["string", "null"], "default": None},
-    },
-    "required": ["code"],
-    "additionalProperties": True,
-}
+TYPED = TYPED_STATE + "analyze -> end\n"
 
 
 async def runs_of(app: FastAPI, graph_id: str) -> int:
@@ -60,7 +36,7 @@ async def test_the_schema_of_a_saved_graph(client: httpx.AsyncClient) -> None:
     graph_id = await create_graph(client, TYPED)
     response = await client.get(f"/graph/{graph_id}/schema")
     assert response.status_code == 200
-    assert response.json() == SCHEMA
+    assert response.json() == TYPED_SCHEMA
 
 
 async def test_a_graph_without_declarations_takes_any_object(client: httpx.AsyncClient) -> None:
@@ -95,7 +71,7 @@ async def test_the_schema_is_worked_out_once_per_graph(
     inputs = app.state.runs.inputs(definition)
     assert inputs is app.state.runs.inputs(definition)  # kept with the compiled engine
     first["properties"]["code"]["type"] = "changed by a client"
-    assert (await client.get(f"/graph/{graph_id}/schema")).json() == SCHEMA
+    assert (await client.get(f"/graph/{graph_id}/schema")).json() == TYPED_SCHEMA
 
 
 async def test_input_that_does_not_fit_is_a_422_per_key_and_no_run(
