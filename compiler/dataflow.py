@@ -17,12 +17,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from flowc.compiler.graph import show_path
-from flowc.compiler.program import START, Branch, Node, Program
+from flowc.compiler.program import START, Branch, Node, Parallel, Program
 from flowc.compiler.suggestions import did_you_mean
 from flowc.compiler.tools import KeyContract, ToolSpec
-from flowc.compiler.types import ANY, FlowType, is_assignable, join
+from flowc.compiler.types import ANY, FlowType, dict_of, is_assignable, join, problems_with
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
+
+#: The key a failed step's error route writes (`with on_error = NODE`), and its value's
+#: type and shape: `{"code": ..., "message": ..., "node": ..., "attempts": N}`.
+ERROR_KEY = "error"
+ERROR_TYPE = dict_of(ANY)
+ERROR_SAMPLE = {"code": "tool_error", "message": "", "node": "", "attempts": 1}
 
 #: Python's spellings of the constants, read as keys of the state when written in a flow.
 PYTHON_CONSTANTS = {"True": "true", "False": "false", "None": "null"}
@@ -79,6 +85,9 @@ class Analysis:
                     self.types[written.name] = (
                         written.type if known is None else join(known, written.type)
                     )
+        if ERROR_KEY in self.keys and any(map(program.error_route, program.nodes)):
+            known = self.types.get(ERROR_KEY)
+            self.types[ERROR_KEY] = ERROR_TYPE if known is None else join(known, ERROR_TYPE)
         self.entry: dict[str, Facts] = {}
         self.exits: dict[str, Facts] = {}
         self._walks: dict[str, dict[str, str | None]] = {}
@@ -132,13 +141,30 @@ class Analysis:
         queue = deque([start])
         queued = {start}
         nodes = self.program.nodes
-        successors = self.program.successors
+        route_targets = self.program.route_targets
+        branch_of = self.program.branch_of
         entry = self.entry
+        error_route = self.program.error_route
+        error_bit = self.keys.get(ERROR_KEY, 0)
         while queue:
             name = queue.popleft()
             queued.discard(name)
-            out = self.exits[name] = self.after(name, entry[name])
-            for target in successors(name):
+            facts = entry[name]
+            out = self.exits[name] = self.after(name, facts)
+            place = branch_of.get(name)
+            if place is not None and place.last:
+                # The join sees every branch's writes, once all of them have been walked.
+                joined = self._joined(place.fork)
+                edges = [] if joined is None else [(place.next, joined)]
+            else:
+                edges = [(target, out) for target in route_targets(name)]
+            on_error = error_route(name)
+            if on_error is not None:
+                # A failed step wrote nothing of its own, only `error`.
+                failed = Facts(facts.certain | error_bit, facts.maybe | error_bit,
+                               facts.wild & ~error_bit)  # fmt: skip
+                edges.append((on_error, failed))
+            for target, out in edges:
                 if target not in nodes:  # `end`, or a missing node (E111 says so)
                     continue
                 known = entry.get(target)
@@ -154,6 +180,22 @@ class Analysis:
                     if target not in queued:
                         queued.add(target)
                         queue.append(target)
+
+    def _joined(self, fork: str) -> Facts | None:
+        """The facts where the parallel branches after `fork` join; None until all are known.
+
+        Every branch runs, so a key any of them writes is there after the join.
+        """
+        route = self.program.routes[fork]
+        assert isinstance(route, Parallel)
+        lasts = [self.exits.get(branch[-1]) for branch in route.branches]
+        if any(facts is None for facts in lasts):
+            return None
+        certain = maybe = wild = 0
+        for facts in lasts:
+            assert facts is not None
+            certain, maybe, wild = certain | facts.certain, maybe | facts.maybe, wild | facts.wild
+        return Facts(certain, maybe, wild)
 
     def exit(self, name: str) -> Facts | None:
         """The facts after node `name` ran; None when no path reaches it."""
@@ -184,42 +226,41 @@ class Analysis:
         return path_type
 
     def missing_path(self, read: Read) -> list[str]:
-        """A shortest path from `start` to the reading node that never writes the key.
+        """A shortest path from `start` to the reading node on which nothing writes the key.
 
-        The reading node's own writes count for a condition, which runs after it, and not
-        for its tool's reads.  One walk per key serves every read of it.
+        The path ends at the node, before its step: a condition it runs after reads the
+        key only where the node does not certainly write it.  One walk per key serves every
+        read of it.
         """
         parents = self._walks.get(read.key)
         if parents is None:
             parents = self._walks[read.key] = self._walk(read.key)
-        last = read.node
         if read.node not in parents:
-            if not read.by_tool:
-                return []
-            # The tool's node writes the key itself: arrive from a node that does not.
-            before = [name for name in parents if read.node in self.program.successors(name)]
-            if not before and read.node != self.program.start:
-                return []
-            path = self._path(parents, before[0]) if before else []
-            return [START, *path, read.node]
-        return [START, *self._path(parents, last)]
+            return []
+        return [START, *self._path(parents, read.node)]
 
     def _walk(self, key: str) -> dict[str, str | None]:
-        """Breadth first from the start through nodes that do not certainly write `key`."""
+        """Breadth first from the start through the nodes a run can enter without `key`.
+
+        A node that certainly writes `key` passes on only through its error route (a
+        failed step writes nothing of its own), which in turn writes `error` itself.
+        """
 
         def blocked(name: str) -> bool:
             effect = self.effects[name]
             return effect is None or bool(effect[0] & self.keys[key])
 
-        start = self.program.start
-        if blocked(start):
-            return {}
-        parents: dict[str, str | None] = {start: None}
-        queue = deque([start])
+        program = self.program
+        parents: dict[str, str | None] = {program.start: None}
+        queue = deque([program.start])
         while queue:
             name = queue.popleft()
-            for target in self.program.successors(name):
-                if target in parents or target not in self.program.nodes or blocked(target):
+            targets = [] if blocked(name) else list(program.route_targets(name))
+            on_error = program.error_route(name)
+            if on_error is not None and key != ERROR_KEY:
+                targets.append(on_error)
+            for target in targets:
+                if target in parents or target not in program.nodes:
                     continue
                 parents[target] = name
                 queue.append(target)
@@ -300,8 +341,11 @@ def _known_if(expr: ast.Expr, outcome: bool) -> frozenset[str]:
 
 
 def check_dataflow(analysis: Analysis) -> list[Diagnostic]:
-    """Reads no path serves (E601, W604), reads some path does not (W602), bad writes (E603)."""
-    problems = _write_types(analysis)
+    """Reads no path serves (E601, W604), reads some path does not (W602), bad writes (E603).
+
+    Also keys that parallel branches write with nothing to merge them (E135).
+    """
+    problems = _write_types(analysis) + _merge_conflicts(analysis)
     program = analysis.program
     known = sorted({*program.state, *analysis.inputs, *_written(analysis)})
     for read in analysis.reads:
@@ -374,9 +418,23 @@ def _sometimes(read: Read, program: Program, path: list[str]) -> Diagnostic:
 
 
 def _write_types(analysis: Analysis) -> list[Diagnostic]:
-    """E603 where a tool writes a declared key with a type the declaration does not allow."""
+    """E603 where a tool, or an error route, writes a declared key with a type it does not allow."""
     problems: list[Diagnostic] = []
     state = analysis.program.state
+    declared_error = state.get(ERROR_KEY)
+    if declared_error is not None and problems_with(declared_error.type, ERROR_SAMPLE):
+        for node in analysis.program.nodes.values():
+            if node.policy is not None and node.policy.on_error is not None:
+                problems.append(
+                    error(
+                        "E603",
+                        f"the error route of node `{node.name}` writes `{ERROR_KEY}` as a dict "
+                        f"(code, message, node, attempts), but the state declares it "
+                        f"{declared_error.type} (line {declared_error.span.line})",
+                        node.policy.on_error_span,
+                        help=f"declare `state {ERROR_KEY}: dict? = null`",
+                    )
+                )
     for node in analysis.program.nodes.values():
         for written in analysis.contract(node) or ():
             declared = state.get(written.name)
@@ -389,6 +447,47 @@ def _write_types(analysis: Analysis) -> list[Diagnostic]:
                     f"state declares it {declared.type} (line {declared.span.line})",
                     node.tool_span,
                     help=f"declare `state {written.name}: {written.type}`, or change the tool",
+                )
+            )
+    return problems
+
+
+#: The reducer a message suggests for a key of each kind.
+_SUGGESTED_REDUCER = {"list": "extend", "dict": "merge", "int": "sum", "float": "sum"}
+
+
+def _merge_conflicts(analysis: Analysis) -> list[Diagnostic]:
+    """E135 where the contracts show two parallel branches write a key without a reducer."""
+    problems: list[Diagnostic] = []
+    program = analysis.program
+    for fork, route in program.routes.items():
+        if not isinstance(route, Parallel):
+            continue
+        writers: dict[str, list[str]] = {}
+        for branch in route.branches:
+            written: dict[str, str] = {}
+            for name in branch:
+                node = program.nodes.get(name)
+                for contract in (analysis.contract(node) or ()) if node else ():
+                    written.setdefault(contract.name, name)
+            for key, name in written.items():
+                writers.setdefault(key, []).append(name)
+        for key, names in writers.items():
+            declared = program.state.get(key)
+            if len(names) < 2 or (declared is not None and declared.reducer is not None):
+                continue
+            if declared is None:
+                fix = f"declare it with a reducer: `state {key}: TYPE by REDUCER`"
+            else:
+                reducer = _SUGGESTED_REDUCER.get(declared.type.kind, "replace")
+                fix = f"give its declaration (line {declared.span.line}) a reducer: `by {reducer}`"
+            problems.append(
+                error(
+                    "E135",
+                    f"`{key}` is written by parallel branches after `{fork}` "
+                    f"(by `{names[0]}` and `{names[1]}`), and nothing says how to merge them",
+                    route.span,
+                    help=fix,
                 )
             )
     return problems

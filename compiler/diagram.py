@@ -2,19 +2,25 @@
 
 Nodes are labelled with their name, with their tool when it differs, and with their own
 policies (`fetch (call_api) with timeout = 5, retries = 3`); branch edges carry the
-condition's canonical text and the last one `else`.  `start` and `end` are
-drawn as circles.  Labels are escaped for each format, so any condition text is safe.
+condition's canonical text and the last one `else`; an error route (`on_error`) is a
+dashed edge labelled `on error`; parallel branches are edges from the node they start
+after to each branch, and from each branch's last node to where they join.  `start` and
+`end` are drawn as circles.  Labels are escaped for each format, so any condition text is
+safe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
-from flowc.compiler.program import END, POLICIES, START, Goto, Policy, Program
+from flowc.compiler.program import END, POLICIES, START, Goto, Parallel, Policy, Program
 from flowc.dsl.formatter import format_expr
 
 #: The label of a branch's last edge, taken when no condition holds.
 ELSE_LABEL = "else"
+#: The label of an error route's edge, taken when the node's step fails.
+ERROR_LABEL = "on error"
 
 # Mermaid reads `#name;` and `#code;` as entities; a bare `\n` would become a line break.
 _MERMAID_ESCAPES = str.maketrans(
@@ -38,9 +44,24 @@ def edges(program: Program) -> Iterator[tuple[str, str, str | None]]:
         if isinstance(route, Goto):
             yield name, route.target, None
             continue
+        if isinstance(route, Parallel):
+            for branch in route.branches:
+                yield name, branch[0], None
+                for source, target in pairwise(branch):
+                    yield source, target, None
+                yield branch[-1], route.join, None
+            continue
         for arm in route.arms:
             yield name, arm.target, format_expr(arm.condition)
         yield name, route.otherwise, ELSE_LABEL
+
+
+def error_edges(program: Program) -> Iterator[tuple[str, str]]:
+    """Every error route as (source, target), in node order."""
+    for name in program.nodes:
+        target = program.error_route(name)
+        if target is not None:
+            yield name, target
 
 
 def node_label(program: Program, name: str) -> str:
@@ -56,7 +77,7 @@ def node_label(program: Program, name: str) -> str:
 
 def policy_text(policy: Policy) -> str:
     """` with timeout = 5, retries = 3` as the DSL writes it; empty when nothing is given."""
-    given = [(name, getattr(policy, name)) for name in POLICIES]
+    given = [(name, getattr(policy, name)) for name in POLICIES if name != "on_error"]
     shown = [f"{name} = {_number(value)}" for name, value in given if value is not None]
     return f" with {', '.join(shown)}" if shown else ""
 
@@ -67,7 +88,9 @@ def _number(value: float) -> str:
 
 
 def _leads_to_end(program: Program) -> bool:
-    return any(target == END for _, target, _ in edges(program))
+    return any(target == END for _, target, _ in edges(program)) or any(
+        target == END for _, target in error_edges(program)
+    )
 
 
 # -------------------------------------------------------------------- Mermaid
@@ -93,6 +116,9 @@ def to_mermaid(program: Program) -> str:
     for source, target, label in edges(program):
         arrow = "-->" if label is None else f"-->|{_mermaid_text(label)}|"
         lines.append(f"    {_mermaid_id(source)} {arrow} {_mermaid_id(target)}")
+    for source, target in error_edges(program):
+        label = _mermaid_text(ERROR_LABEL)
+        lines.append(f"    {_mermaid_id(source)} -.->|{label}| {_mermaid_id(target)}")
     return "\n".join(lines) + "\n"
 
 
@@ -118,6 +144,9 @@ def to_dot(program: Program) -> str:
         lines.append(f"    {_dot_text(END)} [shape=doublecircle];")
     for source, target, condition in edges(program):
         attributes = "" if condition is None else f" [label={_dot_text(condition)}]"
+        lines.append(f"    {_dot_text(source)} -> {_dot_text(target)}{attributes};")
+    for source, target in error_edges(program):
+        attributes = f" [label={_dot_text(ERROR_LABEL)}, style=dashed]"
         lines.append(f"    {_dot_text(source)} -> {_dot_text(target)}{attributes};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,8 @@
 """Program -> diagnostics about its shape: loops that never end, unreachable and dead ends.
 
+A node's error route (`with on_error = NODE`) is an edge like a route's: it reaches its
+target, and it is a way out of a loop.
+
 Also a `max_steps` too small for the shortest run (E402).  All walks are iterative, so a
 20,000-node flow needs no deep recursion.
 """
@@ -8,15 +11,18 @@ from __future__ import annotations
 
 from collections import deque
 
-from flowc.compiler.program import END, START, Goto, Program
-from flowc.dsl.diagnostics import Diagnostic, error, warning
+from flowc.compiler.program import END, START, Goto, Parallel, Program
+from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
 
 
 def check_graph(program: Program) -> list[Diagnostic]:
-    """Traps (an error), then unreachable, unused and dead-end nodes (warnings)."""
-    problems = _traps(program)
+    """Forks, traps (errors), then unreachable, unused and dead-end nodes (warnings)."""
+    problems = _forks(program) if program.branch_of else []
+    problems += _traps(program)
     problems += _too_few_steps(program)
     reachable = _reachable(program)
+    # The nodes of a refused routing rule: that they lead nowhere is that error's doing.
+    refused = {*program.rejected, *(t for ts in program.rejected.values() for t in ts)}
     for name, node in program.nodes.items():
         if name not in program.mentioned and name != program.start:
             problems.append(
@@ -35,7 +41,7 @@ def check_graph(program: Program) -> list[Diagnostic]:
                     node.span,
                 )
             )
-        elif name not in program.routes:
+        elif not program.route_targets(name) and name not in refused:
             problems.append(
                 warning(
                     "W502",
@@ -72,7 +78,7 @@ def shortest_run(program: Program) -> list[str]:
     while queue:
         name = queue.popleft()
         targets = program.successors(name)
-        if not targets or END in targets:
+        if program.ends_at(name):
             path: list[str] = []
             current: str | None = name
             while current is not None:
@@ -119,12 +125,12 @@ def _too_few_steps(program: Program) -> list[Diagnostic]:
 def _traps(program: Program) -> list[Diagnostic]:
     """One error per loop that every path out of leads back into: `end` is out of reach."""
     predecessors: dict[str, list[str]] = {}
-    for name in program.routes:
-        for target in program.successors(name):
+    for name in program.nodes:
+        for target in program.successors(name):  # an error route is a way out too
             predecessors.setdefault(target, []).append(name)
     # A run finishes at `end` or at a node without a route.
     names = {*program.nodes, *predecessors}
-    finished = [END, *(name for name in names if name not in program.routes)]
+    finished = [END, *(name for name in names if not program.route_targets(name))]
     finished += program.rejected  # which of its two rules is meant is for E102 to ask
     can_finish = set(finished)
     queue = deque(finished)
@@ -157,12 +163,70 @@ def _traps(program: Program) -> list[Diagnostic]:
                 "E401",
                 f"this loop never reaches `end`: {shown}",
                 route.span,
-                help=(
-                    f"give `{loop[-1]}` a branch that can leave the loop, "
-                    f"for example `{loop[-1]} ? done -> end : {loop[0]}`"
-                    if isinstance(program.routes[loop[-1]], Goto)
-                    else f"make one of the targets of the branch on `{loop[-1]}` lead to `end`"
-                ),
+                help=_way_out(program, loop),
             )
         )
+    return problems
+
+
+def _way_out(program: Program, loop: list[str]) -> str:
+    """How the loop's last node could leave it."""
+    last = loop[-1]
+    route = program.routes.get(last)
+    if isinstance(route, Goto):
+        return (
+            f"give `{last}` a branch that can leave the loop, "
+            f"for example `{last} ? done -> end : {loop[0]}`"
+        )
+    if route is None:  # the last node of a parallel branch: its join leads back
+        join = program.route_targets(last)[0]
+        return f"give `{join}`, where the branches join, a branch that can leave the loop"
+    return f"make one of the targets of the branch on `{last}` lead to `end`"
+
+
+def _forks(program: Program) -> list[Diagnostic]:
+    """The parallel branches' rules: each node of one goes on along its branch only.
+
+    E133: a node of a branch with a route of its own; E134: a way into one from outside its
+    branch (a route, a join, an error route, `start`).
+    """
+    problems: list[Diagnostic] = []
+    entries: list[tuple[str, Span, str]] = []
+    for source, route in program.routes.items():
+        place = program.branch_of.get(source)
+        if place is not None:
+            problems.append(
+                error(
+                    "E133",
+                    f"node `{source}` runs in a parallel branch after `{place.fork}`, so it "
+                    "cannot have a route of its own",
+                    route.span,
+                    help="put the nodes that follow it in its branch: `[b -> b2, c]`",
+                )
+            )
+        if isinstance(route, Parallel):
+            entries.append((route.join, route.join_span, f"`{source}`'s branches join"))
+        elif isinstance(route, Goto):
+            entries.append((route.target, route.target_span, f"`{source}` leads"))
+        else:
+            entries += [(arm.target, arm.target_span, f"`{source}` leads") for arm in route.arms]
+            entries.append((route.otherwise, route.otherwise_span, f"`{source}` leads"))
+    for name, node in program.nodes.items():
+        if node.policy is not None and node.policy.on_error is not None:
+            entries.append(
+                (node.policy.on_error, node.policy.on_error_span, f"`{name}` fails over")
+            )
+    entries.append((program.start, program.start_span, "the run starts"))
+    for target, span, how in entries:
+        place = program.branch_of.get(target)
+        if place is not None:
+            problems.append(
+                error(
+                    "E134",
+                    f"{how} to `{target}`, which runs in a parallel branch after "
+                    f"`{place.fork}`: only its branch can lead to it",
+                    span,
+                    help=f"declare another node for the same tool: `node {target}_2 = TOOL`",
+                )
+            )
     return problems

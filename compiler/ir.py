@@ -33,7 +33,10 @@ from flowc.dsl.diagnostics import WHOLE_TEXT
 from flowc.dsl.diagnostics import Span as DslSpan
 from flowc.dsl.limits import MAX_NESTING
 
-IR_VERSION = 1
+#: The IR version this compiler writes when a flow uses what version 2 added (error
+#: routes); a flow that does not is written as version 1, byte for byte as before.  Both
+#: are read.
+IR_VERSION = 2
 
 
 class _Frozen(BaseModel):
@@ -136,6 +139,8 @@ class Policy(_Frozen):
     timeout: Seconds | None = Field(default=None, exclude_if=_absent)
     retries: Retries | None = Field(default=None, exclude_if=_absent)
     backoff: Backoff | None = Field(default=None, exclude_if=_absent)
+    #: ir_version 2: the node (or `end`) a failed step goes to, with `error` in the state.
+    on_error: str | None = Field(default=None, exclude_if=_absent)
 
 
 class Node(_Frozen):
@@ -201,7 +206,24 @@ class Branch(_Frozen):
     span: Span | None = None
 
 
-Route = Annotated[Goto | Branch, Field(discriminator="kind")]
+class Parallel(_Frozen):
+    """ir_version 2: after the node, its branches (chains of nodes) run at once, then `join`."""
+
+    kind: Literal["parallel"] = "parallel"
+    branches: tuple[tuple[str, ...], ...] = Field(min_length=2)
+    join: str
+    span: Span | None = None
+
+    @field_validator("branches")
+    @classmethod
+    def _branches_have_nodes(cls, branches: tuple[tuple[str, ...], ...]) -> Any:
+        """Each branch is a chain of one node or more."""
+        if any(not branch for branch in branches):
+            raise PydanticCustomError("empty_branch", "a parallel branch has no nodes")
+        return branches
+
+
+Route = Annotated[Goto | Branch | Parallel, Field(discriminator="kind")]
 
 
 class Settings(_Frozen):
@@ -215,6 +237,8 @@ class Settings(_Frozen):
     backoff: Backoff = Field(
         default=p.DEFAULT_BACKOFF, exclude_if=lambda value: value == p.DEFAULT_BACKOFF
     )
+    #: ir_version 2: how many parallel branches of a run run at once (None: the default).
+    max_parallel: int | None = Field(default=None, ge=1, le=p.MAX_MAX_PARALLEL, exclude_if=_absent)
 
 
 class StateKey(_Frozen):
@@ -228,6 +252,10 @@ class StateKey(_Frozen):
     default: Any = None
     required: bool = True
     span: Span | None = None
+    #: ir_version 2: how parallel branches' writes are merged (`compiler.reducers`).
+    reducer: Literal["append", "extend", "merge", "sum", "min", "max", "replace"] | None = Field(
+        default=None, exclude_if=_absent
+    )
 
     @field_validator("type")
     @classmethod
@@ -266,9 +294,9 @@ def _no_state(keys: tuple[StateKey, ...]) -> bool:
 
 
 class Flow(_Frozen):
-    """A whole flow, ready to run: `ir_version` 1."""
+    """A whole flow, ready to run: `ir_version` 1, or 2 when it uses an error route."""
 
-    ir_version: Literal[1] = 1
+    ir_version: Literal[1, 2] = 1
     name: str | None = None
     start: str
     settings: Settings = Settings()
@@ -295,6 +323,22 @@ class Flow(_Frozen):
             data = {**data, "routes": {name: routes[name] for name in ordered}}
         return data
 
+    @model_validator(mode="after")
+    def _version_holds_what_is_used(self) -> Self:
+        """A version 1 document uses nothing version 2 added."""
+        if self.ir_version == 1:
+            used = _v2_constructs(self)
+            if used:
+                raise PydanticCustomError(
+                    "ir_version", "{used} needs ir_version 2", {"used": used[0]}
+                )
+        return self
+
+    @property
+    def v2(self) -> bool:
+        """True when the flow uses what ir_version 2 added."""
+        return bool(_v2_constructs(self))
+
     def to_json(self) -> str:
         """Canonical JSON: the same flow always gives the same bytes."""
         return self.model_dump_json(indent=2)
@@ -315,6 +359,21 @@ class Flow(_Frozen):
             if document is None:
                 raise
         return cls.model_validate(document, **options)
+
+
+def _v2_constructs(flow: Flow) -> list[str]:
+    """What a flow uses that ir_version 2 added, each said in words."""
+    used = [
+        f"node `{node.name}`'s error route (`on_error`)"
+        for node in flow.nodes
+        if node.policy is not None and node.policy.on_error is not None
+    ]
+    used += [f"the parallel branches after `{name}`" for name, route in flow.routes.items()
+             if isinstance(route, Parallel)]  # fmt: skip
+    if flow.settings.max_parallel is not None:
+        used.append("`max_parallel`")
+    used += [f"the reducer of `{key.name}`" for key in flow.state if key.reducer is not None]
+    return used
 
 
 def _deep_document(problem: ValidationError, json_data: str | bytes | bytearray) -> Any:
@@ -432,6 +491,13 @@ def expr_to_ir(expr: ast.Expr) -> dict[str, Any]:
 def _route_to_ir(route: p.Route) -> dict[str, Any]:
     if isinstance(route, p.Goto):
         return {"kind": "goto", "target": route.target, "span": _span(route.span)}
+    if isinstance(route, p.Parallel):
+        return {
+            "kind": "parallel",
+            "branches": route.branches,
+            "join": route.join,
+            "span": _span(route.span),
+        }
     arms = [
         {"condition": expr_to_ir(a.condition), "target": a.target, "span": _span(a.span)}
         for a in route.arms
@@ -447,6 +513,7 @@ def _node_to_ir(node: p.Node) -> dict[str, Any]:
             "timeout": policy.timeout,
             "retries": policy.retries,
             "backoff": policy.backoff,
+            "on_error": policy.on_error,
         }
     return data
 
@@ -458,14 +525,22 @@ def _state_to_ir(key: p.StateField) -> dict[str, Any]:
         "default": key.default,
         "required": key.required,
         "span": _span(key.span),
+        "reducer": key.reducer,
     }
 
 
 def to_ir(program: p.Program) -> Flow:
     """The IR of a checked program: built as plain data, validated once by pydantic-core."""
     nodes = [_node_to_ir(n) for n in program.nodes.values()]
+    v2 = (
+        any(n.policy is not None and n.policy.on_error is not None for n in program.nodes.values())
+        or any(isinstance(route, p.Parallel) for route in program.routes.values())
+        or program.max_parallel is not None
+        or any(key.reducer is not None for key in program.state.values())
+    )
     return Flow.model_validate(
         {
+            "ir_version": IR_VERSION if v2 else 1,
             "name": program.name,
             "start": program.start,
             "settings": {
@@ -473,6 +548,7 @@ def to_ir(program: p.Program) -> Flow:
                 "timeout": program.timeout,
                 "retries": program.retries,
                 "backoff": program.backoff,
+                "max_parallel": program.max_parallel,
             },
             "state": [_state_to_ir(key) for key in program.state.values()],
             "nodes": nodes,
@@ -512,10 +588,12 @@ def expr_from_ir(expr: Expr) -> ast.Expr:
     return ast.Call(expr["function"], tuple(expr_from_ir(a) for a in expr["args"]), span, span)
 
 
-def _route_from_ir(route: Goto | Branch) -> p.Route:
+def _route_from_ir(route: Goto | Branch | Parallel) -> p.Route:
     span = _dsl_span(route.span)
     if isinstance(route, Goto):
         return p.Goto(route.target, span, span)
+    if isinstance(route, Parallel):
+        return p.Parallel(route.branches, route.join, span, span)
     arms = tuple(
         p.Arm(expr_from_ir(a.condition), a.target, _dsl_span(a.span), _dsl_span(a.span))
         for a in route.arms
@@ -533,19 +611,35 @@ def program_from_ir(flow: Flow) -> p.Program:
         span = _dsl_span(node.span)
         arg_spans = dict.fromkeys(node.args, span)
         given = node.policy
-        policy = None if given is None else p.Policy(given.timeout, given.retries, given.backoff)
+        policy = (
+            None
+            if given is None
+            else p.Policy(given.timeout, given.retries, given.backoff, given.on_error, span)
+        )
         nodes.setdefault(
             node.name,
             p.Node(node.name, node.tool, dict(node.args), span, span, arg_spans, True, policy),
         )
     routes = {name: _route_from_ir(route) for name, route in flow.routes.items()}
-    mentioned = {t for r in routes.values() for t in _targets(r)} | set(routes)
+    branch_of: dict[str, p.BranchPlace] = {}
+    for name, route in routes.items():
+        if isinstance(route, p.Parallel):
+            for index, branch in enumerate(route.branches):
+                for position, member in enumerate(branch):
+                    last = position == len(branch) - 1
+                    following = route.join if last else branch[position + 1]
+                    # A node in two branches keeps its first place (the checks say so).
+                    branch_of.setdefault(member, p.BranchPlace(name, index, following, last))
+    mentioned = {t for r in routes.values() for t in _targets(r)} | set(routes) | set(branch_of)
+    mentioned |= {n.policy.on_error for n in nodes.values() if n.policy and n.policy.on_error}
     state: dict[str, p.StateField] = {}
     for key in flow.state:
         span = _dsl_span(key.span)
         state.setdefault(
             key.name,
-            p.StateField(key.name, parse_type(key.type), key.default, key.required, span, span),
+            p.StateField(
+                key.name, parse_type(key.type), key.default, key.required, span, span, key.reducer
+            ),
         )
     return p.Program(
         name=flow.name,
@@ -559,8 +653,12 @@ def program_from_ir(flow: Flow) -> p.Program:
         source_hash=flow.source_hash,
         mentioned=frozenset(mentioned | {flow.start}),
         state=state,
+        branch_of=branch_of,
+        max_parallel=flow.settings.max_parallel,
     )
 
 
 def _targets(route: p.Route) -> tuple[str, ...]:
+    if isinstance(route, p.Parallel):
+        return (*route.targets, route.join)
     return (route.target,) if isinstance(route, p.Goto) else route.targets

@@ -21,19 +21,28 @@ from flowc.compiler.program import (
     START,
     Arm,
     Branch,
+    BranchPlace,
     Goto,
     Node,
+    Parallel,
     Policy,
     Program,
     Route,
     StateField,
 )
+from flowc.compiler.reducers import REDUCERS
 from flowc.compiler.suggestions import did_you_mean
-from flowc.compiler.types import from_ref, problems_with
+from flowc.compiler.types import FlowType, from_ref, problems_with
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error
 
-SETTINGS = ("max_steps", *POLICIES)
+#: The policies that name a node rather than a value: no flow-wide setting has them.
+NODE_POLICIES = ("on_error",)
+SETTINGS = (
+    "max_steps",
+    "max_parallel",
+    *(name for name in POLICIES if name not in NODE_POLICIES),
+)
 
 
 def source_hash(text: str) -> str:
@@ -58,6 +67,7 @@ class _Lowering:
     start_span: Span = WHOLE_TEXT
     state: dict[str, StateField] = field(default_factory=dict)
     rejected: dict[str, list[str]] = field(default_factory=dict)
+    branch_of: dict[str, BranchPlace] = field(default_factory=dict)
 
     def state_decl(self, statement: ast.StateDecl) -> None:
         name = statement.name.text
@@ -94,6 +104,9 @@ class _Lowering:
                     )
                 )
                 return
+        reducer = statement.reducer
+        if reducer is not None and not self._reducer_fits(reducer, flow_type):
+            return
         self.state[name] = StateField(
             name,
             flow_type,
@@ -101,7 +114,38 @@ class _Lowering:
             default is None,
             statement.span,
             statement.type.span,
+            None if reducer is None else reducer.text,
         )
+
+    def _reducer_fits(self, reducer: ast.Name, flow_type: FlowType) -> bool:
+        """E123: an unknown reducer; E124: one that does not take the key's type."""
+        known = REDUCERS.get(reducer.text)
+        if known is None:
+            self.problems.append(
+                error(
+                    "E123",
+                    f"unknown reducer `{reducer.text}`",
+                    reducer.span,
+                    help=did_you_mean(reducer.text, REDUCERS)
+                    or f"the reducers are {', '.join(f'`{r}`' for r in REDUCERS)}",
+                )
+            )
+            return False
+        problem = known.problem(flow_type)
+        if problem is not None:
+            fitting = [r.name for r in REDUCERS.values() if r.kinds and not r.problem(flow_type)]
+            self.problems.append(
+                error(
+                    "E124",
+                    problem,
+                    reducer.span,
+                    help=f"for {flow_type}, use {' or '.join(f'`{r}`' for r in fitting)}"
+                    if fitting
+                    else "use `replace`, or change the key's type",
+                )
+            )
+            return False
+        return True
 
     def header(self, statement: ast.Header, index: int) -> None:
         if self.header_seen or index != 0:
@@ -117,6 +161,17 @@ class _Lowering:
 
     def setting(self, statement: ast.Setting) -> None:
         name, value = statement.name.text, statement.value.value
+        if name in NODE_POLICIES:
+            self.problems.append(
+                error(
+                    "E106",
+                    f"`{name}` is a node's policy, not a setting of the flow",
+                    statement.name.span,
+                    help="give it to each node that may fail: "
+                    f"`node NAME = TOOL with {name} = NODE`",
+                )
+            )
+            return
         if name not in SETTINGS:
             self.problems.append(
                 error(
@@ -176,19 +231,14 @@ class _Lowering:
     def _policy(self, policies: tuple[ast.Policy, ...]) -> Policy:
         good: dict[str, ast.Value] = {}
         seen: set[str] = set()
+        on_error: ast.Name | None = None
         for policy in policies:
-            name, value = policy.name.text, policy.value.value
+            name = policy.name.text
+            given = policy.value
             rule = POLICY_RULES.get(name)
-            if rule is None:
-                self.problems.append(
-                    error(
-                        "E113",
-                        f"unknown policy `{name}`",
-                        policy.name.span,
-                        help=did_you_mean(name, POLICIES)
-                        or f"the policies are {', '.join(f'`{p}`' for p in POLICIES)}",
-                    )
-                )
+            if name == "on_error" and name not in seen:
+                seen.add(name)
+                on_error = self._error_route(policy)
             elif name in seen:
                 self.problems.append(
                     error(
@@ -198,23 +248,87 @@ class _Lowering:
                         help=f"keep one `{name} = ...`",
                     )
                 )
-            elif not rule.accepts(value):
+            elif rule is None:
+                self.problems.append(
+                    error(
+                        "E113",
+                        f"unknown policy `{name}`",
+                        policy.name.span,
+                        help=did_you_mean(name, POLICIES)
+                        or f"the policies are {', '.join(f'`{p}`' for p in POLICIES)}",
+                    )
+                )
+            elif not isinstance(given, ast.JsonValue) or not rule.accepts(given.value):
                 seen.add(name)
-                self.problems.append(error("E115", rule.message, policy.value.span))
+                self.problems.append(error("E115", rule.message, given.span))
             else:
                 seen.add(name)
-                good[name] = rule.normal(value)
+                good[name] = rule.normal(given.value)
         return Policy(
             _seconds(good.get("timeout")),
             _whole(good.get("retries")),
             _seconds(good.get("backoff")),
+            None if on_error is None else on_error.text,
+            WHOLE_TEXT if on_error is None else on_error.span,
         )
 
+    def _error_route(self, policy: ast.Policy) -> ast.Name | None:
+        """`on_error = NODE`: the node a failed step goes to (mentioned, as a route's target)."""
+        given = policy.value
+        if isinstance(given, ast.Name):
+            if given.text == START:
+                self.problems.append(
+                    error(
+                        "E103",
+                        "nothing can lead into `start`",
+                        given.span,
+                        help="`on_error` names the node a failed step goes to, or `end`",
+                    )
+                )
+                return None
+            if given.text != END:
+                # Used, as a route's target is; but a route's first node is still the start.
+                self.mentioned.add(given.text)
+                self.first_mention.setdefault(given.text, given.span)
+            return given
+        value = given.value
+        quoted = isinstance(value, str) and value.isidentifier()
+        self.problems.append(
+            error(
+                "E115",
+                "`on_error` must name the node a failed step goes to, or `end`",
+                given.span,
+                help=f"write the node's name without quotes: `on_error = {value}`"
+                if quoted
+                else "for example `on_error = fallback`",
+            )
+        )
+        return None
+
     def route(self, statement: ast.Route) -> None:
-        names = statement.nodes
+        steps = statement.nodes
+        if any(isinstance(step, ast.Parallel) for step in steps):
+            if not self._parallel_route(statement):
+                # The nodes are there; the route is not, but the graph checks count its
+                # targets, so that what follows from its absence is not reported too.
+                names = [name for step in steps for name in _names(step)]
+                for name in names:
+                    self._mention(name)
+                self.rejected.setdefault(names[0].text, []).extend(n.text for n in names[1:])
+                return
+            names = [step for step in steps if isinstance(step, ast.Name)]
+            pairs = [
+                (a, b)
+                for a, b in pairwise(steps)
+                if isinstance(a, ast.Name) and isinstance(b, ast.Name)
+            ]
+        else:
+            names = [step for step in steps if isinstance(step, ast.Name)]
+            pairs = list(pairwise(names))
         for name in names:
             self._mention(name)
-        for source, target in pairwise(names):
+        for source, target in pairs:
+            assert isinstance(source, ast.Name) and isinstance(target, ast.Name)
             self._add_route(source, Goto(target.text, source.span.to(target.span), target.span))
         if statement.branch is not None:
             source = names[-1]
@@ -226,6 +340,101 @@ class _Lowering:
             self._mention(branch.otherwise)
             lowered = Branch(tuple(arms), branch.otherwise.text, branch.span, branch.otherwise.span)
             self._add_route(source, lowered, source.span.to(branch.span))
+
+    def _parallel_route(self, statement: ast.Route) -> bool:
+        """The forks of a route with parallel branches; False when one cannot stand there.
+
+        A fork stands between a node (the one the branches start after) and a node or `end`
+        (where they join); there are two branches or more, each a chain of nodes.
+        """
+        steps = statement.nodes
+        ok = True
+        for index, step in enumerate(steps):
+            if not isinstance(step, ast.Parallel):
+                continue
+            before = steps[index - 1] if index else None
+            after = steps[index + 1] if index + 1 < len(steps) else None
+            if not isinstance(before, ast.Name) or before.text == START:
+                self.problems.append(
+                    error(
+                        "E130",
+                        "parallel branches start after a node",
+                        step.span,
+                        help="write the node they start after first: `NODE -> [b, c] -> JOIN`",
+                    )
+                )
+                ok = False
+            elif not isinstance(after, ast.Name) or after.text == START:
+                self.problems.append(
+                    error(
+                        "E130",
+                        "parallel branches join at a node: name it after `]`",
+                        step.span,
+                        help="for example `-> [b, c] -> JOIN`, or `-> end` to end the run "
+                        "when both are done"
+                        if after is None or isinstance(after, ast.Name)
+                        else "join them at a node before the next branches: "
+                        "`[b, c] -> JOIN -> [d, e]`",
+                    )
+                )
+                ok = False
+            elif len(step.branches) < 2:
+                only = " -> ".join(name.text for name in step.branches[0])
+                self.problems.append(
+                    error(
+                        "E131",
+                        "parallel branches need two branches or more",
+                        step.span,
+                        help=f"to run them one after the other, write "
+                        f"`{before.text} -> {only} -> {after.text}`",
+                    )
+                )
+                ok = False
+            else:
+                ok = self._fork(before, step, after) and ok
+        if statement.branch is not None and isinstance(steps[-1], ast.Parallel):
+            ok = False  # E130 above: the branch would be on the join
+        return ok
+
+    def _fork(self, fork: ast.Name, parallel: ast.Parallel, join: ast.Name) -> bool:
+        places: dict[str, BranchPlace] = {}
+        for index, branch in enumerate(parallel.branches):
+            for position, name in enumerate(branch):
+                if name.text in (START, END):
+                    self.problems.append(
+                        error(
+                            "E132",
+                            f"`{name.text}` cannot be in a parallel branch",
+                            name.span,
+                            help="a branch is a chain of nodes; name where they join after `]`",
+                        )
+                    )
+                    return False
+                place = self.branch_of.get(name.text) or places.get(name.text)
+                if place is not None:
+                    self.problems.append(
+                        error(
+                            "E132",
+                            f"node `{name.text}` is in a parallel branch already "
+                            f"(after `{place.fork}`)",
+                            name.span,
+                            help="a node runs in one branch: declare another node for the "
+                            f"same tool, `node {name.text}_2 = TOOL`",
+                        )
+                    )
+                    return False
+                last = position == len(branch) - 1
+                following = join.text if last else branch[position + 1].text
+                places[name.text] = BranchPlace(fork.text, index, following, last)
+        self._mention(fork)
+        for branch in parallel.branches:
+            for name in branch:
+                self._mention(name)
+        self._mention(join)
+        self.branch_of.update(places)
+        heads = tuple(tuple(name.text for name in branch) for branch in parallel.branches)
+        self._add_route(fork, Parallel(heads, join.text, fork.span.to(join.span), join.span))
+        return True
 
     def _mention(self, name: ast.Name) -> None:
         if name.text not in (START, END):
@@ -334,6 +543,8 @@ class _Lowering:
             state=self.state,
             rejected={name: tuple(targets) for name, targets in self.rejected.items()},
             max_steps_span=self.settings_seen.get("max_steps", WHOLE_TEXT),
+            branch_of=self.branch_of,
+            max_parallel=_whole(settings.get("max_parallel")),
         )
 
 
@@ -351,9 +562,18 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
+def _names(step: ast.Name | ast.Parallel) -> list[ast.Name]:
+    """The node names of a step of a chain: itself, or those of its branches."""
+    if isinstance(step, ast.Name):
+        return [step]
+    return [name for branch in step.branches for name in branch]
+
+
 def _targets(route: Route) -> list[tuple[str, Span]]:
     if isinstance(route, Goto):
         return [(route.target, route.target_span)]
+    if isinstance(route, Parallel):
+        return [(route.join, route.join_span)]
     pairs = [(arm.target, arm.target_span) for arm in route.arms]
     return [*pairs, (route.otherwise, route.otherwise_span)]
 

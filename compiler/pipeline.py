@@ -162,6 +162,7 @@ def _validation_problem(problem: Any) -> Diagnostic:
 def _ir_structure(flow: Flow) -> list[Diagnostic]:
     """What an IR document can get wrong that the DSL cannot express."""
     from flowc.compiler.ir import Branch as IrBranch
+    from flowc.compiler.ir import Parallel as IrParallel
 
     problems: list[Diagnostic] = []
     names: set[str] = set()
@@ -184,16 +185,31 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
     if flow.start not in names:
         problems.append(error("E111", f"the start node `{flow.start}` is not a node", WHOLE_TEXT))
     problems += _ir_state(flow)
+    in_branches: set[str] = set()
     for source, route in flow.routes.items():
         if source not in names:
             problems.append(
                 error("E111", f"a route leaves `{source}`, which is not a node", WHOLE_TEXT)
             )
-        targets = (
-            [arm.target for arm in route.arms] + [route.otherwise]
-            if isinstance(route, IrBranch)
-            else [route.target]
-        )
+        if isinstance(route, IrBranch):
+            targets = [arm.target for arm in route.arms] + [route.otherwise]
+        elif isinstance(route, IrParallel):
+            members = [name for branch in route.branches for name in branch]
+            targets = [*members, route.join]
+            for name in members:
+                if name in (START, END) or name in in_branches:
+                    problems.append(
+                        error(
+                            "E132",
+                            f"`{name}` cannot be in a parallel branch"
+                            if name in (START, END)
+                            else f"node `{name}` is in more than one parallel branch",
+                            WHOLE_TEXT,
+                        )
+                    )
+                in_branches.add(name)
+        else:
+            targets = [route.target]
         for target in targets:
             if target == START:
                 problems.append(error("E103", "nothing can lead into `start`", WHOLE_TEXT))
@@ -203,6 +219,18 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
                         "E111", f"`{source}` leads to `{target}`, which is not a node", WHOLE_TEXT
                     )
                 )
+    for node in flow.nodes:
+        on_error = node.policy.on_error if node.policy is not None else None
+        if on_error == START:
+            problems.append(error("E103", "nothing can lead into `start`", WHOLE_TEXT))
+        elif on_error is not None and on_error != END and on_error not in names:
+            problems.append(
+                error(
+                    "E111",
+                    f"the error route of `{node.name}` leads to `{on_error}`, which is not a node",
+                    WHOLE_TEXT,
+                )
+            )
     return problems
 
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowc.compiler.program import MAX_BACKOFF, MAX_MAX_STEPS, MAX_RETRIES, MAX_TIMEOUT
+from flowc.compiler.program import (
+    MAX_BACKOFF,
+    MAX_MAX_PARALLEL,
+    MAX_MAX_STEPS,
+    MAX_RETRIES,
+    MAX_TIMEOUT,
+)
 from flowc.dsl import ast
 
 
@@ -60,6 +66,12 @@ SETTING_RULES: dict[str, Rule] = {
         1,
         MAX_MAX_STEPS,
         f"`max_steps` must be a whole number from 1 to {MAX_MAX_STEPS:,}",
+        whole=True,
+    ),
+    "max_parallel": Rule(
+        1,
+        MAX_MAX_PARALLEL,
+        f"`max_parallel` must be a whole number from 1 to {MAX_MAX_PARALLEL:,}",
         whole=True,
     ),
     **POLICY_RULES,

@@ -22,6 +22,9 @@ END = "end"
 #: Settings and their defaults (`set NAME = VALUE`).
 DEFAULT_MAX_STEPS = 1000
 MAX_MAX_STEPS = 1_000_000
+#: `set max_parallel`: how many parallel branches (or map elements) of a run run at once.
+DEFAULT_MAX_PARALLEL = 8
+MAX_MAX_PARALLEL = 1000
 
 #: Node policies (`with timeout = 5, retries = 3, backoff = 0.5`), whose flow-wide values
 #: are settings of the same names.  A timeout is in seconds (None: none); `retries` is how
@@ -42,6 +45,10 @@ class Policy:
     timeout: float | None = None
     retries: int | None = None
     backoff: float | None = None
+    #: The error route: the node (or `end`) the run goes to when this node's step fails
+    #: after its retries, with `error` in the state; None: a failure fails the run.
+    on_error: str | None = None
+    on_error_span: Span = field(default=WHOLE_TEXT, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,8 @@ class StateField:
     required: bool = True
     span: Span = WHOLE_TEXT
     type_span: Span = WHOLE_TEXT
+    #: `by NAME`: how the writes of parallel branches are merged (`compiler.reducers`).
+    reducer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,36 @@ class Branch:
         return (*(arm.target for arm in self.arms), self.otherwise)
 
 
-Route: TypeAlias = Goto | Branch
+@dataclass(frozen=True, slots=True)
+class Parallel:
+    """`a -> [b -> b2, c] -> d`: after `a`, its branches run at once, then `join` runs once.
+
+    Each branch is a chain of nodes that run one after the other; a node is in one branch
+    at most and has no route of its own (`Program.branch_of`).
+    """
+
+    branches: tuple[tuple[str, ...], ...]
+    join: str
+    span: Span = WHOLE_TEXT
+    join_span: Span = WHOLE_TEXT
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Where the run goes after the fork: the first node of each branch."""
+        return tuple(branch[0] for branch in self.branches)
+
+
+Route: TypeAlias = Goto | Branch | Parallel
+
+
+@dataclass(frozen=True, slots=True)
+class BranchPlace:
+    """Where a node of a parallel branch is: the fork's node, the branch's index, its next."""
+
+    fork: str
+    index: int
+    next: str  # the next node of the branch, or the join after its last
+    last: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +171,43 @@ class Program:
     rejected: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Where `set max_steps = N` is written (the whole text when it is not).
     max_steps_span: Span = WHOLE_TEXT
+    #: The nodes of parallel branches: the fork, the branch, and what follows each.
+    branch_of: dict[str, BranchPlace] = field(default_factory=dict)
+    #: `set max_parallel = N`: how many branches (or map elements) run at once; None:
+    #: the default.
+    max_parallel: int | None = None
 
-    def successors(self, name: str) -> tuple[str, ...]:
-        """Where a run can go after `name`; empty when the run ends there."""
+    def route_targets(self, name: str) -> tuple[str, ...]:
+        """Where a run goes after `name`'s step succeeds; empty when the run ends there."""
         route = self.routes.get(name)
         if route is None:
-            return ()
+            place = self.branch_of.get(name)
+            return () if place is None else (place.next,)
         return (route.target,) if isinstance(route, Goto) else route.targets
+
+    def error_route(self, name: str) -> str | None:
+        """Where a run goes when `name`'s step fails (`with on_error = ...`); None: it fails."""
+        node = self.nodes.get(name)
+        return None if node is None or node.policy is None else node.policy.on_error
+
+    def successors(self, name: str) -> tuple[str, ...]:
+        """Where a run can go after `name`: its route's targets, then its error route.
+
+        Empty when every run ends there; a node without a route ends the run when its step
+        succeeds, even when it has an error route (`ends_at`).
+        """
+        targets = self.route_targets(name)
+        on_error = self.error_route(name)
+        return targets if on_error is None else (*targets, on_error)
+
+    def ends_at(self, name: str) -> bool:
+        """True when a run can end at `name`.
+
+        It has no route (and is in no parallel branch), or its route or error route leads
+        to `end`.
+        """
+        return (
+            (name not in self.routes and name not in self.branch_of)
+            or END in self.route_targets(name)
+            or self.error_route(name) == END
+        )

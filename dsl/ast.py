@@ -23,8 +23,9 @@ BinaryOp = TypingLiteral[
 UnaryOp = TypingLiteral["not", "-"]
 
 #: The policies a node declaration can give after `with`, in the order the formatter
-#: writes them; each has a flow-wide default, `set NAME = VALUE`.
-POLICY_NAMES = ("timeout", "retries", "backoff")
+#: writes them; each but `on_error` (a node's own error route) has a flow-wide default,
+#: `set NAME = VALUE`.
+POLICY_NAMES = ("timeout", "retries", "backoff", "on_error")
 
 
 # ------------------------------------------------------------------ static values
@@ -140,12 +141,14 @@ class TypeRef:
 
 @dataclass(frozen=True, slots=True)
 class StateDecl:
-    """`state NAME: TYPE` or `state NAME: TYPE = VALUE`; without a default it is an input."""
+    """`state NAME: TYPE (= VALUE)? (by REDUCER)?`; without a default it is an input."""
 
     name: Name
     type: TypeRef
     default: JsonValue | None = None
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+    #: `by NAME`: how the writes of parallel branches to the key are merged.
+    reducer: Name | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +162,13 @@ class Argument:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """`NAME = VALUE` after `with` in a node declaration: `timeout = 5`."""
+    """`NAME = VALUE` after `with` in a node declaration: `timeout = 5`, `on_error = fix`.
+
+    The value is a node's name (`Name`) where one is written, else a static value.
+    """
 
     name: Name
-    value: JsonValue
+    value: JsonValue | Name
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 
 
@@ -200,10 +206,21 @@ class Branch:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """A chain `a -> b -> c`, optionally ending in a branch on its last node."""
+class Parallel:
+    """`[b -> b2, c]` in a chain: branches, each a chain of nodes, that run at once."""
 
-    nodes: tuple[Name, ...]
+    branches: tuple[tuple[Name, ...], ...]
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A chain `a -> b -> c`, optionally ending in a branch on its last node.
+
+    A step of the chain may be `Parallel` branches (`a -> [b, c] -> d`).
+    """
+
+    nodes: tuple[Name | Parallel, ...]
     branch: Branch | None
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
 

@@ -178,13 +178,18 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return ast.Setting(name, value, _outer(children))
 
     def state_decl(self, children: Children) -> ast.StateDecl:
-        """`state NAME: TYPE (= VALUE)?`."""
+        """`state NAME: TYPE (= VALUE)? (by REDUCER)?`."""
         name = self._name(children[1], "a state key")
         default: ast.JsonValue | None = None
-        if len(children) > 4:
-            default = self._as_value(children[5])
+        reducer: ast.Name | None = None
+        rest = children[4:]
+        if rest and isinstance(rest[-2], Token) and rest[-2].type == "BY":
+            reducer = self._name(rest[-1], "a reducer")
+            rest = rest[:-2]
+        if rest:
+            default = self._as_value(rest[1])
             self._check_value(default)
-        return ast.StateDecl(name, children[3], default, _outer(children))
+        return ast.StateDecl(name, children[3], default, _outer(children), reducer)
 
     def type_ref(self, children: Children) -> ast.TypeRef:
         """`NAME`, `NAME[TYPE]`, either with a trailing `?`."""
@@ -229,6 +234,8 @@ class AstBuilder(Transformer[Token, ast.Flow]):
     def policy(self, children: Children) -> ast.Policy:
         """`NAME = VALUE` after `with`."""
         name = self._name(children[0], "a policy name")
+        if isinstance(children[2], ast.Name):  # `on_error = fallback`
+            return ast.Policy(name, children[2], _outer(children))
         value = self._as_value(children[2])
         self._check_value(value)
         return ast.Policy(name, value, _outer(children))
@@ -245,6 +252,14 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         parts = _strip(children)
         branch = parts.pop() if isinstance(parts[-1], ast.Branch) else None
         return ast.Route(tuple(parts), branch, _outer(children))
+
+    def parallel(self, children: Children) -> ast.Parallel:
+        """`[chain, chain, ...]`: parallel branches."""
+        return ast.Parallel(tuple(_strip(children)), _outer(children))
+
+    def chain(self, children: Children) -> tuple[ast.Name, ...]:
+        """`b -> b2`: one parallel branch."""
+        return tuple(_strip(children))
 
     def branch(self, children: Children) -> ast.Branch:
         """`? arm : arm : otherwise`."""

@@ -179,10 +179,12 @@ def format_statement(statement: ast.Statement) -> list[str]:
 
 
 def format_state_decl(declaration: ast.StateDecl) -> str:
-    """`state NAME: TYPE` and, when there is one, ` = DEFAULT`."""
+    """`state NAME: TYPE` and, when there are, ` = DEFAULT` and ` by REDUCER`."""
     text = f"state {declaration.name.text}: {format_type(declaration.type)}"
     if declaration.default is not None:
         text += f" = {format_value(declaration.default.value)}"
+    if declaration.reducer is not None:
+        text += f" by {declaration.reducer.text}"
     return text
 
 
@@ -208,11 +210,16 @@ def _format_policies(policies: tuple[ast.Policy, ...]) -> str:
     if not policies:
         return ""
     written = canonical_policies(policies)
-    return " with " + ", ".join(f"{p.name.text} = {format_value(p.value.value)}" for p in written)
+    return " with " + ", ".join(f"{p.name.text} = {_policy_value(p.value)}" for p in written)
+
+
+def _policy_value(value: ast.JsonValue | ast.Name) -> str:
+    """A policy's value: a node's name as written, or a static value."""
+    return value.text if isinstance(value, ast.Name) else format_value(value.value)
 
 
 def canonical_policies(policies: tuple[ast.Policy, ...]) -> tuple[ast.Policy, ...]:
-    """Policies in the order the formatter writes them: `timeout, retries, backoff`.
+    """Policies in the order the formatter writes them: `timeout, retries, backoff, on_error`.
 
     Names the language does not know (an error for the compiler) follow, as written.
     """
@@ -249,7 +256,7 @@ def _route_pieces(route: ast.Route) -> list[Piece]:
     branch = route.branch
     last = len(route.nodes) - 1
     pieces = [
-        Piece(n.text, n.span, "->" if i < last else "?" if branch else "", "chain")
+        Piece(_step_text(n), n.span, "->" if i < last else "?" if branch else "", "chain")
         for i, n in enumerate(route.nodes)
     ]
     if branch is not None:
@@ -258,6 +265,13 @@ def _route_pieces(route: ast.Route) -> list[Piece]:
             pieces.append(Piece(arm.target.text, arm.target.span, ":", "target"))
         pieces.append(Piece(branch.otherwise.text, branch.otherwise.span, "", "otherwise"))
     return pieces
+
+
+def _step_text(step: ast.Name | ast.Parallel) -> str:
+    """A step of a chain: a node's name, or parallel branches `[b -> b2, c]`."""
+    if isinstance(step, ast.Name):
+        return step.text
+    return "[" + ", ".join(" -> ".join(n.text for n in chain) for chain in step.branches) + "]"
 
 
 def _declaration_pieces(declaration: ast.NodeDecl) -> list[Piece]:

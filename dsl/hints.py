@@ -52,7 +52,7 @@ _PYTHON_IF = re.compile(
 )
 _BRANCH_FORM = "a branch is `NODE ? CONDITION -> TARGET : ELSE`"
 _VALUE_START = VALUE_START
-_SETTINGS = frozenset(["max_steps", *POLICY_NAMES])
+_SETTINGS = frozenset(["max_steps", *POLICY_NAMES]) - {"on_error"}  # a node policy only
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +234,12 @@ def _name_hint(
         return Hint("use `:` instead of `elif`, as in `: CONDITION -> TARGET`")
     line_end = text.find("\n", token.end_pos or 0)
     rest = text[token.end_pos : None if line_end < 0 else line_end]
+    if previous is not None and previous.type == "EQUALS" and acceptable & _VALUE_START:
+        line_start = text.rfind("\n", 0, token.start_pos or 0) + 1
+        if re.match(r"\s*set\s+on_error\s*=", text[line_start:]):
+            return Hint(
+                f"`on_error` is a node's policy: `node NAME = TOOL with on_error = {value}`"
+            )
     if value == "is" and "EQ" in acceptable:
         found = re.match(r"\s+(not\s+)?(\w+)?", rest)
         operator, was = ("!=", "is not") if found and found[1] else ("==", "is")

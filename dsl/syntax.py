@@ -11,6 +11,7 @@ from __future__ import annotations
 #: The text of every terminal that matches one fixed text, keywords included.
 TOKENS: dict[str, str] = {
     "FLOW": "flow", "SET": "set", "STATE": "state", "NODE": "node", "WITH": "with",
+    "BY": "by",
     "START": "start", "END": "end", "AND": "and", "OR": "or", "NOT": "not", "IN": "in",
     "TRUE": "true", "FALSE": "false", "NULL": "null",
     "ARROW": "->", "QMARK": "?", "COLON": ":", "SEMICOLON": ";", "EQUALS": "=", "COMMA": ",",
@@ -24,9 +25,9 @@ KEYWORDS: dict[str, str] = {
     text: name for name, text in TOKENS.items() if text.isidentifier() and text.isascii()
 }
 
-#: Keywords only where the grammar takes them and no name (`node a = t with retries = 1`);
-#: anywhere else the word is a name like any other.
-CONTEXTUAL = frozenset(["with"])
+#: Keywords only where the grammar takes them and no name (`node a = t with retries = 1`,
+#: `state n: int = 0 by sum`); anywhere else the word is a name like any other.
+CONTEXTUAL = frozenset(["with", "by"])
 
 #: Words that cannot name a node, a tool, a parameter, a setting, a function, a state key
 #: in a declaration, or start a path.

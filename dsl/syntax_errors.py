@@ -45,7 +45,7 @@ def describe_expected(expected: set[str]) -> str:
         wanted -= _VALUE_START | {"FLOAT", "MINUS", "TRUE", "FALSE", "NULL"}
     if expected >= _NODE_NAME and wanted & _NODE_NAME:  # an expression may have taken NAME
         phrases.append("a node name")
-        wanted -= _NODE_NAME
+        wanted -= _NODE_NAME | {"LSQB"}  # `[`: parallel branches, a rarer next step
     if len(wanted & _OPERATORS) >= 3:
         phrases.append("an operator")
         wanted -= _OPERATORS | {"DOT", "LSQB"}

@@ -46,7 +46,9 @@ class Step(NamedTuple):
     """One node's execution: its place in the run, the state delta, its timing and attempts.
 
     A named tuple: one is made per step, on the hot path.  A step that was retried started
-    with its first attempt and finished with its last.
+    with its first attempt and finished with its last.  A `failed` step is one whose last
+    attempt failed and whose node has an error route (`on_error`): its delta is the
+    `error` it wrote, and the run went on at the route's target.
     """
 
     seq: int
@@ -55,6 +57,7 @@ class Step(NamedTuple):
     started_at: float
     finished_at: float
     attempts: int = 1
+    failed: bool = False
 
     @property
     def duration_ms(self) -> float:
@@ -62,8 +65,8 @@ class Step(NamedTuple):
         return (self.finished_at - self.started_at) * 1000
 
     def to_json(self) -> dict[str, Any]:
-        """The step as JSON."""
-        return {
+        """The step as JSON (`"failed": true` only for a failed step)."""
+        data = {
             "seq": self.seq,
             "node": self.node,
             "delta": self.delta,
@@ -72,6 +75,9 @@ class Step(NamedTuple):
             "duration_ms": round(self.duration_ms, 3),
             "attempts": self.attempts,
         }
+        if self.failed:
+            data["failed"] = True
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,8 @@ class Event(NamedTuple):
     A named tuple, like `Step`: when someone listens, two are made per step.
     `node_attempt_failed` has `attempt` (from 1), `error`, `duration_ms` (of the attempt)
     and `retry_in` (seconds until the next attempt, None when none follows);
-    `node_finished` has `attempts`, how many the step took.
+    `node_finished` has `attempts`, how many the step took, and `failed` True for a step
+    that failed and took its node's error route (None otherwise).
     """
 
     type: EventType
@@ -117,6 +124,7 @@ class Event(NamedTuple):
     attempt: int | None = None
     retry_in: float | None = None
     attempts: int | None = None
+    failed: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON message the WebSocket sends."""
@@ -141,6 +149,8 @@ class Event(NamedTuple):
             data["retry_in"] = None if self.retry_in is None else round(self.retry_in, 3)
         if self.attempts is not None:
             data["attempts"] = self.attempts
+        if self.failed:
+            data["failed"] = True
         return data
 
     @property

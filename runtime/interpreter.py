@@ -1,13 +1,16 @@
 """IR + registered tools -> a run: walk the graph in a `while` loop, emitting events.
 
 Each step is a tool call, a dict merge, a routing decision and (when someone listens) two
-events.  A node with a policy (a timeout, retries) takes the slower road through
-`_attempts`: each attempt timed, each failed one an event, retries after a jittered
-backoff.  Every failure ends the run as `failed` with a structured `RunError` and the last
-good state; nothing escapes as a stack trace.  Cancelling the task that runs a run is not a
-failure: `CancelledError` goes through, and the caller reports the run `cancelled`.  What a
-run may hold is bounded by its `Limits` (checked on each delta as it is copied), and it
-gives the event loop back every `slice_steps` steps or `slice_ms` milliseconds.
+events.  A node with a policy (a timeout, retries, an error route) takes the slower road
+through `_attempts`: each attempt timed, each failed one an event, retries after a jittered
+backoff.  A failure ends the run as `failed` with a structured `RunError` and the last good
+state, unless it is a step's own failure and its node has an error route (`on_error`): then
+the step is recorded as failed, with the error as `error` in the state, and the run goes on
+at the route's target.  Nothing escapes as a stack trace.  Cancelling the task that runs a
+run is not a failure: `CancelledError` goes through, and the caller reports the run
+`cancelled`.  What a run may hold is bounded by its `Limits` (checked on each delta as it
+is copied), and it gives the event loop back every `slice_steps` steps or `slice_ms`
+milliseconds.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from flowc.compiler import compile_source
 from flowc.compiler.inputs import Inputs
-from flowc.compiler.ir import Branch, Flow, Node, Span
+from flowc.compiler.ir import Branch, Flow, Node, Parallel, Span
 from flowc.compiler.operators import Budget
 from flowc.compiler.program import END
 from flowc.runtime.calls import CallFailed, RunThreads, call_async
@@ -48,6 +51,9 @@ State = dict[str, Any]
 #: turn meanwhile, so the run's time slice starts again instead of yielding once more.
 Listener = Callable[[Event], Awaitable[bool | None] | None]
 
+#: The `goto` of a node that parallel branches start after.
+FORK = "\x00fork"
+
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
 
@@ -60,10 +66,15 @@ DEFAULT_THREADS_PER_RUN = 4
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Where a run goes on: `initial_state` is the state after step `seq`, which ran `after`."""
+    """Where a run goes on: `initial_state` is the state after step `seq`, which ran `after`.
+
+    `failed`: that step failed and took its node's error route, so the run goes on at the
+    route's target rather than along the node's own route.
+    """
 
     after: str
     seq: int
+    failed: bool = False
 
     def __post_init__(self) -> None:
         if type(self.seq) is not int or self.seq < 1:
@@ -142,6 +153,9 @@ class WorkflowEngine:
                 )
                 for arm in route.arms
             )
+        elif isinstance(route, Parallel):
+            # Not run yet: the step after the fork fails the run (`_after_fork`).
+            goto = FORK
         elif route is not None:
             goto = route.target
         copy_args = any(isinstance(v, (dict, list)) for v in node.args.values())
@@ -231,6 +245,8 @@ class _Run:
         #: tracked either.
         self.steps: list[tuple[int, str, float, float, int]] = []
         self.deltas: list[dict[str, Any]] = []
+        #: The numbers of the steps that failed and took their node's error route.
+        self.failed: list[int] = []
         self.base = 0  # the steps run before this run resumed: `Resume.seq`
         self.cursor = StepCursor(run_id, self.steps)
         self.threads: RunThreads | None = None
@@ -259,7 +275,7 @@ class _Run:
             self.state = self._load(initial_state or {}, resume is None)
             if resume is not None:
                 self.base = self.cursor.base = resume.seq
-                start = self._after(resume.after)
+                start = self._after(resume.after, resume.failed)
             await self.emit(Event("run_started", self.run_id, self.base, start, time.time()))
             tools = {tool.spec.name: tool for tool in self.engine.registry}
             await self._walk(start, tools)
@@ -280,12 +296,16 @@ class _Run:
 
     def _steps(self) -> list[Step]:
         """The steps, as the result holds them."""
-        return [
+        steps = [
             Step(seq, node, delta, started, finished, attempts)
             for (seq, node, started, finished, attempts), delta in zip(
                 self.steps, self.deltas, strict=True
             )
         ]
+        for seq in self.failed:
+            index = seq - self.base - 1
+            steps[index] = steps[index]._replace(failed=True)
+        return steps
 
     def _check_max_steps(self) -> None:
         limits = self.engine.limits
@@ -351,13 +371,27 @@ class _Run:
             self.meter.admit(sizes, "the defaults")
         return state
 
-    def _after(self, node: str) -> str:
-        """Where a run resumed after `node` goes next: its route, taken on the state."""
+    def _after(self, node: str, failed: bool) -> str:
+        """Where a run resumed after `node` goes next: its route, taken on the state.
+
+        After a `failed` step, its node's error route.
+        """
         plan = self.engine._plans.get(node)
         if plan is None:
             raise _Failed(
                 RunError("unknown_node", f"there is no node `{node}` to resume after", node)
             )
+        if failed:
+            if plan.policy is None or plan.policy.on_error is None:
+                raise _Failed(
+                    RunError(
+                        "unknown_node",
+                        f"node `{node}` has no error route (`on_error`) to resume on",
+                        node,
+                        plan.span,
+                    )
+                )
+            return plan.policy.on_error
         return plan.goto if plan.goto is not None else self._branch(plan)
 
     async def _walk(self, node: str, tools: dict[str, Tool]) -> None:
@@ -381,6 +415,14 @@ class _Run:
         slice_ends = time.time() + slice_seconds
         while node != END:
             plan = plans.get(node)
+            if node == FORK:
+                raise _Failed(
+                    RunError(
+                        "unsupported",
+                        "this engine does not run parallel branches yet",
+                        steps[-1][1] if steps else None,
+                    )
+                )
             if plan is None:
                 raise _Failed(RunError("unknown_node", f"there is no node `{node}`", node))
             seq = base + len(steps)
@@ -434,7 +476,19 @@ class _Run:
                     raise _Failed(_bad_return(problem, plan)) from None
                 attempts = 1
             else:
-                started, delta, attempts = await self._attempts(plan, tool, state, containers, seq)
+                started, delta, attempts, failed = await self._attempts(
+                    plan, tool, state, containers, seq
+                )
+                if failed:
+                    # Its own road, so that no other step pays for it: recorded and
+                    # announced as failed, then on to the error route's target.
+                    state, node = await self._failed_step(
+                        plan, seq, started, delta, attempts, state
+                    )
+                    containers.add("error")
+                    left = slice_steps
+                    slice_ends = time.time() + slice_seconds
+                    continue
             finished = time.time()
             if delta:
                 state = {**state, **delta}
@@ -492,8 +546,13 @@ class _Run:
 
     async def _attempts(
         self, plan: _Plan, tool: Tool, state: State, containers: set[str], seq: int
-    ) -> tuple[float, State, int]:
-        """Run a node that has a policy: when it started, its delta, and how many attempts."""
+    ) -> tuple[float, State, int, bool]:
+        """Run a node that has a policy: its start, delta, attempts, and whether it failed.
+
+        A step whose last attempt failed, at a node with an error route, has failed: its
+        delta is the `error` it writes.  Without a route, or when the state cannot take that
+        `error` (a declaration it does not fit, a limit), the run fails.
+        """
         policy = plan.policy
         assert policy is not None
         started = time.time()
@@ -512,7 +571,7 @@ class _Run:
                     if result is not None
                     else {}
                 )
-                return started, delta, attempt
+                return started, delta, attempt, False
             except ReturnLimitError as problem:
                 error = _past_limit(problem, plan)
             except ReturnError as problem:
@@ -533,9 +592,58 @@ class _Run:
             if delay is None:
                 if attempt > 1:
                     error = replace(error, message=f"{error.message} (after {attempt} attempts)")
+                if policy.on_error is not None:
+                    written = self._error_delta(plan, error, attempt, state)
+                    if written is not None:
+                        return started, written, attempt, True
                 raise _Failed(error)
             await asyncio.sleep(delay)
             attempt += 1
+
+    def _error_delta(
+        self, plan: _Plan, error: RunError, attempts: int, state: State
+    ) -> State | None:
+        """The delta of a failed step: `error`, checked and measured like a tool's update.
+
+        None when the state cannot take it (the flow declares `error` as a type a dict
+        does not fit, or it is past a limit).
+        """
+        written = {"code": error.code, "message": error.message, "node": plan.name,
+                   "attempts": attempts}  # fmt: skip
+        try:
+            updates({"error": written}, state, self.meter, None, self.engine.declared)
+        except ReturnError:
+            return None
+        # Written even when the state holds the same error already (left out of `updates`'
+        # delta, as unchanged): a failed step's delta is always its error.
+        return {"error": written}
+
+    async def _failed_step(
+        self, plan: _Plan, seq: int, started: float, delta: State, attempts: int, state: State
+    ) -> tuple[State, str]:
+        """Record a failed step, emit its `node_finished`; the state, and where the route goes.
+
+        It gives the event loop a turn unless the listener waited for I/O: the run's time
+        slice starts again after it.
+        """
+        assert plan.policy is not None and plan.policy.on_error is not None
+        finished = time.time()
+        state = {**state, **delta}
+        self.state = state
+        self.steps.append((seq, plan.name, started, finished, attempts))
+        self.deltas.append(delta)
+        self.failed.append(seq)
+        waited = False
+        if self.listener is not None:
+            pending = self.listener(
+                Event("node_finished", self.run_id, seq, plan.name, finished, delta=delta,
+                      duration_ms=(finished - started) * 1000, attempts=attempts, failed=True)
+            )  # fmt: skip
+            if pending is not None:
+                waited = await pending is True
+        if not waited:
+            await asyncio.sleep(0)
+        return state, plan.policy.on_error
 
     def _branch(self, plan: _Plan) -> str:
         budget = Budget()  # one routing decision's work on values, shared by its arms

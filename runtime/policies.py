@@ -1,9 +1,9 @@
-"""A node's policies -> how its step runs: the timeout, the retries and the waits between.
+"""A node's policies -> how its step runs: timeout, retries, waits, where a failure goes.
 
 A node's policy is what its declaration gives after `with`, over the flow's settings of
 the same names, over their defaults.  It is worked out once per engine; a node that ends
-up with neither a timeout nor retries has none, and its steps take the interpreter's
-fast road.
+up with neither a timeout, nor retries, nor an error route has none, and its steps take
+the interpreter's fast road.
 """
 
 from __future__ import annotations
@@ -25,23 +25,30 @@ _random = random.Random()
 
 @dataclass(frozen=True, slots=True)
 class NodePolicy:
-    """What a node's steps do: time out after `timeout` seconds, retry, wait `backoff`."""
+    """What a node's steps do: time out after `timeout` seconds, retry, wait `backoff`.
+
+    `on_error`: the node (or `end`) the run goes to when the step fails after its retries,
+    with the failure as `error` in the state; None: the failure fails the run.
+    """
 
     timeout: float | None
     retries: int
     backoff: float
+    on_error: str | None = None
 
 
 def node_policy(settings: Settings, own: Policy | None) -> NodePolicy | None:
     """The node's own policy over the flow's settings; None when there is nothing to do."""
     timeout, retries, backoff = settings.timeout, settings.retries, settings.backoff
+    on_error = None
     if own is not None:
         timeout = own.timeout if own.timeout is not None else timeout
         retries = own.retries if own.retries is not None else retries
         backoff = own.backoff if own.backoff is not None else backoff
-    if timeout is None and not retries:
+        on_error = own.on_error
+    if timeout is None and not retries and on_error is None:
         return None
-    return NodePolicy(timeout, retries, backoff)
+    return NodePolicy(timeout, retries, backoff, on_error)
 
 
 def retry_delay(backoff: float, attempt: int) -> float:

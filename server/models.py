@@ -103,3 +103,5 @@ class RunStep(SQLModel, table=True):
     started_at: datetime = Field(sa_type=DateTime(timezone=True))
     finished_at: datetime = Field(sa_type=DateTime(timezone=True))
     attempts: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    #: A step that failed and took its node's error route (`on_error`): its delta is `error`.
+    failed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})

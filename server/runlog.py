@@ -95,7 +95,8 @@ class StepRow(NamedTuple):
     """A step as it is written: the `run_step` columns.
 
     A named tuple, like `Step`: one is made per step, on the hot path (a frozen
-    dataclass costs 2-3 times as much to build).
+    dataclass costs 2-3 times as much to build).  `failed`: the step failed and took its
+    node's error route.
     """
 
     seq: int
@@ -104,6 +105,7 @@ class StepRow(NamedTuple):
     started_at: datetime
     finished_at: datetime
     attempts: int = 1
+    failed: bool = False
 
 
 @dataclass(slots=True)
@@ -613,8 +615,8 @@ class PostgresRunLog(RunLog):
     _STEPS = """
         WITH v AS (
             SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[],
-                                 $5::timestamptz[], $6::timestamptz[], $7::int[])
-                   AS v(run_id, seq, node, delta, started_at, finished_at, attempts)
+                                 $5::timestamptz[], $6::timestamptz[], $7::int[], $10::bool[])
+                   AS v(run_id, seq, node, delta, started_at, finished_at, attempts, failed)
         ), fence AS (
             SELECT r.id FROM workflow_run r
               JOIN unnest($8::uuid[], $9::int[]) AS o(id, attempt)
@@ -622,9 +624,10 @@ class PostgresRunLog(RunLog):
              WHERE r.status = 'running'
                FOR SHARE OF r
         ), written AS (
-            INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts)
+            INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                                  failed)
             SELECT v.run_id, v.seq, v.node, v.delta::jsonb, v.started_at, v.finished_at,
-                   v.attempts
+                   v.attempts, v.failed
               FROM v JOIN fence ON fence.id = v.run_id
                 ON CONFLICT (run_id, seq) DO NOTHING
         )
@@ -637,8 +640,9 @@ class PostgresRunLog(RunLog):
              WHERE id = $1 AND attempt = $8 AND status = 'running'
                FOR SHARE
         ), written AS (
-            INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts)
-            SELECT $1, $2, $3, $4::jsonb, $5, $6, $7 FROM fence
+            INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                                  failed)
+            SELECT $1, $2, $3, $4::jsonb, $5, $6, $7, $9 FROM fence
                 ON CONFLICT (run_id, seq) DO NOTHING
         )
         SELECT id FROM fence
@@ -858,7 +862,7 @@ class PostgresRunLog(RunLog):
                 ((item, row),) = _steps(batch)
                 found = await connection.fetchrow(
                     self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
-                    row.started_at, row.finished_at, row.attempts, item.attempt,
+                    row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
                 )  # fmt: skip
                 if found is None:
                     outcome[item.run_id] = LeaseLost(str(item.run_id))
@@ -877,6 +881,7 @@ class PostgresRunLog(RunLog):
                     [row.attempts for _, row in rows],
                     list(runs),
                     list(runs.values()),
+                    [row.failed for _, row in rows],
                 )
                 owned = set(record["owned"] or ())
                 changed.extend(owned)
@@ -902,7 +907,7 @@ class PostgresRunLog(RunLog):
         assert row is not None
         found = await connection.fetchrow(
             self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
-            row.started_at, row.finished_at, row.attempts, item.attempt,
+            row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
         )  # fmt: skip
         if found is None:
             return {item.run_id: LeaseLost(str(item.run_id))}
@@ -1037,8 +1042,8 @@ class PostgresRunLog(RunLog):
         """The run's steps after `seq`, in order (`limit` None: all of them)."""
         async with _reaching(_transient_asyncpg), self._pool.acquire() as connection:
             records = await connection.fetch(
-                "SELECT seq, node, delta, started_at, finished_at, attempts FROM run_step "
-                "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                "SELECT seq, node, delta, started_at, finished_at, attempts, failed "
+                "FROM run_step WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 run_id,
                 min(seq, MAX_SEQ),
                 limit,  # NULL: no limit
@@ -1051,6 +1056,7 @@ class PostgresRunLog(RunLog):
                 r["started_at"],
                 r["finished_at"],
                 r["attempts"],
+                r["failed"],
             )
             for r in records
         ]
@@ -1139,8 +1145,8 @@ class SqliteRunLog(RunLog):
                     await connection.execute(
                         text(
                             "INSERT OR IGNORE INTO run_step (run_id, seq, node, delta, "
-                            "started_at, finished_at, attempts) VALUES (:run_id, :seq, :node, "
-                            ":delta, :started_at, :finished_at, :attempts)"
+                            "started_at, finished_at, attempts, failed) VALUES (:run_id, :seq, "
+                            ":node, :delta, :started_at, :finished_at, :attempts, :failed)"
                         ),
                         [
                             {
@@ -1151,6 +1157,7 @@ class SqliteRunLog(RunLog):
                                 "started_at": _sqlite_time(s.started_at),
                                 "finished_at": _sqlite_time(s.finished_at),
                                 "attempts": s.attempts,
+                                "failed": s.failed,
                             }
                             for s in steps
                         ],
@@ -1416,8 +1423,9 @@ class SqliteRunLog(RunLog):
             rows = (
                 await connection.execute(
                     text(
-                        "SELECT seq, node, delta, started_at, finished_at, attempts FROM run_step "
-                        "WHERE run_id = :id AND seq > :seq ORDER BY seq LIMIT :limit"
+                        "SELECT seq, node, delta, started_at, finished_at, attempts, failed "
+                        "FROM run_step WHERE run_id = :id AND seq > :seq ORDER BY seq "
+                        "LIMIT :limit"
                     ),
                     {
                         "id": _sqlite_id(run_id),
@@ -1434,6 +1442,7 @@ class SqliteRunLog(RunLog):
                 _parse_time(r.started_at),
                 _parse_time(r.finished_at),
                 r.attempts,
+                bool(r.failed),
             )
             for r in rows
         ]

@@ -112,24 +112,28 @@ class _Buffer:
     Each row's fields but its delta are an exact tuple, the deltas a list of their own:
     Python's collector stops tracking a tuple of plain values (not a dataclass, nor a tuple
     that holds a dict).  A long run keeps millions of rows, and full collections that walked
-    them held the event loop for most of a second.
+    them held the event loop for most of a second.  The few failed steps are kept by number.
     """
 
     def __init__(self) -> None:
         self.fields: list[tuple[int, str, datetime, datetime, int]] = []
         self.deltas: list[dict[str, Any]] = []
+        self.failed: set[int] = set()
 
     def append(self, row: StepRow) -> None:
         """Keep a row."""
         self.fields.append((row.seq, row.node, row.started_at, row.finished_at, row.attempts))
         self.deltas.append(row.delta)
+        if row.failed:
+            self.failed.add(row.seq)
 
     def rows(self) -> Iterator[StepRow]:
         """The rows kept, in order."""
+        failed = self.failed
         for (seq, node, started, finished, attempts), delta in zip(
             self.fields, self.deltas, strict=True
         ):
-            yield StepRow(seq, node, delta, started, finished, attempts)
+            yield StepRow(seq, node, delta, started, finished, attempts, seq in failed)
 
 
 @dataclass
@@ -410,7 +414,8 @@ class RunService:
                 state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
                 history = [_step(r) for r in rows]
                 if rows:
-                    resume = Resume(after=rows[-1].node, seq=rows[-1].seq)
+                    last = rows[-1]
+                    resume = Resume(after=last.node, seq=last.seq, failed=last.failed)
             if claimed.cancel_requested:
                 raise asyncio.CancelledError
         except asyncio.CancelledError:
@@ -455,7 +460,7 @@ class RunService:
                 started = event.at - (event.duration_ms or 0.0) / 1000
                 row = StepRow(
                     event.step, event.node or "", delta, moment(started), moment(event.at),
-                    event.attempts or 1,
+                    event.attempts or 1, event.failed is True,
                 )  # fmt: skip
                 state.update(delta)  # the state after the step, for snapshots
                 if durability == "sync":
@@ -802,8 +807,9 @@ def time_now() -> float:
 
 def _step(row: StepRow) -> Step:
     return Step(
-        row.seq, row.node, row.delta, _ts(row.started_at), _ts(row.finished_at), row.attempts
-    )
+        row.seq, row.node, row.delta, _ts(row.started_at), _ts(row.finished_at), row.attempts,
+        row.failed,
+    )  # fmt: skip
 
 
 def _ts(at: datetime) -> float:
@@ -813,10 +819,11 @@ def _ts(at: datetime) -> float:
 def _published_steps(live: _Live) -> list[Step]:
     events = (live.event(i) for i in range(len(live.events)))
     return [
-        Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at)
+        Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at,
+             e.attempts or 1, e.failed is True)
         for e in events
         if isinstance(e, Event) and e.type == "node_finished"
-    ]
+    ]  # fmt: skip
 
 
 def _is_final(message: dict[str, Any]) -> bool:
@@ -841,11 +848,14 @@ def _started(run: WorkflowRun, node: str | None) -> dict[str, Any]:
 
 
 def _finished(run_id: uuid.UUID, step: StepRow) -> dict[str, Any]:
-    """`node_finished` of a recorded step."""
+    """`node_finished` of a recorded step (`"failed": true` for a failed one, as live)."""
     duration = (step.finished_at - step.started_at).total_seconds() * 1000
-    return {"type": "node_finished", "run_id": str(run_id), "step": step.seq,
-            "node": step.node, "delta": step.delta, "at": step.finished_at.isoformat(),
-            "duration_ms": round(duration, 3), "attempts": step.attempts}  # fmt: skip
+    message = {"type": "node_finished", "run_id": str(run_id), "step": step.seq,
+               "node": step.node, "delta": step.delta, "at": step.finished_at.isoformat(),
+               "duration_ms": round(duration, 3), "attempts": step.attempts}  # fmt: skip
+    if step.failed:
+        message["failed"] = True
+    return message
 
 
 def _ended(run: WorkflowRun) -> dict[str, Any]:

@@ -214,6 +214,10 @@ class RunErrorOut(BaseModel):
     span: dict[str, int] | None = None
 
 
+def _not_failed(failed: bool) -> bool:
+    return not failed
+
+
 class StepOut(_Row):
     """One node's execution in a run (`attempts`: how many times its tool was called)."""
 
@@ -223,6 +227,13 @@ class StepOut(_Row):
     started_at: UTCDateTime
     finished_at: UTCDateTime
     attempts: int = 1
+    # Left out unless true, as in `POST /graph/run`'s steps and the WebSocket's events.
+    failed: bool = Field(
+        default=False,
+        exclude_if=_not_failed,
+        description="true for a step that failed and took its node's error route "
+        "(`on_error`): its delta is the `error` it wrote; left out otherwise",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -64,7 +64,9 @@ Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) a
   `attempt` (from 1), `error`, `duration_ms`, `retry_in` (seconds; null when no retry
   follows).
 - `node_finished`: `step` and `node` as above; `delta` the keys the node changed;
-  `duration_ms`; `attempts`.
+  `duration_ms`; `attempts`; `failed: true` for a step that failed and took its node's
+  error route (`on_error`: its `delta` is the `error` it wrote, and the run goes on at the
+  route's target), left out otherwise.
 - `run_finished`: `step` the number of steps, `node` the last node; `status: "succeeded"`,
   `state` the final state.
 - `run_failed`: `step` the number of steps, `node` the node that failed (or null);

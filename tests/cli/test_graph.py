@@ -166,3 +166,16 @@ def test_a_node_with_policies_is_labelled_with_them() -> None:
         in (dot)
     )
     assert '    "check" [label="check with timeout = 1.5"];\n' in dot
+
+
+def test_an_error_route_is_a_dashed_edge() -> None:
+    flow = program(
+        "node fetch = t with retries = 2, on_error = fallback\nfetch -> end\nfallback -> end\n"
+    )
+    mermaid = to_mermaid(flow)
+    assert 'node_fetch["fetch (t) with retries = 2"]' in mermaid
+    assert 'node_fetch -.->|"on error"| node_fallback' in mermaid
+    dot = to_dot(flow)
+    assert '"fetch" -> "fallback" [label="on error", style=dashed];' in dot
+    # An error route to `end` draws `end`, even when no route leads there.
+    assert "flow_end" in to_mermaid(program("node a = t with on_error = end\na -> b\n"))

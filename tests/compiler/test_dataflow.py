@@ -528,3 +528,58 @@ def test_ir_documents_get_the_data_flow_checks() -> None:
 def test_not_of_anything_is_a_bool() -> None:
     found_here = found("a ? (not x) + 1 > 0 -> end : end\n", untooled=True)
     assert [line.split(" ", 2)[2] for line in found_here] == ["cannot add bool and int"]
+
+
+# -- error routes: the target sees `error`, and none of the failed node's writes ----------
+
+
+def test_an_error_route_writes_error_for_its_target() -> None:
+    source = HEADER + (
+        "state code: str\n"
+        "node fetch = typed_analyze with on_error = fallback\nnode fallback = typed_style\n"
+        "fetch ? syntax_ok -> end : end\n"
+        'fallback ? error.code == "timeout" -> end : end\n'
+    )
+    assert found(source) == []
+
+
+def test_the_target_of_an_error_route_does_not_see_the_failed_nodes_writes() -> None:
+    source = HEADER + (
+        "state code: str\n"
+        "node fetch = typed_analyze with on_error = fallback\nnode fallback = typed_style\n"
+        "fetch -> fallback\n"
+        "fallback ? syntax_ok -> end : end\n"
+    )
+    assert found(source) == [
+        "W602 10:12 `syntax_ok` is read on line 10, but the path "
+        "`start → fetch → fallback` never writes it"
+    ]
+
+
+def test_error_is_only_written_on_the_error_route() -> None:
+    source = HEADER + (
+        "state code: str\n"
+        "node fetch = typed_analyze with on_error = fallback\nnode fallback = typed_style\n"
+        "fetch -> check\n"
+        "fallback -> check\n"
+        "node check = typed_analyze\n"
+        "check ? exists(error) -> end : end\n"
+    )
+    assert found(source) == []
+    source = source.replace("exists(error)", 'error.code == "x"')
+    assert found(source) == [
+        "W602 12:9 `error` is read on line 12, but the path `start → fetch → check` never writes it"
+    ]
+
+
+def test_a_declared_error_key_must_hold_the_error() -> None:
+    source = (
+        'state code: str\nstate error: str = ""\n'
+        "node fetch = typed_analyze with on_error = fallback\nnode fallback = typed_style\n"
+        "fetch -> end\nfallback -> end\n"
+    )
+    assert found(source) == [
+        "E603 3:44 the error route of node `fetch` writes `error` as a dict (code, message, "
+        "node, attempts), but the state declares it str (line 2)"
+    ]
+    assert found(source.replace('str = ""', "dict? = null")) == []

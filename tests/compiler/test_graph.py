@@ -126,3 +126,35 @@ def test_unused_and_unreachable_nodes() -> None:
          "route to it (`... -> lonely`) or remove the declaration"),
         unreachable(3, "b", "a"),
     ]  # fmt: skip
+
+
+# -- error routes count as edges ----------------------------------------------------------
+
+
+def test_an_error_route_reaches_its_target() -> None:
+    text = "node a = t with on_error = b\na -> end\nb -> end\n"
+    assert diagnostics(text) == []
+    # Without the error route, `b` is unreachable.
+    assert diagnostics("node a = t\na -> end\nb -> end\n") == [unreachable(3, "b", "a")]
+
+
+def test_an_error_route_out_of_a_loop_is_a_way_to_end() -> None:
+    # `a -> b -> a` alone is a trap (E401); a failing `b` leaves it.
+    assert [d[0] for d in diagnostics("a -> b -> a\n")] == ["E401"]
+    assert diagnostics("node b = t with on_error = end\na -> b -> a\n") == []
+    assert diagnostics("node b = t with on_error = c\na -> b -> a\nc -> end\n") == []
+
+
+def test_an_error_route_into_the_loop_does_not_free_it() -> None:
+    text = "node b = t with on_error = a\na -> b -> a\n"
+    assert [d[0] for d in diagnostics(text)] == ["E401"]
+
+
+def test_the_shortest_run_may_take_an_error_route() -> None:
+    # Through `fetch`'s error route a run ends after 1 step, or 2 through `b`'s.
+    text = "set max_steps = 1\nnode fetch = t with on_error = end\nfetch -> b -> c -> end\n"
+    assert diagnostics(text) == []
+    text = "set max_steps = 2\nnode b = t with on_error = end\nfetch -> b -> c -> end\n"
+    assert diagnostics(text) == []
+    text = "set max_steps = 2\nfetch -> b -> c -> end\n"
+    assert [d[0] for d in diagnostics(text)] == ["E402"]

@@ -118,7 +118,7 @@ def test_ir_document_with_a_trap_is_rejected() -> None:
     [
         ("not json", "invalid IR"),
         ('{"start": "a", "nodes": []}', "invalid IR at `nodes`"),
-        ('{"ir_version": 2, "start": "a", "nodes": [{"name": "a", "tool": "t"}]}', "ir_version"),
+        ('{"ir_version": 3, "start": "a", "nodes": [{"name": "a", "tool": "t"}]}', "ir_version"),
         ('{"start": "zz", "nodes": [{"name": "a", "tool": "t"}]}', "`zz` is not a node"),
         ("[" * 10_000 + "]" * 10_000, "invalid IR"),
     ],
@@ -309,7 +309,7 @@ def test_an_ir_document_with_policies_goes_through_the_same_program(
         ({"retries": 1.0}, "nodes.0.policy.retries"),
         ({"backoff": -0.1}, "nodes.0.policy.backoff"),
         ({"backoff": "1"}, "nodes.0.policy.backoff"),
-        ({"on_error": "b"}, "nodes.0.policy.on_error"),
+        ({"on_error": 5}, "nodes.0.policy.on_error"),
     ],
 )
 def test_bad_policies_in_an_ir_document(policy: dict[str, object], where: str) -> None:
@@ -438,6 +438,52 @@ def test_the_schema_describes_the_state_declarations() -> None:
     schema = json_schema()
     assert "StateKey" in schema["$defs"]
     assert set(schema["$defs"]["StateKey"]["properties"]) == {
-        "name", "type", "default", "required", "span"
+        "name", "type", "default", "required", "span", "reducer"
     }  # fmt: skip
     assert schema["properties"]["state"]["default"] == []
+
+
+# -- ir_version 2: error routes ------------------------------------------------------------
+
+ERROR_ROUTE = (
+    "node fetch = t with retries = 2, on_error = fallback\nfetch -> end\nfallback -> end\n"
+)
+
+
+def test_a_flow_with_an_error_route_is_ir_version_2_and_round_trips() -> None:
+    ir = compile_source(ERROR_ROUTE).ir
+    assert ir.ir_version == 2
+    assert ir.nodes[0].policy is not None and ir.nodes[0].policy.on_error == "fallback"
+    assert '"on_error": "fallback"' in ir.to_json()
+    again = compile_ir(ir.to_json()).ir
+    assert again == ir and again.to_json() == ir.to_json()
+    # The checks read the error route back from the document: `fallback` stays reachable.
+    assert not check_ir(ir.to_json()).diagnostics
+
+
+def test_a_flow_without_v2_constructs_stays_ir_version_1() -> None:
+    assert compile_source("node a = t with retries = 2\na -> end\n").ir.ir_version == 1
+
+
+def test_an_ir_version_1_document_cannot_have_an_error_route() -> None:
+    document = json.loads(compile_source(ERROR_ROUTE).ir.to_json())
+    document["ir_version"] = 1
+    (problem,) = check_ir(document).errors
+    assert problem.code == "E020"
+    assert "needs ir_version 2" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "message"),
+    [
+        ("nowhere", "E111", "the error route of `a` leads to `nowhere`, which is not a node"),
+        ("start", "E103", "nothing can lead into `start`"),
+    ],
+)
+def test_an_error_route_in_a_document_leads_to_a_node(target: str, code: str, message: str) -> None:
+    document = {
+        "ir_version": 2,
+        "start": "a",
+        "nodes": [{"name": "a", "tool": "t", "policy": {"on_error": target}}],
+    }
+    assert [(d.code, d.message) for d in check_ir(document).errors] == [(code, message)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowc.compiler import check_source
-from flowc.compiler.program import Branch, Goto, Policy, Program
+from flowc.compiler.program import Branch, BranchPlace, Goto, Parallel, Policy, Program
 
 
 def program(text: str) -> Program:
@@ -95,7 +95,11 @@ def test_an_unknown_policy_suggests_the_nearest_name() -> None:
     assert [(d.code, d.message, d.help) for d in checked.errors] == [
         ("E113", "unknown policy `timeot`", "did you mean `timeout`?"),
         ("E113", "unknown policy `retires`", "did you mean `retries`?"),
-        ("E113", "unknown policy `jitter`", "the policies are `timeout`, `retries`, `backoff`"),
+        (
+            "E113",
+            "unknown policy `jitter`",
+            "the policies are `timeout`, `retries`, `backoff`, `on_error`",
+        ),
     ]
     assert [d.span.column for d in checked.errors] == [20, 32, 45]
 
@@ -105,7 +109,7 @@ def test_an_unknown_setting_suggests_the_new_names_too() -> None:
     assert [(d.code, d.help) for d in checked.errors] == [
         ("E106", "did you mean `retries`?"),
         ("E106", "did you mean `max_steps`?"),
-        ("E106", "known settings: max_steps, timeout, retries, backoff"),
+        ("E106", "known settings: max_steps, max_parallel, timeout, retries, backoff"),
     ]
 
 
@@ -158,3 +162,225 @@ def test_a_whole_number_written_with_an_exponent_is_a_whole_number() -> None:
     policy = lowered.nodes["f"].policy
     assert policy is not None and policy.retries == 2
     assert check_source("set max_steps = 1.5e0\nf -> end\n").errors[0].code == "E107"
+
+
+# -- error routes: `with on_error = NODE` -------------------------------------------------
+
+
+def test_an_error_route_names_a_node_or_end() -> None:
+    lowered = program(
+        "node fetch = f with retries = 2, on_error = fallback\n"
+        "node quiet = g with on_error = end\n"
+        "fetch -> quiet -> end\nfallback -> end\n"
+    )
+    fetch, quiet = lowered.nodes["fetch"], lowered.nodes["quiet"]
+    assert fetch.policy is not None and fetch.policy.on_error == "fallback"
+    assert fetch.policy.on_error_span.column == 45
+    assert quiet.policy is not None and quiet.policy.on_error == "end"
+    # The route's first node is still the start, though `fallback` is named before it.
+    assert lowered.start == "fetch"
+    assert "fallback" in lowered.mentioned
+
+
+def test_a_node_named_only_by_an_error_route_is_used_and_reachable() -> None:
+    checked = check_source("node fetch = f with on_error = fallback\nfetch -> end\n")
+    assert [d.code for d in checked.diagnostics] == ["W502"]  # fallback: no edge out
+    assert checked.diagnostics[0].message.startswith("node `fallback` has no outgoing edge")
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message", "help"),
+    [
+        (
+            'node a = f with on_error = "b"\na -> end\nb -> end\n',
+            "E115",
+            "`on_error` must name the node a failed step goes to, or `end`",
+            "write the node's name without quotes: `on_error = b`",
+        ),
+        (
+            "node a = f with on_error = 3\na -> end\n",
+            "E115",
+            "`on_error` must name the node a failed step goes to, or `end`",
+            "for example `on_error = fallback`",
+        ),
+        (
+            "node a = f with on_error = start\na -> end\n",
+            "E103",
+            "nothing can lead into `start`",
+            "`on_error` names the node a failed step goes to, or `end`",
+        ),
+        (
+            "node a = f with on_error = b, on_error = c\na -> end\nb -> end\nc -> end\n",
+            "E114",
+            "policy `on_error` is given twice",
+            "keep one `on_error = ...`",
+        ),
+        (
+            "node a = f with timeout = fast\na -> end\n",
+            "E115",
+            "`timeout` must be a number of seconds greater than 0 and at most 604,800",
+            None,
+        ),
+        (
+            "node a = f with on_eror = b\na -> end\nb -> end\n",
+            "E113",
+            "unknown policy `on_eror`",
+            "did you mean `on_error`?",
+        ),
+        (
+            "set on_error = b\na -> end\n",
+            "E010",
+            "expected a value after `=`, found `b`",
+            "`on_error` is a node's policy: `node NAME = TOOL with on_error = b`",
+        ),
+        (
+            "set on_error = 1\na -> end\n",
+            "E106",
+            "`on_error` is a node's policy, not a setting of the flow",
+            "give it to each node that may fail: `node NAME = TOOL with on_error = NODE`",
+        ),
+    ],
+)
+def test_bad_error_routes(text: str, code: str, message: str, help: str | None) -> None:
+    first = check_source(text).errors[0]
+    assert (first.code, first.message, first.help) == (code, message, help)
+
+
+# -- parallel branches: `a -> [b -> b2, c] -> d` ------------------------------------------
+
+
+def test_parallel_branches_lower_to_a_fork_and_its_places() -> None:
+    checked = check_source("a -> [b -> b2, c] -> d\nd -> end\n")
+    assert not checked.diagnostics
+    lowered = checked.program
+    assert lowered is not None
+    route = lowered.routes["a"]
+    assert isinstance(route, Parallel)
+    assert (route.branches, route.join) == ((("b", "b2"), ("c",)), "d")
+    assert list(lowered.nodes) == ["a", "b", "b2", "c", "d"]
+    assert lowered.start == "a"
+    assert lowered.branch_of["b"] == BranchPlace("a", 0, "b2", False)
+    assert lowered.branch_of["b2"] == BranchPlace("a", 0, "d", True)
+    assert lowered.branch_of["c"] == BranchPlace("a", 1, "d", True)
+    assert lowered.successors("a") == ("b", "c")
+    assert lowered.successors("b2") == ("d",)
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message", "help"),
+    [
+        (
+            "a -> [b] -> d\n",
+            "E131",
+            "parallel branches need two branches or more",
+            "to run them one after the other, write `a -> b -> d`",
+        ),
+        (
+            "start -> [b, c] -> d\n",
+            "E130",
+            "parallel branches start after a node",
+            "write the node they start after first: `NODE -> [b, c] -> JOIN`",
+        ),
+        (
+            "a -> [b, c]\n",
+            "E130",
+            "parallel branches join at a node: name it after `]`",
+            "for example `-> [b, c] -> JOIN`, or `-> end` to end the run when both are done",
+        ),
+        (
+            "a -> [b, c] -> [d, e] -> f\n",
+            "E130",
+            "parallel branches join at a node: name it after `]`",
+            "join them at a node before the next branches: `[b, c] -> JOIN -> [d, e]`",
+        ),
+        (
+            "a -> [b, end] -> d\n",
+            "E132",
+            "`end` cannot be in a parallel branch",
+            "a branch is a chain of nodes; name where they join after `]`",
+        ),
+        (
+            "a -> [b, c] -> d\nx -> [b, e] -> d\n",
+            "E132",
+            "node `b` is in a parallel branch already (after `a`)",
+            "a node runs in one branch: declare another node for the same tool, `node b_2 = TOOL`",
+        ),
+        (
+            "a -> [b, c] -> d\nb -> x\n",
+            "E133",
+            "node `b` runs in a parallel branch after `a`, so it cannot have a route of its own",
+            "put the nodes that follow it in its branch: `[b -> b2, c]`",
+        ),
+        (
+            "a -> [b, c] -> d\nx -> c\n",
+            "E134",
+            "`x` leads to `c`, which runs in a parallel branch after `a`: only its branch "
+            "can lead to it",
+            "declare another node for the same tool: `node c_2 = TOOL`",
+        ),
+        (
+            "node b = t with on_error = c\na -> [b, c] -> d\n",
+            "E134",
+            "`b` fails over to `c`, which runs in a parallel branch after `a`: only its branch "
+            "can lead to it",
+            "declare another node for the same tool: `node c_2 = TOOL`",
+        ),
+        (
+            "set max_parallel = 0\na -> end\n",
+            "E107",
+            "`max_parallel` must be a whole number from 1 to 1,000",
+            None,
+        ),
+    ],
+)
+def test_bad_parallel_branches(text: str, code: str, message: str, help: str | None) -> None:
+    first = check_source(text).errors[0]
+    assert (first.code, first.message, first.help) == (code, message, help)
+
+
+def test_a_refused_fork_reports_only_itself() -> None:
+    assert [d.code for d in check_source("a -> [b] -> d\n").diagnostics] == ["E131"]
+
+
+# -- reducers: `state KEY: TYPE = DEFAULT by REDUCER` --------------------------------------
+
+
+def test_a_reducer_is_kept_with_its_declaration() -> None:
+    lowered = program("state issues: list[dict] = [] by extend\nstate n: int by sum\na -> end\n")
+    assert lowered.state["issues"].reducer == "extend"
+    assert lowered.state["n"].reducer == "sum"
+    assert lowered.state["n"].required
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message", "help"),
+    [
+        (
+            "state issues: list = [] by apend\na -> end\n",
+            "E123",
+            "unknown reducer `apend`",
+            "did you mean `append`?",
+        ),
+        (
+            "state issues: list = [] by concat\na -> end\n",
+            "E123",
+            "unknown reducer `concat`",
+            "the reducers are `append`, `extend`, `merge`, `sum`, `min`, `max`, `replace`",
+        ),
+        (
+            "state issues: list = [] by sum\na -> end\n",
+            "E124",
+            "`sum` adds each branch's number: it needs a key of type float or int, not list",
+            "for list, use `append` or `extend`",
+        ),
+        (
+            "state ok: bool = false by max\na -> end\n",
+            "E124",
+            "`max` keeps the greatest: it needs a key of type float or int or str, not bool",
+            "use `replace`, or change the key's type",
+        ),
+    ],
+)
+def test_bad_reducers(text: str, code: str, message: str, help: str) -> None:
+    first = check_source(text).errors[0]
+    assert (first.code, first.message, first.help) == (code, message, help)

@@ -125,13 +125,18 @@ type_refs: st.SearchStrategy[ast.TypeRef] = st.recursive(
     max_leaves=3,
 )
 
+#: A declaration, with a reducer or none: a known one or any name (the compiler's concern).
 state_decls: st.SearchStrategy[ast.Statement] = st.builds(
-    lambda name, type_, default: ast.StateDecl(
-        ast.Name(name), type_, None if default is None else ast.JsonValue(default[0])
+    lambda name, type_, default, reducer: ast.StateDecl(
+        ast.Name(name),
+        type_,
+        None if default is None else ast.JsonValue(default[0]),
+        reducer=None if reducer is None else ast.Name(reducer),
     ),
     names,
     type_refs,
     st.none() | st.tuples(json_values),
+    st.none() | st.sampled_from(["append", "extend", "sum", "replace"]) | names,
 )
 
 arguments: st.SearchStrategy[ast.Argument] = st.builds(
@@ -139,10 +144,11 @@ arguments: st.SearchStrategy[ast.Argument] = st.builds(
 )
 
 #: Policies under the names the language knows, and under others (the compiler's concern).
+#: A value is a static value or a node's name (`on_error = fallback`), whatever the name.
 policies: st.SearchStrategy[ast.Policy] = st.builds(
-    lambda name, value: ast.Policy(ast.Name(name), ast.JsonValue(value)),
+    lambda name, value: ast.Policy(ast.Name(name), value),
     st.sampled_from(ast.POLICY_NAMES) | names,
-    json_values,
+    json_values.map(ast.JsonValue) | node_refs,
 )
 
 node_decls: st.SearchStrategy[ast.Statement] = st.builds(
@@ -161,13 +167,25 @@ branches: st.SearchStrategy[ast.Branch] = st.builds(
     node_refs,
 )
 
+#: Parallel branches `[b -> b2, c]` (one branch is the compiler's concern: E131).
+parallels: st.SearchStrategy[ast.Parallel] = st.builds(
+    lambda chains: ast.Parallel(tuple(map(tuple, chains))),
+    st.lists(st.lists(node_refs, min_size=1, max_size=3), min_size=1, max_size=3),
+)
+
+#: A step of a chain after its first node: mostly a node, sometimes parallel branches.
+steps: st.SearchStrategy[ast.Name | ast.Parallel] = node_refs | parallels
+
 chains: st.SearchStrategy[ast.Statement] = st.builds(
-    lambda nodes: ast.Route(tuple(nodes), None), st.lists(node_refs, min_size=2, max_size=5)
+    lambda first, rest: ast.Route((first, *rest), None),
+    node_refs,
+    st.lists(steps, min_size=1, max_size=4),
 )
 
 branched_routes: st.SearchStrategy[ast.Statement] = st.builds(
-    lambda nodes, branch: ast.Route(tuple(nodes), branch),
-    st.lists(node_refs, min_size=1, max_size=3),
+    lambda first, rest, branch: ast.Route((first, *rest), branch),
+    node_refs,
+    st.lists(steps, max_size=2),
     branches,
 )
 

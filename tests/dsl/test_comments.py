@@ -98,12 +98,19 @@ def test_only_comments() -> None:
 _BREAKS = st.sampled_from([" ", "\n", " # c\n", " # c\n# c\n", "\n  # c\n"])
 
 
+def _step(step: ast.Name | ast.Parallel) -> str:
+    """A step of a chain on one line (comments inside parallel branches keep them as written)."""
+    if isinstance(step, ast.Name):
+        return step.text
+    return "[" + ", ".join(" -> ".join(n.text for n in chain) for chain in step.branches) + "]"
+
+
 @st.composite
 def _commented_route(draw: st.DrawFn) -> str:
     """A route written over lines, a comment or none after each `->`, `?` and `:`."""
     route = draw(strategies.chains | strategies.branched_routes)
     assert isinstance(route, ast.Route)
-    words = [word for node in route.nodes for word in (node.text, "->")][:-1]
+    words = [word for node in route.nodes for word in (_step(node), "->")][:-1]
     if route.branch is not None:
         words.append("?")
         for arm in route.branch.arms:
@@ -119,6 +126,10 @@ def _commented_route(draw: st.DrawFn) -> str:
     return text + draw(st.sampled_from(["", "  # c"])) + "\n"
 
 
+def _policy_value(value: ast.JsonValue | ast.Name) -> str:
+    return value.text if isinstance(value, ast.Name) else format_value(value.value)
+
+
 @st.composite
 def _commented_declaration(draw: st.DrawFn) -> str:
     """A declaration with its arguments over lines, a comment or none after `(` and `,`."""
@@ -130,9 +141,7 @@ def _commented_declaration(draw: st.DrawFn) -> str:
         text += f"{arg.name.text} = {format_value(arg.value.value)}," + draw(_BREAKS)
     policies = canonical_policies(declaration.policies)
     if policies:
-        text += ") with " + ", ".join(
-            f"{p.name.text} = {format_value(p.value.value)}" for p in policies
-        )
+        text += ") with " + ", ".join(f"{p.name.text} = {_policy_value(p.value)}" for p in policies)
     else:
         text += ")"
     return text + draw(st.sampled_from(["", "  # c"])) + "\n"

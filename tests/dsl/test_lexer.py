@@ -175,7 +175,7 @@ def test_an_unexpected_character_tells_lark_what_the_parser_takes_there() -> Non
     interactive = lark_parser().parse_interactive("a -> @")
     with pytest.raises(UnexpectedCharacters) as caught:
         list(interactive.iter_parse())
-    assert caught.value.allowed == {"NAME", "START", "END", "_NL"}
+    assert caught.value.allowed == {"NAME", "START", "END", "LSQB", "_NL"}
     assert caught.value.state is interactive.parser_state
 
 

@@ -159,9 +159,9 @@ def problems(source: str) -> list[Found]:
             (1, 29, 1, 30),
         ),
         (
-            "node a = f with retries = x",
+            "node a = f with retries = )",
             "E010",
-            "expected a value after `=`, found `x`",
+            "expected a value or a node name after `=`, found `)`",
             (1, 27, 1, 28),
         ),
         (

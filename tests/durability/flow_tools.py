@@ -2,7 +2,8 @@
 
 `step` counts in `n` after a short pause, so that a kill lands in the middle of a run, and
 notes every call (process, run, step, attempt) in `FLOWC_TEST_CALLS` when it is set: the
-tests read it to see who ran what.  `hang` never returns.
+tests read it to see who ran what.  `hang` never returns; `fail` always raises (a step for
+an error route); `gate` waits until a file exists.
 """
 
 from __future__ import annotations
@@ -48,3 +49,19 @@ async def hang(state: dict[str, Any]) -> dict[str, Any]:
     _note("hang")
     await asyncio.sleep(10**6)
     return {}
+
+
+@register_tool
+async def fail(state: dict[str, Any]) -> dict[str, Any]:
+    """Fail, every time."""
+    _note("fail")
+    raise ConnectionError("down")
+
+
+@register_tool
+async def gate(state: dict[str, Any], *, flag: str) -> dict[str, Any]:
+    """Wait until the file `flag` exists, then write `gated: true`."""
+    _note("gate")
+    while not os.path.exists(flag):
+        await asyncio.sleep(0.02)
+    return {"gated": True}

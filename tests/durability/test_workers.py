@@ -23,6 +23,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from flowc.compiler.ir import Flow
+from flowc.server import store
+from flowc.server.db import Database
 from tests.durability.cluster import Cluster
 from tests.durability.conftest import FlowcServer, Process, Processes
 
@@ -430,4 +433,108 @@ def test_sigterm_while_postgresql_is_down_exits_and_the_run_is_finished_later(
     workers(processes, env, 1)
     final = assert_complete(api, run_id, 150)
     assert final["attempt"] == 2
+    api.close()
+
+
+#: Steps of `step` before the failing node in `routed`.
+ROUTED_STEPS = 5
+
+
+def routed(flag: Path) -> Flow:
+    """`ROUTED_STEPS` of `step`, then `boom`, which fails into `fallback`, a `gate` on `flag`.
+
+    `boom`'s own route, to `after`, is never taken.  Written as IR: the DSL's `on_error` is
+    the compiler's to parse.
+    """
+    below = {"type": "binary", "op": "<", "left": {"type": "path", "path": ["n"]},
+             "right": {"type": "literal", "value": ROUTED_STEPS}}  # fmt: skip
+    return Flow.model_validate(
+        {
+            "ir_version": 2,
+            "start": "s",
+            "nodes": [
+                {"name": "s", "tool": "step", "args": {"pause": 0.02}},
+                {"name": "boom", "tool": "fail", "policy": {"on_error": "fallback"}},
+                {"name": "after", "tool": "step"},
+                {"name": "fallback", "tool": "gate", "args": {"flag": str(flag)}},
+            ],
+            "routes": {
+                "s": {"kind": "branch", "arms": [{"condition": below, "target": "s"}],
+                      "otherwise": "boom"},
+                "boom": {"kind": "goto", "target": "after"},
+            },
+        }
+    )  # fmt: skip
+
+
+def save(url: str, flow: Flow) -> str:
+    """Save an IR document as a graph, as it is, straight into the database; its id."""
+
+    async def insert() -> str:
+        db = Database(url)
+        try:
+            async with db.session() as session:
+                saved = await store.create_definition(session, name="routed", source=None, ir=flow)
+            return str(saved.id)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(insert())
+
+
+def noted_until(path: Path, condition: Callable[[list[dict[str, Any]]], bool], what: str) -> None:
+    """Wait until the noted calls satisfy `condition`; fail after `WAIT` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition(calls(path)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen in {WAIT} s: {calls(path)}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_kill_9_after_a_routed_failure_resumes_at_the_error_route(
+    cluster_database: str, processes: Processes, calls_file: Path, tmp_path: Path, durability: str
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    first, second = workers(processes, env, 2)
+    flag = tmp_path / "open"
+    run_id = api.start(save(cluster_database, routed(flag)), durability)
+    failed_at = ROUTED_STEPS + 1
+    # The failed step is recorded, and the owner waits in the fallback: kill it there.
+    running = api.until(run_id, lambda s: s["step"] == failed_at, "the failed step")
+    noted_until(calls_file, lambda noted: any(c["tool"] == "gate" for c in noted), "the gate")
+    owner = pid_of(running)
+    victim, survivor = (first, second) if first.pid == owner else (second, first)
+    assert victim.pid == owner
+    victim.kill(signal.SIGKILL)
+
+    api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
+    noted_until(
+        calls_file,
+        lambda noted: any(c["tool"] == "gate" and c["pid"] == survivor.pid for c in noted),
+        "the fallback on the survivor",
+    )
+    flag.touch()
+    state = api.finished(run_id)
+    error = {"code": "tool_error", "message": "tool `fail` failed: ConnectionError: down",
+             "node": "boom", "attempts": 1}  # fmt: skip
+    assert (state["status"], state["error"], state["attempt"]) == ("succeeded", None, 2)
+    assert state["state"] == {**expected(ROUTED_STEPS), "error": error, "gated": True}
+    recorded = api.steps(run_id)
+    # No gap, nothing twice; the failed step is marked, and no other.
+    assert [(s["seq"], s["node"], s.get("failed")) for s in recorded] == [
+        *((seq, "s", None) for seq in range(1, failed_at)),
+        (failed_at, "boom", True),
+        (failed_at + 1, "fallback", None),
+    ]
+    assert recorded[failed_at - 1]["delta"] == {"error": error}
+    noted = calls(calls_file)
+    # The failed step ran once, on the victim; the survivor went on at the fallback, and
+    # ran nothing before it (nor `after`, `boom`'s own route).
+    assert [(c["pid"], c["seq"]) for c in noted if c["tool"] == "fail"] == [(victim.pid, failed_at)]
+    assert [(c["pid"], c["seq"]) for c in noted if c["pid"] == survivor.pid] == [
+        (survivor.pid, failed_at + 1)
+    ]
+    assert [c["seq"] for c in noted if c["tool"] == "step"] == list(range(1, failed_at))
     api.close()

@@ -1,4 +1,7 @@
-"""Helpers for the policy tests: tools that hold their thread until released, and runs."""
+"""Helpers for the policy tests: tools that hold their thread until released, and runs.
+
+Also flows written as IR (version 2) without the compiler, for error routes (`node`, `flow`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from flowc.compiler.ir import Flow
 from flowc.runtime import Event, Registry, RunResult, WorkflowEngine, tool_threads
 
 State = dict[str, Any]
@@ -29,9 +33,9 @@ def registry(*tools: Callable[..., Any], blocking: tuple[Callable[..., Any], ...
 
 
 def run(
-    source: str, tools: Registry, *, threads: int = 4, **kwargs: Any
+    source: str | Flow, tools: Registry, *, threads: int = 4, **kwargs: Any
 ) -> tuple[RunResult, list[Event]]:
-    """Run `source` to its end; the result and every event."""
+    """Run `source` (flow text, or IR) to its end; the result and every event."""
     events: list[Event] = []
     engine = WorkflowEngine(source, tools, max_threads_per_run=threads)
     result = asyncio.run(engine.run(listener=events.append, **kwargs))
@@ -66,3 +70,38 @@ def held_threads() -> Iterator[threading.Event]:
 def kinds(events: list[Event]) -> list[str]:
     """The types of `events`, in order."""
     return [event.type for event in events]
+
+
+def node(
+    name: str, tool: str | None = None, *, args: dict[str, Any] | None = None, **policy: Any
+) -> dict[str, Any]:
+    """An IR node running `tool` (by default the one named as the node), `args`, `policy`.
+
+    `policy` holds the node's policies (`on_error = ...`, `retries = ...`), when given.
+    """
+    made: dict[str, Any] = {"name": name, "tool": tool or name, "args": args or {}}
+    if policy:
+        made["policy"] = policy
+    return made
+
+
+def flow(
+    nodes: list[dict[str, Any]],
+    routes: dict[str, str | dict[str, Any]],
+    *,
+    start: str | None = None,
+    **more: Any,
+) -> Flow:
+    """An IR version 2 flow: `nodes` (see `node`) and their `routes`.
+
+    A route is a target (a plain edge; `end` ends the run) or an IR route.  `start` is the
+    first node unless given; `more` adds top-level fields (`settings`, `state`).
+    """
+    edges = {
+        source: {"kind": "goto", "target": route} if isinstance(route, str) else route
+        for source, route in routes.items()
+    }
+    return Flow.model_validate(
+        {"ir_version": 2, "start": start or nodes[0]["name"], "nodes": nodes, "routes": edges,
+         **more}
+    )  # fmt: skip

@@ -48,12 +48,12 @@ __all__ = ["database_url"]
 pytestmark = pytest.mark.asyncio
 
 OLDER = (
-    "the database schema is at revision 0001, this flowc needs 0002: "
+    "the database schema is at revision 0001, this flowc needs 0003: "
     "run `flowc db upgrade` (or start with `--migrate`)"
 )
 NEWER = (
     "the database schema is at revision 9999, which this flowc does not know (its newest "
-    "is 0002): this flowc is older than the database, so upgrade flowc"
+    "is 0003): this flowc is older than the database, so upgrade flowc"
 )
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
@@ -234,7 +234,7 @@ async def version_table(url: str) -> list[str]:
 
 
 async def test_an_empty_database_upgrades_to_the_models_schema(database_url: str) -> None:
-    assert schema.revisions() == ["0001", "0002"]  # one line, to the head
+    assert schema.revisions() == ["0001", "0002", "0003"]  # one line, to the head
     assert schema.revisions()[-1] == schema.HEAD
     assert await schema.schema_revision(database_url) is None
     assert await schema.upgrade(database_url) == (None, schema.HEAD)
@@ -287,10 +287,10 @@ async def test_a_database_from_before_alembic_reaches_the_head_with_its_rows(
         False,
     )
     assert (run.idempotency_key, run.request_hash) == (None, None)
-    assert [(s.seq, s.node, s.delta, s.attempts) for s in steps] == [
-        (1, "analyze", {"analyze": 1}, 1),
-        (2, "style", {"style": 2}, 1),
-        (3, "score", {"score": 3}, 1),
+    assert [(s.seq, s.node, s.delta, s.attempts, s.failed) for s in steps] == [
+        (1, "analyze", {"analyze": 1}, 1, False),
+        (2, "style", {"style": 2}, 1, False),
+        (3, "score", {"score": 3}, 1, False),
     ]
 
 
@@ -333,6 +333,39 @@ async def test_downgrading_to_the_initial_revision_gives_back_its_tables_and_row
 
     assert await on_connection(database_url, steps) == list(enumerate(NODES, start=1))
     assert await schema.upgrade(database_url) == ("0001", schema.HEAD)
+
+
+async def test_the_failed_flag_of_steps_downgrades_and_upgrades_again(database_url: str) -> None:
+    await make_v1(database_url)
+    await alembic(database_url, command.stamp, "0001")
+    await alembic(database_url, command.upgrade, "0002")
+    at_0002 = await shape_of(database_url)
+    await alembic(database_url, command.upgrade, "0003")
+    assert await schema.differences(database_url) == []
+
+    def fail_the_last(connection: Connection) -> None:
+        connection.execute(text("UPDATE run_step SET failed = true WHERE seq = 3"))
+
+    await on_connection(database_url, fail_the_last)
+    await alembic(database_url, command.downgrade, "0002")
+    assert comparable(await shape_of(database_url), database_url) == comparable(
+        at_0002, database_url
+    )
+
+    def steps(connection: Connection) -> list[tuple[Any, ...]]:
+        query = "SELECT seq, node, attempts FROM run_step ORDER BY seq"
+        return [tuple(row) for row in connection.execute(text(query))]
+
+    assert await on_connection(database_url, steps) == [
+        (seq, node, 1) for seq, node in enumerate(NODES, start=1)
+    ]
+    assert await schema.upgrade(database_url) == ("0002", schema.HEAD)
+    db = Database(database_url)
+    try:
+        _, rows = await read_run(db, RUN_ID)
+    finally:
+        await db.dispose()
+    assert [(s.seq, s.failed) for s in rows] == [(1, False), (2, False), (3, False)]
 
 
 async def test_prepare_gives_an_empty_database_the_schema(database_url: str) -> None:
