@@ -117,10 +117,16 @@ class Progress:
             self.state = {**self.state, **delta}
             duration = event.duration_ms or 0
             started = event.at - duration / 1000
+            failed = bool(event.failed)
             self.steps.append(
-                Step(event.step, event.node or "", delta, started, event.at, event.attempts or 1)
-            )
+                Step(
+                    event.step, event.node or "", delta, started, event.at, event.attempts or 1,
+                    failed,
+                )
+            )  # fmt: skip
             keys = ", ".join(sorted(delta)) or "-"
+            if failed:
+                keys = "failed: error, on to its error route"
             print(
                 f"{event.step:>5}  {event.node:<16} {duration:9.2f} ms  {keys}",
                 file=sys.stderr,

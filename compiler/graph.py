@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections import deque
 
 from flowc.compiler.program import END, START, Goto, Parallel, Program
-from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
+from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, Span, error, warning
 
 
 def check_graph(program: Program) -> list[Diagnostic]:
     """Forks, traps (errors), then unreachable, unused and dead-end nodes (warnings)."""
     problems = _forks(program) if program.branch_of else []
-    problems += _traps(program)
+    if not problems:  # a way into a branch makes loops of its own: E134 says what is wrong
+        problems += _traps(program)
     problems += _too_few_steps(program)
     reachable = _reachable(program)
     # The nodes of a refused routing rule: that they lead nowhere is that error's doing.
@@ -156,13 +157,16 @@ def _traps(program: Program) -> list[Diagnostic]:
         if current not in on_path:
             continue  # led into a loop that is already reported
         loop = path[on_path[current] :]
-        route = program.routes[loop[0]]
+        # Where the loop is entered; a branch's node (entered against E134) has no route.
+        route = program.routes.get(loop[0])
+        node = program.nodes.get(loop[0])
+        span = route.span if route is not None else node.span if node is not None else WHOLE_TEXT
         shown = " -> ".join([*loop, loop[0]])
         problems.append(
             error(
                 "E401",
                 f"this loop never reaches `end`: {shown}",
-                route.span,
+                span,
                 help=_way_out(program, loop),
             )
         )

@@ -160,10 +160,7 @@ def token_hint(
     if kind == "COLON" and "EQUALS" in acceptable:
         return Hint("did you mean `=`?")
     if kind == "COMMA" and "ARROW" in acceptable and "RPAR" not in acceptable:
-        return Hint(
-            "a node has one next node; to go to one of several, branch: "
-            "`NODE ? CONDITION -> TARGET : ELSE`"
-        )
+        return Hint(_several_next_nodes(token, text))
     if previous is not None and previous.type == "NAME" and previous.value == "if":
         return Hint(f"Flow has no `if`: {_BRANCH_FORM}")
     if kind == "NAME":
@@ -259,6 +256,24 @@ def _forgotten_arrow(token: Token, acceptable: set[str], rest: str) -> Hint | No
     if "ARROW" in acceptable and "AND" in acceptable and re.match(r"\s*(?:[:#]|$)", rest):
         return Hint(f"did you forget `->` before `{token.value}`?")
     return None
+
+
+_SEVERAL = re.compile(r"(?:.*->)?\s*(\w+)\s*->\s*(\w+(?:\s*,\s*\w+)+)\s*(?:#.*)?$")
+
+
+def _several_next_nodes(token: Token, text: str) -> str:
+    """`a -> b, c`: parallel branches run both; a branch goes to one of them."""
+    line_start = text.rfind("\n", 0, token.start_pos or 0) + 1
+    line_end = text.find("\n", line_start)
+    found = _SEVERAL.match(text[line_start : None if line_end < 0 else line_end])
+    both = "`NODE -> [b, c] -> JOIN`"
+    if found is not None:
+        names = ", ".join(name.strip() for name in found[2].split(","))
+        both = f"`{found[1]} -> [{names}] -> JOIN`"
+    return (
+        f"to run them at the same time, write parallel branches: {both}; to go to one of "
+        "them, branch: `NODE ? CONDITION -> TARGET : ELSE`"
+    )
 
 
 def _python_if(token: Token, text: str) -> str:

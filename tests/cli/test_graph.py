@@ -179,3 +179,17 @@ def test_an_error_route_is_a_dashed_edge() -> None:
     assert '"fetch" -> "fallback" [label="on error", style=dashed];' in dot
     # An error route to `end` draws `end`, even when no route leads there.
     assert "flow_end" in to_mermaid(program("node a = t with on_error = end\na -> b\n"))
+
+
+def test_parallel_branches_fork_and_join() -> None:
+    mermaid = to_mermaid(program("a -> [b -> b2, c] -> d\nd -> end\n"))
+    edges = [line.strip() for line in mermaid.splitlines() if "-->" in line]
+    assert edges == [
+        "flow_start --> node_a",
+        "node_a --> node_b",
+        "node_b --> node_b2",
+        "node_b2 --> node_d",
+        "node_a --> node_c",
+        "node_c --> node_d",
+        "node_d --> flow_end",
+    ]

@@ -85,6 +85,29 @@ def test_a_failed_run_exits_1_and_points_at_the_node(
     assert "Traceback" not in err
 
 
+def test_a_failed_step_takes_its_error_route_and_the_run_succeeds(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = write_file("failing_tools.py", FAILING_TOOLS)
+    write_file(
+        "f.flow",
+        "node boom = explode with retries = 1, backoff = 0, on_error = end\nboom -> end\n",
+    )
+    assert main(["run", "f.flow", "--tools", str(tools), "--json"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["status"] == "succeeded"
+    assert result["state"]["error"] == {
+        "code": "tool_error",
+        "message": "tool `explode` failed: ValueError: no luck (after 2 attempts)",
+        "node": "boom",
+        "attempts": 2,
+    }
+    (step,) = result["steps"]
+    assert (step["node"], step["attempts"], step["failed"]) == ("boom", 2, True)
+    assert "failed: error, on to its error route" in err
+
+
 def test_max_steps_option(
     write_file: WriteFile, tools_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -583,3 +583,43 @@ def test_a_declared_error_key_must_hold_the_error() -> None:
         "node, attempts), but the state declares it str (line 2)"
     ]
     assert found(source.replace('str = ""', "dict? = null")) == []
+
+
+# -- parallel branches: the join sees every branch's writes, a branch sees only its own ----
+
+
+def test_the_join_sees_what_every_branch_wrote() -> None:
+    source = HEADER + (
+        "state code: str\n"
+        "node score2 = typed_score\n"
+        "analyze -> [style, refine] -> score2\n"
+        "score2 ? style_ok and syntax_ok and attempts > 0 -> end : end\n"
+    )
+    assert found(source) == []
+
+
+def test_a_branch_does_not_see_what_its_sibling_writes() -> None:
+    source = (
+        HEADER + "state code: str\nnode judge = typed_review\nanalyze -> [score, judge] -> end\n"
+    )
+    assert found(source) == [
+        "E601 7:14 tool `typed_review` reads `score`, but no path to node `judge` writes it"
+    ]
+    # After `score` in its own branch, it does.
+    assert found(source.replace("[score, judge]", "[score -> judge, style]")) == []
+
+
+def test_keys_two_branches_write_need_a_reducer() -> None:
+    source = (
+        "state code: str\nstate issues: list[dict] = []\n"
+        "node analyze = typed_analyze\nnode a = typed_style\nnode b = typed_style\n"
+        "analyze -> [a, b] -> end\n"
+    )
+    assert found(source) == [
+        "E135 6:1 `issues` is written by parallel branches after `analyze` (by `a` and `b`), "
+        "and nothing says how to merge them",
+        "E135 6:1 `style_ok` is written by parallel branches after `analyze` (by `a` and `b`), "
+        "and nothing says how to merge them",
+    ]
+    source = source.replace("= []", "= [] by extend") + "state style_ok: bool = true by replace\n"
+    assert found(source) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -487,3 +488,70 @@ def test_an_error_route_in_a_document_leads_to_a_node(target: str, code: str, me
         "nodes": [{"name": "a", "tool": "t", "policy": {"on_error": target}}],
     }
     assert [(d.code, d.message) for d in check_ir(document).errors] == [(code, message)]
+
+
+# -- ir_version 2: parallel branches, reducers, max_parallel -------------------------------
+
+FAN_OUT = (
+    "set max_parallel = 3\nstate issues: list = [] by extend\na -> [b -> b2, c] -> d\nd -> end\n"
+)
+
+
+def test_parallel_branches_and_reducers_are_ir_version_2_and_round_trip() -> None:
+    ir = compile_source(FAN_OUT).ir
+    assert ir.ir_version == 2
+    document = json.loads(ir.to_json())
+    assert document["routes"]["a"]["kind"] == "parallel"
+    assert document["routes"]["a"]["branches"] == [["b", "b2"], ["c"]]
+    assert document["routes"]["a"]["join"] == "d"
+    assert document["settings"]["max_parallel"] == 3
+    assert document["state"][0]["reducer"] == "extend"
+    again = compile_ir(ir.to_json()).ir
+    assert again.to_json() == ir.to_json()
+    program = check_ir(ir.to_json()).program
+    assert program is not None and program.branch_of["b"].next == "b2"
+    assert not check_ir(ir.to_json()).diagnostics
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (
+            lambda d: d["settings"].pop("max_parallel") and d["state"][0].pop("reducer"),
+            "the parallel branches after `a`",
+        ),
+        (lambda d: d["routes"].update(a={"kind": "goto", "target": "d"}), "`max_parallel`"),
+    ],
+)
+def test_an_ir_version_1_document_has_no_v2_constructs(change: Any, said: str) -> None:
+    document = json.loads(compile_source(FAN_OUT).ir.to_json())
+    change(document)
+    document["ir_version"] = 1
+    (problem,) = check_ir(document).errors
+    assert problem.code == "E020" and f"{said} needs ir_version 2" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("branches", "code", "message"),
+    [
+        ([["b"], ["b"]], "E132", "node `b` is in more than one parallel branch"),
+        ([["b"], ["end"]], "E132", "`end` cannot be in a parallel branch"),
+        ([["b"], ["zz"]], "E111", "`a` leads to `zz`, which is not a node"),
+    ],
+)
+def test_parallel_branches_in_a_document_are_checked(
+    branches: list[list[str]], code: str, message: str
+) -> None:
+    document = {
+        "ir_version": 2,
+        "start": "a",
+        "nodes": [{"name": n, "tool": "t"} for n in ("a", "b", "d")],
+        "routes": {"a": {"kind": "parallel", "branches": branches, "join": "d"}},
+    }
+    assert (code, message) in [(d.code, d.message) for d in check_ir(document).errors]
+
+
+def test_a_document_cannot_lead_into_a_branch() -> None:
+    document = json.loads(compile_source("a -> [b, c] -> d\nd -> end\n").ir.to_json())
+    document["routes"]["d"] = {"kind": "goto", "target": "c"}
+    assert [d.code for d in check_ir(document).errors] == ["E134"]

@@ -339,3 +339,10 @@ def test_a_key_that_is_reserved_or_no_name_is_read_after_state(
     assert isinstance(route, ast.Route) and route.branch is not None
     assert route.branch.arms[0].condition == ast.Call("exists", (ast.PathExpr(parts),))
     assert format(flow) == f"a ? exists({canonical}) -> b : c\n"
+
+
+def test_parallel_branches_and_reducers_are_written_canonically() -> None:
+    text = "state issues:list[dict]=[]   by   extend\na->[ b->b2 ,c,]->d\n"
+    assert (
+        format(parse(text)) == "state issues: list[dict] = [] by extend\n\na -> [b -> b2, c] -> d\n"
+    )
