@@ -562,8 +562,8 @@ _ASCII = (
             "E010",
             "expected `->`, `?` or the end of the statement after `b`, found `,`",
             (1, 7, 1, 8),
-            "a node has one next node; to go to one of several, branch: "
-            "`NODE ? CONDITION -> TARGET : ELSE`",
+            "to run them at the same time, write parallel branches: `a -> [b, c] -> JOIN`; "
+            "to go to one of them, branch: `NODE ? CONDITION -> TARGET : ELSE`",
         ),
         # a missing `->`, `node` or `set`
         (
