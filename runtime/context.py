@@ -3,7 +3,9 @@
 The interpreter keeps a context variable up to date, and a tool reads it through
 `current_step()`, in sync, async and blocking (threaded) tools alike.  The idempotency key,
 `run_id:seq`, names the step rather than the attempt: every attempt of a step gets the same
-key, and so does the step when a resumed run runs it again.
+key, and so does the step when a resumed run runs it again.  A parallel branch's step is
+numbered when it finishes, so its key is `run_id:FORK:node` instead (FORK the number of
+the step its branches started after), which a resumed run gives it again too.
 """
 
 from __future__ import annotations
@@ -15,16 +17,28 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class StepContext:
-    """Where a tool call stands: the run, the step (`seq`, from 1), its node and attempt."""
+    """Where a tool call stands: the run, the step (`seq`, from 1), its node and attempt.
+
+    In a parallel branch, `branch` is its index (`"0"`, `"1"`, ...) and `fork` the number
+    of the step the branches started after; `seq` is then the number the step gets if it is
+    the next to finish (a sibling that finishes first takes it, and this one a later one).
+    """
 
     run_id: str
     seq: int
     node: str
     attempt: int
+    branch: str | None = None
+    fork: int | None = None
 
     @property
     def idempotency_key(self) -> str:
-        """`run_id:seq`: the same for every attempt of the step, and after a resume."""
+        """The step's key: the same for every attempt, and after a resume.
+
+        `run_id:seq`, or `run_id:fork:node` in a parallel branch.
+        """
+        if self.fork is not None:
+            return f"{self.run_id}:{self.fork}:{self.node}"
         return f"{self.run_id}:{self.seq}"
 
 

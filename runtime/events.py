@@ -22,6 +22,9 @@ EventType = Literal[
     "run_failed",
 ]
 
+#: The `branch` of the step that merges parallel branches where they join.
+JOIN = "join"
+
 
 def iso(at: float) -> str:
     """A POSIX timestamp as ISO 8601 in UTC."""
@@ -42,13 +45,23 @@ class RunError:
         return {"code": self.code, "message": self.message, "node": self.node, "span": self.span}
 
 
+class RunFailed(Exception):
+    """Ends a run as `failed`: carries the error to report (the interpreter's, not the API's)."""
+
+    def __init__(self, error: RunError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class Step(NamedTuple):
     """One node's execution: its place in the run, the state delta, its timing and attempts.
 
     A named tuple: one is made per step, on the hot path.  A step that was retried started
     with its first attempt and finished with its last.  A `failed` step is one whose last
     attempt failed and whose node has an error route (`on_error`): its delta is the
-    `error` it wrote, and the run went on at the route's target.
+    `error` it wrote, and the run went on at the route's target.  `branch`: the index of
+    the parallel branch the step ran in (`"0"`, `"1"`, ... in the order written), `JOIN` for
+    the step that merged them, None on the main line.
     """
 
     seq: int
@@ -58,6 +71,7 @@ class Step(NamedTuple):
     finished_at: float
     attempts: int = 1
     failed: bool = False
+    branch: str | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -65,7 +79,7 @@ class Step(NamedTuple):
         return (self.finished_at - self.started_at) * 1000
 
     def to_json(self) -> dict[str, Any]:
-        """The step as JSON (`"failed": true` only for a failed step)."""
+        """The step as JSON (`"failed": true` only for a failed step, `branch` only if set)."""
         data = {
             "seq": self.seq,
             "node": self.node,
@@ -77,6 +91,8 @@ class Step(NamedTuple):
         }
         if self.failed:
             data["failed"] = True
+        if self.branch is not None:
+            data["branch"] = self.branch
         return data
 
 
@@ -108,7 +124,8 @@ class Event(NamedTuple):
     `node_attempt_failed` has `attempt` (from 1), `error`, `duration_ms` (of the attempt)
     and `retry_in` (seconds until the next attempt, None when none follows);
     `node_finished` has `attempts`, how many the step took, and `failed` True for a step
-    that failed and took its node's error route (None otherwise).
+    that failed and took its node's error route (None otherwise).  `node_started`,
+    `node_attempt_failed` and `node_finished` have `branch` as their step has it (`Step`).
     """
 
     type: EventType
@@ -125,6 +142,7 @@ class Event(NamedTuple):
     retry_in: float | None = None
     attempts: int | None = None
     failed: bool | None = None
+    branch: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON message the WebSocket sends."""
@@ -151,6 +169,8 @@ class Event(NamedTuple):
             data["attempts"] = self.attempts
         if self.failed:
             data["failed"] = True
+        if self.branch is not None:
+            data["branch"] = self.branch
         return data
 
     @property

@@ -10,7 +10,8 @@ at the route's target.  Nothing escapes as a stack trace.  Cancelling the task t
 run is not a failure: `CancelledError` goes through, and the caller reports the run
 `cancelled`.  What a run may hold is bounded by its `Limits` (checked on each delta as it
 is copied), and it gives the event loop back every `slice_steps` steps or `slice_ms`
-milliseconds.
+milliseconds.  After a node whose route is parallel branches, `runtime.parallel` runs
+them and joins them (the hot path only meets a fork when it finds no node by the name).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,12 +27,14 @@ from flowc.compiler import compile_source
 from flowc.compiler.inputs import Inputs
 from flowc.compiler.ir import Branch, Flow, Node, Parallel, Span
 from flowc.compiler.operators import Budget
-from flowc.compiler.program import END
+from flowc.compiler.program import DEFAULT_MAX_PARALLEL, END
+from flowc.compiler.types import FlowType
 from flowc.runtime.calls import CallFailed, RunThreads, call_async
 from flowc.runtime.conditions import Condition, ConditionError, compile_condition
 from flowc.runtime.context import STEP, StepContext, StepCursor
-from flowc.runtime.events import Event, RunError, RunResult, Step
-from flowc.runtime.policies import RETRIED, NodePolicy, node_policy, retry_delay
+from flowc.runtime.events import JOIN, Event, RunError, RunFailed, RunResult, Step
+from flowc.runtime.parallel import Fork, ForkPlan, Gates, InBranch
+from flowc.runtime.policies import PLAIN, RETRIED, NodePolicy, node_policy, retry_delay
 from flowc.runtime.processes import call_in_process
 from flowc.runtime.registry import REGISTRY, Registry, Tool
 from flowc.runtime.state import (
@@ -51,9 +54,6 @@ State = dict[str, Any]
 #: turn meanwhile, so the run's time slice starts again instead of yielding once more.
 Listener = Callable[[Event], Awaitable[bool | None] | None]
 
-#: The `goto` of a node that parallel branches start after.
-FORK = "\x00fork"
-
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
 
@@ -68,17 +68,41 @@ DEFAULT_THREADS_PER_RUN = 4
 class Resume:
     """Where a run goes on: `initial_state` is the state after step `seq`, which ran `after`.
 
-    `failed`: that step failed and took its node's error route, so the run goes on at the
-    route's target rather than along the node's own route.
+    Step `seq` is the last of the main line or a join (never a parallel branch's step: the
+    state is the main line's).  `failed`: that step failed and took its node's error route,
+    so the run goes on at the route's target rather than along the node's own route.
+    `joined`: it is the step that joined the branches after node `after`, so the run goes on
+    at their join.  `branches`: the steps of the branches that `after`'s step started,
+    recorded after it, in order; the run runs what they left of their branches (each on
+    `initial_state` and its own steps' deltas), then joins them.
     """
 
     after: str
     seq: int
     failed: bool = False
+    joined: bool = False
+    branches: tuple[Step, ...] = ()
 
     def __post_init__(self) -> None:
         if type(self.seq) is not int or self.seq < 1:
             raise ValueError(f"Resume.seq is a step number, 1 or more, not {self.seq!r}")
+        if self.failed and self.joined:
+            raise ValueError("a Resume is after a failed step or a join, not both")
+        if self.branches and (self.failed or self.joined):
+            raise ValueError("Resume.branches follow the step of a fork's node, which did not fail")
+        seq = self.seq
+        for step in self.branches:
+            if step.branch is None or step.branch == JOIN or step.seq <= seq:
+                raise ValueError(
+                    "Resume.branches are steps of parallel branches after `seq`, in order, "
+                    f"not {step!r}"
+                )
+            seq = step.seq
+
+    @property
+    def last(self) -> int:
+        """The number of the last step recorded: the run numbers its new steps after it."""
+        return self.branches[-1].seq if self.branches else self.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +118,6 @@ class _Plan:
     arms: tuple[tuple[Condition, str], ...]
     otherwise: str | None
     policy: NodePolicy | None  # None: no timeout and no retries, the fast road
-
-
-class _Failed(Exception):
-    """Ends a run: carries the error to report."""
-
-    def __init__(self, error: RunError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 class WorkflowEngine:
@@ -133,7 +149,25 @@ class WorkflowEngine:
         self.declared = {k: f.type for k, f in self.inputs.fields.items()} or None
         self.max_threads_per_run = max_threads_per_run
         self.limits = limits if limits is not None else Limits()
+        #: How many branch steps of a run execute at once.
+        self.max_parallel = flow.settings.max_parallel or DEFAULT_MAX_PARALLEL
+        #: The declared keys' reducers, and the types a branch's writes must fit.
+        self.reducers = {key.name: key.reducer for key in flow.state if key.reducer is not None}
+        self.branch_declared = self.declared
+        if self.declared is not None:
+            self.branch_declared = {
+                key: declared.items if self.reducers.get(key) == "append" else declared
+                for key, declared in self.declared.items()
+            }
         self._plans = {node.name: self._plan(node) for node in flow.nodes}
+        self._forks = {
+            fork.key: fork
+            for fork in (
+                ForkPlan(name, route.branches, route.join, route.span)
+                for name, route in flow.routes.items()
+                if isinstance(route, Parallel)
+            )
+        }
 
     def _plan(self, node: Node) -> _Plan:
         name = node.name
@@ -154,8 +188,7 @@ class WorkflowEngine:
                 for arm in route.arms
             )
         elif isinstance(route, Parallel):
-            # Not run yet: the step after the fork fails the run (`_after_fork`).
-            goto = FORK
+            goto = ForkPlan(name, route.branches, route.join, route.span).key
         elif route is not None:
             goto = route.target
         copy_args = any(isinstance(v, (dict, list)) for v in node.args.values())
@@ -247,7 +280,11 @@ class _Run:
         self.deltas: list[dict[str, Any]] = []
         #: The numbers of the steps that failed and took their node's error route.
         self.failed: list[int] = []
-        self.base = 0  # the steps run before this run resumed: `Resume.seq`
+        #: The `branch` of each step of a parallel branch, or of a join, by number.
+        self.branches: dict[int, str] = {}
+        #: How many branch steps may execute (and hold threads) at once: at the first fork.
+        self.gates: Gates | None = None
+        self.base = 0  # the steps run before this run resumed: `Resume.last`
         self.cursor = StepCursor(run_id, self.steps)
         self.threads: RunThreads | None = None
         self.meter = StateMeter(engine.limits)
@@ -273,13 +310,19 @@ class _Run:
         try:
             self._check_max_steps()
             self.state = self._load(initial_state or {}, resume is None)
+            fork: Fork | None = None
             if resume is not None:
-                self.base = self.cursor.base = resume.seq
-                start = self._after(resume.after, resume.failed)
-            await self.emit(Event("run_started", self.run_id, self.base, start, time.time()))
+                self.base = self.cursor.base = resume.last
+                start = self._after(resume)
+                if resume.branches:
+                    fork = self._resumed_fork(start, resume)
+            shown = fork.next_node if fork is not None else self._shown(start)
+            await self.emit(Event("run_started", self.run_id, self.base, shown, time.time()))
             tools = {tool.spec.name: tool for tool in self.engine.registry}
+            if fork is not None:
+                self.state, start = await fork.run(tools)
             await self._walk(start, tools)
-        except _Failed as failure:
+        except RunFailed as failure:
             error = failure.error
             at = time.time()
             await self.emit(
@@ -305,13 +348,16 @@ class _Run:
         for seq in self.failed:
             index = seq - self.base - 1
             steps[index] = steps[index]._replace(failed=True)
+        for seq, branch in self.branches.items():
+            index = seq - self.base - 1
+            steps[index] = steps[index]._replace(branch=branch)
         return steps
 
     def _check_max_steps(self) -> None:
         limits = self.engine.limits
         max_steps = self.engine.flow.settings.max_steps
         if max_steps > limits.max_steps_limit:
-            raise _Failed(
+            raise RunFailed(
                 RunError(
                     "limit",
                     f"the flow sets max_steps = {max_steps:,}, more than "
@@ -326,7 +372,7 @@ class _Run:
         leaves out take their defaults.  A resumed run's state already holds them.
         """
         if not isinstance(initial_state, dict):
-            raise _Failed(RunError("bad_input", "the initial state must be a JSON object"))
+            raise RunFailed(RunError("bad_input", "the initial state must be a JSON object"))
         try:
             if not fresh:
                 return self.meter.load(initial_state, "the state")
@@ -336,9 +382,9 @@ class _Run:
             message = problem.problem
             if problem.parts:
                 message = f"the initial state at `{problem.where}`: {message}"
-            raise _Failed(RunError("limit", message)) from None
+            raise RunFailed(RunError("limit", message)) from None
         except StateError as problem:
-            raise _Failed(
+            raise RunFailed(
                 RunError(
                     "bad_input",
                     f"the initial state is not JSON: {problem.where}: {problem.problem}",
@@ -356,7 +402,7 @@ class _Run:
             shown = "; ".join(problem.describe() for problem in problems[:SHOWN_PROBLEMS])
             more = len(problems) - SHOWN_PROBLEMS
             rest = f"; and {more} more" if more > 0 else ""
-            raise _Failed(
+            raise RunFailed(
                 RunError(
                     "bad_input",
                     f"the input does not fit the flow's state declarations: {shown}{rest}",
@@ -371,19 +417,32 @@ class _Run:
             self.meter.admit(sizes, "the defaults")
         return state
 
-    def _after(self, node: str, failed: bool) -> str:
-        """Where a run resumed after `node` goes next: its route, taken on the state.
+    def _after(self, resume: Resume) -> str:
+        """Where a run resumed after `resume.after` goes next: its route, taken on the state.
 
-        After a `failed` step, its node's error route.
+        After a `failed` step, its node's error route; after a join, the branches' join.
         """
+        node = resume.after
         plan = self.engine._plans.get(node)
         if plan is None:
-            raise _Failed(
+            raise RunFailed(
                 RunError("unknown_node", f"there is no node `{node}` to resume after", node)
             )
-        if failed:
+        if resume.joined:
+            fork = self.engine._forks.get(plan.goto or "")
+            if fork is None:
+                raise RunFailed(
+                    RunError(
+                        "unknown_node",
+                        f"node `{node}` starts no parallel branches to join",
+                        node,
+                        plan.span,
+                    )
+                )
+            return fork.join
+        if resume.failed:
             if plan.policy is None or plan.policy.on_error is None:
-                raise _Failed(
+                raise RunFailed(
                     RunError(
                         "unknown_node",
                         f"node `{node}` has no error route (`on_error`) to resume on",
@@ -393,6 +452,42 @@ class _Run:
                 )
             return plan.policy.on_error
         return plan.goto if plan.goto is not None else self._branch(plan)
+
+    def _resumed_fork(self, start: str, resume: Resume) -> Fork:
+        """The fork a run resumed in the middle of, its recorded branch steps taken in."""
+        plan = self.engine._forks.get(start)
+        if plan is None:
+            raise RunFailed(
+                RunError(
+                    "unknown_node",
+                    f"node `{resume.after}` starts no parallel branches to resume",
+                    resume.after,
+                )
+            )
+        fork = Fork(self, plan, self.state, resume.seq)
+        fork.replay(resume.branches)
+        return fork
+
+    def _shown(self, start: str) -> str:
+        """The node `run_started` names: `start`, or the first of a fork's branches."""
+        fork = self.engine._forks.get(start)
+        return fork.branches[0][0] if fork is not None else start
+
+    def _resolve(self, name: str, tools: dict[str, Tool]) -> tuple[_Plan, Tool]:
+        """A node's plan and tool, for a step off the hot path (a branch's)."""
+        plan = self.engine._plans.get(name)
+        if plan is None:
+            raise RunFailed(RunError("unknown_node", f"there is no node `{name}`", name))
+        tool = tools.get(plan.tool)
+        if tool is None:
+            raise RunFailed(_unregistered(plan))
+        return plan, tool
+
+    def _room(self, plan: _Plan, running: int) -> None:
+        """Fail the run if one more step, after `running` unfinished ones, is past max_steps."""
+        max_steps = self.engine.flow.settings.max_steps
+        if self.base + len(self.steps) + running >= max_steps:
+            raise RunFailed(_too_many_steps(max_steps, self.steps, plan))
 
     async def _walk(self, node: str, tools: dict[str, Tool]) -> None:
         # The hot path: keep per-step work to a call, a merge, a route and the events.
@@ -407,6 +502,7 @@ class _Run:
         cursor = self.cursor
         meter = self.meter
         containers = {key for key, value in state.items() if type(value) in (dict, list)}
+        forks = self.engine._forks
         # The loop is given back every `slice_steps` steps or `slice_ms` milliseconds, so
         # that a run of quick sync tools does not hold up every other request.
         slice_steps = self.engine.limits.slice_steps
@@ -415,29 +511,21 @@ class _Run:
         slice_ends = time.time() + slice_seconds
         while node != END:
             plan = plans.get(node)
-            if node == FORK:
-                raise _Failed(
-                    RunError(
-                        "unsupported",
-                        "this engine does not run parallel branches yet",
-                        steps[-1][1] if steps else None,
-                    )
-                )
             if plan is None:
-                raise _Failed(RunError("unknown_node", f"there is no node `{node}`", node))
+                fork = forks.get(node)
+                if fork is None:
+                    raise RunFailed(RunError("unknown_node", f"there is no node `{node}`", node))
+                state, node = await Fork(self, fork, state, base + len(steps)).run(tools)
+                containers = {k for k, value in state.items() if type(value) in (dict, list)}
+                left = slice_steps
+                slice_ends = time.time() + slice_seconds
+                continue
             seq = base + len(steps)
             if seq >= max_steps:
-                raise _Failed(_too_many_steps(max_steps, steps, plan))
+                raise RunFailed(_too_many_steps(max_steps, steps, plan))
             tool = tools.get(plan.tool)
             if tool is None:
-                raise _Failed(
-                    RunError(
-                        "unknown_tool",
-                        f"node `{node}` runs tool `{plan.tool}`, which is not registered",
-                        node,
-                        plan.span,
-                    )
-                )
+                raise RunFailed(_unregistered(plan))
             seq += 1
             if listener is not None:
                 pending = listener(Event("node_started", self.run_id, seq, node, time.time()))
@@ -461,9 +549,9 @@ class _Run:
                         step = StepContext(self.run_id, seq, node, 1)
                         result = await self._call(tool, given, args, step, None)
                 except CallFailed as failure:
-                    raise _Failed(_call_failed(failure, plan)) from None
+                    raise RunFailed(_call_failed(failure, plan)) from None
                 except Exception as exc:  # a tool's failure is the run's failure
-                    raise _Failed(_tool_failed(exc, plan)) from None
+                    raise RunFailed(_tool_failed(exc, plan)) from None
                 try:
                     delta = (
                         updates(result, state, meter, tool.spec.writes, self.engine.declared)
@@ -471,9 +559,9 @@ class _Run:
                         else {}
                     )
                 except ReturnLimitError as problem:
-                    raise _Failed(_past_limit(problem, plan)) from None
+                    raise RunFailed(_past_limit(problem, plan)) from None
                 except ReturnError as problem:
-                    raise _Failed(_bad_return(problem, plan)) from None
+                    raise RunFailed(_bad_return(problem, plan)) from None
                 attempts = 1
             else:
                 started, delta, attempts, failed = await self._attempts(
@@ -545,16 +633,26 @@ class _Run:
         return await self.threads.call(tool.function, given, args, step, timeout)
 
     async def _attempts(
-        self, plan: _Plan, tool: Tool, state: State, containers: set[str], seq: int
+        self,
+        plan: _Plan,
+        tool: Tool,
+        state: State,
+        containers: set[str],
+        seq: int,
+        within: InBranch | None = None,
     ) -> tuple[float, State, int, bool]:
         """Run a node that has a policy: its start, delta, attempts, and whether it failed.
 
         A step whose last attempt failed, at a node with an error route, has failed: its
         delta is the `error` it writes.  Without a route, or when the state cannot take that
-        `error` (a declaration it does not fit, a limit), the run fails.
+        `error` (a declaration it does not fit, a limit), the run fails.  A parallel
+        branch's steps come this way too, with or without a policy (`within`).
         """
-        policy = plan.policy
-        assert policy is not None
+        policy = plan.policy or PLAIN
+        declared: Mapping[str, FlowType] | None = self.engine.declared
+        compare, branch, fork = state, None, None
+        if within is not None:
+            branch, fork, compare, declared = within
         started = time.time()
         attempt = 1
         while True:
@@ -564,10 +662,10 @@ class _Run:
             args = copy_json(plan.args) if plan.copy_args else plan.args
             began = time.time()
             try:
-                step = StepContext(self.run_id, seq, plan.name, attempt)
+                step = StepContext(self.run_id, seq, plan.name, attempt, branch, fork)
                 result = await self._call(tool, given, args, step, policy.timeout)
                 delta = (
-                    updates(result, state, self.meter, tool.spec.writes, self.engine.declared)
+                    updates(result, compare, self.meter, tool.spec.writes, declared)
                     if result is not None
                     else {}
                 )
@@ -582,12 +680,12 @@ class _Run:
                 error = _tool_failed(exc, plan)
             retry = error.code in RETRIED and attempt <= policy.retries
             delay = retry_delay(policy.backoff, attempt) if retry else None
-            if self.listener is not None:
+            if self.listener is not None and plan.policy is not None:
                 at = time.time()
                 await self.emit(
                     Event("node_attempt_failed", self.run_id, seq, plan.name, at,
                           duration_ms=(at - began) * 1000, error=error, attempt=attempt,
-                          retry_in=delay)
+                          retry_in=delay, branch=branch)
                 )  # fmt: skip
             if delay is None:
                 if attempt > 1:
@@ -596,7 +694,7 @@ class _Run:
                     written = self._error_delta(plan, error, attempt, state)
                     if written is not None:
                         return started, written, attempt, True
-                raise _Failed(error)
+                raise RunFailed(error)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -652,11 +750,20 @@ class _Run:
                 if condition(self.state, budget):
                     return target
         except ConditionError as problem:
-            raise _Failed(
+            raise RunFailed(
                 RunError(problem.code, problem.message, plan.name, problem.span)
             ) from None
         assert plan.otherwise is not None
         return plan.otherwise
+
+
+def _unregistered(plan: _Plan) -> RunError:
+    return RunError(
+        "unknown_tool",
+        f"node `{plan.name}` runs tool `{plan.tool}`, which is not registered",
+        plan.name,
+        plan.span,
+    )
 
 
 def _call_failed(failure: CallFailed, plan: _Plan) -> RunError:

@@ -37,6 +37,11 @@ class NodePolicy:
     on_error: str | None = None
 
 
+#: What a node without a policy does, where a step takes the policy road all the same (a
+#: parallel branch's steps): one attempt, no timeout, and a failure fails the run.
+PLAIN = NodePolicy(None, 0, 0.0)
+
+
 def node_policy(settings: Settings, own: Policy | None) -> NodePolicy | None:
     """The node's own policy over the flow's settings; None when there is nothing to do."""
     timeout, retries, backoff = settings.timeout, settings.retries, settings.backoff

@@ -448,7 +448,7 @@ def updates(
         except StateError as problem:
             at = f" at `{problem.where}`" if problem.parts else ""
             raise ReturnError(f"returned a value that is not JSON{at}: {problem.problem}") from None
-        if key in state and _unchanged(state[key], value):
+        if key in state and unchanged(state[key], value):
             continue
         delta[key] = value
         sizes[key] = size
@@ -476,7 +476,8 @@ def updates(
     return delta
 
 
-def _unchanged(old: Any, new: Any) -> bool:
+def unchanged(old: Any, new: Any) -> bool:
+    """True when `new` is the same JSON value as `old` (`1` and `1.0`, `true` and `1` differ)."""
     if old is new:
         return True
     kind = type(old)

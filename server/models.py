@@ -105,3 +105,6 @@ class RunStep(SQLModel, table=True):
     attempts: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     #: A step that failed and took its node's error route (`on_error`): its delta is `error`.
     failed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    #: The parallel branch the step ran in (`"0"`, `"1"`, ...), `"join"` for the step that
+    #: merged them; null on the main line.  Only main-line and join steps change the state.
+    branch: str | None = Field(default=None, sa_type=Text)

@@ -38,6 +38,7 @@ from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import text
 
+from flowc.runtime.events import JOIN
 from flowc.server.db import Database
 
 logger = logging.getLogger("flowc.server")
@@ -96,7 +97,8 @@ class StepRow(NamedTuple):
 
     A named tuple, like `Step`: one is made per step, on the hot path (a frozen
     dataclass costs 2-3 times as much to build).  `failed`: the step failed and took its
-    node's error route.
+    node's error route.  `branch`: the parallel branch it ran in (`"0"`, `"1"`, ...), `JOIN`
+    for the step that merged them, None on the main line.
     """
 
     seq: int
@@ -106,6 +108,7 @@ class StepRow(NamedTuple):
     finished_at: datetime
     attempts: int = 1
     failed: bool = False
+    branch: str | None = None
 
 
 @dataclass(slots=True)
@@ -452,6 +455,14 @@ def fold(state: dict[str, Any], deltas: Iterable[dict[str, Any]]) -> dict[str, A
     return merged
 
 
+def on_main_line(branch: str | None) -> bool:
+    """Whether a step of this `branch` changes the run's state: the main line's and joins do.
+
+    A parallel branch's step does not: its writes reach the state through its join's step.
+    """
+    return branch is None or branch == JOIN
+
+
 # -- the interface ------------------------------------------------------------------------
 
 
@@ -615,8 +626,10 @@ class PostgresRunLog(RunLog):
     _STEPS = """
         WITH v AS (
             SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[],
-                                 $5::timestamptz[], $6::timestamptz[], $7::int[], $10::bool[])
-                   AS v(run_id, seq, node, delta, started_at, finished_at, attempts, failed)
+                                 $5::timestamptz[], $6::timestamptz[], $7::int[], $10::bool[],
+                                 $11::text[])
+                   AS v(run_id, seq, node, delta, started_at, finished_at, attempts, failed,
+                        branch)
         ), fence AS (
             SELECT r.id FROM workflow_run r
               JOIN unnest($8::uuid[], $9::int[]) AS o(id, attempt)
@@ -625,9 +638,9 @@ class PostgresRunLog(RunLog):
                FOR SHARE OF r
         ), written AS (
             INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
-                                  failed)
+                                  failed, branch)
             SELECT v.run_id, v.seq, v.node, v.delta::jsonb, v.started_at, v.finished_at,
-                   v.attempts, v.failed
+                   v.attempts, v.failed, v.branch
               FROM v JOIN fence ON fence.id = v.run_id
                 ON CONFLICT (run_id, seq) DO NOTHING
         )
@@ -641,8 +654,8 @@ class PostgresRunLog(RunLog):
                FOR SHARE
         ), written AS (
             INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
-                                  failed)
-            SELECT $1, $2, $3, $4::jsonb, $5, $6, $7, $9 FROM fence
+                                  failed, branch)
+            SELECT $1, $2, $3, $4::jsonb, $5, $6, $7, $9, $10 FROM fence
                 ON CONFLICT (run_id, seq) DO NOTHING
         )
         SELECT id FROM fence
@@ -863,6 +876,7 @@ class PostgresRunLog(RunLog):
                 found = await connection.fetchrow(
                     self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
                     row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
+                    row.branch,
                 )  # fmt: skip
                 if found is None:
                     outcome[item.run_id] = LeaseLost(str(item.run_id))
@@ -882,6 +896,7 @@ class PostgresRunLog(RunLog):
                     list(runs),
                     list(runs.values()),
                     [row.failed for _, row in rows],
+                    [row.branch for _, row in rows],
                 )
                 owned = set(record["owned"] or ())
                 changed.extend(owned)
@@ -908,6 +923,7 @@ class PostgresRunLog(RunLog):
         found = await connection.fetchrow(
             self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
             row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
+            row.branch,
         )  # fmt: skip
         if found is None:
             return {item.run_id: LeaseLost(str(item.run_id))}
@@ -1015,11 +1031,15 @@ class PostgresRunLog(RunLog):
                 await connection.execute("SELECT pg_notify('flowc_cancel', $1::text)", str(run_id))
                 return "cancelling"
             steps = await connection.fetch(
-                "SELECT seq, node, delta FROM run_step WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                "SELECT seq, node, delta, branch FROM run_step WHERE run_id = $1 AND seq > $2 "
+                "ORDER BY seq",
                 run_id,
                 run["step"],
             )
-            state = fold(json.loads(run["state"]), (json.loads(s["delta"]) for s in steps))
+            state = fold(
+                json.loads(run["state"]),
+                (json.loads(s["delta"]) for s in steps if on_main_line(s["branch"])),
+            )
             last = steps[-1] if steps else None
             await connection.execute(
                 "UPDATE workflow_run SET status = 'cancelled', cancel_requested = true, "
@@ -1042,7 +1062,7 @@ class PostgresRunLog(RunLog):
         """The run's steps after `seq`, in order (`limit` None: all of them)."""
         async with _reaching(_transient_asyncpg), self._pool.acquire() as connection:
             records = await connection.fetch(
-                "SELECT seq, node, delta, started_at, finished_at, attempts, failed "
+                "SELECT seq, node, delta, started_at, finished_at, attempts, failed, branch "
                 "FROM run_step WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 run_id,
                 min(seq, MAX_SEQ),
@@ -1057,6 +1077,7 @@ class PostgresRunLog(RunLog):
                 r["finished_at"],
                 r["attempts"],
                 r["failed"],
+                r["branch"],
             )
             for r in records
         ]
@@ -1145,8 +1166,9 @@ class SqliteRunLog(RunLog):
                     await connection.execute(
                         text(
                             "INSERT OR IGNORE INTO run_step (run_id, seq, node, delta, "
-                            "started_at, finished_at, attempts, failed) VALUES (:run_id, :seq, "
-                            ":node, :delta, :started_at, :finished_at, :attempts, :failed)"
+                            "started_at, finished_at, attempts, failed, branch) VALUES (:run_id, "
+                            ":seq, :node, :delta, :started_at, :finished_at, :attempts, :failed, "
+                            ":branch)"
                         ),
                         [
                             {
@@ -1158,6 +1180,7 @@ class SqliteRunLog(RunLog):
                                 "finished_at": _sqlite_time(s.finished_at),
                                 "attempts": s.attempts,
                                 "failed": s.failed,
+                                "branch": s.branch,
                             }
                             for s in steps
                         ],
@@ -1385,13 +1408,16 @@ class SqliteRunLog(RunLog):
                 steps = (
                     await connection.execute(
                         text(
-                            "SELECT seq, node, delta FROM run_step WHERE run_id = :id "
+                            "SELECT seq, node, delta, branch FROM run_step WHERE run_id = :id "
                             "AND seq > :step ORDER BY seq"
                         ),
                         {"id": _sqlite_id(run_id), "step": run.step},
                     )
                 ).all()
-                state = fold(json.loads(run.state), (json.loads(s.delta) for s in steps))
+                state = fold(
+                    json.loads(run.state),
+                    (json.loads(s.delta) for s in steps if on_main_line(s.branch)),
+                )
                 now = _sqlite_time(self._now())
                 await connection.execute(
                     text(
@@ -1423,8 +1449,8 @@ class SqliteRunLog(RunLog):
             rows = (
                 await connection.execute(
                     text(
-                        "SELECT seq, node, delta, started_at, finished_at, attempts, failed "
-                        "FROM run_step WHERE run_id = :id AND seq > :seq ORDER BY seq "
+                        "SELECT seq, node, delta, started_at, finished_at, attempts, failed, "
+                        "branch FROM run_step WHERE run_id = :id AND seq > :seq ORDER BY seq "
                         "LIMIT :limit"
                     ),
                     {
@@ -1443,6 +1469,7 @@ class SqliteRunLog(RunLog):
                 _parse_time(r.finished_at),
                 r.attempts,
                 bool(r.failed),
+                r.branch,
             )
             for r in rows
         ]

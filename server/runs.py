@@ -33,7 +33,7 @@ from typing import Any, Literal
 from flowc.compiler.inputs import InputProblem, Inputs
 from flowc.compiler.ir import Flow
 from flowc.runtime import REGISTRY, Registry, Resume
-from flowc.runtime.events import Event, RunError, RunResult, RunStatus, Step, iso
+from flowc.runtime.events import JOIN, Event, RunError, RunResult, RunStatus, Step, iso
 from flowc.runtime.interpreter import WorkflowEngine
 from flowc.runtime.state import LimitError
 from flowc.server import store
@@ -51,6 +51,7 @@ from flowc.server.runlog import (
     cause,
     fold,
     moment,
+    on_main_line,
     owner_name,
     run_log_for,
 )
@@ -112,13 +113,15 @@ class _Buffer:
     Each row's fields but its delta are an exact tuple, the deltas a list of their own:
     Python's collector stops tracking a tuple of plain values (not a dataclass, nor a tuple
     that holds a dict).  A long run keeps millions of rows, and full collections that walked
-    them held the event loop for most of a second.  The few failed steps are kept by number.
+    them held the event loop for most of a second.  The few failed steps are kept by number,
+    and so are the branches of the steps of parallel branches and joins.
     """
 
     def __init__(self) -> None:
         self.fields: list[tuple[int, str, datetime, datetime, int]] = []
         self.deltas: list[dict[str, Any]] = []
         self.failed: set[int] = set()
+        self.branches: dict[int, str] = {}
 
     def append(self, row: StepRow) -> None:
         """Keep a row."""
@@ -126,14 +129,18 @@ class _Buffer:
         self.deltas.append(row.delta)
         if row.failed:
             self.failed.add(row.seq)
+        if row.branch is not None:
+            self.branches[row.seq] = row.branch
 
     def rows(self) -> Iterator[StepRow]:
         """The rows kept, in order."""
-        failed = self.failed
+        failed, branches = self.failed, self.branches
         for (seq, node, started, finished, attempts), delta in zip(
             self.fields, self.deltas, strict=True
         ):
-            yield StepRow(seq, node, delta, started, finished, attempts, seq in failed)
+            yield StepRow(
+                seq, node, delta, started, finished, attempts, seq in failed, branches.get(seq)
+            )
 
 
 @dataclass
@@ -411,11 +418,9 @@ class RunService:
         try:
             if claimed.attempt > 1 or claimed.step > 0:  # a run picked up again: rebuild it
                 rows = await log.steps_after(run_id, 0)
-                state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
+                state = _fold(claimed, rows)
                 history = [_step(r) for r in rows]
-                if rows:
-                    last = rows[-1]
-                    resume = Resume(after=last.node, seq=last.seq, failed=last.failed)
+                resume = _resume(rows)
             if claimed.cancel_requested:
                 raise asyncio.CancelledError
         except asyncio.CancelledError:
@@ -460,9 +465,10 @@ class RunService:
                 started = event.at - (event.duration_ms or 0.0) / 1000
                 row = StepRow(
                     event.step, event.node or "", delta, moment(started), moment(event.at),
-                    event.attempts or 1, event.failed is True,
+                    event.attempts or 1, event.failed is True, event.branch,
                 )  # fmt: skip
-                state.update(delta)  # the state after the step, for snapshots
+                if event.branch is None or event.branch == JOIN:
+                    state.update(delta)  # the state after the step, for snapshots
                 if durability == "sync":
                     return recorded(event, row)
                 if durability == "exit":
@@ -536,7 +542,7 @@ class RunService:
                 pending = [item.done for item in self.log.queue.pending(run_id)]
                 await asyncio.gather(*pending, return_exceptions=True)
                 rows = await self.log.steps_after(run_id, 0)
-                state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
+                state = _fold(claimed, rows)
                 steps = [_step(r) for r in rows]
                 node = rows[-1].node if rows else claimed.current_node
                 error = cancelled_error()
@@ -576,7 +582,7 @@ class RunService:
         )
         try:
             rows = await self.log.steps_after(live.run_id, 0)
-            state = fold(claimed.state, (r.delta for r in rows if r.seq > claimed.step))
+            state = _fold(claimed, rows)
             steps = [_step(r) for r in rows]
             node = rows[-1].node if rows else claimed.current_node
             await self.log.end(
@@ -592,7 +598,10 @@ class RunService:
                 cause(failure),
             )
             steps = _published_steps(live)
-            state = fold(claimed.state, (s.delta for s in steps if s.seq > claimed.step))
+            state = fold(
+                claimed.state,
+                (s.delta for s in steps if s.seq > claimed.step and on_main_line(s.branch)),
+            )
         finally:
             self._forget(live)
         result = RunResult(str(live.run_id), "failed", state, steps, error)
@@ -792,7 +801,8 @@ class RunService:
             state, last = dict(run.state), None
             async with contextlib.aclosing(self.log.read_steps(run_id, run.step)) as steps:
                 async for step in steps:
-                    state.update(step.delta)
+                    if on_main_line(step.branch):  # a fork's state until its branches join
+                        state.update(step.delta)
                     last = step
             if last is not None:
                 data["state"] = state
@@ -808,8 +818,39 @@ def time_now() -> float:
 def _step(row: StepRow) -> Step:
     return Step(
         row.seq, row.node, row.delta, _ts(row.started_at), _ts(row.finished_at), row.attempts,
-        row.failed,
+        row.failed, row.branch,
     )  # fmt: skip
+
+
+def _fold(claimed: Claimed, rows: list[StepRow]) -> dict[str, Any]:
+    """The run's state after its recorded steps: the snapshot, then the main line's deltas.
+
+    A parallel branch's steps are left out: their writes are in their join's delta.
+    """
+    return fold(
+        claimed.state, (r.delta for r in rows if r.seq > claimed.step and on_main_line(r.branch))
+    )
+
+
+def _resume(rows: list[StepRow]) -> Resume | None:
+    """Where a run goes on after its recorded steps; None when it has none.
+
+    After the last main-line step (or join), unless steps of parallel branches follow it:
+    then the fork they belong to is in flight, and the run finishes what they left of it.
+    """
+    index = len(rows) - 1
+    while index >= 0 and not on_main_line(rows[index].branch):
+        index -= 1
+    if index < 0:
+        return None
+    last = rows[index]
+    return Resume(
+        after=last.node,
+        seq=last.seq,
+        failed=last.failed,
+        joined=last.branch == JOIN,
+        branches=tuple(_step(r) for r in rows[index + 1 :]),
+    )
 
 
 def _ts(at: datetime) -> float:
@@ -820,7 +861,7 @@ def _published_steps(live: _Live) -> list[Step]:
     events = (live.event(i) for i in range(len(live.events)))
     return [
         Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at,
-             e.attempts or 1, e.failed is True)
+             e.attempts or 1, e.failed is True, e.branch)
         for e in events
         if isinstance(e, Event) and e.type == "node_finished"
     ]  # fmt: skip
@@ -848,13 +889,15 @@ def _started(run: WorkflowRun, node: str | None) -> dict[str, Any]:
 
 
 def _finished(run_id: uuid.UUID, step: StepRow) -> dict[str, Any]:
-    """`node_finished` of a recorded step (`"failed": true` for a failed one, as live)."""
+    """`node_finished` of a recorded step, as live (`failed` and `branch` only when set)."""
     duration = (step.finished_at - step.started_at).total_seconds() * 1000
     message = {"type": "node_finished", "run_id": str(run_id), "step": step.seq,
                "node": step.node, "delta": step.delta, "at": step.finished_at.isoformat(),
                "duration_ms": round(duration, 3), "attempts": step.attempts}  # fmt: skip
     if step.failed:
         message["failed"] = True
+    if step.branch is not None:
+        message["branch"] = step.branch
     return message
 
 

@@ -218,6 +218,10 @@ def _not_failed(failed: bool) -> bool:
     return not failed
 
 
+def _no_branch(branch: str | None) -> bool:
+    return branch is None
+
+
 class StepOut(_Row):
     """One node's execution in a run (`attempts`: how many times its tool was called)."""
 
@@ -233,6 +237,13 @@ class StepOut(_Row):
         exclude_if=_not_failed,
         description="true for a step that failed and took its node's error route "
         "(`on_error`): its delta is the `error` it wrote; left out otherwise",
+    )
+    branch: str | None = Field(
+        default=None,
+        exclude_if=_no_branch,
+        description='the parallel branch the step ran in (`"0"`, `"1"`, ... in the order '
+        'written), or `"join"` for the step that merged the branches (its node is the '
+        "fork's, its delta what the merge changed); left out for a step of the main line",
     )
 
     @computed_field  # type: ignore[prop-decorator]

@@ -67,6 +67,12 @@ Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) a
   `duration_ms`; `attempts`; `failed: true` for a step that failed and took its node's
   error route (`on_error`: its `delta` is the `error` it wrote, and the run goes on at the
   route's target), left out otherwise.
+- In a parallel branch, `node_started`, `node_attempt_failed` and `node_finished` have
+  `branch`, the branch's index (`"0"`, `"1"`, ... in the order written).  Branch steps are
+  numbered in the order they finish: a `node_started`'s `step` is the number the step
+  gets if no other finishes first.  Where the branches join, a `node_finished` with
+  `branch: "join"` and the fork's `node` has the merge's `delta`.  Main-line messages have
+  no `branch`.
 - `run_finished`: `step` the number of steps, `node` the last node; `status: "succeeded"`,
   `state` the final state.
 - `run_failed`: `step` the number of steps, `node` the node that failed (or null);

@@ -1,9 +1,10 @@
 """Tools for the worker processes of the durability tests (loaded with `--tools PATH`).
 
 `step` counts in `n` after a short pause, so that a kill lands in the middle of a run, and
-notes every call (process, run, step, attempt) in `FLOWC_TEST_CALLS` when it is set: the
-tests read it to see who ran what.  `hang` never returns; `fail` always raises (a step for
-an error route); `gate` waits until a file exists.
+notes every call (process, run, step, attempt, node, branch) in `FLOWC_TEST_CALLS` when it
+is set: the tests read it to see who ran what.  `hang` never returns; `fail` always raises
+(a step for an error route); `gate` waits until a file exists; `mark` writes its name (and
+adds it to `found`, for parallel branches to merge).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def _note(kind: str) -> None:
             "seq": step.seq,
             "attempt": step.attempt,
             "tool": kind,
+            "node": step.node,
+            "branch": step.branch,
         }
     )
     with open(path, "a", encoding="utf-8") as calls:
@@ -65,3 +68,12 @@ async def gate(state: dict[str, Any], *, flag: str) -> dict[str, Any]:
     while not os.path.exists(flag):
         await asyncio.sleep(0.02)
     return {"gated": True}
+
+
+@register_tool
+async def mark(state: dict[str, Any], *, name: str, found: bool = False) -> dict[str, Any]:
+    """Write `name: true`; with `found`, also `found` with `name` added to it."""
+    _note("mark")
+    if not found:
+        return {name: True}
+    return {name: True, "found": [*state.get("found", []), name]}

@@ -538,3 +538,83 @@ def test_kill_9_after_a_routed_failure_resumes_at_the_error_route(
     ]
     assert [c["seq"] for c in noted if c["tool"] == "step"] == list(range(1, failed_at))
     api.close()
+
+
+def forked(flag: Path) -> str:
+    """`a`, then `b -> b2` and `g -> c` at once (`g` a `gate` on `flag`), merged into `d`."""
+    return (
+        "state found: list[str] = [] by extend\n"
+        'node a = mark(name = "a")\n'
+        'node b = mark(name = "b", found = true)\n'
+        'node b2 = mark(name = "b2", found = true)\n'
+        f'node g = gate(flag = "{flag}")\n'
+        'node c = mark(name = "c", found = true)\n'
+        'node d = mark(name = "d")\n'
+        "a -> [b -> b2, g -> c] -> d\n"
+        "d -> end\n"
+    )
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_kill_9_in_the_middle_of_a_fork_resumes_only_the_unfinished_branch(
+    cluster_database: str, processes: Processes, calls_file: Path, tmp_path: Path, durability: str
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    first, second = workers(processes, env, 2)
+    flag = tmp_path / "open"
+    run_id = api.start(api.create(forked(flag)), durability)
+    # `a` and branch 0 (`b`, `b2`) are recorded; branch 1 waits at the gate: kill it there.
+    running = api.until(run_id, lambda s: s["step"] == 3, "branch 0's steps")
+    noted_until(calls_file, lambda noted: any(c["tool"] == "gate" for c in noted), "the gate")
+    assert running["state"] == {"found": [], "a": True}  # the fork's, until the join
+    owner = pid_of(running)
+    victim, survivor = (first, second) if first.pid == owner else (second, first)
+    assert victim.pid == owner
+    victim.kill(signal.SIGKILL)
+
+    api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
+    noted_until(
+        calls_file,
+        lambda noted: any(c["tool"] == "gate" and c["pid"] == survivor.pid for c in noted),
+        "the gate on the survivor",
+    )
+    flag.touch()
+    state = api.finished(run_id)
+    assert (state["status"], state["error"], state["attempt"]) == ("succeeded", None, 2)
+    assert state["state"] == {
+        "found": ["b", "b2", "c"],  # branch 0's, then branch 1's: the order written
+        "a": True,
+        "b": True,
+        "b2": True,
+        "gated": True,
+        "c": True,
+        "d": True,
+    }
+    recorded = api.steps(run_id)
+    # No gap, nothing twice: each branch's steps with their branch, then the join.
+    assert [(s["seq"], s["node"], s.get("branch")) for s in recorded] == [
+        (1, "a", None),
+        (2, "b", "0"),
+        (3, "b2", "0"),
+        (4, "g", "1"),
+        (5, "c", "1"),
+        (6, "a", "join"),
+        (7, "d", None),
+    ]
+    assert recorded[5]["delta"] == {
+        "found": ["b", "b2", "c"], "b": True, "b2": True, "gated": True, "c": True,
+    }  # fmt: skip
+    noted = calls(calls_file)
+    # Branch 0 ran once, on the victim; the survivor ran only the unfinished branch (its
+    # step in flight again) and what follows the join.
+    on_victim = [c["node"] for c in noted if c["pid"] == victim.pid]
+    assert (on_victim[0], sorted(on_victim[1:])) == ("a", ["b", "b2", "g"])
+    assert on_victim.index("b") < on_victim.index("b2")
+    assert [(c["node"], c["branch"]) for c in noted if c["pid"] == survivor.pid] == [
+        ("g", "1"),
+        ("c", "1"),
+        ("d", None),
+    ]
+    assert sorted(c["node"] for c in noted if c["tool"] == "mark") == ["a", "b", "b2", "c", "d"]
+    api.close()

@@ -48,12 +48,12 @@ __all__ = ["database_url"]
 pytestmark = pytest.mark.asyncio
 
 OLDER = (
-    "the database schema is at revision 0001, this flowc needs 0003: "
+    "the database schema is at revision 0001, this flowc needs 0004: "
     "run `flowc db upgrade` (or start with `--migrate`)"
 )
 NEWER = (
     "the database schema is at revision 9999, which this flowc does not know (its newest "
-    "is 0003): this flowc is older than the database, so upgrade flowc"
+    "is 0004): this flowc is older than the database, so upgrade flowc"
 )
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
@@ -234,7 +234,7 @@ async def version_table(url: str) -> list[str]:
 
 
 async def test_an_empty_database_upgrades_to_the_models_schema(database_url: str) -> None:
-    assert schema.revisions() == ["0001", "0002", "0003"]  # one line, to the head
+    assert schema.revisions() == ["0001", "0002", "0003", "0004"]  # one line, to the head
     assert schema.revisions()[-1] == schema.HEAD
     assert await schema.schema_revision(database_url) is None
     assert await schema.upgrade(database_url) == (None, schema.HEAD)
@@ -341,7 +341,8 @@ async def test_the_failed_flag_of_steps_downgrades_and_upgrades_again(database_u
     await alembic(database_url, command.upgrade, "0002")
     at_0002 = await shape_of(database_url)
     await alembic(database_url, command.upgrade, "0003")
-    assert await schema.differences(database_url) == []
+    missing = await schema.differences(database_url)  # what 0004 adds, and nothing else
+    assert [(d[0], d[2], d[3].name) for d in missing] == [("add_column", "run_step", "branch")]
 
     def fail_the_last(connection: Connection) -> None:
         connection.execute(text("UPDATE run_step SET failed = true WHERE seq = 3"))
@@ -366,6 +367,45 @@ async def test_the_failed_flag_of_steps_downgrades_and_upgrades_again(database_u
     finally:
         await db.dispose()
     assert [(s.seq, s.failed) for s in rows] == [(1, False), (2, False), (3, False)]
+
+
+async def test_the_branch_of_steps_downgrades_and_upgrades_again(database_url: str) -> None:
+    await make_v1(database_url)
+    await alembic(database_url, command.stamp, "0001")
+    await alembic(database_url, command.upgrade, "0003")
+    at_0003 = await shape_of(database_url)
+    await alembic(database_url, command.upgrade, "0004")
+    assert await schema.differences(database_url) == []
+
+    def branch_the_middle(connection: Connection) -> None:
+        connection.execute(text("UPDATE run_step SET branch = '0' WHERE seq = 2"))
+
+    await on_connection(database_url, branch_the_middle)
+    db = Database(database_url)
+    try:
+        _, rows = await read_run(db, RUN_ID)
+    finally:
+        await db.dispose()
+    assert [(s.seq, s.branch) for s in rows] == [(1, None), (2, "0"), (3, None)]
+    await alembic(database_url, command.downgrade, "0003")
+    assert comparable(await shape_of(database_url), database_url) == comparable(
+        at_0003, database_url
+    )
+
+    def steps(connection: Connection) -> list[tuple[Any, ...]]:
+        query = "SELECT seq, node, failed FROM run_step ORDER BY seq"
+        return [tuple(row) for row in connection.execute(text(query))]
+
+    assert await on_connection(database_url, steps) == [
+        (seq, node, False) for seq, node in enumerate(NODES, start=1)
+    ]
+    assert await schema.upgrade(database_url) == ("0003", schema.HEAD)
+    db = Database(database_url)
+    try:
+        _, rows = await read_run(db, RUN_ID)
+    finally:
+        await db.dispose()
+    assert [(s.seq, s.branch) for s in rows] == [(1, None), (2, None), (3, None)]
 
 
 async def test_prepare_gives_an_empty_database_the_schema(database_url: str) -> None:
