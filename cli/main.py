@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--code-file", metavar="PATH", help="put the file's text in `code`")
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
     run.add_argument("--max-steps", type=int, metavar="N", help="override `set max_steps`")
+    run.add_argument(
+        "--resume",
+        action="append",
+        metavar="JSON",
+        help="the input of the run's next wait, a JSON object; repeatable, one per wait in "
+        "order (with none left, a wait reads its input from the terminal)",
+    )
+    run.epilog = (
+        "exit codes: 0 the run succeeded; 1 it failed; 2 usage or compile errors, or an "
+        "input (--input, --resume, typed at a wait) that does not fit the flow's state "
+        "declarations; 3 the run waits at a wait node with no input to go on (no --resume "
+        "left and standard input is not a terminal): the state so far is printed; 130 "
+        "cancelled by Ctrl-C"
+    )
 
     schema = _command(
         commands,

@@ -3,21 +3,30 @@
 No database.  The trace goes to standard error as nodes finish; the final state goes to
 standard output (`--json`: the whole result as JSON).  Exit 0 when the run succeeded, 1
 when it failed (the error shown at its source line), 2 for usage or compile errors and
-for an input that does not fit the flow's `state` declarations (each problem named), 130
-when Ctrl-C cancelled it (the state and steps so far are printed all the same).  Ctrl-C
-cancels the run's task (asyncio's own handling): an async tool is cancelled, a thread
-abandoned; a sync tool on the event loop finishes first, unless Ctrl-C comes twice.
+for an input that does not fit the flow's `state` declarations (each problem named), 3
+when it stopped at a wait with no input to go on, 130 when Ctrl-C cancelled it (the state
+and steps so far are printed all the same).  Ctrl-C cancels the run's task (asyncio's own
+handling): an async tool is cancelled, a thread abandoned; a sync tool on the event loop
+finishes first, unless Ctrl-C comes twice.
+
+A run that reaches a wait node goes on with the next `--resume` input, or, when none is
+left and standard input is a terminal, with a JSON object typed there (within the wait's
+timeout: past it, the wait fails with `wait_timeout`, as on the server).  The input is
+recorded as the wait's step and the run resumes after it, as the server resumes a run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import select
 import sys
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowc.cli.compile import compile_file
@@ -29,21 +38,26 @@ from flowc.compiler.render import render_text
 from flowc.dsl.diagnostics import WHOLE_TEXT, Span, error
 
 if TYPE_CHECKING:
+    from flowc.compiler.inputs import Inputs
     from flowc.compiler.ir import Flow
     from flowc.compiler.ir import Span as IrSpan
-    from flowc.runtime import Event, RunResult, Step
+    from flowc.runtime import Event, RunResult, Step, WorkflowEngine
+    from flowc.runtime.events import WaitFor
 
 #: Values longer than this are cut short in the human-readable final state.
 SHOWN_VALUE = 300
 
 #: The exit code of a run cancelled by Ctrl-C, as shells report a process that SIGINT ended.
 EXIT_CANCELLED = 130
+#: The exit code of a run that stopped at a wait with no input to go on.
+EXIT_WAITING = 3
 
 
 def run(args: argparse.Namespace) -> int:
     """Compile the file, build the initial state, run it, report."""
     tools = load_tools(tool_entries(args.tools, os.environ))
     initial = initial_state(args)
+    given = [_json_object(text, f"--resume #{i}") for i, text in enumerate(args.resume or (), 1)]
     outcome = compile_file(args.file, tools)
     if outcome is None:
         return EXIT_USAGE  # for `run`, a flow that does not compile is a usage error
@@ -58,16 +72,26 @@ def run(args: argparse.Namespace) -> int:
 
     progress = Progress(uuid.uuid4().hex, initial)
     engine = WorkflowEngine(flow)
+    inputs = WaitInputs(engine.inputs, given)
     try:
-        result = asyncio.run(
-            engine.run(initial_state=initial, run_id=progress.run_id, listener=progress.trace)
-        )
+        result = drive(engine, initial, progress, inputs)
     except KeyboardInterrupt:  # Ctrl-C: the run's task was cancelled
         result = progress.cancelled({node.name: node.span for node in flow.nodes})
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         print_state(result.state)
+    if inputs.unused:
+        count = len(inputs.unused)
+        print(f"flowc: note: {count} --resume input{'s' * (count != 1)} left unused",
+              file=sys.stderr)  # fmt: skip
+    if result.waiting is not None:
+        wait = result.waiting
+        count = len(result.steps)
+        print(f"run waits at node `{wait.node}` for `{wait.name}` after {count} "
+              f"step{'s' * (count != 1)}, with no input to go on: give it with --resume JSON",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_WAITING
     if result.status == "cancelled":
         count = len(result.steps)
         node = f" at node `{progress.node}`" if progress.node else ""
@@ -86,6 +110,109 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     print(f"run succeeded in {len(result.steps)} steps", file=sys.stderr)
     return EXIT_OK
+
+
+def drive(
+    engine: WorkflowEngine, initial: dict[str, Any], progress: Progress, inputs: WaitInputs
+) -> RunResult:
+    """Run the flow; at each wait, record its input (or its timeout) as a step and go on.
+
+    The result holds every step; a run left waiting has the status `waiting`.
+    """
+    from flowc.runtime import Resume, RunError, RunResult
+    from flowc.runtime.waits import input_step, timed_out
+
+    run_id, listener = progress.run_id, progress.trace
+    result = asyncio.run(engine.run(initial_state=initial, run_id=run_id, listener=listener))
+    steps = list(result.steps)
+    while result.waiting is not None:
+        wait, seq, since = result.waiting, len(steps) + 1, time.time()
+        given = inputs.next(wait)
+        if given is None:
+            break
+        if given is TIMED_OUT:
+            outcome = timed_out(engine, wait, seq, since, time.time())
+            if isinstance(outcome, RunError):
+                return RunResult(run_id, "failed", result.state, steps, outcome)
+            step = outcome
+        else:
+            step = input_step(wait, seq, given, since, time.time())
+        progress.record(step)
+        steps.append(step)
+        resume = Resume(after=wait.node, seq=seq, failed=step.failed)
+        state = {**result.state, **step.delta}
+        result = asyncio.run(
+            engine.run(initial_state=state, run_id=run_id, listener=listener, resume=resume)
+        )
+        steps += result.steps
+    return dataclasses.replace(result, steps=steps)
+
+
+#: What `WaitInputs.next` answers when the wait's timeout passed first.
+TIMED_OUT: dict[str, Any] = {}
+
+
+class WaitInputs:
+    """Where the input of each wait comes from: `--resume`, in order, then the terminal."""
+
+    def __init__(self, inputs: Inputs, given: Sequence[dict[str, Any]]) -> None:
+        self.inputs = inputs
+        self.unused = [self.checked(value, f"--resume #{i}") for i, value in enumerate(given, 1)]
+
+    def checked(self, given: dict[str, Any], where: str) -> dict[str, Any]:
+        """`given`, normalized; `CommandError` (exit 2) when it does not fit the declarations."""
+        from flowc.runtime.waits import resume_problems
+
+        problems = resume_problems(self.inputs, given)
+        if problems:
+            lines = "".join(f"\n  {problem.describe()}" for problem in problems)
+            raise CommandError(f"{where} does not fit the flow's state declarations:{lines}")
+        return self.inputs.normalize(given)
+
+    def next(self, wait: WaitFor) -> dict[str, Any] | None:
+        """The input of `wait`; None when there is none, `TIMED_OUT` past its timeout."""
+        if self.unused:
+            return self.unused.pop(0)
+        if not sys.stdin.isatty():
+            return None
+        limit = "" if wait.timeout is None else f" (it times out in {wait.timeout:,g} s)"
+        print(f"the run waits at node `{wait.node}` for `{wait.name}`{limit}: type its input, "
+              "a JSON object", file=sys.stderr, flush=True)  # fmt: skip
+        text = _read_object(wait.timeout)
+        if text is None:
+            return TIMED_OUT
+        if not text.strip():
+            return None  # the terminal's input ended (Ctrl-D)
+        return self.checked(_json_object(text, f"the input of `{wait.node}`"), "the input")
+
+
+def _read_object(timeout: float | None) -> str | None:
+    """Lines from standard input until they make one JSON value, or it ends.
+
+    None when `timeout` seconds pass first.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    text = ""
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sys.stdin], [], [], left)[0]:
+                return None
+        line = sys.stdin.readline()
+        text += line
+        if not line or _complete(text):
+            return text
+
+
+def _complete(text: str) -> bool:
+    """Whether `text` is a JSON value, or broken before its end (more lines cannot help)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return exc.pos < len(text.rstrip())
+    except ValueError:
+        return True
+    return True
 
 
 class Progress:
@@ -132,6 +259,15 @@ class Progress:
                 file=sys.stderr,
                 flush=True,
             )
+
+    def record(self, step: Step) -> None:
+        """A wait's step, recorded here (not by the engine): kept, and traced like any."""
+        self.state = {**self.state, **step.delta}
+        self.steps.append(step)
+        keys = "failed: error, on to its error route" if step.failed else ""
+        keys = keys or ", ".join(sorted(step.delta)) or "-"
+        print(f"{step.seq:>5}  {step.node:<16} {step.duration_ms:9.2f} ms  {keys}",
+              file=sys.stderr, flush=True)  # fmt: skip
 
     def cancelled(self, spans: Mapping[str, IrSpan | None]) -> RunResult:
         """The result of the run cut short: its state and steps so far, and where it stopped.

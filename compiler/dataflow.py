@@ -20,7 +20,15 @@ from flowc.compiler.graph import show_path
 from flowc.compiler.program import START, Branch, Node, Parallel, Program
 from flowc.compiler.suggestions import did_you_mean
 from flowc.compiler.tools import KeyContract, ToolSpec
-from flowc.compiler.types import ANY, FlowType, dict_of, is_assignable, join, problems_with
+from flowc.compiler.types import (
+    ANY,
+    FlowType,
+    dict_of,
+    is_assignable,
+    join,
+    list_of,
+    problems_with,
+)
 from flowc.dsl import ast
 from flowc.dsl.diagnostics import Diagnostic, Span, error, warning
 
@@ -104,7 +112,15 @@ class Analysis:
         return facts is not None and not facts.certain & self.keys.get(read.key, 0)
 
     def contract(self, node: Node) -> tuple[KeyContract, ...] | None:
-        """The node's tool's declared writes; None when unknown."""
+        """The node's declared writes; None when unknown.
+
+        A map writes the list of its calls' results under its own name; a wait writes what
+        it is resumed with (unknown).
+        """
+        if node.map is not None:
+            return (KeyContract(node.name, list_of(ANY)),)
+        if node.wait is not None:
+            return None
         spec = self.tools.get(node.tool) if self.tools is not None else None
         return None if spec is None else spec.writes
 
@@ -278,10 +294,13 @@ class Analysis:
 
 def _reads(program: Program, tools: Mapping[str, ToolSpec] | None) -> Iterator[Read]:
     for name, node in program.nodes.items():
-        spec = tools.get(node.tool) if tools is not None else None
+        spec = tools.get(node.tool) if tools is not None and node.wait is None else None
+        mapped = node.map
+        if mapped is not None:  # a map reads its list; its tool gets the item besides
+            yield Read(mapped.over, mapped.over_span, name, True, list_of(ANY))
         if spec is not None and spec.reads is not None:
             for contract in spec.reads:
-                if contract.required:
+                if contract.required and (mapped is None or contract.name != mapped.item):
                     yield Read(contract.name, node.tool_span, name, True, contract.type)
         route = program.routes.get(name)
         if isinstance(route, Branch):
@@ -395,9 +414,11 @@ def _unwritten(read: Read, program: Program, known: list[str]) -> Diagnostic:
         )
     if hint is None:
         hint = declare
-    if read.by_tool:
-        tool = program.nodes[read.node].tool
-        message = f"tool `{tool}` reads `{key}`, but no path to node `{read.node}` writes it"
+    node = program.nodes[read.node]
+    if node.map is not None and node.map.over == key and read.span == node.map.over_span:
+        message = f"node `{read.node}` maps over `{key}`, but no path to it writes `{key}`"
+    elif read.by_tool:
+        message = f"tool `{node.tool}` reads `{key}`, but no path to node `{read.node}` writes it"
     else:
         message = f"no path to this branch writes `{key}`, and no `state` declares it"
     return error("E601", message, read.span, hint)
@@ -439,6 +460,17 @@ def _write_types(analysis: Analysis) -> list[Diagnostic]:
         for written in analysis.contract(node) or ():
             declared = state.get(written.name)
             if declared is None or is_assignable(written.type, declared.type):
+                continue
+            if node.map is not None:
+                problems.append(
+                    error(
+                        "E603",
+                        f"the map `{node.name}` collects its results in `{node.name}`, a list, "
+                        f"but the state declares it {declared.type} (line {declared.span.line})",
+                        node.map.span,
+                        help=f"declare `state {node.name}: list[dict] = []`, or rename the node",
+                    )
+                )
                 continue
             problems.append(
                 error(

@@ -5,8 +5,8 @@ policies (`fetch (call_api) with timeout = 5, retries = 3`); branch edges carry 
 condition's canonical text and the last one `else`; an error route (`on_error`) is a
 dashed edge labelled `on error`; parallel branches are edges from the node they start
 after to each branch, and from each branch's last node to where they join.  `start` and
-`end` are drawn as circles.  Labels are escaped for each format, so any condition text is
-safe.
+`end` are drawn as circles, a wait as a hexagon and a map as a stack.  Labels are escaped
+for each format, so any condition text is safe.
 """
 
 from __future__ import annotations
@@ -69,7 +69,13 @@ def node_label(program: Program, name: str) -> str:
     node = program.nodes.get(name)
     if node is None:
         return name
-    label = name if node.tool == name else f"{name} ({node.tool})"
+    if node.wait is not None:
+        timeout = "" if node.wait.timeout is None else f", {_number(node.wait.timeout)} s"
+        label = f'{name} (wait "{node.wait.name}"{timeout})'
+    elif node.map is not None:
+        label = f"{name} (for {node.map.item} in {node.map.over}: {node.tool})"
+    else:
+        label = name if node.tool == name else f"{name} ({node.tool})"
     if node.policy is not None:
         label += policy_text(node.policy)
     return label
@@ -109,8 +115,16 @@ def to_mermaid(program: Program) -> str:
     """A Mermaid `flowchart TD`, titled with the flow's name when it has one."""
     lines = [f"---\ntitle: {program.name}\n---"] if program.name else []
     lines += ["flowchart TD", f"    {_mermaid_id(START)}(({_mermaid_text(START)}))"]
-    for name in program.nodes:
-        lines.append(f"    {_mermaid_id(name)}[{_mermaid_text(node_label(program, name))}]")
+    for name, node in program.nodes.items():
+        text = _mermaid_text(node_label(program, name))
+        shape = (
+            f"{{{{{text}}}}}"
+            if node.wait is not None
+            else f"[[{text}]]"
+            if node.map is not None
+            else f"[{text}]"
+        )
+        lines.append(f"    {_mermaid_id(name)}{shape}")
     if _leads_to_end(program):
         lines.append(f"    {_mermaid_id(END)}((({_mermaid_text(END)})))")
     for source, target, label in edges(program):
@@ -136,9 +150,14 @@ def to_dot(program: Program) -> str:
         "    node [shape=box, style=rounded];",
         f"    {_dot_text(START)} [shape=circle];",
     ]
-    for name in program.nodes:
+    for name, node in program.nodes.items():
         label = node_label(program, name)
-        attributes = f" [label={_dot_text(label)}]" if label != name else ""
+        given = [f"label={_dot_text(label)}"] if label != name else []
+        if node.wait is not None:
+            given.append("shape=hexagon")
+        elif node.map is not None:
+            given.append("shape=box3d")
+        attributes = f" [{', '.join(given)}]" if given else ""
         lines.append(f"    {_dot_text(name)}{attributes};")
     if _leads_to_end(program):
         lines.append(f"    {_dot_text(END)} [shape=doublecircle];")

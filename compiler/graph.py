@@ -192,17 +192,30 @@ def _forks(program: Program) -> list[Diagnostic]:
     """The parallel branches' rules: each node of one goes on along its branch only.
 
     E133: a node of a branch with a route of its own; E134: a way into one from outside its
-    branch (a route, a join, an error route, `start`).
+    branch (a route, a join, an error route, `start`); E136: a map or a wait in a branch.
     """
     problems: list[Diagnostic] = []
+    for name, place in program.branch_of.items():
+        node = program.nodes.get(name)
+        kind = "wait" if node and node.wait else "map" if node and node.map else None
+        if node is not None and kind is not None:
+            problems.append(
+                error(
+                    "E136",
+                    f"node `{name}` is a {kind}, and a {kind} cannot run in a parallel "
+                    f"branch (after `{place.fork}`)",
+                    node.span,
+                    help=f"run it before `{place.fork}`'s branches or after they join",
+                )
+            )
     entries: list[tuple[str, Span, str]] = []
     for source, route in program.routes.items():
-        place = program.branch_of.get(source)
-        if place is not None:
+        owner = program.branch_of.get(source)
+        if owner is not None:
             problems.append(
                 error(
                     "E133",
-                    f"node `{source}` runs in a parallel branch after `{place.fork}`, so it "
+                    f"node `{source}` runs in a parallel branch after `{owner.fork}`, so it "
                     "cannot have a route of its own",
                     route.span,
                     help="put the nodes that follow it in its branch: `[b -> b2, c]`",
@@ -222,13 +235,13 @@ def _forks(program: Program) -> list[Diagnostic]:
             )
     entries.append((program.start, program.start_span, "the run starts"))
     for target, span, how in entries:
-        place = program.branch_of.get(target)
-        if place is not None:
+        into = program.branch_of.get(target)
+        if into is not None:
             problems.append(
                 error(
                     "E134",
                     f"{how} to `{target}`, which runs in a parallel branch after "
-                    f"`{place.fork}`: only its branch can lead to it",
+                    f"`{into.fork}`: only its branch can lead to it",
                     span,
                     help=f"declare another node for the same tool: `node {target}_2 = TOOL`",
                 )

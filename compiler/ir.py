@@ -143,8 +143,25 @@ class Policy(_Frozen):
     on_error: str | None = Field(default=None, exclude_if=_absent)
 
 
+class MapOver(_Frozen):
+    """ir_version 2: the node runs its tool once per item of the list `over`, as `item`."""
+
+    item: str
+    over: str
+
+
+class Wait(_Frozen):
+    """ir_version 2: the node runs no tool; the run waits for input named `name`."""
+
+    name: str = Field(min_length=1)
+    timeout: float | None = Field(default=None, gt=0, le=p.MAX_WAIT, exclude_if=_absent)
+
+
 class Node(_Frozen):
-    """A node: its name, the tool it runs, the static keyword arguments, its policies."""
+    """A node: its name, the tool it runs, the static keyword arguments, its policies.
+
+    ir_version 2: `map` makes it run its tool per item of a list; `wait` makes it wait.
+    """
 
     name: str
     tool: str
@@ -152,6 +169,8 @@ class Node(_Frozen):
     args: dict[str, Any] = Field(default_factory=dict)
     span: Span | None = None
     policy: Policy | None = Field(default=None, exclude_if=_absent)
+    map: MapOver | None = Field(default=None, exclude_if=_absent)
+    wait: Wait | None = Field(default=None, exclude_if=_absent)
 
     @model_validator(mode="before")
     @classmethod
@@ -373,6 +392,8 @@ def _v2_constructs(flow: Flow) -> list[str]:
     if flow.settings.max_parallel is not None:
         used.append("`max_parallel`")
     used += [f"the reducer of `{key.name}`" for key in flow.state if key.reducer is not None]
+    used += [f"the map `{node.name}`" for node in flow.nodes if node.map is not None]
+    used += [f"the wait `{node.name}`" for node in flow.nodes if node.wait is not None]
     return used
 
 
@@ -515,6 +536,10 @@ def _node_to_ir(node: p.Node) -> dict[str, Any]:
             "backoff": policy.backoff,
             "on_error": policy.on_error,
         }
+    if node.map is not None:
+        data["map"] = {"item": node.map.item, "over": node.map.over}
+    if node.wait is not None:
+        data["wait"] = {"name": node.wait.name, "timeout": node.wait.timeout}
     return data
 
 
@@ -537,6 +562,7 @@ def to_ir(program: p.Program) -> Flow:
         or any(isinstance(route, p.Parallel) for route in program.routes.values())
         or program.max_parallel is not None
         or any(key.reducer is not None for key in program.state.values())
+        or any(n.map is not None or n.wait is not None for n in program.nodes.values())
     )
     return Flow.model_validate(
         {
@@ -616,9 +642,22 @@ def program_from_ir(flow: Flow) -> p.Program:
             if given is None
             else p.Policy(given.timeout, given.retries, given.backoff, given.on_error, span)
         )
+        mapped = None if node.map is None else p.MapSpec(node.map.item, node.map.over, span, span)
+        wait = None if node.wait is None else p.WaitSpec(node.wait.name, node.wait.timeout)
         nodes.setdefault(
             node.name,
-            p.Node(node.name, node.tool, dict(node.args), span, span, arg_spans, True, policy),
+            p.Node(
+                node.name,
+                node.tool,
+                dict(node.args),
+                span,
+                span,
+                arg_spans,
+                True,
+                policy,
+                mapped,
+                wait,
+            ),
         )
     routes = {name: _route_from_ir(route) for name, route in flow.routes.items()}
     branch_of: dict[str, p.BranchPlace] = {}

@@ -17,18 +17,22 @@ from flowc.compiler.program import (
     DEFAULT_MAX_STEPS,
     DEFAULT_RETRIES,
     END,
+    MAX_WAIT,
     POLICIES,
     START,
+    WAIT,
     Arm,
     Branch,
     BranchPlace,
     Goto,
+    MapSpec,
     Node,
     Parallel,
     Policy,
     Program,
     Route,
     StateField,
+    WaitSpec,
 )
 from flowc.compiler.reducers import REDUCERS
 from flowc.compiler.suggestions import did_you_mean
@@ -68,6 +72,8 @@ class _Lowering:
     state: dict[str, StateField] = field(default_factory=dict)
     rejected: dict[str, list[str]] = field(default_factory=dict)
     branch_of: dict[str, BranchPlace] = field(default_factory=dict)
+    maps: dict[str, MapSpec] = field(default_factory=dict)
+    waits: dict[str, WaitSpec] = field(default_factory=dict)
 
     def state_decl(self, statement: ast.StateDecl) -> None:
         name = statement.name.text
@@ -227,6 +233,86 @@ class _Lowering:
             seen[arg.name.text] = arg.span
         if statement.policies:
             self.policies[name] = self._policy(statement.policies)
+        if statement.over is not None:
+            over = statement.over
+            self.maps[name] = MapSpec(over.item.text, over.source.text, over.span, over.source.span)
+        if statement.tool.text == WAIT and statement.over is not None:
+            self.problems.append(
+                error(
+                    "E140",
+                    "a map cannot wait: `for` runs a tool once per item",
+                    statement.tool.span,
+                    help="wait in a node of its own, before or after the map",
+                )
+            )
+        elif statement.tool.text == WAIT:
+            self.waits[name] = self._wait(statement)
+        elif statement.positional:
+            self.problems.append(
+                error(
+                    "E116",
+                    f"tool `{statement.tool.text}` takes named arguments only",
+                    statement.positional[0].span,
+                    help="name it: `NAME = VALUE`",
+                )
+            )
+
+    def _wait(self, statement: ast.NodeDecl) -> WaitSpec:
+        """`wait("NAME", timeout = SECONDS)`: E140 for anything else."""
+        problems: list[Diagnostic] = []
+        given = statement.positional
+        if len(given) != 1 or not isinstance(given[0].value, str) or not given[0].value:
+            where = given[1].span if len(given) > 1 else given[0].span if given else None
+            problems.append(
+                error(
+                    "E140",
+                    "`wait` takes one string: the name of what the run waits for",
+                    where or statement.tool.span,
+                    help='for example `wait("approval", timeout = 86400)`',
+                )
+            )
+        timeout: float | None = None
+        for arg in statement.args or ():
+            value = arg.value.value
+            if arg.name.text != "timeout":
+                problems.append(
+                    error(
+                        "E140",
+                        f"`wait` has no argument `{arg.name.text}`",
+                        arg.name.span,
+                        help=did_you_mean(arg.name.text, ["timeout"])
+                        or "it takes `timeout`, in seconds",
+                    )
+                )
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value <= MAX_WAIT
+            ):
+                problems.append(
+                    error(
+                        "E140",
+                        f"a wait's `timeout` must be a number of seconds greater than 0 and "
+                        f"at most {MAX_WAIT:,}",
+                        arg.value.span,
+                    )
+                )
+            else:
+                timeout = float(value)
+        for policy in statement.policies:
+            if policy.name.text in ("timeout", "retries", "backoff"):
+                problems.append(
+                    error(
+                        "E140",
+                        f"a wait has no `{policy.name.text}` policy: it runs no tool",
+                        policy.name.span,
+                        help='its timeout is `wait("NAME", timeout = SECONDS)`; '
+                        "`with on_error = NODE` is where it goes then",
+                    )
+                )
+        self.problems += problems
+        name = given[0].value if given and isinstance(given[0].value, str) else ""
+        return WaitSpec(name, timeout)
 
     def _policy(self, policies: tuple[ast.Policy, ...]) -> Policy:
         good: dict[str, ast.Value] = {}
@@ -507,11 +593,14 @@ class _Lowering:
                 span = self.first_mention[name]
                 nodes[name] = Node(name, name, {}, span, span)
                 continue
-            args = {a.name.text: a.value.value for a in decl.args or ()}
-            spans = {a.name.text: a.span for a in decl.args or ()}
+            wait = self.waits.get(name)
+            # A wait's `timeout` is the wait's own, not an argument of a tool.
+            given = () if wait is not None else decl.args or ()
+            args = {a.name.text: a.value.value for a in given}
+            spans = {a.name.text: a.span for a in given}
             nodes[name] = Node(
                 name, decl.tool.text, args, decl.span, decl.tool.span, spans, True,
-                self.policies.get(name),
+                self.policies.get(name), self.maps.get(name), wait, bool(decl.positional),
             )  # fmt: skip
         # The default start is the first node a route names; failing that, the first declared.
         start = self.start or self.first_routed or (order[0] if order else START)

@@ -68,9 +68,45 @@ class StateField:
     reducer: str | None = None
 
 
+#: The built-in tool of a node that waits for a person or an event: `wait("approval")`.
+WAIT = "wait"
+#: The longest a wait may wait, in seconds (a year).
+MAX_WAIT = 366 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """`for ITEM in KEY:`: the node runs its tool once per item of the list `KEY`.
+
+    Each call sees the state with the item under `ITEM`; what the calls return is collected,
+    in the list's order, into the key named after the node.
+    """
+
+    item: str
+    over: str
+    span: Span = WHOLE_TEXT
+    over_span: Span = WHOLE_TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """`wait("approval", timeout = 86400)`: the run stops until it is resumed with input.
+
+    `timeout` seconds (None: it waits as long as it takes) after which the node fails with
+    `wait_timeout` (or takes its error route).
+    """
+
+    name: str
+    timeout: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A node: the tool it runs, the static keyword arguments it passes, its policies."""
+    """A node: the tool it runs, the static keyword arguments it passes, its policies.
+
+    A map node (`map`) runs its tool once per item of a list; a wait node (`wait`) runs no
+    tool: the run waits there for input.
+    """
 
     name: str
     tool: str
@@ -80,6 +116,10 @@ class Node:
     arg_spans: dict[str, Span] = field(default_factory=dict)
     declared: bool = False  # True when a `node` statement names it
     policy: Policy | None = None  # None when the declaration has no `with`
+    map: MapSpec | None = None
+    wait: WaitSpec | None = None
+    #: True when the declaration gives a value without a name (E116, or a wait's name).
+    positional: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from ast import literal_eval
 from dataclasses import dataclass
 from typing import Literal
 
-from flowc.compiler.program import Node, Program
+from flowc.compiler.program import WAIT, Node, Program
 from flowc.compiler.suggestions import closest, did_you_mean
 from flowc.compiler.types import ANY, FlowType, describe, problems_with
 from flowc.dsl import ast
@@ -85,6 +85,8 @@ def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic
     """Every node's tool exists, its arguments are parameters of their types, none is missing."""
     problems: list[Diagnostic] = []
     for node in program.nodes.values():
+        if node.wait is not None or node.tool == WAIT:
+            continue  # `wait` is built in: it runs no tool (E140 says what is wrong with it)
         spec = tools.get(node.tool)
         if spec is None:
             hint = did_you_mean(node.tool, tools)
@@ -107,7 +109,7 @@ def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic
                 )
         problems += _argument_types(node, spec)
         missing = [p.name for p in spec.params if p.required and p.name not in node.args]
-        if missing:
+        if missing and not node.positional:  # given without its name: E116 says so
             plural = "s" if len(missing) > 1 else ""
             problems.append(
                 error(

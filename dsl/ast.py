@@ -173,11 +173,21 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class MapOver:
+    """`for ITEM in KEY:` before a node's tool: it runs once per item of the list `KEY`."""
+
+    item: Name
+    source: Name
+    span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeDecl:
     """`node NAME = TOOL`, `node NAME = TOOL(arg = value, ...)`, then `with policy, ...`.
 
     `args` is None when there are no parentheses, so `tool` and `tool()` both round-trip.
-    `policies` are in the order written (empty without `with`).
+    `policies` are in the order written (empty without `with`).  `positional` are the
+    values given without a name (`wait("approval")`), `over` the `for ITEM in KEY:` of a map.
     """
 
     name: Name
@@ -185,6 +195,8 @@ class NodeDecl:
     args: tuple[Argument, ...] | None
     span: Span = field(default=WHOLE_TEXT, compare=False, repr=False)
     policies: tuple[Policy, ...] = ()
+    positional: tuple[JsonValue, ...] = ()
+    over: MapOver | None = None
 
 
 @dataclass(frozen=True, slots=True)

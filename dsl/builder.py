@@ -209,23 +209,45 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return ast.TypeRef(name, item, nullable, _outer(children), depth)
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
-        """`node NAME = TOOL(args)? (with policies)?`."""
+        """`node NAME = (for ITEM in KEY:)? TOOL(args)? (with policies)?`."""
         name = self._name(children[1], "a node name")
-        tool = self._name(children[3], "a tool name")
+        rest = children[3:]
+        over = rest.pop(0) if isinstance(rest[0], ast.MapOver) else None
+        tool = self._name(rest[0], "a tool name")
         args: tuple[ast.Argument, ...] | None = None
+        positional: tuple[ast.JsonValue, ...] = ()
         policies: tuple[ast.Policy, ...] = ()
-        end = _span_of(children[3])
-        for part, span in children[4:]:
+        end = _span_of(rest[0])
+        for part, span in rest[1:]:
             if part and isinstance(part[0], ast.Policy):
                 policies = part
             else:
-                args = part
+                args = tuple(a for a in part if isinstance(a, ast.Argument))
+                positional = tuple(a for a in part if isinstance(a, ast.JsonValue))
             end = span
-        return ast.NodeDecl(name, tool, args, _span_of(children[0]).to(end), policies)
+        return ast.NodeDecl(
+            name, tool, args, _span_of(children[0]).to(end), policies, positional, over
+        )
 
-    def call_args(self, children: Children) -> tuple[tuple[ast.Argument, ...], Span]:
-        """`( argument, ... )`."""
-        return tuple(_strip(children)), _outer(children)
+    def map_over(self, children: Children) -> ast.MapOver:
+        """`for ITEM in KEY:`."""
+        item = self._name(children[1], "an item's name")
+        source = self._name(children[3], "a state key")
+        return ast.MapOver(item, source, _outer(children))
+
+    def call_args(
+        self, children: Children
+    ) -> tuple[tuple[ast.Argument | ast.JsonValue, ...], Span]:
+        """`( argument or value, ... )`."""
+        parts: list[ast.Argument | ast.JsonValue] = []
+        for part in _strip(children):
+            if isinstance(part, ast.Argument):
+                parts.append(part)
+            else:
+                value = self._as_value(part)
+                self._check_value(value)
+                parts.append(value)
+        return tuple(parts), _outer(children)
 
     def policies(self, children: Children) -> tuple[tuple[ast.Policy, ...], Span]:
         """`with policy, ...`."""

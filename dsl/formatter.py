@@ -199,10 +199,17 @@ def format_type(ref: ast.TypeRef) -> str:
 def _declared(declaration: ast.NodeDecl) -> str:
     """What follows a declaration's `=`: the tool, its arguments, its policies."""
     return (
-        declaration.tool.text
-        + _format_args(declaration.args)
+        _map_over(declaration)
+        + declaration.tool.text
+        + _format_args(declaration.args, declaration.positional)
         + _format_policies(declaration.policies)
     )
+
+
+def _map_over(declaration: ast.NodeDecl) -> str:
+    """`for ITEM in KEY: ` before a map's tool; nothing for another node."""
+    over = declaration.over
+    return "" if over is None else f"for {over.item.text} in {over.source.text}: "
 
 
 def _format_policies(policies: tuple[ast.Policy, ...]) -> str:
@@ -227,11 +234,14 @@ def canonical_policies(policies: tuple[ast.Policy, ...]) -> tuple[ast.Policy, ..
     return tuple(sorted(policies, key=lambda p: rank.get(p.name.text, len(rank))))
 
 
-def _format_args(args: tuple[ast.Argument, ...] | None) -> str:
+def _format_args(
+    args: tuple[ast.Argument, ...] | None, positional: tuple[ast.JsonValue, ...] = ()
+) -> str:
     if args is None:
         return ""
-    inner = ", ".join(f"{a.name.text} = {format_value(a.value.value)}" for a in args)
-    return f"({inner})"
+    given = [format_value(v.value) for v in positional]
+    given += [f"{a.name.text} = {format_value(a.value.value)}" for a in args]
+    return f"({', '.join(given)})"
 
 
 def _format_route(route: ast.Route) -> list[str]:
@@ -276,11 +286,12 @@ def _step_text(step: ast.Name | ast.Parallel) -> str:
 
 def _declaration_pieces(declaration: ast.NodeDecl) -> list[Piece]:
     """`node NAME = TOOL(`, each argument, `)` and the policies: where it may break."""
-    head = f"node {declaration.name.text} = {declaration.tool.text}"
+    head = f"node {declaration.name.text} = {_map_over(declaration)}{declaration.tool.text}"
     policies = _format_policies(declaration.policies)
     if declaration.args is None:
         return [Piece(head + policies, declaration.span, "", "head")]
     pieces = [Piece(head, declaration.span, "(", "head")]
+    pieces += [Piece(format_value(v.value), v.span, ",", "item") for v in declaration.positional]
     pieces += [
         Piece(f"{a.name.text} = {format_value(a.value.value)}", a.span, ",", "item")
         for a in declaration.args

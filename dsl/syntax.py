@@ -11,7 +11,7 @@ from __future__ import annotations
 #: The text of every terminal that matches one fixed text, keywords included.
 TOKENS: dict[str, str] = {
     "FLOW": "flow", "SET": "set", "STATE": "state", "NODE": "node", "WITH": "with",
-    "BY": "by",
+    "BY": "by", "FOR": "for",
     "START": "start", "END": "end", "AND": "and", "OR": "or", "NOT": "not", "IN": "in",
     "TRUE": "true", "FALSE": "false", "NULL": "null",
     "ARROW": "->", "QMARK": "?", "COLON": ":", "SEMICOLON": ";", "EQUALS": "=", "COMMA": ",",

@@ -12,7 +12,7 @@ from typing import Any, Literal, NamedTuple
 
 from flowc.compiler.ir import Span
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 EventType = Literal[
     "run_started",
     "node_started",
@@ -20,6 +20,7 @@ EventType = Literal[
     "node_finished",
     "run_finished",
     "run_failed",
+    "run_waiting",
 ]
 
 #: The `branch` of the step that merges parallel branches where they join.
@@ -43,6 +44,22 @@ class RunError:
     def to_json(self) -> dict[str, Any]:
         """The error as JSON."""
         return {"code": self.code, "message": self.message, "node": self.node, "span": self.span}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """What a run stopped at a wait node waits for: the node, the wait's name, its timeout.
+
+    `timeout`: seconds after which the wait fails with `wait_timeout`; None: no limit.
+    """
+
+    node: str
+    name: str
+    timeout: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The wait as JSON."""
+        return {"node": self.node, "name": self.name, "timeout": self.timeout}
 
 
 class RunFailed(Exception):
@@ -98,23 +115,30 @@ class Step(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended: status, final (or last good) state, its steps, and any error."""
+    """How a run ended: status, final (or last good) state, its steps, and any error.
+
+    A run stopped at a wait node has the status `waiting` and says what for (`waiting`).
+    """
 
     run_id: str
     status: RunStatus
     state: dict[str, Any]
     steps: list[Step]
     error: RunError | None = None
+    waiting: WaitFor | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The result as JSON."""
-        return {
+        """The result as JSON (`waiting` only for a run that waits)."""
+        data = {
             "run_id": self.run_id,
             "status": self.status,
             "state": self.state,
             "steps": [step.to_json() for step in self.steps],
             "error": self.error.to_json() if self.error else None,
         }
+        if self.waiting is not None:
+            data["waiting"] = self.waiting.to_json()
+        return data
 
 
 class Event(NamedTuple):
@@ -126,6 +150,7 @@ class Event(NamedTuple):
     `node_finished` has `attempts`, how many the step took, and `failed` True for a step
     that failed and took its node's error route (None otherwise).  `node_started`,
     `node_attempt_failed` and `node_finished` have `branch` as their step has it (`Step`).
+    `run_waiting`, the last event of a run that stopped at a wait node, has `waiting`.
     """
 
     type: EventType
@@ -143,6 +168,7 @@ class Event(NamedTuple):
     attempts: int | None = None
     failed: bool | None = None
     branch: str | None = None
+    waiting: WaitFor | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON message the WebSocket sends."""
@@ -171,9 +197,11 @@ class Event(NamedTuple):
             data["failed"] = True
         if self.branch is not None:
             data["branch"] = self.branch
+        if self.waiting is not None:
+            data["waiting"] = self.waiting.to_json()
         return data
 
     @property
     def is_final(self) -> bool:
-        """True for the last event of a run."""
-        return self.type in ("run_finished", "run_failed")
+        """True for the last event of a run's execution (`run_waiting`: final for now)."""
+        return self.type in ("run_finished", "run_failed", "run_waiting")

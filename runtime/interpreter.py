@@ -11,7 +11,8 @@ run is not a failure: `CancelledError` goes through, and the caller reports the 
 `cancelled`.  What a run may hold is bounded by its `Limits` (checked on each delta as it
 is copied), and it gives the event loop back every `slice_steps` steps or `slice_ms`
 milliseconds.  After a node whose route is parallel branches, `runtime.parallel` runs
-them and joins them (the hot path only meets a fork when it finds no node by the name).
+them and joins them; a map node's calls and their collection are `runtime.maps`' (the hot
+path only meets a fork or a map when it finds no plan by the name).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from flowc.compiler import compile_source
 from flowc.compiler.inputs import Inputs
 from flowc.compiler.ir import Branch, Flow, Node, Parallel, Span
 from flowc.compiler.operators import Budget
-from flowc.compiler.program import DEFAULT_MAX_PARALLEL, END
+from flowc.compiler.program import DEFAULT_MAX_PARALLEL, END, WAIT
 from flowc.compiler.types import FlowType
 from flowc.runtime.calls import CallFailed, RunThreads, call_async
 from flowc.runtime.conditions import Condition, ConditionError, compile_condition
 from flowc.runtime.context import STEP, StepContext, StepCursor
 from flowc.runtime.events import JOIN, Event, RunError, RunFailed, RunResult, Step
+from flowc.runtime.maps import Map, MapPlan
 from flowc.runtime.parallel import Fork, ForkPlan, Gates, InBranch
 from flowc.runtime.policies import PLAIN, RETRIED, NodePolicy, node_policy, retry_delay
 from flowc.runtime.processes import call_in_process
@@ -47,6 +49,7 @@ from flowc.runtime.state import (
     copy_json,
     updates,
 )
+from flowc.runtime.waits import RunWaiting, in_branch, waits_of
 
 State = dict[str, Any]
 #: Called with each event; the engine awaits what it returns, if anything.  An awaitable
@@ -74,22 +77,28 @@ class Resume:
     `joined`: it is the step that joined the branches after node `after`, so the run goes on
     at their join.  `branches`: the steps of the branches that `after`'s step started,
     recorded after it, in order; the run runs what they left of their branches (each on
-    `initial_state` and its own steps' deltas), then joins them.
+    `initial_state` and its own steps' deltas), then joins them.  Or the calls of the map
+    node the run goes on at (`runtime.maps`), which calls only the items they did not do.
+    `after` None (and `seq` 0): no main-line step was recorded, and the run goes on at the
+    flow's start, a map with some of its calls recorded (`branches`).
     """
 
-    after: str
+    after: str | None
     seq: int
     failed: bool = False
     joined: bool = False
     branches: tuple[Step, ...] = ()
 
     def __post_init__(self) -> None:
-        if type(self.seq) is not int or self.seq < 1:
+        if self.after is None and self.seq != 0:
+            raise ValueError(f"Resume.seq is 0 when `after` is None, not {self.seq!r}")
+        least = 0 if self.after is None else 1
+        if type(self.seq) is not int or self.seq < least:
             raise ValueError(f"Resume.seq is a step number, 1 or more, not {self.seq!r}")
         if self.failed and self.joined:
             raise ValueError("a Resume is after a failed step or a join, not both")
-        if self.branches and (self.failed or self.joined):
-            raise ValueError("Resume.branches follow the step of a fork's node, which did not fail")
+        if self.after is None and (self.failed or self.joined):
+            raise ValueError("Resume.failed and Resume.joined are about the step `after` ran")
         seq = self.seq
         for step in self.branches:
             if step.branch is None or step.branch == JOIN or step.seq <= seq:
@@ -159,6 +168,8 @@ class WorkflowEngine:
                 key: declared.items if self.reducers.get(key) == "append" else declared
                 for key, declared in self.declared.items()
             }
+        #: The wait nodes: the run stops at one of them (`runtime.waits`).
+        self.waits = waits_of(flow)
         self._plans = {node.name: self._plan(node) for node in flow.nodes}
         self._forks = {
             fork.key: fork
@@ -168,6 +179,13 @@ class WorkflowEngine:
                 if isinstance(route, Parallel)
             )
         }
+        self._maps = {
+            node.name: MapPlan.of(self._plans[node.name], node.map, self.declared)
+            for node in flow.nodes
+            if node.map is not None
+        }
+        #: The plans of the nodes the hot path runs itself: every node's but a map's.
+        self._plain = {name: plan for name, plan in self._plans.items() if name not in self._maps}
 
     def _plan(self, node: Node) -> _Plan:
         name = node.name
@@ -310,7 +328,7 @@ class _Run:
         try:
             self._check_max_steps()
             self.state = self._load(initial_state or {}, resume is None)
-            fork: Fork | None = None
+            fork: Fork | Map | None = None  # what a resumed run was in the middle of
             if resume is not None:
                 self.base = self.cursor.base = resume.last
                 start = self._after(resume)
@@ -318,10 +336,19 @@ class _Run:
                     fork = self._resumed_fork(start, resume)
             shown = fork.next_node if fork is not None else self._shown(start)
             await self.emit(Event("run_started", self.run_id, self.base, shown, time.time()))
+            # `wait` is built in: no registered tool of that name runs for a wait node.
             tools = {tool.spec.name: tool for tool in self.engine.registry}
+            tools.pop(WAIT, None)
             if fork is not None:
                 self.state, start = await fork.run(tools)
             await self._walk(start, tools)
+        except RunWaiting as stop:  # nothing is recorded for the wait node until it goes on
+            wait = stop.wait
+            await self.emit(
+                Event("run_waiting", self.run_id, self.base + len(self.steps), wait.node,
+                      time.time(), status="waiting", state=self.state, waiting=wait)
+            )  # fmt: skip
+            return RunResult(self.run_id, "waiting", self.state, self._steps(), waiting=wait)
         except RunFailed as failure:
             error = failure.error
             at = time.time()
@@ -420,9 +447,12 @@ class _Run:
     def _after(self, resume: Resume) -> str:
         """Where a run resumed after `resume.after` goes next: its route, taken on the state.
 
-        After a `failed` step, its node's error route; after a join, the branches' join.
+        After a `failed` step, its node's error route; after a join, the branches' join;
+        after no step (`after` None), the flow's start.
         """
         node = resume.after
+        if node is None:
+            return self.engine.flow.start
         plan = self.engine._plans.get(node)
         if plan is None:
             raise RunFailed(
@@ -453,17 +483,19 @@ class _Run:
             return plan.policy.on_error
         return plan.goto if plan.goto is not None else self._branch(plan)
 
-    def _resumed_fork(self, start: str, resume: Resume) -> Fork:
-        """The fork a run resumed in the middle of, its recorded branch steps taken in."""
+    def _resumed_fork(self, start: str, resume: Resume) -> Fork | Map:
+        """The fork (or map) a run resumed in the middle of, its recorded steps taken in."""
+        mapped = self.engine._maps.get(start)
+        if mapped is not None:
+            resumed = Map(self, mapped, self.state, resume.seq)
+            resumed.replay(resume.branches)
+            return resumed
         plan = self.engine._forks.get(start)
         if plan is None:
-            raise RunFailed(
-                RunError(
-                    "unknown_node",
-                    f"node `{resume.after}` starts no parallel branches to resume",
-                    resume.after,
-                )
-            )
+            message = f"node `{resume.after}` starts no parallel branches to resume"
+            if resume.after is None or resume.failed or resume.joined:  # it could be a map
+                message = f"the run goes on at `{start}`, which is not a map: no calls to resume"
+            raise RunFailed(RunError("unknown_node", message, resume.after or start))
         fork = Fork(self, plan, self.state, resume.seq)
         fork.replay(resume.branches)
         return fork
@@ -480,8 +512,25 @@ class _Run:
             raise RunFailed(RunError("unknown_node", f"there is no node `{name}`", name))
         tool = tools.get(plan.tool)
         if tool is None:
+            if name in self.engine.waits:
+                raise RunFailed(in_branch(name, plan.span))
             raise RunFailed(_unregistered(plan))
         return plan, tool
+
+    async def _detour(
+        self, node: str, state: State, seq: int, tools: dict[str, Tool]
+    ) -> tuple[State, str]:
+        """Run a fork's branches, or a map's calls, after step `seq`: the state, and where next.
+
+        The hot path comes here when it finds no plan of its own by the name `node`.
+        """
+        fork = self.engine._forks.get(node)
+        if fork is not None:
+            return await Fork(self, fork, state, seq).run(tools)
+        mapped = self.engine._maps.get(node)
+        if mapped is not None:
+            return await Map(self, mapped, state, seq).run(tools)
+        raise RunFailed(RunError("unknown_node", f"there is no node `{node}`", node))
 
     def _room(self, plan: _Plan, running: int) -> None:
         """Fail the run if one more step, after `running` unfinished ones, is past max_steps."""
@@ -491,7 +540,7 @@ class _Run:
 
     async def _walk(self, node: str, tools: dict[str, Tool]) -> None:
         # The hot path: keep per-step work to a call, a merge, a route and the events.
-        plans = self.engine._plans
+        plans = self.engine._plain
         max_steps = self.engine.flow.settings.max_steps
         # The listener is called here, not through `emit`: a frame less to make, and to go
         # through each time the run's task resumes from a step's awaited write.
@@ -502,7 +551,6 @@ class _Run:
         cursor = self.cursor
         meter = self.meter
         containers = {key for key, value in state.items() if type(value) in (dict, list)}
-        forks = self.engine._forks
         # The loop is given back every `slice_steps` steps or `slice_ms` milliseconds, so
         # that a run of quick sync tools does not hold up every other request.
         slice_steps = self.engine.limits.slice_steps
@@ -512,10 +560,7 @@ class _Run:
         while node != END:
             plan = plans.get(node)
             if plan is None:
-                fork = forks.get(node)
-                if fork is None:
-                    raise RunFailed(RunError("unknown_node", f"there is no node `{node}`", node))
-                state, node = await Fork(self, fork, state, base + len(steps)).run(tools)
+                state, node = await self._detour(node, state, base + len(steps), tools)
                 containers = {k for k, value in state.items() if type(value) in (dict, list)}
                 left = slice_steps
                 slice_ends = time.time() + slice_seconds
@@ -525,6 +570,8 @@ class _Run:
                 raise RunFailed(_too_many_steps(max_steps, steps, plan))
             tool = tools.get(plan.tool)
             if tool is None:
+                if node in self.engine.waits:  # a wait runs no tool: the run stops here
+                    raise RunWaiting(self.engine.waits[node])
                 raise RunFailed(_unregistered(plan))
             seq += 1
             if listener is not None:
@@ -646,13 +693,14 @@ class _Run:
         A step whose last attempt failed, at a node with an error route, has failed: its
         delta is the `error` it writes.  Without a route, or when the state cannot take that
         `error` (a declaration it does not fit, a limit), the run fails.  A parallel
-        branch's steps come this way too, with or without a policy (`within`).
+        branch's steps come this way too, with or without a policy (`within`), and so do a
+        map's calls, whose delta is their result (`within.take`).
         """
         policy = plan.policy or PLAIN
         declared: Mapping[str, FlowType] | None = self.engine.declared
-        compare, branch, fork = state, None, None
+        compare, branch, fork, item, take = state, None, None, None, None
         if within is not None:
-            branch, fork, compare, declared = within
+            branch, fork, compare, declared, item, take = within
         started = time.time()
         attempt = 1
         while True:
@@ -662,22 +710,17 @@ class _Run:
             args = copy_json(plan.args) if plan.copy_args else plan.args
             began = time.time()
             try:
-                step = StepContext(self.run_id, seq, plan.name, attempt, branch, fork)
+                step = StepContext(self.run_id, seq, plan.name, attempt, branch, fork, item)
                 result = await self._call(tool, given, args, step, policy.timeout)
-                delta = (
-                    updates(result, compare, self.meter, tool.spec.writes, declared)
-                    if result is not None
-                    else {}
-                )
+                if take is not None:
+                    delta = take(result)
+                elif result is not None:
+                    delta = updates(result, compare, self.meter, tool.spec.writes, declared)
+                else:
+                    delta = {}
                 return started, delta, attempt, False
-            except ReturnLimitError as problem:
-                error = _past_limit(problem, plan)
-            except ReturnError as problem:
-                error = _bad_return(problem, plan)
-            except CallFailed as failure:
-                error = _call_failed(failure, plan)
             except Exception as exc:
-                error = _tool_failed(exc, plan)
+                error = self._failure(exc, plan)
             retry = error.code in RETRIED and attempt <= policy.retries
             delay = retry_delay(policy.backoff, attempt) if retry else None
             if self.listener is not None and plan.policy is not None:
@@ -697,6 +740,17 @@ class _Run:
                 raise RunFailed(error)
             await asyncio.sleep(delay)
             attempt += 1
+
+    @staticmethod
+    def _failure(problem: Exception, plan: _Plan) -> RunError:
+        """The run error of a call of `plan`'s tool that raised `problem` (or was refused)."""
+        if isinstance(problem, ReturnLimitError):
+            return _past_limit(problem, plan)
+        if isinstance(problem, ReturnError):
+            return _bad_return(problem, plan)
+        if isinstance(problem, CallFailed):
+            return _call_failed(problem, plan)
+        return _tool_failed(problem, plan)
 
     def _error_delta(
         self, plan: _Plan, error: RunError, attempts: int, state: State

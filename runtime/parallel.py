@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -62,13 +62,17 @@ class InBranch(NamedTuple):
 
     `compare` is the branch's state less the keys with a reducer, which a step writes even
     when it returns their value unchanged (its contribution is counted); `declared` the
-    types its writes must fit (an `append` key's item type: a branch adds one item).
+    types its writes must fit (an `append` key's item type: a branch adds one item).  A
+    map's call (`runtime.maps`) has `item`, its item's index, and `take`, which makes the
+    tool's return value the call's result (instead of updates to the state).
     """
 
     branch: str
     fork: int
     compare: State
     declared: Mapping[str, FlowType] | None
+    item: int | None = None
+    take: Callable[[Any], State] | None = None
 
 
 class Gates:
@@ -84,8 +88,8 @@ class Gates:
         self.threads = asyncio.Semaphore(threads)
 
 
-class _Routed(Exception):
-    """A branch step that failed at a node with an error route: the fork ends there."""
+class Routed(Exception):
+    """A branch step (or a map's call) that failed at a node with an error route."""
 
     def __init__(self, plan: _Plan, started: float, delta: State, attempts: int) -> None:
         super().__init__(plan.name)
@@ -151,10 +155,10 @@ class Fork:
             if self.done[index] < len(chain)
         ]
         try:
-            await _every(tasks)
-        except _Routed as routed:
+            await every(tasks)
+        except Routed as routed:
             meter.keys, meter.total = sizes
-            return await self._routed(routed)
+            return await route(self.owner, routed, self.state)
         meter.keys, meter.total = sizes
         return await self._join()
 
@@ -175,6 +179,16 @@ class Fork:
         """One step of a branch: run under the gate, numbered and recorded when it finishes."""
         run, engine = self.owner, self.owner.engine
         plan, tool = run._resolve(name, tools)
+        if name in engine._maps:
+            raise RunFailed(
+                RunError(
+                    "unsupported",
+                    f"node `{name}` is a map, which this engine does not run in a parallel "
+                    "branch yet",
+                    name,
+                    plan.span,
+                )
+            )
         branch = str(index)
         threaded = tool.mode == "thread" or (
             tool.mode == "sync" and (plan.policy or PLAIN).timeout is not None
@@ -202,7 +216,7 @@ class Fork:
             finally:
                 self.running -= 1
             if failed:
-                raise _Routed(plan, started, delta, attempts)
+                raise Routed(plan, started, delta, attempts)
             finished = time.time()
             seq = run.base + len(run.steps) + 1
             self._took(index, name, delta)
@@ -217,28 +231,9 @@ class Fork:
                           branch=branch)
                 )  # fmt: skip
                 if pending is not None:
-                    waited = await _recorded(pending)
+                    waited = await recorded(pending)
         if not waited:
             await asyncio.sleep(0)  # the other branches' turn, and the event loop's
-
-    async def _routed(self, routed: _Routed) -> tuple[State, str]:
-        """Record a branch step that failed into its error route; the state, and its target.
-
-        It is a main-line step, on the fork's state: what the branches wrote is dropped.
-        """
-        run, error = self.owner, routed.delta["error"]
-        try:
-            _, size = run.meter.measure("error", error)
-            run.meter.admit({"error": size}, "the error")
-        except StateError:
-            plan = routed.plan
-            raise RunFailed(
-                RunError(error["code"], error["message"], plan.name, plan.span)
-            ) from None
-        seq = run.base + len(run.steps) + 1
-        return await run._failed_step(
-            routed.plan, seq, routed.started, routed.delta, routed.attempts, self.state
-        )
 
     async def _join(self) -> tuple[State, str]:
         """Merge the branches into one step of the fork's node; the state, and the join."""
@@ -280,6 +275,25 @@ class Fork:
         if not waited:
             await asyncio.sleep(0)
         return state, plan.join
+
+
+async def route(run: _Run, routed: Routed, state: State) -> tuple[State, str]:
+    """Record a step that failed into its error route; the state, and the route's target.
+
+    It is a main-line step, on `state` (the fork's, or the map's): what the branches (or
+    the map's calls) wrote is dropped.
+    """
+    error = routed.delta["error"]
+    try:
+        _, size = run.meter.measure("error", error)
+        run.meter.admit({"error": size}, "the error")
+    except StateError:
+        plan = routed.plan
+        raise RunFailed(RunError(error["code"], error["message"], plan.name, plan.span)) from None
+    seq = run.base + len(run.steps) + 1
+    return await run._failed_step(
+        routed.plan, seq, routed.started, routed.delta, routed.attempts, state
+    )
 
 
 def merge(
@@ -362,7 +376,7 @@ def _conflict(plan: ForkPlan, message: str) -> RunFailed:
     return RunFailed(RunError("merge_conflict", message, plan.node, plan.span))
 
 
-async def _every(tasks: Sequence[asyncio.Future[None]]) -> None:
+async def every(tasks: Sequence[asyncio.Future[None]]) -> None:
     """Wait for every branch; at the first that fails, cancel the others and raise it.
 
     Cancelled itself, it cancels them all; a branch whose tool raised `CancelledError` is
@@ -393,7 +407,7 @@ async def _every(tasks: Sequence[asyncio.Future[None]]) -> None:
             raise asyncio.CancelledError
 
 
-async def _recorded(pending: Awaitable[bool | None]) -> bool:
+async def recorded(pending: Awaitable[bool | None]) -> bool:
     """Await a branch step's recording to its end, even if the branch is cancelled meanwhile.
 
     Cut short, a durable write could leave a step out of the log while a later one gets in.

@@ -118,12 +118,15 @@ class CountedRuns:
         return created
 
     async def _forget_ended(self, token: Token) -> None:
-        """Ask the database which of the token's runs ended (it knows, wherever they ran)."""
+        """Ask the database which of the token's runs ended (it knows, wherever they ran).
+
+        A run that waits at a wait node counts as ended: it is neither queued nor running.
+        """
         ended = []
         async with self.runs.db.session() as session:
             for run_id in self.ledger.started(token):
                 run = await store.get_run(session, run_id=run_id)
-                if run is None or run.status in ENDED:
+                if run is None or run.status in ENDED or run.status == "waiting":
                     ended.append(run_id)
         self.ledger.ended(token, ended)
 

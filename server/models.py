@@ -51,7 +51,9 @@ class WorkflowRun(SQLModel, table=True):
     steps after it are in `run_step`, so the current state is the snapshot with their
     deltas merged.  A run is `queued` until a worker claims it: the claim sets `owner`
     (`host:pid`), adds one to `attempt` (the fencing epoch: every write the owner makes
-    names it) and sets `lease_expires_at`, which the owner keeps pushing forward.
+    names it) and sets `lease_expires_at`, which the owner keeps pushing forward.  A run
+    that reached a wait node is `waiting`, without owner or lease, until it is resumed (it
+    is `queued` again) or its `wait_deadline` passes.
     """
 
     __tablename__ = "workflow_run"
@@ -64,6 +66,13 @@ class WorkflowRun(SQLModel, table=True):
             sqlite_where=text("status IN ('queued', 'running')"),
         ),
         UniqueConstraint("idempotency_key", name="uq_workflow_run_idempotency_key"),
+        # What the timeout sweep looks for: waiting runs whose deadline passed.
+        Index(
+            "ix_workflow_run_wait_deadline",
+            "wait_deadline",
+            postgresql_where=text("status = 'waiting'"),
+            sqlite_where=text("status = 'waiting'"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -85,6 +94,11 @@ class WorkflowRun(SQLModel, table=True):
     cancel_requested: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     idempotency_key: str | None = Field(default=None, max_length=300)
     request_hash: str | None = Field(default=None, max_length=80)
+    #: A `waiting` run: what it waits for (`{"node", "name", "timeout"}`), since when, and
+    #: until when (null: no timeout).  It has no owner and no lease meanwhile.
+    waiting: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
+    waiting_since: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    wait_deadline: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class RunStep(SQLModel, table=True):

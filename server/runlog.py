@@ -38,7 +38,7 @@ from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import text
 
-from flowc.runtime.events import JOIN
+from flowc.runtime.events import JOIN, WaitFor
 from flowc.server.db import Database
 
 logger = logging.getLogger("flowc.server")
@@ -201,7 +201,7 @@ class Hub:
 
 # -- the write queue ----------------------------------------------------------------------
 
-Kind = Literal["step", "snapshot", "end", "release"]
+Kind = Literal["step", "snapshot", "end", "release", "wait"]
 
 
 @dataclass(slots=True)
@@ -213,6 +213,7 @@ class Item:
     attempt: int
     step: StepRow | None = None
     ending: Ending | None = None
+    wait: WaitFor | None = None
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -286,12 +287,12 @@ class WriteQueue:
     def put(self, item: Item, *, wake: bool = True) -> asyncio.Future[None]:
         """Queue a write; the future is done when it is committed (or failed).
 
-        After a run's write was refused, its later steps and snapshots fail at once (the
-        log must not get a gap); its end or release is still written.
+        After a run's write was refused, its later steps, snapshots and wait fail at once
+        (the log must not get a gap); its end or release is still written.
         """
         refused = self._refused.get(item.run_id)
         if refused is not None:
-            if item.kind in ("step", "snapshot"):
+            if item.kind in ("step", "snapshot", "wait"):
                 item.done.set_exception(refused)
                 item.done.exception()  # read: whoever cares awaits it
                 return item.done
@@ -530,6 +531,17 @@ class RunLog(abc.ABC):
         """Queue giving the run up (after its steps): any worker may claim it at once."""
         return self.queue.put(Item("release", run_id, attempt))
 
+    def wait(
+        self, run_id: uuid.UUID, attempt: int, ending: Ending, wait: WaitFor
+    ) -> asyncio.Future[None]:
+        """Queue the run's stop at a wait node (after its steps): `waiting`, owned by nobody.
+
+        The row gets the state (a snapshot after step `ending.step`), what the run waits
+        for, since when and until when.  `LeaseLost` when the run is not ours any more, or
+        when its cancellation was asked for (the owner then records it cancelled).
+        """
+        return self.queue.put(Item("wait", run_id, attempt, ending=ending, wait=wait))
+
     @abc.abstractmethod
     async def create_run(
         self,
@@ -681,6 +693,19 @@ class PostgresRunLog(RunLog):
          WHERE id = $1 AND attempt = $2 AND status = 'running'
      RETURNING id, pg_notify('flowc_queued', id::text)
     """
+    #: A cancellation asked for keeps a run from waiting: its owner records it cancelled.
+    _WAIT = """
+        UPDATE workflow_run
+           SET status = 'waiting', state = $3::jsonb, step = $4, current_node = $5,
+               waiting = $6::jsonb, owner = NULL, lease_expires_at = NULL, updated_at = now(),
+               waiting_since = CASE WHEN status = 'waiting' THEN waiting_since ELSE now() END,
+               wait_deadline = CASE WHEN status = 'waiting' THEN wait_deadline
+                                    ELSE now() + make_interval(secs => $7::float8) END
+         WHERE id = $1 AND attempt = $2 AND NOT cancel_requested
+           -- the same wait written again (its first commit's answer was lost): taken
+           AND (status = 'running' OR (status = 'waiting' AND step = $4))
+     RETURNING id
+    """
     _CLAIM = """
         UPDATE workflow_run r
            SET status = 'running', owner = $1, attempt = r.attempt + 1,
@@ -731,6 +756,12 @@ class PostgresRunLog(RunLog):
         self._changed: set[uuid.UUID] = set()
         self._changes = asyncio.Event()
         self._notifying: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> Any:
+        """The connections for reads and short transactions (`open()` made them)."""
+        assert self._pool is not None, "RunLog.open() first"
+        return self._pool
 
     def _signal(self, run_ids: Iterable[uuid.UUID]) -> None:
         """After a commit: wake this process's followers now, the others' soon (NOTIFY)."""
@@ -935,6 +966,13 @@ class PostgresRunLog(RunLog):
             return await connection.fetchrow(self._RELEASE, item.run_id, item.attempt) is not None
         ending = item.ending
         assert ending is not None
+        if item.kind == "wait":
+            assert item.wait is not None
+            found = await connection.fetchrow(
+                self._WAIT, item.run_id, item.attempt, dumps(ending.state), ending.step,
+                ending.node, dumps(item.wait.to_json()), item.wait.timeout,
+            )  # fmt: skip
+            return found is not None
         if item.kind == "snapshot":
             found = await connection.fetchrow(
                 self._SNAPSHOT, item.run_id, item.attempt, dumps(ending.state), ending.step,
@@ -1045,7 +1083,8 @@ class PostgresRunLog(RunLog):
                 "UPDATE workflow_run SET status = 'cancelled', cancel_requested = true, "
                 "  state = $2::jsonb, step = $3, current_node = $4, error = $5::jsonb, "
                 "  owner = NULL, lease_expires_at = NULL, finished_at = now(), "
-                "  updated_at = now() "
+                "  updated_at = now(), waiting = NULL, waiting_since = NULL, "
+                "  wait_deadline = NULL "
                 "WHERE id = $1",
                 run_id,
                 dumps(state),
@@ -1188,7 +1227,9 @@ class SqliteRunLog(RunLog):
                 for item in items:
                     if item.kind == "step":
                         continue
-                    await self._other(connection, item)
+                    if not await self._other(connection, item):
+                        outcome[run_id] = LeaseLost(str(run_id))
+                        break
                     queued = queued or item.kind == "release"
                 changed.append(run_id)
         self.hub.changed(changed)
@@ -1196,7 +1237,8 @@ class SqliteRunLog(RunLog):
             self.on_queued()
         return outcome
 
-    async def _other(self, connection: Any, item: Item) -> None:
+    async def _other(self, connection: Any, item: Item) -> bool:
+        """Write a run's snapshot, end, release or wait; False when it was not taken."""
         now = _sqlite_time(self._now())
         if item.kind == "release":
             expired = _sqlite_time(self._now() - timedelta(seconds=1))
@@ -1207,9 +1249,11 @@ class SqliteRunLog(RunLog):
                 ),
                 {"id": _sqlite_id(item.run_id), "expired": expired, "now": now},
             )
-            return
+            return True
         ending = item.ending
         assert ending is not None
+        if item.kind == "wait":
+            return await self._wait(connection, item.run_id, ending, item.wait)
         values = {
             "id": _sqlite_id(item.run_id),
             "state": dumps(ending.state),
@@ -1225,7 +1269,7 @@ class SqliteRunLog(RunLog):
                 ),
                 values,
             )
-            return
+            return True
         await connection.execute(
             text(
                 "UPDATE workflow_run SET status = :status, state = :state, step = :step, "
@@ -1238,6 +1282,33 @@ class SqliteRunLog(RunLog):
                 "error": None if ending.error is None else dumps(ending.error),
             },
         )
+        return True
+
+    async def _wait(
+        self, connection: Any, run_id: uuid.UUID, ending: Ending, wait: WaitFor | None
+    ) -> bool:
+        """The run stops at a wait node, unless its cancellation was asked for."""
+        assert wait is not None
+        now = self._now()
+        deadline = None if wait.timeout is None else now + timedelta(seconds=wait.timeout)
+        written = await connection.execute(
+            text(
+                "UPDATE workflow_run SET status = 'waiting', state = :state, step = :step, "
+                "current_node = :node, waiting = :waiting, waiting_since = :now, "
+                "wait_deadline = :deadline, owner = NULL, lease_expires_at = NULL, "
+                "updated_at = :now WHERE id = :id AND NOT cancel_requested"
+            ),
+            {
+                "id": _sqlite_id(run_id),
+                "state": dumps(ending.state),
+                "step": ending.step,
+                "node": ending.node,
+                "waiting": dumps(wait.to_json()),
+                "now": _sqlite_time(now),
+                "deadline": None if deadline is None else _sqlite_time(deadline),
+            },
+        )
+        return bool(written.rowcount)
 
     async def create_run(
         self,
@@ -1424,7 +1495,8 @@ class SqliteRunLog(RunLog):
                         "UPDATE workflow_run SET status = 'cancelled', cancel_requested = 1, "
                         "state = :state, step = :step, current_node = :node, error = :error, "
                         "owner = NULL, lease_expires_at = NULL, finished_at = :now, "
-                        "updated_at = :now WHERE id = :id"
+                        "updated_at = :now, waiting = NULL, waiting_since = NULL, "
+                        "wait_deadline = NULL WHERE id = :id"
                     ),
                     {
                         "id": _sqlite_id(run_id),

@@ -56,6 +56,7 @@ from flowc.server.runlog import (
     run_log_for,
 )
 from flowc.server.settings import Settings, get_settings
+from flowc.server.waits import Waits, shown
 
 Durability = Literal["sync", "async", "exit"]
 DURABILITIES: tuple[Durability, ...] = ("sync", "async", "exit")
@@ -241,6 +242,8 @@ class RunService:
         self._drained = asyncio.Event()  # set when draining begins: waiters stop waiting
         self._loops: list[asyncio.Task[None]] = []
         self._opened = False
+        #: The runs that wait at a wait node: resumed, timed out.
+        self.waits = Waits(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -310,6 +313,10 @@ class RunService:
         else:
             self._engines.move_to_end(definition.id)
         return engine
+
+    def engine(self, definition: WorkflowDefinition) -> WorkflowEngine:
+        """A saved graph's compiled engine (kept, by definition)."""
+        return self._engine(definition)
 
     def refusal(self, definition: WorkflowDefinition, input: dict[str, Any]) -> Refusal | None:
         """Why a run of `definition` on `input` would go past the limits; None if it would not.
@@ -399,7 +406,10 @@ class RunService:
         if definition is None:  # cannot happen through the API: definitions are never deleted
             logger.error("run %s: its definition %s is gone", claimed.run_id, claimed.definition_id)
             return
-        self._launch(claimed, self._engine(definition), fresh=claimed.step == 0)
+        # Fresh: its first claim, with nothing recorded (a run claimed again, one resumed
+        # after a wait, may have steps after its snapshot at step 0).
+        fresh = claimed.attempt == 1 and claimed.step == 0
+        self._launch(claimed, self._engine(definition), fresh=fresh)
 
     def _launch(self, claimed: Claimed, engine: WorkflowEngine, *, fresh: bool) -> None:
         live = _Live(claimed.run_id, claimed.attempt, has_history=fresh)
@@ -504,24 +514,34 @@ class RunService:
         except Exception as exc:  # the database refused a step
             return await self._storage_failed(live, claimed, exc)
         result = RunResult(result.run_id, result.status, result.state, history + result.steps,
-                           result.error)  # fmt: skip
+                           result.error, result.waiting)  # fmt: skip
         error = result.error.to_json() if result.error else None
         node = result.steps[-1].node if result.steps else claimed.current_node
+        ending = Ending(result.status, result.state, len(result.steps), node, error)
         try:
             for index, row in enumerate(buffered.rows(), 1):
                 log.append(run_id, attempt, row).add_done_callback(settle)
                 if index % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a long `exit` run's rows: let other work in
-            await log.end(
-                run_id, attempt, Ending(result.status, result.state, len(result.steps), node, error)
-            )
+            if result.waiting is not None:  # it holds nothing while it waits
+                await log.wait(run_id, attempt, ending, result.waiting)
+            else:
+                await log.end(run_id, attempt, ending)
         except LeaseLost:
-            live.stop = "lost"
+            # A run that would wait may have been asked to stop: recorded cancelled (a
+            # write that changes nothing when it is another worker's now).
+            live.stop = "cancel" if result.waiting is not None else "lost"
             return await self._stopped(live, claimed, _Buffer())
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
         finally:
             self._forget(live)
+        if result.waiting is not None:
+            live.publish(
+                Event("run_waiting", str(run_id), len(result.steps), result.waiting.node,
+                      time_now(), status="waiting", state=result.state, waiting=result.waiting)
+            )  # fmt: skip
+            return result
         live.publish(
             Event("run_finished" if result.status == "succeeded" else "run_failed", str(run_id),
                   len(result.steps), node if result.status == "succeeded" else
@@ -634,6 +654,10 @@ class RunService:
             self._wake.clear()
             room = self.settings.worker_concurrency - len(self._running())
             try:
+                await self.waits.sweep()  # waits past their deadline go on (or fail)
+            except Exception as exc:
+                logger.warning("timing out waits failed: %s", cause(exc))
+            try:
                 for claimed in await self.log.claim(room):
                     await self._begin(claimed)
             except Exception as exc:
@@ -717,12 +741,14 @@ class RunService:
     ) -> AsyncIterator[dict[str, Any]]:
         """Every event of the run as JSON: the ones emitted so far, then live, final last.
 
-        `after`: only the events whose step is above it, and the final one.  A run this
-        process executes from its start is followed from memory; any other, and a
-        follower that falls `ws_queue_events` behind, from the database, a page at a time.
+        `after`: only the events whose step is above it, the final one, and `run_waiting`.
+        A run this process executes from its start is followed from memory; any other, and
+        a follower that falls `ws_queue_events` behind, from the database, a page at a time;
+        a run that waits at a wait node, from the database once it waits.
         """
         sent = 0 if after is None else after
         announced = after is not None  # `run_started` (step 0) is skipped by any `after`
+        waited: int | None = None  # the step of the `run_waiting` sent last
         live = self._live.get(run_id)
         if live is not None and live.has_history:
             # The last place is kept for the signal to go on from the database.
@@ -741,8 +767,11 @@ class RunService:
                         yield message
                     if _is_final(message):
                         return
+                    if message["type"] == "run_waiting":  # its last: it goes on elsewhere
+                        waited = message["step"]
+                        break
                     sent = _progress(sent, message)
-                while not moved:
+                while not moved and waited is None:
                     item = await queue.get()
                     if item is None:
                         break
@@ -750,21 +779,26 @@ class RunService:
                         yield item
                     if _is_final(item):
                         return
+                    if item["type"] == "run_waiting":
+                        waited = item["step"]
+                        break
                     sent = _progress(sent, item)
             finally:
                 live.subscribers.discard(queue)
             if self._draining:
                 raise Draining(str(run_id))
             announced = True
-        async for message in self._follow(run_id, sent, announced=announced):
+        async for message in self._follow(run_id, sent, announced=announced, waited=waited):
             yield message
 
     async def _follow(
-        self, run_id: uuid.UUID, sent: int, *, announced: bool
+        self, run_id: uuid.UUID, sent: int, *, announced: bool, waited: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """A run from the database: its steps after `sent`, again whenever it changes.
 
         The steps are read a page at a time by their key, so a long replay holds one page.
+        A run that waits gets its `run_waiting` once per wait (`waited`: the step of the one
+        sent already), in its place among the steps.
         """
         with self.log.hub.watch(run_id) as changed:
             while True:
@@ -777,10 +811,18 @@ class RunService:
                     first = await self.log.steps_after(run_id, 0, limit=1)
                     yield _started(run, first[0].node if first else run.current_node)
                     announced = True
+                # Read before its steps: those up to the wait were all there.
+                waits = run.status == "waiting" and run.step != waited
                 async with contextlib.aclosing(self.log.read_steps(run_id, sent)) as steps:
                     async for step in steps:
+                        if waits and step.seq > run.step:  # resumed since the row was read
+                            yield _waiting(run)
+                            waits, waited = False, run.step
                         yield _finished(run_id, step)
                         sent = step.seq
+                if waits:
+                    yield _waiting(run)
+                    waited = run.step
                 if run.status in ENDED:  # read before its steps: they were all there
                     yield _ended(run)
                     return
@@ -807,6 +849,7 @@ class RunService:
             if last is not None:
                 data["state"] = state
                 data["step"], data["current_node"] = last.seq, last.node
+        data["waiting"] = shown(run)
         return data
 
 
@@ -835,14 +878,16 @@ def _fold(claimed: Claimed, rows: list[StepRow]) -> dict[str, Any]:
 def _resume(rows: list[StepRow]) -> Resume | None:
     """Where a run goes on after its recorded steps; None when it has none.
 
-    After the last main-line step (or join), unless steps of parallel branches follow it:
-    then the fork they belong to is in flight, and the run finishes what they left of it.
+    After the last main-line step (or join), unless steps of parallel branches (or of a
+    map's calls) follow it: then the fork they belong to (or the map) is in flight, and the
+    run finishes what they left of it.  A map that starts the flow has calls recorded
+    before any main-line step: the run goes on at the start, after none.
     """
     index = len(rows) - 1
     while index >= 0 and not on_main_line(rows[index].branch):
         index -= 1
     if index < 0:
-        return None
+        return Resume(None, 0, branches=tuple(_step(r) for r in rows)) if rows else None
     last = rows[index]
     return Resume(
         after=last.node,
@@ -872,8 +917,16 @@ def _is_final(message: dict[str, Any]) -> bool:
 
 
 def _wanted(message: dict[str, Any], after: int | None) -> bool:
-    """Whether a follower that has seen the steps up to `after` gets this event."""
-    return after is None or message["step"] > after or _is_final(message)
+    """Whether a follower that has seen the steps up to `after` gets this event.
+
+    The final event and `run_waiting` always come: they say how the run stands.
+    """
+    return (
+        after is None
+        or message["step"] > after
+        or _is_final(message)
+        or message["type"] == "run_waiting"
+    )
 
 
 def _progress(sent: int, message: dict[str, Any]) -> int:
@@ -899,6 +952,15 @@ def _finished(run_id: uuid.UUID, step: StepRow) -> dict[str, Any]:
     if step.branch is not None:
         message["branch"] = step.branch
     return message
+
+
+def _waiting(run: WorkflowRun) -> dict[str, Any]:
+    """`run_waiting` of a run that waits, as its row has it."""
+    waiting = run.waiting or {}
+    at = utc(run.waiting_since) or now()
+    return {"type": "run_waiting", "run_id": str(run.id), "step": run.step,
+            "node": waiting.get("node"), "delta": None, "at": at.isoformat(),
+            "status": "waiting", "state": run.state, "waiting": waiting}  # fmt: skip
 
 
 def _ended(run: WorkflowRun) -> dict[str, Any]:

@@ -142,6 +142,16 @@ class RunRequest(_Request):
     )
 
 
+class ResumeRequest(_Request):
+    """Resume a run that waits at a wait node: `input` is the wait's step (its delta)."""
+
+    input: JSONObject = Field(
+        default_factory=dict,
+        description="the keys to write into the run's state; each declared key given must "
+        "hold a value of its declared type (none is required)",
+    )
+
+
 class DiagnosticOut(BaseModel):
     """One problem in a flow, with its position (1-based, end exclusive)."""
 
@@ -253,14 +263,36 @@ class StepOut(_Row):
         return round((self.finished_at - self.started_at).total_seconds() * 1000, 3)
 
 
+class WaitingOut(BaseModel):
+    """What a run that waits at a wait node waits for, since when, and until when."""
+
+    node: str = Field(description="the wait node")
+    name: str = Field(description='the wait\'s name, as in `wait("approval")`')
+    timeout: float | None = Field(description="seconds it waits at most; null: no limit")
+    since: UTCDateTime | None = None
+    deadline: UTCDateTime | None = Field(
+        default=None,
+        description="when it times out (`wait_timeout`); null without a timeout",
+    )
+
+
+def _not_waiting(waiting: WaitingOut | None) -> bool:
+    return waiting is None
+
+
 class RunOut(BaseModel):
-    """A run that ended: its status, final (or last good) state, steps and error."""
+    """A run that ended, or waits at a wait node: its status, state, steps and error."""
 
     run_id: uuid.UUID
     status: str
     state: dict[str, Any]
     steps: list[StepOut]
     error: RunErrorOut | None
+    waiting: WaitingOut | None = Field(
+        default=None,
+        exclude_if=_not_waiting,
+        description="`status: waiting`: what it waits for; left out otherwise",
+    )
 
 
 class RunAccepted(BaseModel):
@@ -292,6 +324,9 @@ class RunState(_Row):
         validation_alias="owner", description="`host:pid` of the process running it, if any"
     )
     attempt: int = Field(description="how many times a worker claimed the run")
+    waiting: WaitingOut | None = Field(
+        default=None, description="`status: waiting`: what it waits for; null otherwise"
+    )
     created_at: UTCDateTime
     started_at: UTCDateTime | None
     finished_at: UTCDateTime | None

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from flowc.compiler.inputs import InputProblem
+from flowc.runtime.waits import resume_problems
 from flowc.server import store
 from flowc.server.deps import CountedRunsDep, RunsDep, SessionDep, SettingsDep
 from flowc.server.errors import (
@@ -23,11 +24,13 @@ from flowc.server.errors import (
     not_found,
     not_found_response,
 )
+from flowc.server.models import WorkflowDefinition
 from flowc.server.runlog import MAX_SEQ
-from flowc.server.runs import Draining, Durability
+from flowc.server.runs import Draining, Durability, RunService
 from flowc.server.schemas import (
     InvalidRequest,
     Problem,
+    ResumeRequest,
     RunAccepted,
     RunCancelling,
     RunOut,
@@ -35,6 +38,7 @@ from flowc.server.schemas import (
     RunState,
     RunSteps,
     StepOut,
+    WaitingOut,
     text_problem,
 )
 
@@ -123,17 +127,15 @@ async def run_graph(
         ),
     ] = None,
 ) -> RunOut | JSONResponse:
-    """Run a saved graph on an input: to its end (`wait`, the default), or in the background."""
+    """Run a saved graph on an input: to its end (`wait`, the default), or in the background.
+
+    With `wait`, a run that reaches a wait node is answered then, with `status: waiting`.
+    """
     # Read without holding a connection while the run goes on (and kept: it never changes).
     definition = await runs.definition(body.graph_id)
     if definition is None:
         raise not_found("graph", body.graph_id)
-    refusal = runs.runs.refusal(definition, body.input)
-    if refusal is not None:
-        if refusal.loc is not None:
-            invalid = {"loc": refusal.loc, "msg": refusal.message, "type": "limit"}
-            raise RequestValidationError([invalid])
-        raise HTTPException(413 if refusal.too_large else 422, refusal.message)
+    refuse(runs.runs, definition, body.input)
     problems = runs.runs.input_problems(definition, body.input)
     if problems:  # before the run is recorded: nothing is created
         raise RequestValidationError([input_problem(problem) for problem in problems])
@@ -174,7 +176,23 @@ async def run_graph(
             },
         )
     # Built as it is documented (`RunOut`), without validating what the engine made.
-    return JSONResponse(content={**result.to_json(), "run_id": str(run_id)})
+    content = {**result.to_json(), "run_id": str(run_id)}
+    if result.waiting is not None:  # with since and deadline, as recorded
+        recorded = await runs.runs.state(run_id)
+        if recorded is not None and recorded["waiting"] is not None:
+            waiting = WaitingOut.model_validate(recorded["waiting"])
+            content["waiting"] = waiting.model_dump(mode="json")
+    return JSONResponse(content=content)
+
+
+def refuse(runs: RunService, definition: WorkflowDefinition, input: dict[str, Any]) -> None:
+    """Raise the 413 or 422 for an input past the server's limits (see `Refusal`)."""
+    refusal = runs.refusal(definition, input)
+    if refusal is not None:
+        if refusal.loc is not None:
+            invalid = {"loc": refusal.loc, "msg": refusal.message, "type": "limit"}
+            raise RequestValidationError([invalid])
+        raise HTTPException(413 if refusal.too_large else 422, refusal.message)
 
 
 def input_problem(problem: InputProblem) -> dict[str, Any]:
@@ -218,6 +236,52 @@ async def cancel_run(run_id: uuid.UUID, runs: RunsDep) -> RunCancelling:
     if answer.startswith("ended:"):
         raise HTTPException(409, f"run {run_id} has already ended: {answer.partition(':')[2]}")
     return RunCancelling(run_id=run_id, status=cast(Any, answer))
+
+
+@router.post(
+    "/resume/{run_id}",
+    status_code=202,
+    responses={
+        202: {"description": "the run is queued again, to go on in any worker",
+              "links": RUN_LINKS},
+        **BAD_BODY,
+        **not_found_response("run"),
+        409: {"model": Problem, "description": "the run does not wait (the sentence says how "
+              "it stands), or another resume of the same wait came first"},
+        **OVER_LIMITS,
+    },
+)  # fmt: skip
+async def resume_run(run_id: uuid.UUID, body: ResumeRequest, runs: RunsDep) -> RunAccepted:
+    """Resume a run that waits at a wait node, with `input` as the wait's step.
+
+    The run is queued again and goes on along the wait node's route, in any worker.
+    Each declared state key given must hold a value of its type; none is required.
+    """
+    async with runs.db.session() as session:
+        run = await store.get_run(session, run_id=run_id)
+    if run is None:
+        raise not_found("run", run_id)
+    if run.status != "waiting":
+        raise HTTPException(409, not_waiting(run_id, run.status))
+    definition = await runs.definition(run.definition_id)
+    if definition is None:  # cannot happen through the API: definitions are never deleted
+        raise not_found("graph", run.definition_id)
+    refuse(runs, definition, body.input)
+    inputs = runs.inputs(definition)
+    problems = resume_problems(inputs, body.input)
+    if problems:
+        raise RequestValidationError([input_problem(problem) for problem in problems])
+    answer = await runs.waits.resume(run_id, inputs.normalize(body.input))
+    if answer is None:
+        raise not_found("run", run_id)
+    if not answer.done:  # another resume (or the timeout) came first
+        raise HTTPException(409, not_waiting(run_id, answer.status))
+    return RunAccepted(run_id=run_id, status=answer.status)
+
+
+def not_waiting(run_id: uuid.UUID, status: str) -> str:
+    """The 409 of a resume for a run that does not wait."""
+    return f"run {run_id} does not wait for input: it is {status}"
 
 
 @router.get("/state/{run_id}", responses=READ_RUN)

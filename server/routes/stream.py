@@ -78,14 +78,18 @@ Every message has `type`, `run_id`, `step`, `node`, `delta` (null unless said) a
 - `run_failed`: `step` the number of steps, `node` the node that failed (or null);
   `status` `failed` or `cancelled`, `state` the last good state, `error`
   `{code, message, node, span}`.
+- `run_waiting`: the run stopped at a wait node: `step` the number of steps, `node` the
+  wait node; `status: "waiting"`, `state`, `waiting` `{node, name, timeout}`.  The socket
+  stays open: when the run is resumed (`POST /graph/resume/{run_id}`) or its wait times
+  out, the wait's step and the rest of the run follow.
 
 The last message is always `run_finished` or `run_failed`.  A run replayed from the
 database has no `node_started` or `node_attempt_failed` messages: steps are recorded
 when they finish (a step's `attempts` says how many attempts it took).
 
 `after=SEQ` (optional, an integer >= 0) skips every event whose `step` is at most `SEQ`,
-except the final one: a client that reconnects passes the `step` of the last
-`node_finished` it got and receives only what came after.
+except the final one and `run_waiting`: a client that reconnects passes the `step` of the
+last `node_finished` it got and receives only what came after.
 
 A replay from the database is read a page at a time, however long the run.  A client
 that falls more than `FLOWC_WS_QUEUE_EVENTS` (1000) events behind a live run is caught up

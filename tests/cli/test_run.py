@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -252,3 +254,149 @@ def test_a_failed_attempt_shows_in_the_trace(
     assert lines[0] == "    1  f                attempt 1 failed: tool_error; retrying in 0.00 s"
     assert lines[1].split()[:2] == ["1", "f"]
     assert lines[-1] == "run succeeded in 1 steps"
+
+
+WAIT_TOOLS = '''\
+from flowc.runtime import register_tool
+
+
+@register_tool
+def count(state):
+    """Add 1 to `n`."""
+    return {"n": state.get("n", 0) + 1}
+
+
+@register_tool
+def nudge(state):
+    """The error route's target."""
+    return {"nudged": state["error"]["code"]}
+'''
+
+#: `count`, a wait; approved: `count` again and a second wait, then the end.
+TWO_WAITS = """\
+state approved: bool? = null
+state n: int = 0
+node first = wait("approval", timeout = 60) with on_error = reminder
+node second = wait("release")
+node again = count
+node reminder = nudge
+start -> count -> first
+first ? approved -> again : end
+again -> second -> end
+reminder -> end
+"""
+
+
+def test_a_run_goes_on_past_each_wait_with_the_resume_inputs_in_order(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = write_file("wait_tools.py", WAIT_TOOLS)
+    write_file("w.flow", TWO_WAITS)
+    argv = ["run", "w.flow", "--tools", str(tools), "--json", "--resume", '{"approved": true}',
+            "--resume", '{"note": "shipped", "n": 7.0}']  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert (result["status"], result["error"]) == ("succeeded", None)
+    assert result["state"] == {"approved": True, "n": 7, "note": "shipped"}
+    assert [(s["seq"], s["node"], s["delta"]) for s in result["steps"]] == [
+        (1, "count", {"n": 1}),
+        (2, "first", {"approved": True}),
+        (3, "again", {"n": 2}),
+        (4, "second", {"note": "shipped", "n": 7}),
+    ]
+    assert [line.split()[:2] for line in err.splitlines()[:4]] == [
+        ["1", "count"], ["2", "first"], ["3", "again"], ["4", "second"],
+    ]  # fmt: skip
+    assert err.splitlines()[1].endswith("ms  approved")
+    assert err.splitlines()[-1] == "run succeeded in 4 steps"
+
+
+def test_a_run_that_waits_without_input_or_terminal_exits_3_with_the_state_so_far(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = write_file("wait_tools.py", WAIT_TOOLS)
+    write_file("w.flow", TWO_WAITS)
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"approved": true}\n'))  # not a terminal
+    assert main(["run", "w.flow", "--tools", str(tools), "--resume", '{"approved": true}']) == 3
+    out, err = capsys.readouterr()
+    assert out == "approved: true\nn: 2\n"
+    assert err.splitlines()[-1] == (
+        "run waits at node `second` for `release` after 3 steps, with no input to go on: "
+        "give it with --resume JSON"
+    )
+    assert main(["run", "w.flow", "--tools", str(tools), "--json"]) == 3
+    result = json.loads(capsys.readouterr().out)
+    assert (result["status"], result["state"]) == ("waiting", {"approved": None, "n": 1})
+    assert result["waiting"] == {"node": "first", "name": "approval", "timeout": 60.0}
+    assert [s["node"] for s in result["steps"]] == ["count"]
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ('{"approved": "yes"}', "--resume #1 does not fit the flow's state declarations:\n"
+         "  `approved`: expected bool?, got a string"),
+        ('{"approved": tru', "--resume #1 is not valid JSON: Expecting value: line 1 column 14 "
+         "(char 13)"),
+        ("[1]", '--resume #1 must be a JSON object, like {"code": "..."}'),
+    ],
+)  # fmt: skip
+def test_a_resume_input_that_does_not_fit_exits_2_before_the_run(
+    write_file: WriteFile, capsys: pytest.CaptureFixture[str], given: str, problem: str
+) -> None:
+    tools = write_file("wait_tools.py", WAIT_TOOLS)
+    write_file("w.flow", TWO_WAITS)
+    assert main(["run", "w.flow", "--tools", str(tools), "--resume", given]) == 2
+    assert capsys.readouterr() == ("", f"flowc: error: {problem}\n")
+
+
+def test_the_help_documents_resume_and_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--resume JSON the input of the run's next wait, a JSON object" in text
+    assert "3 the run waits at a wait node with no input to go on" in text
+
+
+def run_on_a_terminal(tmp_path: Path, flow: str, typed: bytes | None) -> tuple[int, str, str]:
+    """`flowc run` with a terminal as its standard input, `typed` written to it."""
+    (tmp_path / "wait_tools.py").write_text(WAIT_TOOLS, encoding="utf-8")
+    (tmp_path / "w.flow").write_text(flow, encoding="utf-8")
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "flowc.cli.main", "run", "w.flow", "--tools",
+               "wait_tools.py", "--json"]  # fmt: skip
+    try:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, stdin=terminal, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        if typed is not None:
+            os.write(controller, typed)
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    return process.returncode, out, err
+
+
+def test_on_a_terminal_a_wait_reads_its_input_there(tmp_path: Path) -> None:
+    flow = TWO_WAITS.replace("again -> second -> end", "again -> end")
+    code, out, err = run_on_a_terminal(tmp_path, flow, b'{"approved":\n true}\n')
+    assert code == 0, err
+    assert "the run waits at node `first` for `approval` (it times out in 60 s)" in err
+    result = json.loads(out)
+    assert (result["status"], result["state"]) == ("succeeded", {"approved": True, "n": 2})
+    assert [s["node"] for s in result["steps"]] == ["count", "first", "again"]
+
+
+def test_on_a_terminal_a_wait_past_its_timeout_takes_its_error_route(tmp_path: Path) -> None:
+    flow = TWO_WAITS.replace("timeout = 60", "timeout = 0.3")
+    code, out, err = run_on_a_terminal(tmp_path, flow, None)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["state"]["nudged"] == "wait_timeout"
+    assert [(s["node"], s.get("failed", False)) for s in result["steps"]] == [
+        ("count", False), ("first", True), ("reminder", False),
+    ]  # fmt: skip
+    message = "the wait for `approval` was not resumed within its timeout of 0.3 s"
+    assert result["steps"][1]["delta"]["error"]["message"] == message

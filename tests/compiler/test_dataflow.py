@@ -623,3 +623,37 @@ def test_keys_two_branches_write_need_a_reducer() -> None:
     ]
     source = source.replace("= []", "= [] by extend") + "state style_ok: bool = true by replace\n"
     assert found(source) == []
+
+
+# -- maps and waits --------------------------------------------------------------------------
+
+
+def test_a_map_reads_its_list_and_gives_its_tool_the_item() -> None:
+    # `typed_analyze` reads `code`: each call gets it as the item.
+    source = (
+        "state issues: list[str] = []\n"
+        "node f = for code in issues: typed_analyze\n"
+        "f ? len(f) > 0 -> end : end\n"
+    )
+    assert found(source) == []
+    # In a typed flow, a list nothing writes or declares is an error.
+    assert found(source.replace("state issues: list[str] = []", "state n: int = 0")) == [
+        "E601 2:22 node `f` maps over `issues`, but no path to it writes `issues`"
+    ]
+
+
+def test_a_map_writes_a_list_under_its_name() -> None:
+    source = (
+        "state code: str\nstate issues: list = []\nstate f: int = 0\n"
+        "node f = for i in issues: typed_analyze\nf -> end\n"
+    )
+    assert found(source) == [
+        "E603 4:10 the map `f` collects its results in `f`, a list, but the state declares it "
+        "int (line 3)"
+    ]
+
+
+def test_what_a_wait_is_resumed_with_is_not_known() -> None:
+    # After a wait, reads are not reported: the input it is resumed with may hold anything.
+    source = 'node w = wait("approval")\nw ? approved and reviewer != null -> end : end\n'
+    assert found(source) == []

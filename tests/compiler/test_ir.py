@@ -555,3 +555,21 @@ def test_a_document_cannot_lead_into_a_branch() -> None:
     document = json.loads(compile_source("a -> [b, c] -> d\nd -> end\n").ir.to_json())
     document["routes"]["d"] = {"kind": "goto", "target": "c"}
     assert [d.code for d in check_ir(document).errors] == ["E134"]
+
+
+def test_maps_and_waits_are_ir_version_2_and_round_trip() -> None:
+    source = (
+        "node fixes = for issue in issues: t(limit = 3)\n"
+        'node ok = wait("approval", timeout = 60)\nfixes -> ok -> end\n'
+    )
+    ir = compile_source(source).ir
+    document = json.loads(ir.to_json())
+    assert document["ir_version"] == 2
+    assert document["nodes"][0]["map"] == {"item": "issue", "over": "issues"}
+    assert document["nodes"][1]["wait"] == {"name": "approval", "timeout": 60.0}
+    assert document["nodes"][1]["args"] == {}
+    assert compile_ir(ir.to_json()).ir.to_json() == ir.to_json()
+    program = check_ir(ir.to_json()).program
+    assert program is not None and program.nodes["ok"].wait is not None
+    document["ir_version"] = 1
+    assert "the map `fixes` needs ir_version 2" in check_ir(document).errors[0].message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowc.compiler import check_source
-from flowc.compiler.program import Branch, BranchPlace, Goto, Parallel, Policy, Program
+from flowc.compiler.program import Branch, BranchPlace, Goto, Parallel, Policy, Program, WaitSpec
 
 
 def program(text: str) -> Program:
@@ -384,3 +384,45 @@ def test_a_reducer_is_kept_with_its_declaration() -> None:
 def test_bad_reducers(text: str, code: str, message: str, help: str) -> None:
     first = check_source(text).errors[0]
     assert (first.code, first.message, first.help) == (code, message, help)
+
+
+# -- maps and waits -----------------------------------------------------------------------
+
+
+def test_a_map_and_a_wait_lower_to_their_specs() -> None:
+    lowered = program(
+        "node fixes = for issue in issues: fix(limit = 3) with retries = 1\n"
+        'node ok = wait("approval", timeout = 86400) with on_error = end\n'
+        "fixes -> ok -> end\n"
+    )
+    fixes, ok = lowered.nodes["fixes"], lowered.nodes["ok"]
+    assert fixes.map is not None and (fixes.map.item, fixes.map.over) == ("issue", "issues")
+    assert (fixes.tool, fixes.args, fixes.wait) == ("fix", {"limit": 3}, None)
+    assert ok.wait == WaitSpec("approval", 86400.0)
+    assert (ok.tool, ok.args, ok.map) == ("wait", {}, None)
+    assert ok.policy is not None and ok.policy.on_error == "end"
+
+
+ONE_STRING = "`wait` takes one string: the name of what the run waits for"
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        ("node a = wait()\na -> end\n", "E140", ONE_STRING),
+        ('node a = wait("x", "y")\na -> end\n', "E140", ONE_STRING),
+        ('node a = wait("")\na -> end\n', "E140", ONE_STRING),
+        ('node a = wait("x", timeout = 0)\na -> end\n', "E140",
+         "a wait's `timeout` must be a number of seconds greater than 0 and at most 31,622,400"),
+        ('node a = wait("x", timeout = true)\na -> end\n', "E140",
+         "a wait's `timeout` must be a number of seconds greater than 0 and at most 31,622,400"),
+        ('node a = wait("x") with timeout = 5\na -> end\n', "E140",
+         "a wait has no `timeout` policy: it runs no tool"),
+        ('node a = for i in xs: wait("x")\na -> end\n', "E140",
+         "a map cannot wait: `for` runs a tool once per item"),
+        ("node a = t(1)\na -> end\n", "E116", "tool `t` takes named arguments only"),
+    ],
+)  # fmt: skip
+def test_bad_waits_and_positional_values(text: str, code: str, message: str) -> None:
+    first = check_source(text).errors[0]
+    assert (first.code, first.message) == (code, message)

@@ -151,12 +151,26 @@ policies: st.SearchStrategy[ast.Policy] = st.builds(
     json_values.map(ast.JsonValue) | node_refs,
 )
 
+#: `for ITEM in KEY:` before a tool, or nothing.
+map_overs: st.SearchStrategy[ast.MapOver | None] = st.none() | st.builds(
+    ast.MapOver, st.builds(_name, names), st.builds(_name, names)
+)
+
 node_decls: st.SearchStrategy[ast.Statement] = st.builds(
-    lambda name, tool, args, given: ast.NodeDecl(name, tool, args, policies=tuple(given)),
+    lambda name, tool, args, given, positional, over: ast.NodeDecl(
+        name,
+        tool,
+        args,
+        policies=tuple(given),
+        positional=tuple(positional) if args is not None else (),  # inside the parentheses
+        over=over,
+    ),
     st.builds(_name, names),
     st.builds(_name, names),
     st.none() | st.lists(arguments, max_size=3).map(tuple),
     st.lists(policies, max_size=4),
+    st.lists(json_values.map(ast.JsonValue), max_size=1),
+    map_overs,
 )
 
 arms: st.SearchStrategy[ast.Arm] = st.builds(ast.Arm, conditions, node_refs)

@@ -135,8 +135,12 @@ def _commented_declaration(draw: st.DrawFn) -> str:
     """A declaration with its arguments over lines, a comment or none after `(` and `,`."""
     declaration = draw(strategies.node_decls)
     assert isinstance(declaration, ast.NodeDecl)
-    text = f"node {declaration.name.text} = {declaration.tool.text}("
+    over = declaration.over
+    head = "" if over is None else f"for {over.item.text} in {over.source.text}: "
+    text = f"node {declaration.name.text} = {head}{declaration.tool.text}("
     text += draw(_BREAKS)
+    for value in declaration.positional:
+        text += f"{format_value(value.value)}," + draw(_BREAKS)
     for arg in declaration.args or ():
         text += f"{arg.name.text} = {format_value(arg.value.value)}," + draw(_BREAKS)
     policies = canonical_policies(declaration.policies)

@@ -4,7 +4,8 @@
 notes every call (process, run, step, attempt, node, branch) in `FLOWC_TEST_CALLS` when it
 is set: the tests read it to see who ran what.  `hang` never returns; `fail` always raises
 (a step for an error route); `gate` waits until a file exists; `mark` writes its name (and
-adds it to `found`, for parallel branches to merge).
+adds it to `found`, for parallel branches to merge); `square`, a map's tool, gives its item's
+square, after a file exists for the items from `held` on.
 """
 
 from __future__ import annotations
@@ -77,3 +78,13 @@ async def mark(state: dict[str, Any], *, name: str, found: bool = False) -> dict
     if not found:
         return {name: True}
     return {name: True, "found": [*state.get("found", []), name]}
+
+
+@register_tool
+async def square(state: dict[str, Any], *, flag: str, held: int) -> dict[str, Any]:
+    """`{"item": issue, "square": issue ** 2}`; from item `held` on, once the file `flag` exists."""
+    _note("square")
+    item: int = state["issue"]
+    while item >= held and not os.path.exists(flag):
+        await asyncio.sleep(0.02)
+    return {"item": item, "square": item * item}

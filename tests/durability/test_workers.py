@@ -618,3 +618,163 @@ def test_kill_9_in_the_middle_of_a_fork_resumes_only_the_unfinished_branch(
     ]
     assert sorted(c["node"] for c in noted if c["tool"] == "mark") == ["a", "b", "b2", "c", "d"]
     api.close()
+
+
+#: The items of the map in `mapped`, and the first whose call waits at the gate.
+MAP_ITEMS = 50
+MAP_HELD = 10
+
+
+def mapped(flag: Path) -> str:
+    """`a`, a map of `square` over `issues` (its items from `MAP_HELD` on gated), then `d`."""
+    return (
+        "set max_steps = 100\n"
+        "state issues: list[int] = []\n"
+        'node a = mark(name = "a")\n'
+        f'node fixes = for issue in issues: square(flag = "{flag}", held = {MAP_HELD})\n'
+        'node d = mark(name = "d")\n'
+        "a -> fixes -> d\n"
+        "d -> end\n"
+    )
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_kill_9_in_the_middle_of_a_map_calls_each_item_to_success_once(
+    cluster_database: str, processes: Processes, calls_file: Path, tmp_path: Path, durability: str
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    first, second = workers(processes, env, 2)
+    flag = tmp_path / "open"
+    items = list(range(MAP_ITEMS))
+    run_id = api.start(api.create(mapped(flag)), durability, input={"issues": items})
+    # `a` and the calls for the items before the gate are recorded, and `max_parallel` (8)
+    # calls wait at the gate: kill the owner there.
+    running = api.until(run_id, lambda s: s["step"] == 1 + MAP_HELD, "the ungated calls")
+    noted_until(
+        calls_file,
+        lambda noted: sum(c["tool"] == "square" for c in noted) == MAP_HELD + 8,
+        "the calls held at the gate",
+    )
+    assert running["state"] == {"issues": items, "a": True}  # no results before they are all
+    owner = pid_of(running)
+    victim, survivor = (first, second) if first.pid == owner else (second, first)
+    assert victim.pid == owner
+    victim.kill(signal.SIGKILL)
+
+    api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
+    noted_until(
+        calls_file,
+        lambda noted: any(c["tool"] == "square" and c["pid"] == survivor.pid for c in noted),
+        "the calls on the survivor",
+    )
+    flag.touch()
+    state = api.finished(run_id)
+    results = [{"item": item, "square": item * item} for item in items]
+    assert (state["status"], state["error"], state["attempt"]) == ("succeeded", None, 2)
+    assert state["state"] == {"issues": items, "a": True, "fixes": results, "d": True}
+    recorded = api.steps(run_id)
+    # No gap, nothing twice: `a`, one step per item (the ungated ones first), the
+    # collection, `d`.
+    last = MAP_ITEMS + 3
+    assert [s["seq"] for s in recorded] == list(range(1, last + 1))
+    assert [(s["node"], s.get("branch")) for s in (recorded[0], *recorded[-2:])] == [
+        ("a", None), ("fixes", None), ("d", None),
+    ]  # fmt: skip
+    per_item = recorded[1 : MAP_ITEMS + 1]
+    assert {s["node"] for s in per_item} == {"fixes"}
+    assert sorted(int(s["branch"]) for s in per_item) == items  # each item once
+    assert sorted(int(s["branch"]) for s in per_item[:MAP_HELD]) == items[:MAP_HELD]
+    assert all(s["delta"] == results[int(s["branch"])] for s in per_item)
+    assert recorded[-2]["delta"] == {"fixes": results}
+    noted = [c for c in calls(calls_file) if c["tool"] == "square"]
+    # The victim called the ungated items (once each) and the first gated ones, which never
+    # returned there; the survivor called each item the log did not have, once.
+    on_victim = sorted(int(c["branch"]) for c in noted if c["pid"] == victim.pid)
+    assert on_victim == items[: MAP_HELD + 8]
+    on_survivor = sorted(int(c["branch"]) for c in noted if c["pid"] == survivor.pid)
+    assert on_survivor == items[MAP_HELD:]
+    api.close()
+
+
+#: Five steps, a wait, then five more: `n` is 10 at the end, whoever ran which part.
+WAITING = """\
+node s = step(pause = 0.01)
+node approval = wait("approval")
+node t = step(pause = 0.01)
+s ? n < 5 -> s : approval
+approval -> t
+t ? n < 10 -> t : end
+"""
+
+
+def test_kill_9_of_a_worker_right_after_its_run_began_waiting_loses_nothing(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    (first,) = workers(processes, env, 1)
+    run_id = api.start(api.create(WAITING))
+    waiting = api.until(run_id, lambda s: s["status"] == "waiting", "the wait")
+    first.kill(signal.SIGKILL)
+    first.wait()
+    # The wait is in the database: the run has no owner, no lease, and its state.
+    assert (waiting["worker"], waiting["step"], waiting["state"]) == (
+        None,
+        5,
+        {"n": 5, "total": 15},
+    )
+    assert waiting["waiting"]["node"] == "approval"
+    assert api.state(run_id)["status"] == "waiting"
+
+    (second,) = workers(processes, env, 1)
+    response = api.http.post(f"/graph/resume/{run_id}", json={"input": {"approved": True}})
+    assert response.status_code == 202, response.text
+    state = api.finished(run_id)
+    assert (state["status"], state["error"], state["state"]) == (
+        "succeeded",
+        None,
+        {"n": 10, "total": 55, "approved": True},
+    )
+    assert state["attempt"] == 2
+    recorded = api.steps(run_id)
+    assert [(s["seq"], s["node"]) for s in recorded] == [
+        *((seq, "s") for seq in range(1, 6)),
+        (6, "approval"),
+        *((seq, "t") for seq in range(7, 12)),
+    ]
+    assert recorded[5]["delta"] == {"approved": True}
+    noted = calls(calls_file)
+    assert [c["seq"] for c in noted if c["pid"] == first.pid] == [1, 2, 3, 4, 5]
+    assert [c["seq"] for c in noted if c["pid"] == second.pid] == [7, 8, 9, 10, 11]
+    api.close()
+
+
+def test_waits_past_their_timeout_go_on_once_each_with_several_workers_sweeping(
+    cluster_database: str, processes: Processes, calls_file: Path
+) -> None:
+    env = environment(cluster_database, calls_file)
+    api = api_server(processes, cluster_database, env)
+    pool = workers(processes, env, 3)
+    graph_id = api.create(
+        'node s = step(pause = 0)\nnode approval = wait("approval", timeout = 0.5) '
+        "with on_error = t\nnode t = step(pause = 0)\ns -> approval -> end\nt -> end\n"
+    )
+    run_ids = [api.start(graph_id) for _ in range(10)]
+    for run_id in run_ids:
+        state = api.finished(run_id)
+        assert (state["status"], state["state"]["n"]) == ("succeeded", 2), state
+        assert state["state"]["error"]["code"] == "wait_timeout"
+        recorded = api.steps(run_id)
+        assert [(s["seq"], s["node"], s.get("failed", False)) for s in recorded] == [
+            (1, "s", False),
+            (2, "approval", True),
+            (3, "t", False),
+        ]
+    # Each run's wait went on once: its error route's step ran once, in one worker.
+    noted = calls(calls_file)
+    assert sorted((c["run"], c["seq"]) for c in noted) == sorted(
+        (run_id, seq) for run_id in run_ids for seq in (1, 3)
+    )
+    assert not [w.stderr() for w in pool if "timing out" in w.stderr()]
+    api.close()

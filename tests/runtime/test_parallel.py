@@ -645,8 +645,10 @@ def test_a_resume_is_checked_when_it_is_made() -> None:
     step = recorded(2, "b", "0")
     with pytest.raises(ValueError, match="not both"):
         Resume("a", 1, failed=True, joined=True)
-    with pytest.raises(ValueError, match="did not fail"):
-        Resume("a", 1, failed=True, branches=(step,))
+    with pytest.raises(ValueError, match="0 when `after` is None"):
+        Resume(None, 1, branches=(step,))
+    with pytest.raises(ValueError, match="about the step `after` ran"):
+        Resume(None, 0, failed=True)
     with pytest.raises(ValueError, match="in order"):
         Resume("a", 2, branches=(step,))
     with pytest.raises(ValueError, match="in order"):

@@ -48,12 +48,12 @@ __all__ = ["database_url"]
 pytestmark = pytest.mark.asyncio
 
 OLDER = (
-    "the database schema is at revision 0001, this flowc needs 0004: "
+    "the database schema is at revision 0001, this flowc needs 0005: "
     "run `flowc db upgrade` (or start with `--migrate`)"
 )
 NEWER = (
     "the database schema is at revision 9999, which this flowc does not know (its newest "
-    "is 0004): this flowc is older than the database, so upgrade flowc"
+    "is 0005): this flowc is older than the database, so upgrade flowc"
 )
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
@@ -234,7 +234,7 @@ async def version_table(url: str) -> list[str]:
 
 
 async def test_an_empty_database_upgrades_to_the_models_schema(database_url: str) -> None:
-    assert schema.revisions() == ["0001", "0002", "0003", "0004"]  # one line, to the head
+    assert schema.revisions() == ["0001", "0002", "0003", "0004", "0005"]  # one line, to the head
     assert schema.revisions()[-1] == schema.HEAD
     assert await schema.schema_revision(database_url) is None
     assert await schema.upgrade(database_url) == (None, schema.HEAD)
@@ -341,8 +341,8 @@ async def test_the_failed_flag_of_steps_downgrades_and_upgrades_again(database_u
     await alembic(database_url, command.upgrade, "0002")
     at_0002 = await shape_of(database_url)
     await alembic(database_url, command.upgrade, "0003")
-    missing = await schema.differences(database_url)  # what 0004 adds, and nothing else
-    assert [(d[0], d[2], d[3].name) for d in missing] == [("add_column", "run_step", "branch")]
+    missing = await schema.differences(database_url)  # what 0004 and 0005 add, nothing else
+    assert [added(d) for d in missing] == [("add_column", "run_step", "branch"), *ADDED_BY_0005]
 
     def fail_the_last(connection: Connection) -> None:
         connection.execute(text("UPDATE run_step SET failed = true WHERE seq = 3"))
@@ -375,18 +375,18 @@ async def test_the_branch_of_steps_downgrades_and_upgrades_again(database_url: s
     await alembic(database_url, command.upgrade, "0003")
     at_0003 = await shape_of(database_url)
     await alembic(database_url, command.upgrade, "0004")
-    assert await schema.differences(database_url) == []
+    assert [added(d) for d in await schema.differences(database_url)] == ADDED_BY_0005
 
     def branch_the_middle(connection: Connection) -> None:
         connection.execute(text("UPDATE run_step SET branch = '0' WHERE seq = 2"))
 
     await on_connection(database_url, branch_the_middle)
-    db = Database(database_url)
-    try:
-        _, rows = await read_run(db, RUN_ID)
-    finally:
-        await db.dispose()
-    assert [(s.seq, s.branch) for s in rows] == [(1, None), (2, "0"), (3, None)]
+
+    def branches(connection: Connection) -> list[tuple[Any, ...]]:
+        query = "SELECT seq, branch FROM run_step ORDER BY seq"  # the models are at 0005
+        return [tuple(row) for row in connection.execute(text(query))]
+
+    assert await on_connection(database_url, branches) == [(1, None), (2, "0"), (3, None)]
     await alembic(database_url, command.downgrade, "0003")
     assert comparable(await shape_of(database_url), database_url) == comparable(
         at_0003, database_url
@@ -406,6 +406,73 @@ async def test_the_branch_of_steps_downgrades_and_upgrades_again(database_url: s
     finally:
         await db.dispose()
     assert [(s.seq, s.branch) for s in rows] == [(1, None), (2, None), (3, None)]
+
+
+#: What revision 0005 adds, as `added` names it: where a run waits, and the sweep's index.
+ADDED_BY_0005 = [
+    ("add_column", "workflow_run", "waiting"),
+    ("add_column", "workflow_run", "waiting_since"),
+    ("add_column", "workflow_run", "wait_deadline"),
+    ("add_index", "workflow_run", "ix_workflow_run_wait_deadline"),
+]
+
+
+def added(difference: Any) -> tuple[str, str, str]:
+    """An `add_column` or `add_index` difference: its kind, its table, and what it adds."""
+    if difference[0] == "add_index":
+        index = difference[1]
+        return ("add_index", index.table.name, index.name)
+    return (difference[0], difference[2], difference[3].name)
+
+
+async def test_the_waiting_columns_downgrade_and_upgrade_again_but_not_while_a_run_waits(
+    database_url: str,
+) -> None:
+    await make_v1(database_url)
+    await alembic(database_url, command.stamp, "0001")
+    await alembic(database_url, command.upgrade, "0004")
+    at_0004 = await shape_of(database_url)
+    await alembic(database_url, command.upgrade, "0005")
+    assert await schema.differences(database_url) == []
+
+    def wait(connection: Connection) -> None:
+        connection.execute(
+            text(
+                "UPDATE workflow_run SET status = 'waiting', "
+                'waiting = \'{"node": "approval", "name": "ok", "timeout": null}\''
+            )
+        )
+
+    await on_connection(database_url, wait)
+    with pytest.raises(RuntimeError) as refused:
+        await alembic(database_url, command.downgrade, "0004")
+    assert str(refused.value) == (
+        "1 run waits at a wait node, which revision 0004 cannot resume: resume or cancel them "
+        "(POST /graph/resume or /graph/cancel), then downgrade"
+    )
+    assert await version_table(database_url) == ["0005"]
+
+    def cancel(connection: Connection) -> None:
+        connection.execute(text("UPDATE workflow_run SET status = 'cancelled', waiting = NULL"))
+
+    await on_connection(database_url, cancel)
+    await alembic(database_url, command.downgrade, "0004")
+    assert comparable(await shape_of(database_url), database_url) == comparable(
+        at_0004, database_url
+    )
+    assert await schema.upgrade(database_url) == ("0004", schema.HEAD)
+    db = Database(database_url)
+    try:
+        run, rows = await read_run(db, RUN_ID)
+    finally:
+        await db.dispose()
+    assert (run.status, run.waiting, run.waiting_since, run.wait_deadline) == (
+        "cancelled",
+        None,
+        None,
+        None,
+    )
+    assert [s.seq for s in rows] == [1, 2, 3]
 
 
 async def test_prepare_gives_an_empty_database_the_schema(database_url: str) -> None:

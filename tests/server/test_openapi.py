@@ -110,6 +110,7 @@ DOCUMENTED = {
     ("post", "/graph/check"): {"200", "400", "413", "415", "422", *ANY},
     ("post", "/graph/run"): {"200", "202", "400", "404", "409", "413", "415", "422", *ANY},
     ("post", "/graph/cancel/{run_id}"): {"202", "404", "409", "422", *ANY},
+    ("post", "/graph/resume/{run_id}"): {"202", "400", "404", "409", "413", "415", "422", *ANY},
     ("get", "/graph/state/{run_id}"): {"200", "404", "422", *ANY},
     ("get", "/graph/state/{run_id}/steps"): {"200", "404", "422", *ANY},
     ("get", "/graph/{graph_id}"): {"200", "404", "422", *ANY},
@@ -140,7 +141,11 @@ def test_every_status_is_documented_with_its_body() -> None:
                 assert _schema(operation, status) == PROBLEM, (method, path, status)
     create = _schema(operations["post", "/graph/create"], "422")["anyOf"]
     assert create == [INVALID_FLOW, INVALID_REQUEST, PROBLEM]
-    for key in [("post", "/graph/check"), ("post", "/graph/run")]:
+    for key in [
+        ("post", "/graph/check"),
+        ("post", "/graph/run"),
+        ("post", "/graph/resume/{run_id}"),
+    ]:
         assert _schema(operations[key], "422")["anyOf"] == [INVALID_REQUEST, PROBLEM]
     assert _schema(operations["get", "/graph/{graph_id}"], "422") == INVALID_REQUEST
     components = DOCUMENT["components"]["schemas"]
@@ -297,6 +302,7 @@ def test_the_description_documents_the_websocket() -> None:
         "`node_finished`",
         "`run_finished`",
         "`run_failed`",
+        "`run_waiting`",
         "**1000**",
         "**4400**",
         "**4404**",

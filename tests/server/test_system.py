@@ -113,6 +113,7 @@ async def test_openapi_docs(client: httpx.AsyncClient) -> None:
         "/graph/check",
         "/graph/run",
         "/graph/cancel/{run_id}",
+        "/graph/resume/{run_id}",
         "/graph/state/{run_id}",
         "/graph/state/{run_id}/steps",
         "/graph/{graph_id}",
