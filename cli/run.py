@@ -239,23 +239,30 @@ class Progress:
         elif event.type == "node_finished":
             from flowc.runtime import Step
 
+            from flowc.runtime.events import JOIN
+
             self.node = None
             delta = event.delta or {}
-            self.state = {**self.state, **delta}
+            branch = event.branch
+            if branch is None or branch == JOIN:  # a branch's step, a map's call: not yet
+                self.state = {**self.state, **delta}
             duration = event.duration_ms or 0
             started = event.at - duration / 1000
             failed = bool(event.failed)
             self.steps.append(
                 Step(
                     event.step, event.node or "", delta, started, event.at, event.attempts or 1,
-                    failed,
+                    failed, branch,
                 )
             )  # fmt: skip
             keys = ", ".join(sorted(delta)) or "-"
             if failed:
                 keys = "failed: error, on to its error route"
+            node = event.node or ""
+            if branch is not None:
+                node += f" [{branch}]"  # where it ran: its branch, its item, or the join
             print(
-                f"{event.step:>5}  {event.node:<16} {duration:9.2f} ms  {keys}",
+                f"{event.step:>5}  {node:<16} {duration:9.2f} ms  {keys}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -164,6 +164,26 @@ def test_the_code_review_example_fixes_prints() -> None:
     assert [step["node"] for step in result["steps"]][:4] == ["analyze", "style", "score", "refine"]
 
 
+def test_the_triage_example_reviews_twice_and_waits_for_each_approval() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "flowc.cli.main", "run", "examples/triage.flow", "--code-file",
+         "examples/samples/prints.py", "--json", "--resume", '{"approved": false}',
+         "--resume", '{"approved": true}'],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert (result["status"], result["state"]["approved"]) == ("succeeded", True)
+    shown = [(step["node"], step.get("branch")) for step in result["steps"]]
+    # Its reviewers ran as parallel branches (in the order they finished), then the join.
+    review = {("style", "0"), ("score", "1")}
+    assert shown[0] == ("analyze", None) and set(shown[1:3]) == review
+    assert shown[3:6] == [("analyze", "join"), ("approval", None), ("refine", None)]
+    assert set(shown[7:9]) == review
+    assert shown[9:] == [("analyze", "join"), ("approval", None)]
+    assert "style [0]" in completed.stderr and "analyze [join]" in completed.stderr
+
+
 SLEEPY_TOOLS = '''\
 import os
 import time
