@@ -238,7 +238,6 @@ class Progress:
             )
         elif event.type == "node_finished":
             from flowc.runtime import Step
-
             from flowc.runtime.events import JOIN
 
             self.node = None
