@@ -517,9 +517,12 @@ class _Lowering:
             for name in branch:
                 self._mention(name)
         self._mention(join)
-        self.branch_of.update(places)
         heads = tuple(tuple(name.text for name in branch) for branch in parallel.branches)
-        self._add_route(fork, Parallel(heads, join.text, fork.span.to(join.span), join.span))
+        route = Parallel(heads, join.text, fork.span.to(join.span), join.span)
+        self._add_route(fork, route)
+        if self.routes.get(fork.text) is not route:
+            return False  # refused (`end -> [...]`, a second rule for the node): said so
+        self.branch_of.update(places)
         return True
 
     def _mention(self, name: ast.Name) -> None:

@@ -426,3 +426,18 @@ ONE_STRING = "`wait` takes one string: the name of what the run waits for"
 def test_bad_waits_and_positional_values(text: str, code: str, message: str) -> None:
     first = check_source(text).errors[0]
     assert (first.code, first.message) == (code, message)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("end -> [b, c] -> d\n", "E104"),  # found by `make fuzz`: the checks crashed
+        ("a -> x\na -> [b, c] -> d\n", "E102"),
+        ("a -> [b, c] -> d\na -> [e, f] -> g\n", "E102"),
+    ],
+)
+def test_a_refused_fork_leaves_no_branches_behind(text: str, code: str) -> None:
+    checked = check_source(text)
+    assert [d.code for d in checked.errors] == [code]
+    assert checked.program is not None
+    assert all(place.fork in checked.program.routes for place in checked.program.branch_of.values())
