@@ -31,7 +31,7 @@ from flowc.compiler.types import FlowType, describe
 from flowc.compiler.types import problems_with as type_problems
 from flowc.runtime.contracts import broken_write
 from flowc.runtime.events import Event, RunError, RunFailed, Step
-from flowc.runtime.parallel import Gates, InBranch, Routed, every, recorded, route
+from flowc.runtime.parallel import Gates, InBranch, Routed, every, finish, recorded, route
 from flowc.runtime.policies import PLAIN
 from flowc.runtime.state import (
     LimitError,
@@ -324,21 +324,9 @@ class Map:
                 error = {**error, "message": f"item {index} of `{self.plan.over}`: "
                                              f"{error['message']}"}  # fmt: skip
                 raise Routed(plan, started, {"error": error}, attempts)
-            finished = time.time()
-            seq = run.base + len(run.steps) + 1
             self.results[index] = delta
-            run.steps.append((seq, plan.name, started, finished, attempts))
-            run.deltas.append(delta)
-            run.branches[seq] = branch
-            waited = False
-            if run.listener is not None:
-                pending = run.listener(
-                    Event("node_finished", run.run_id, seq, plan.name, finished, delta=delta,
-                          duration_ms=(finished - started) * 1000, attempts=attempts,
-                          branch=branch)
-                )  # fmt: skip
-                if pending is not None:
-                    waited = await recorded(pending)
+            pending = finish(run, plan.name, started, attempts, delta, branch)
+            waited = pending is not None and await recorded(pending)
         if not waited:
             await asyncio.sleep(0)  # the other calls' turn, and the event loop's
 

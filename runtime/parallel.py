@@ -217,21 +217,9 @@ class Fork:
                 self.running -= 1
             if failed:
                 raise Routed(plan, started, delta, attempts)
-            finished = time.time()
-            seq = run.base + len(run.steps) + 1
             self._took(index, name, delta)
-            run.steps.append((seq, name, started, finished, attempts))
-            run.deltas.append(delta)
-            run.branches[seq] = branch
-            waited = False
-            if run.listener is not None:
-                pending = run.listener(
-                    Event("node_finished", run.run_id, seq, name, finished, delta=delta,
-                          duration_ms=(finished - started) * 1000, attempts=attempts,
-                          branch=branch)
-                )  # fmt: skip
-                if pending is not None:
-                    waited = await recorded(pending)
+            pending = finish(run, name, started, attempts, delta, branch)
+            waited = pending is not None and await recorded(pending)
         if not waited:
             await asyncio.sleep(0)  # the other branches' turn, and the event loop's
 
@@ -405,6 +393,28 @@ async def every(tasks: Sequence[asyncio.Future[None]]) -> None:
             raise failure
         if task.cancelled() and task not in stopped:
             raise asyncio.CancelledError
+
+
+def finish(
+    run: _Run, name: str, started: float, attempts: int, delta: State, branch: str
+) -> Awaitable[bool | None] | None:
+    """Record a branch's step (or a map's call) that finished, and announce it.
+
+    Numbered when it finishes, and appended and announced with no `await` between, so the
+    steps' numbers have no gap and their events come in order.  The listener's awaitable,
+    if it gave one, for `recorded`.
+    """
+    finished = time.time()
+    seq = run.base + len(run.steps) + 1
+    run.steps.append((seq, name, started, finished, attempts))
+    run.deltas.append(delta)
+    run.branches[seq] = branch
+    if run.listener is None:
+        return None
+    return run.listener(
+        Event("node_finished", run.run_id, seq, name, finished, delta=delta,
+              duration_ms=(finished - started) * 1000, attempts=attempts, branch=branch)
+    )  # fmt: skip
 
 
 async def recorded(pending: Awaitable[bool | None]) -> bool:
