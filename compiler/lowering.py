@@ -595,6 +595,15 @@ class _Lowering:
             if decl is None:
                 span = self.first_mention[name]
                 nodes[name] = Node(name, name, {}, span, span)
+                if name == WAIT:  # it would run the tool `wait`, which is the built-in
+                    self.problems.append(
+                        error(
+                            "E140",
+                            "`wait` is built in: a node named `wait` needs a declaration",
+                            span,
+                            help=f'declare what it waits for: `node {name} = wait("approval")`',
+                        )
+                    )
                 continue
             wait = self.waits.get(name)
             # A wait's `timeout` is the wait's own, not an argument of a tool.

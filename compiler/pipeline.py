@@ -15,7 +15,7 @@ from flowc.compiler.dataflow import Analysis, Facts, check_dataflow
 from flowc.compiler.expressions import check_branch
 from flowc.compiler.graph import check_graph
 from flowc.compiler.lowering import lower
-from flowc.compiler.program import END, START, Branch, Program
+from flowc.compiler.program import END, START, WAIT, Branch, Program
 from flowc.compiler.suggestions import suggestion_budget
 from flowc.compiler.tools import ToolSpec, check_tools
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
@@ -220,6 +220,15 @@ def _ir_structure(flow: Flow) -> list[Diagnostic]:
                     )
                 )
     for node in flow.nodes:
+        if node.tool == WAIT and node.wait is None:
+            problems.append(
+                error(
+                    "E140",
+                    f"node `{node.name}` runs the tool `wait`, which is built in: "
+                    'give the node `"wait": {"name": ...}` instead',
+                    WHOLE_TEXT,
+                )
+            )
         on_error = node.policy.on_error if node.policy is not None else None
         if on_error == START:
             problems.append(error("E103", "nothing can lead into `start`", WHOLE_TEXT))

@@ -573,3 +573,9 @@ def test_maps_and_waits_are_ir_version_2_and_round_trip() -> None:
     assert program is not None and program.nodes["ok"].wait is not None
     document["ir_version"] = 1
     assert "the map `fixes` needs ir_version 2" in check_ir(document).errors[0].message
+
+
+def test_a_document_cannot_run_the_built_in_wait_as_a_tool() -> None:
+    document = {"ir_version": 1, "start": "a", "nodes": [{"name": "a", "tool": "wait"}]}
+    (problem,) = check_ir(document).errors
+    assert problem.code == "E140" and "which is built in" in problem.message

@@ -441,3 +441,9 @@ def test_a_refused_fork_leaves_no_branches_behind(text: str, code: str) -> None:
     assert [d.code for d in checked.errors] == [code]
     assert checked.program is not None
     assert all(place.fork in checked.program.routes for place in checked.program.branch_of.values())
+
+
+def test_a_node_named_wait_without_a_declaration_is_refused() -> None:
+    (problem,) = check_source("a -> wait -> end\n").errors
+    assert (problem.code, problem.span.column) == ("E140", 6)
+    assert problem.help == 'declare what it waits for: `node wait = wait("approval")`'
