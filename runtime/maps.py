@@ -37,9 +37,9 @@ from flowc.runtime.state import (
     LimitError,
     ReturnError,
     ReturnLimitError,
-    StateError,
     StateMeter,
     copy_json,
+    returned_entry,
 )
 
 if TYPE_CHECKING:
@@ -396,18 +396,7 @@ def result_of(
     taken: State = {}
     size = 1  # `{}`, less the comma the first entry does not have
     for key, value in result.items():
-        if type(key) is not str:
-            raise ReturnError(f"returned a key that is not a string: {key!r}")
-        try:
-            taken[key], entry = meter.measure(key, value)
-        except LimitError as problem:
-            at = f" at `{problem.where}`" if problem.parts else ""
-            raise ReturnLimitError(
-                f"returned a value past a limit{at}: {problem.problem}"
-            ) from None
-        except StateError as problem:
-            at = f" at `{problem.where}`" if problem.parts else ""
-            raise ReturnError(f"returned a value that is not JSON{at}: {problem.problem}") from None
+        taken[key], entry = returned_entry(meter, key, value)
         size += entry + 1
     if writes is not None:
         broken = broken_write(writes, result, taken, {})

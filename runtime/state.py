@@ -388,6 +388,24 @@ class ReturnLimitError(ReturnError):
     """A tool's return value past a limit (a run error `limit`, not `bad_return`)."""
 
 
+def returned_entry(meter: StateMeter, key: Any, value: Any) -> tuple[Any, int]:
+    """One entry a tool returned, copied and measured: the value and its size as JSON.
+
+    `ReturnError` for a key that is not a string or a value that is not JSON,
+    `ReturnLimitError` for a value past the meter's limits.
+    """
+    if type(key) is not str:
+        raise ReturnError(f"returned a key that is not a string: {key!r}")
+    try:
+        return meter.measure(key, value)
+    except LimitError as problem:
+        at = f" at `{problem.where}`" if problem.parts else ""
+        raise ReturnLimitError(f"returned a value past a limit{at}: {problem.problem}") from None
+    except StateError as problem:
+        at = f" at `{problem.where}`" if problem.parts else ""
+        raise ReturnError(f"returned a value that is not JSON{at}: {problem.problem}") from None
+
+
 def updates(
     result: Any,
     state: dict[str, Any],
@@ -436,18 +454,7 @@ def updates(
             delta[key] = value
             sizes[key] = size
             continue
-        if type(key) is not str:
-            raise ReturnError(f"returned a key that is not a string: {key!r}")
-        try:
-            value, size = meter.measure(key, value)
-        except LimitError as problem:
-            at = f" at `{problem.where}`" if problem.parts else ""
-            raise ReturnLimitError(
-                f"returned a value past a limit{at}: {problem.problem}"
-            ) from None
-        except StateError as problem:
-            at = f" at `{problem.where}`" if problem.parts else ""
-            raise ReturnError(f"returned a value that is not JSON{at}: {problem.problem}") from None
+        value, size = returned_entry(meter, key, value)
         if key in state and unchanged(state[key], value):
             continue
         delta[key] = value
