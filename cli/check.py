@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from flowc.cli.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandError, report
 from flowc.cli.reporting import Finding, omissions, render
 from flowc.cli.sources import Source, read_source
 from flowc.cli.tool_loading import load_tools, tool_entries
 from flowc.compiler import Checked, ToolSpec, check_source
+from flowc.compiler.subflows import DirectoryFlows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
             report(exc)
             unreadable = True
             continue
-        findings.append((source, check(source, tools).diagnostics))
+        findings.append((source, check(source, tools, args.flows).diagnostics))
     output = render(findings, args.format)
     if output:
         print(output)
@@ -39,8 +40,25 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if has_errors else EXIT_OK
 
 
-def check(source: Source, tools: Mapping[str, ToolSpec] | None) -> Checked:
-    """Parse and check a source; a source that could not be decoded reports only that."""
+def check(
+    source: Source, tools: Mapping[str, ToolSpec] | None, flow_dirs: Sequence[str] = ()
+) -> Checked:
+    """Parse and check a source; a source that could not be decoded reports only that.
+
+    Its sub-flows are found beside it, then in `flow_dirs` (`flows_for`).
+    """
     if source.problem is not None:
         return Checked(None, (source.problem,))
-    return check_source(source.text, tools=tools, filename=source.name)
+    return check_source(
+        source.text, tools=tools, filename=source.name, flows=flows_for(source, tools, flow_dirs)
+    )
+
+
+def flows_for(
+    source: Source, tools: Mapping[str, ToolSpec] | None, flow_dirs: Sequence[str]
+) -> DirectoryFlows:
+    """Where a source's sub-flows are found: its folder, then `flow_dirs`.
+
+    The working folder stands for standard input's.
+    """
+    return DirectoryFlows.beside(source.name if source.from_file else None, flow_dirs, tools)

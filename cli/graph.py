@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     """Draw one flow; a flow with errors prints its diagnostics on stderr instead."""
     tools = load_tools(tool_entries(args.tools, os.environ))
     source = read_source(args.file)
-    checked = check(source, tools)
+    checked = check(source, tools, args.flows)
     print_text(source, checked.diagnostics)
     if checked.errors or checked.program is None:
         return EXIT_ERRORS

@@ -59,11 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
         "FLOWC_TOOLS lists more, separated like PATH",
     )
 
-    check = _command(commands, "check", "report every problem in flow files", [tools])
+    flows = argparse.ArgumentParser(add_help=False)
+    flows.add_argument(
+        "--flows",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of flow files that sub-flows (`flow NAME`) are found in, after the "
+        "file's own folder; repeatable",
+    )
+
+    check = _command(commands, "check", "report every problem in flow files", [tools, flows])
     check.add_argument("files", nargs="+", metavar="FILE", help="flow files; `-` reads stdin")
     check.add_argument("--format", choices=CHECK_FORMATS, default="text")
 
-    compile_ = _command(commands, "compile", "print a flow's IR as JSON", [tools], "compile:run")
+    compile_ = _command(
+        commands, "compile", "print a flow's IR as JSON", [tools, flows], "compile:run"
+    )
     compile_.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
 
     fmt = _command(commands, "fmt", "rewrite flow files in the canonical layout")
@@ -72,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 when a file would change"
     )
 
-    graph = _command(commands, "graph", "print a flow's diagram source", [tools])
+    graph = _command(commands, "graph", "print a flow's diagram source", [tools, flows])
     graph.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
     graph.add_argument("--format", choices=GRAPH_FORMATS, default="mermaid")
 
-    run = _command(commands, "run", "run a flow in this process (no database)", [tools])
+    run = _command(commands, "run", "run a flow in this process (no database)", [tools, flows])
     run.add_argument("file", metavar="FILE", help="a flow file; `-` reads stdin")
     run.add_argument("--input", metavar="JSON", help="the initial state, a JSON object")
     run.add_argument("--input-file", metavar="PATH", help="read the initial state from a file")
@@ -102,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "schema",
         "print a flow's input schema, or without FILE the IR's, as JSON Schema",
-        [tools],
+        [tools, flows],
         "compile:schema",
     )
     schema.add_argument(

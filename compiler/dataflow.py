@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from flowc.compiler.graph import show_path
 from flowc.compiler.program import START, Branch, Node, Parallel, Program
+from flowc.compiler.subflows import child_reads, child_writes
 from flowc.compiler.suggestions import did_you_mean
 from flowc.compiler.tools import KeyContract, ToolSpec
 from flowc.compiler.types import (
@@ -115,12 +116,14 @@ class Analysis:
         """The node's declared writes; None when unknown.
 
         A map writes the list of its calls' results under its own name; a wait writes what
-        it is resumed with (unknown).
+        it is resumed with (unknown); a sub-flow what its child declares (`compiler.subflows`).
         """
         if node.map is not None:
             return (KeyContract(node.name, list_of(ANY)),)
         if node.wait is not None:
             return None
+        if node.flow is not None:
+            return None if node.flow.child is None else child_writes(node.flow.child, self.program)
         spec = self.tools.get(node.tool) if self.tools is not None else None
         return None if spec is None else spec.writes
 
@@ -295,6 +298,11 @@ class Analysis:
 def _reads(program: Program, tools: Mapping[str, ToolSpec] | None) -> Iterator[Read]:
     for name, node in program.nodes.items():
         spec = tools.get(node.tool) if tools is not None and node.wait is None else None
+        if node.flow is not None:
+            spec = None
+            if node.flow.child is not None:
+                for contract in child_reads(node.flow.child):
+                    yield Read(contract.name, node.tool_span, name, True, contract.type)
         mapped = node.map
         if mapped is not None:  # a map reads its list; its tool gets the item besides
             yield Read(mapped.over, mapped.over_span, name, True, list_of(ANY))
@@ -417,6 +425,11 @@ def _unwritten(read: Read, program: Program, known: list[str]) -> Diagnostic:
     node = program.nodes[read.node]
     if node.map is not None and node.map.over == key and read.span == node.map.over_span:
         message = f"node `{read.node}` maps over `{key}`, but no path to it writes `{key}`"
+    elif read.by_tool and node.flow is not None:
+        message = (
+            f"sub-flow `{node.flow.name}` needs `{key}` as input, but no path to node "
+            f"`{read.node}` writes it"
+        )
     elif read.by_tool:
         message = f"tool `{node.tool}` reads `{key}`, but no path to node `{read.node}` writes it"
     else:
@@ -425,7 +438,7 @@ def _unwritten(read: Read, program: Program, known: list[str]) -> Diagnostic:
 
 
 def _sometimes(read: Read, program: Program, path: list[str]) -> Diagnostic:
-    by = f" by tool `{program.nodes[read.node].tool}`" if read.by_tool else ""
+    by = f" by {_doer(program.nodes[read.node])}" if read.by_tool else ""
     message = f"`{read.key}` is read on line {read.span.line}{by}, but "
     message += (
         f"the path `{show_path(path)}` never writes it" if path else "not every path writes it"
@@ -436,6 +449,11 @@ def _sometimes(read: Read, program: Program, path: list[str]) -> Diagnostic:
         else f"guard the read with `exists({read.key})` or `default({read.key}, VALUE)`"
     )
     return warning("W602", message, read.span, hint)
+
+
+def _doer(node: Node) -> str:
+    """What a node runs, in a message: "tool `x`" or "sub-flow `x`"."""
+    return f"sub-flow `{node.flow.name}`" if node.flow is not None else f"tool `{node.tool}`"
 
 
 def _write_types(analysis: Analysis) -> list[Diagnostic]:
@@ -457,6 +475,8 @@ def _write_types(analysis: Analysis) -> list[Diagnostic]:
                     )
                 )
     for node in analysis.program.nodes.values():
+        if node.flow is not None:
+            continue  # both flows declare what a sub-flow writes: E156 compares them
         for written in analysis.contract(node) or ():
             declared = state.get(written.name)
             if declared is None or is_assignable(written.type, declared.type):
@@ -475,7 +495,7 @@ def _write_types(analysis: Analysis) -> list[Diagnostic]:
             problems.append(
                 error(
                     "E603",
-                    f"tool `{node.tool}` writes `{written.name}` as {written.type}, but the "
+                    f"{_doer(node)} writes `{written.name}` as {written.type}, but the "
                     f"state declares it {declared.type} (line {declared.span.line})",
                     node.tool_span,
                     help=f"declare `state {written.name}: {written.type}`, or change the tool",

@@ -5,8 +5,9 @@ policies (`fetch (call_api) with timeout = 5, retries = 3`); branch edges carry 
 condition's canonical text and the last one `else`; an error route (`on_error`) is a
 dashed edge labelled `on error`; parallel branches are edges from the node they start
 after to each branch, and from each branch's last node to where they join.  `start` and
-`end` are drawn as circles, a wait as a hexagon and a map as a stack.  Labels are escaped
-for each format, so any condition text is safe.
+`end` are drawn as circles, a wait as a hexagon and a map as a stack.  A sub-flow is drawn
+as a subgraph holding the child's own diagram (in DOT, a node with a dotted edge to the
+cluster that holds it).  Labels are escaped for each format, so any condition text is safe.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def node_label(program: Program, name: str) -> str:
         label = f'{name} (wait "{node.wait.name}"{timeout})'
     elif node.map is not None:
         label = f"{name} (for {node.map.item} in {node.map.over}: {node.tool})"
+    elif node.flow is not None:
+        label = f"{name} (flow {node.flow.name})"
     else:
         label = name if node.tool == name else f"{name} ({node.tool})"
     if node.policy is not None:
@@ -114,9 +117,30 @@ def _mermaid_text(text: str) -> str:
 def to_mermaid(program: Program) -> str:
     """A Mermaid `flowchart TD`, titled with the flow's name when it has one."""
     lines = [f"---\ntitle: {program.name}\n---"] if program.name else []
-    lines += ["flowchart TD", f"    {_mermaid_id(START)}(({_mermaid_text(START)}))"]
+    lines.append("flowchart TD")
+    _mermaid_lines(program, "", "    ", lines, [0])
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_lines(
+    program: Program, prefix: str, indent: str, lines: list[str], count: list[int]
+) -> None:
+    """The lines of one flow's nodes and edges, ids prefixed (a sub-flow's are `subN_`)."""
+
+    def ident(name: str) -> str:
+        return prefix + _mermaid_id(name)
+
+    lines.append(f"{indent}{ident(START)}(({_mermaid_text(START)}))")
     for name, node in program.nodes.items():
         text = _mermaid_text(node_label(program, name))
+        child = _child(program, name)
+        if child is not None:
+            count[0] += 1
+            lines.append(f"{indent}subgraph {ident(name)}[{text}]")
+            lines.append(f"{indent}    direction TB")
+            _mermaid_lines(child, f"sub{count[0]}_", indent + "    ", lines, count)
+            lines.append(f"{indent}end")
+            continue
         shape = (
             f"{{{{{text}}}}}"
             if node.wait is not None
@@ -124,16 +148,25 @@ def to_mermaid(program: Program) -> str:
             if node.map is not None
             else f"[{text}]"
         )
-        lines.append(f"    {_mermaid_id(name)}{shape}")
+        lines.append(f"{indent}{ident(name)}{shape}")
     if _leads_to_end(program):
-        lines.append(f"    {_mermaid_id(END)}((({_mermaid_text(END)})))")
+        lines.append(f"{indent}{ident(END)}((({_mermaid_text(END)})))")
     for source, target, label in edges(program):
         arrow = "-->" if label is None else f"-->|{_mermaid_text(label)}|"
-        lines.append(f"    {_mermaid_id(source)} {arrow} {_mermaid_id(target)}")
+        lines.append(f"{indent}{ident(source)} {arrow} {ident(target)}")
     for source, target in error_edges(program):
         label = _mermaid_text(ERROR_LABEL)
-        lines.append(f"    {_mermaid_id(source)} -.->|{label}| {_mermaid_id(target)}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{indent}{ident(source)} -.->|{label}| {ident(target)}")
+
+
+def _child(program: Program, name: str) -> Program | None:
+    """The Program of node `name`'s sub-flow, when it is one and its child is known."""
+    from flowc.compiler.ir import program_from_ir
+
+    node = program.nodes.get(name)
+    if node is None or node.flow is None or node.flow.child is None:
+        return None
+    return program_from_ir(node.flow.child)
 
 
 # ------------------------------------------------------------------------ DOT
@@ -148,24 +181,56 @@ def to_dot(program: Program) -> str:
     lines = [
         f"digraph {_dot_text(program.name or 'flow')} {{",
         "    node [shape=box, style=rounded];",
-        f"    {_dot_text(START)} [shape=circle];",
     ]
+    _dot_lines(program, "", "    ", lines)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_lines(program: Program, prefix: str, indent: str, lines: list[str]) -> None:
+    """One flow's nodes and edges; a sub-flow's child is a cluster its node points into.
+
+    A child's nodes are named `parent/child`: `/` is in no node's name.
+    """
+
+    def ident(name: str) -> str:
+        return _dot_text(prefix + name)
+
+    lines.append(f"{indent}{ident(START)} [shape=circle{_dot_label(prefix, START)}];")
+    clusters: list[tuple[str, Program]] = []
     for name, node in program.nodes.items():
         label = node_label(program, name)
-        given = [f"label={_dot_text(label)}"] if label != name else []
+        given = [f"label={_dot_text(label)}"] if label != name or prefix else []
         if node.wait is not None:
             given.append("shape=hexagon")
         elif node.map is not None:
             given.append("shape=box3d")
+        elif node.flow is not None:
+            given.append("shape=component")
         attributes = f" [{', '.join(given)}]" if given else ""
-        lines.append(f"    {_dot_text(name)}{attributes};")
+        lines.append(f"{indent}{ident(name)}{attributes};")
+        child = _child(program, name)
+        if child is not None:
+            clusters.append((name, child))
     if _leads_to_end(program):
-        lines.append(f"    {_dot_text(END)} [shape=doublecircle];")
+        lines.append(f"{indent}{ident(END)} [shape=doublecircle{_dot_label(prefix, END)}];")
     for source, target, condition in edges(program):
         attributes = "" if condition is None else f" [label={_dot_text(condition)}]"
-        lines.append(f"    {_dot_text(source)} -> {_dot_text(target)}{attributes};")
+        lines.append(f"{indent}{ident(source)} -> {ident(target)}{attributes};")
     for source, target in error_edges(program):
         attributes = f" [label={_dot_text(ERROR_LABEL)}, style=dashed]"
-        lines.append(f"    {_dot_text(source)} -> {_dot_text(target)}{attributes};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{indent}{ident(source)} -> {ident(target)}{attributes};")
+    for name, child in clusters:
+        inner = f"{prefix}{name}/"
+        node = program.nodes[name]
+        title = f"flow {node.flow.name}" if node.flow is not None else name
+        lines.append(f"{indent}subgraph {_dot_text('cluster_' + inner)} {{")
+        lines.append(f"{indent}    label={_dot_text(title)}; style=dashed;")
+        _dot_lines(child, inner, indent + "    ", lines)
+        lines.append(f"{indent}}}")
+        lines.append(f"{indent}{ident(name)} -> {_dot_text(inner + START)} [style=dotted];")
+
+
+def _dot_label(prefix: str, name: str) -> str:
+    """`, label="start"` for a child's `start` or `end`, whose id holds its parent's name."""
+    return f", label={_dot_text(name)}" if prefix else ""

@@ -192,12 +192,21 @@ def _forks(program: Program) -> list[Diagnostic]:
     """The parallel branches' rules: each node of one goes on along its branch only.
 
     E133: a node of a branch with a route of its own; E134: a way into one from outside its
-    branch (a route, a join, an error route, `start`); E136: a map or a wait in a branch.
+    branch (a route, a join, an error route, `start`); E136: a map, a wait or a sub-flow in
+    a branch.
     """
     problems: list[Diagnostic] = []
     for name, place in program.branch_of.items():
         node = program.nodes.get(name)
-        kind = "wait" if node and node.wait else "map" if node and node.map else None
+        kind = (
+            "wait"
+            if node and node.wait
+            else "map"
+            if node and node.map
+            else "sub-flow"
+            if node and node.flow
+            else None
+        )
         if node is not None and kind is not None:
             problems.append(
                 error(

@@ -157,10 +157,24 @@ class Wait(_Frozen):
     timeout: float | None = Field(default=None, gt=0, le=p.MAX_WAIT, exclude_if=_absent)
 
 
+class SubFlow(_Frozen):
+    """ir_version 2: the node runs the flow `ir` as a run of its own (`flow NAME`).
+
+    `name` is the name the flow was referred to by; `graph_id` the stored definition it was
+    resolved to (the server's; None for a file).  The child's IR is held whole, so a run
+    runs the definition that was checked, whatever is stored or written later.
+    """
+
+    name: str = Field(min_length=1)
+    graph_id: str | None = Field(default=None, exclude_if=_absent)
+    ir: Flow
+
+
 class Node(_Frozen):
     """A node: its name, the tool it runs, the static keyword arguments, its policies.
 
-    ir_version 2: `map` makes it run its tool per item of a list; `wait` makes it wait.
+    ir_version 2: `map` makes it run its tool per item of a list; `wait` makes it wait;
+    `flow` makes it run another flow (its tool is then `flow`).
     """
 
     name: str
@@ -171,6 +185,7 @@ class Node(_Frozen):
     policy: Policy | None = Field(default=None, exclude_if=_absent)
     map: MapOver | None = Field(default=None, exclude_if=_absent)
     wait: Wait | None = Field(default=None, exclude_if=_absent)
+    flow: SubFlow | None = Field(default=None, exclude_if=_absent)
 
     @model_validator(mode="before")
     @classmethod
@@ -313,7 +328,7 @@ def _no_state(keys: tuple[StateKey, ...]) -> bool:
 
 
 class Flow(_Frozen):
-    """A whole flow, ready to run: `ir_version` 1, or 2 when it uses an error route."""
+    """A whole flow, ready to run: `ir_version` 1, or 2 when it uses what version 2 added."""
 
     ir_version: Literal[1, 2] = 1
     name: str | None = None
@@ -380,6 +395,12 @@ class Flow(_Frozen):
         return cls.model_validate(document, **options)
 
 
+# A sub-flow holds a whole flow: the models refer to each other.
+SubFlow.model_rebuild()
+Node.model_rebuild()
+Flow.model_rebuild()
+
+
 def _v2_constructs(flow: Flow) -> list[str]:
     """What a flow uses that ir_version 2 added, each said in words."""
     used = [
@@ -394,6 +415,7 @@ def _v2_constructs(flow: Flow) -> list[str]:
     used += [f"the reducer of `{key.name}`" for key in flow.state if key.reducer is not None]
     used += [f"the map `{node.name}`" for node in flow.nodes if node.map is not None]
     used += [f"the wait `{node.name}`" for node in flow.nodes if node.wait is not None]
+    used += [f"the sub-flow `{node.name}`" for node in flow.nodes if node.flow is not None]
     return used
 
 
@@ -462,8 +484,17 @@ def _nesting_problem(condition: Any) -> str | None:
 
 
 def json_schema() -> dict[str, Any]:
-    """The IR's JSON schema (`flowc schema`)."""
-    return Flow.model_json_schema()
+    """The IR's JSON schema (`flowc schema`).
+
+    A sub-flow holds a flow, so pydantic puts `Flow` among the definitions and refers to
+    it; the document is that definition, with the definitions beside it.
+    """
+    schema = Flow.model_json_schema()
+    definitions = schema.get("$defs", {})
+    root = definitions.get("Flow")
+    if root is None or "$ref" not in schema:
+        return schema
+    return {"$defs": definitions, **root}
 
 
 # ------------------------------------------------------------ Program -> IR
@@ -540,6 +571,9 @@ def _node_to_ir(node: p.Node) -> dict[str, Any]:
         data["map"] = {"item": node.map.item, "over": node.map.over}
     if node.wait is not None:
         data["wait"] = {"name": node.wait.name, "timeout": node.wait.timeout}
+    if node.flow is not None:
+        child = node.flow.child
+        data["flow"] = {"name": node.flow.name, "graph_id": node.flow.graph_id, "ir": child}
     return data
 
 
@@ -562,7 +596,10 @@ def to_ir(program: p.Program) -> Flow:
         or any(isinstance(route, p.Parallel) for route in program.routes.values())
         or program.max_parallel is not None
         or any(key.reducer is not None for key in program.state.values())
-        or any(n.map is not None or n.wait is not None for n in program.nodes.values())
+        or any(
+            n.map is not None or n.wait is not None or n.flow is not None
+            for n in program.nodes.values()
+        )
     )
     return Flow.model_validate(
         {
@@ -644,6 +681,11 @@ def program_from_ir(flow: Flow) -> p.Program:
         )
         mapped = None if node.map is None else p.MapSpec(node.map.item, node.map.over, span, span)
         wait = None if node.wait is None else p.WaitSpec(node.wait.name, node.wait.timeout)
+        sub = (
+            None
+            if node.flow is None
+            else p.FlowSpec(node.flow.name, node.flow.graph_id, span, node.flow.ir)
+        )
         nodes.setdefault(
             node.name,
             p.Node(
@@ -657,6 +699,7 @@ def program_from_ir(flow: Flow) -> p.Program:
                 policy,
                 mapped,
                 wait,
+                sub,
             ),
         )
     routes = {name: _route_from_ir(route) for name, route in flow.routes.items()}

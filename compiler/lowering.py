@@ -8,6 +8,7 @@ policies, and values they cannot take.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -20,10 +21,12 @@ from flowc.compiler.program import (
     MAX_WAIT,
     POLICIES,
     START,
+    SUBFLOW,
     WAIT,
     Arm,
     Branch,
     BranchPlace,
+    FlowSpec,
     Goto,
     MapSpec,
     Node,
@@ -74,6 +77,7 @@ class _Lowering:
     branch_of: dict[str, BranchPlace] = field(default_factory=dict)
     maps: dict[str, MapSpec] = field(default_factory=dict)
     waits: dict[str, WaitSpec] = field(default_factory=dict)
+    subflows: dict[str, FlowSpec] = field(default_factory=dict)
 
     def state_decl(self, statement: ast.StateDecl) -> None:
         name = statement.name.text
@@ -236,7 +240,9 @@ class _Lowering:
         if statement.over is not None:
             over = statement.over
             self.maps[name] = MapSpec(over.item.text, over.source.text, over.span, over.source.span)
-        if statement.tool.text == WAIT and statement.over is not None:
+        if statement.subflow:
+            self.subflows[name] = self._subflow(statement)
+        elif statement.tool.text == WAIT and statement.over is not None:
             self.problems.append(
                 error(
                     "E140",
@@ -256,6 +262,56 @@ class _Lowering:
                     help="name it: `NAME = VALUE`",
                 )
             )
+
+    def _subflow(self, statement: ast.NodeDecl) -> FlowSpec:
+        """`flow NAME` or `flow NAME(graph_id = "...")`: E152 for anything else."""
+        name = statement.tool.text
+        graph_id: str | None = None
+        for unnamed in statement.positional:
+            self.problems.append(
+                error(
+                    "E152",
+                    "a sub-flow takes no values without a name",
+                    unnamed.span,
+                    help=f'pin a stored definition with `flow {name}(graph_id = "...")`',
+                )
+            )
+        for arg in statement.args or ():
+            value = arg.value.value
+            if arg.name.text != "graph_id":
+                self.problems.append(
+                    error(
+                        "E152",
+                        f"a sub-flow has no argument `{arg.name.text}`: it takes its input "
+                        "from the state",
+                        arg.name.span,
+                        help=did_you_mean(arg.name.text, ["graph_id"])
+                        or "its only argument is `graph_id`, to pin a stored definition",
+                    )
+                )
+            elif not isinstance(value, str) or not _is_graph_id(value):
+                self.problems.append(
+                    error(
+                        "E152",
+                        "a sub-flow's `graph_id` is the id of a stored graph, a UUID in a string",
+                        arg.value.span,
+                        help='for example `graph_id = "0b7e3f2c-5d1a-4c7e-9f57-2a4c1d6e8b90"`',
+                    )
+                )
+            else:
+                graph_id = str(uuid.UUID(value))
+        for policy in statement.policies:
+            if policy.name.text in ("timeout", "retries", "backoff"):
+                self.problems.append(
+                    error(
+                        "E152",
+                        f"a sub-flow has no `{policy.name.text}` policy: its nodes have their own",
+                        policy.name.span,
+                        help=f"set it in `{name}`; `with on_error = NODE` is what a sub-flow "
+                        "node takes",
+                    )
+                )
+        return FlowSpec(name, graph_id, statement.tool.span)
 
     def _wait(self, statement: ast.NodeDecl) -> WaitSpec:
         """`wait("NAME", timeout = SECONDS)`: E140 for anything else."""
@@ -606,13 +662,17 @@ class _Lowering:
                     )
                 continue
             wait = self.waits.get(name)
-            # A wait's `timeout` is the wait's own, not an argument of a tool.
-            given = () if wait is not None else decl.args or ()
+            subflow = self.subflows.get(name)
+            # A wait's `timeout` is the wait's own, a sub-flow's `graph_id` its own: neither
+            # is an argument of a tool.
+            given = () if wait is not None or subflow is not None else decl.args or ()
             args = {a.name.text: a.value.value for a in given}
             spans = {a.name.text: a.span for a in given}
+            tool = SUBFLOW if subflow is not None else decl.tool.text
             nodes[name] = Node(
-                name, decl.tool.text, args, decl.span, decl.tool.span, spans, True,
-                self.policies.get(name), self.maps.get(name), wait, bool(decl.positional),
+                name, tool, args, decl.span, decl.tool.span, spans, True,
+                self.policies.get(name), self.maps.get(name), wait, subflow,
+                bool(decl.positional),
             )  # fmt: skip
         # The default start is the first node a route names; failing that, the first declared.
         start = self.start or self.first_routed or (order[0] if order else START)
@@ -695,3 +755,12 @@ def lower(flow: ast.Flow, text: str | None = None) -> tuple[Program, list[Diagno
             state.route(statement)
     program = state.program(source_hash(text) if text is not None else None)
     return program, state.problems
+
+
+def _is_graph_id(text: str) -> bool:
+    """True when `text` spells a UUID (with or without dashes, any case)."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

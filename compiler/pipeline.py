@@ -16,6 +16,7 @@ from flowc.compiler.expressions import check_branch
 from flowc.compiler.graph import check_graph
 from flowc.compiler.lowering import lower
 from flowc.compiler.program import END, START, WAIT, Branch, Program
+from flowc.compiler.subflows import FlowResolver, check_child_inputs, resolve_subflows
 from flowc.compiler.suggestions import suggestion_budget
 from flowc.compiler.tools import ToolSpec, check_tools
 from flowc.dsl.diagnostics import WHOLE_TEXT, Diagnostic, FlowError, error
@@ -66,29 +67,48 @@ def _sorted(problems: list[Diagnostic]) -> tuple[Diagnostic, ...]:
     return tuple(sorted(problems, key=Diagnostic.sort_key))
 
 
-def check_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Checked:
-    """Parse, lower and check DSL text; never raises for a bad flow."""
+def check_source(
+    text: str,
+    *,
+    tools: Tools = None,
+    filename: str | None = None,
+    flows: FlowResolver | None = None,
+) -> Checked:
+    """Parse, lower and check DSL text; never raises for a bad flow.
+
+    `flows` finds the flows its sub-flow nodes name (`compiler.subflows`); without it a
+    sub-flow node is an error (E150).
+    """
     with collector_paused(), suggestion_budget():
-        return _check_source(text, tools, filename)
+        return _check_source(text, tools, filename, flows)
 
 
-def _check_source(text: str, tools: Tools, filename: str | None) -> Checked:
+def _check_source(
+    text: str, tools: Tools, filename: str | None, flows: FlowResolver | None
+) -> Checked:
     try:
         flow = parse(text, filename)
     except FlowError as exc:
         return Checked(None, exc.diagnostics)
     program, problems = lower(flow, text)
     if program.nodes:
-        problems += check_program(program, _tool_table(tools))
+        problems += check_program(program, _tool_table(tools), flows)
     # The parser's warnings (W017), unless an error in the same place says it already (E601).
     taken = {problem.span for problem in problems if problem.is_error}
     problems += [found for found in flow.warnings if found.span not in taken]
     return Checked(program, _sorted(problems))
 
 
-def check_program(program: Program, tools: dict[str, ToolSpec] | None) -> list[Diagnostic]:
-    """The semantic checks, shared by DSL text and IR documents."""
-    problems: list[Diagnostic] = []
+def check_program(
+    program: Program, tools: dict[str, ToolSpec] | None, flows: FlowResolver | None = None
+) -> list[Diagnostic]:
+    """The semantic checks, shared by DSL text and IR documents.
+
+    Sub-flow nodes get their children first (from `flows`, or as an IR document gave
+    them): the data-flow checks read what the children take and give.
+    """
+    problems = resolve_subflows(program, flows)
+    problems += check_child_inputs(program)
     analysis = Analysis(program, tools)
     unreached = Facts(0, 0)
     for name, route in program.routes.items():
@@ -102,10 +122,16 @@ def check_program(program: Program, tools: dict[str, ToolSpec] | None) -> list[D
     return problems
 
 
-def compile_source(text: str, *, tools: Tools = None, filename: str | None = None) -> Compiled:
+def compile_source(
+    text: str,
+    *,
+    tools: Tools = None,
+    filename: str | None = None,
+    flows: FlowResolver | None = None,
+) -> Compiled:
     """DSL text -> IR and warnings; raises `FlowError` carrying every diagnostic on error."""
     with collector_paused(), suggestion_budget():
-        return _finish(_check_source(text, tools, filename))
+        return _finish(_check_source(text, tools, filename, flows))
 
 
 def _finish(checked: Checked) -> Compiled:
@@ -116,8 +142,16 @@ def _finish(checked: Checked) -> Compiled:
     return Compiled(to_ir(checked.program), checked.warnings)
 
 
-def check_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) -> Checked:
-    """Check an IR document (a mapping or JSON text) with the same checks as DSL text."""
+def check_ir(
+    document: Mapping[str, Any] | str | bytes,
+    *,
+    tools: Tools = None,
+    flows: FlowResolver | None = None,
+) -> Checked:
+    """Check an IR document (a mapping or JSON text) with the same checks as DSL text.
+
+    Its sub-flows keep the children they hold, unless `flows` finds them again.
+    """
     from pydantic import ValidationError
 
     from flowc.compiler.ir import Flow, program_from_ir
@@ -145,13 +179,18 @@ def check_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) 
     program = program_from_ir(flow)
     if not problems:
         with suggestion_budget():
-            problems += check_program(program, _tool_table(tools))
+            problems += check_program(program, _tool_table(tools), flows)
     return Checked(program, _sorted(problems))
 
 
-def compile_ir(document: Mapping[str, Any] | str | bytes, *, tools: Tools = None) -> Compiled:
+def compile_ir(
+    document: Mapping[str, Any] | str | bytes,
+    *,
+    tools: Tools = None,
+    flows: FlowResolver | None = None,
+) -> Compiled:
     """An IR document -> the same IR, checked; raises `FlowError` on error."""
-    return _finish(check_ir(document, tools=tools))
+    return _finish(check_ir(document, tools=tools, flows=flows))
 
 
 def _validation_problem(problem: Any) -> Diagnostic:

@@ -9,7 +9,7 @@ keeps `flowc check` free of pydantic's import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from flowc.compiler.types import FlowType
 from flowc.dsl import ast
@@ -100,12 +100,32 @@ class WaitSpec:
     timeout: float | None = None
 
 
+#: The tool of a node that runs another flow as one node: `node review = flow code_review`.
+SUBFLOW = "flow"
+#: How deep sub-flows may nest: a flow, its sub-flow, that one's, ... (8 flows in all).
+MAX_FLOW_DEPTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSpec:
+    """`flow NAME` (or `flow NAME(graph_id = "...")`): the node runs the flow `NAME`.
+
+    `graph_id` pins a stored definition (the server's); `span` is the flow's name's.
+    `child` is the flow found for it (a `compiler.ir.Flow`), None until it is resolved.
+    """
+
+    name: str
+    graph_id: str | None = None
+    span: Span = WHOLE_TEXT
+    child: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """A node: the tool it runs, the static keyword arguments it passes, its policies.
 
     A map node (`map`) runs its tool once per item of a list; a wait node (`wait`) runs no
-    tool: the run waits there for input.
+    tool: the run waits there for input; a sub-flow node (`flow`) runs another flow.
     """
 
     name: str
@@ -118,6 +138,7 @@ class Node:
     policy: Policy | None = None  # None when the declaration has no `with`
     map: MapSpec | None = None
     wait: WaitSpec | None = None
+    flow: FlowSpec | None = None
     #: True when the declaration gives a value without a name (E116, or a wait's name).
     positional: bool = False
 

@@ -85,8 +85,8 @@ def check_tools(program: Program, tools: dict[str, ToolSpec]) -> list[Diagnostic
     """Every node's tool exists, its arguments are parameters of their types, none is missing."""
     problems: list[Diagnostic] = []
     for node in program.nodes.values():
-        if node.wait is not None or node.tool == WAIT:
-            continue  # `wait` is built in: it runs no tool (E140 says what is wrong with it)
+        if node.wait is not None or node.tool == WAIT or node.flow is not None:
+            continue  # `wait` is built in (E140 says what is wrong with it); a sub-flow is a flow
         spec = tools.get(node.tool)
         if spec is None:
             hint = did_you_mean(node.tool, tools)

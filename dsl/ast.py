@@ -188,6 +188,7 @@ class NodeDecl:
     `args` is None when there are no parentheses, so `tool` and `tool()` both round-trip.
     `policies` are in the order written (empty without `with`).  `positional` are the
     values given without a name (`wait("approval")`), `over` the `for ITEM in KEY:` of a map.
+    `subflow`: `flow NAME`, the node runs the flow `NAME` (then `tool` is that name).
     """
 
     name: Name
@@ -197,6 +198,7 @@ class NodeDecl:
     policies: tuple[Policy, ...] = ()
     positional: tuple[JsonValue, ...] = ()
     over: MapOver | None = None
+    subflow: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,10 +209,13 @@ class AstBuilder(Transformer[Token, ast.Flow]):
         return ast.TypeRef(name, item, nullable, _outer(children), depth)
 
     def node_decl(self, children: Children) -> ast.NodeDecl:
-        """`node NAME = (for ITEM in KEY:)? TOOL(args)? (with policies)?`."""
+        """`node NAME = (for ITEM in KEY: | flow)? TOOL(args)? (with policies)?`."""
         name = self._name(children[1], "a node name")
         rest = children[3:]
         over = rest.pop(0) if isinstance(rest[0], ast.MapOver) else None
+        subflow = isinstance(rest[0], Token) and rest[0].type == "FLOW"
+        if subflow:
+            rest.pop(0)
         tool = self._name(rest[0], "a tool name")
         args: tuple[ast.Argument, ...] | None = None
         positional: tuple[ast.JsonValue, ...] = ()
@@ -226,7 +229,7 @@ class AstBuilder(Transformer[Token, ast.Flow]):
                 positional = tuple(a for a in part if isinstance(a, ast.JsonValue))
             end = span
         return ast.NodeDecl(
-            name, tool, args, _span_of(children[0]).to(end), policies, positional, over
+            name, tool, args, _span_of(children[0]).to(end), policies, positional, over, subflow
         )
 
     def map_over(self, children: Children) -> ast.MapOver:

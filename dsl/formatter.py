@@ -199,15 +199,17 @@ def format_type(ref: ast.TypeRef) -> str:
 def _declared(declaration: ast.NodeDecl) -> str:
     """What follows a declaration's `=`: the tool, its arguments, its policies."""
     return (
-        _map_over(declaration)
+        _before_tool(declaration)
         + declaration.tool.text
         + _format_args(declaration.args, declaration.positional)
         + _format_policies(declaration.policies)
     )
 
 
-def _map_over(declaration: ast.NodeDecl) -> str:
-    """`for ITEM in KEY: ` before a map's tool; nothing for another node."""
+def _before_tool(declaration: ast.NodeDecl) -> str:
+    """`for ITEM in KEY: ` before a map's tool, `flow ` before a sub-flow's name."""
+    if declaration.subflow:
+        return "flow "
     over = declaration.over
     return "" if over is None else f"for {over.item.text} in {over.source.text}: "
 
@@ -286,7 +288,7 @@ def _step_text(step: ast.Name | ast.Parallel) -> str:
 
 def _declaration_pieces(declaration: ast.NodeDecl) -> list[Piece]:
     """`node NAME = TOOL(`, each argument, `)` and the policies: where it may break."""
-    head = f"node {declaration.name.text} = {_map_over(declaration)}{declaration.tool.text}"
+    head = f"node {declaration.name.text} = {_before_tool(declaration)}{declaration.tool.text}"
     policies = _format_policies(declaration.policies)
     if declaration.args is None:
         return [Piece(head + policies, declaration.span, "", "head")]

@@ -80,3 +80,27 @@ async def list_steps(
     )
     result = await session.exec(query)
     return list(result.all())
+
+
+async def latest_definition(session: AsyncSession, *, name: str) -> WorkflowDefinition | None:
+    """The latest definition saved under `name`, or None."""
+    found = await session.exec(
+        select(WorkflowDefinition)
+        .where(WorkflowDefinition.name == name)
+        .order_by(col(WorkflowDefinition.created_at).desc())
+        .limit(1)
+    )
+    latest: WorkflowDefinition | None = found.first()
+    return latest
+
+
+async def definition_names(session: AsyncSession, *, limit: int = 1000) -> list[str]:
+    """The names definitions are saved under (at most `limit`, in order)."""
+    found = await session.exec(
+        select(WorkflowDefinition.name)
+        .where(col(WorkflowDefinition.name).is_not(None))
+        .distinct()
+        .order_by(col(WorkflowDefinition.name))
+        .limit(limit)
+    )
+    return [name for name in found.all() if name is not None]

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from flowc.compiler import Checked, Compiled, check_ir, check_source, compile_ir, compile_source
 from flowc.compiler.diagram import to_dot, to_mermaid
 from flowc.compiler.render import diagnostic_json
+from flowc.compiler.subflows import StoredFlows
 from flowc.compiler.tools import ToolSpec
 from flowc.dsl.diagnostics import Diagnostic, FlowError
 from flowc.dsl.limits import MAX_SHOWN_DIAGNOSTICS
@@ -25,6 +26,7 @@ from flowc.server.errors import (
     not_found,
     not_found_response,
 )
+from flowc.server.flows import stored_flows
 from flowc.server.schemas import (
     CheckReport,
     DiagnosticOut,
@@ -115,16 +117,16 @@ INPUT_SCHEMA: dict[int | str, dict[str, Any]] = {
 DiagramFormat = Literal["mermaid", "dot"]
 
 
-def _check(graph: GraphInput, tools: dict[str, ToolSpec]) -> Checked:
+def _check(graph: GraphInput, tools: dict[str, ToolSpec], flows: StoredFlows) -> Checked:
     if graph.source is not None:
-        return check_source(graph.source, tools=tools)
-    return check_ir(graph.ir or {}, tools=tools)
+        return check_source(graph.source, tools=tools, flows=flows)
+    return check_ir(graph.ir or {}, tools=tools, flows=flows)
 
 
-def _compile(graph: GraphInput, tools: dict[str, ToolSpec]) -> Compiled:
+def _compile(graph: GraphInput, tools: dict[str, ToolSpec], flows: StoredFlows) -> Compiled:
     if graph.source is not None:
-        return compile_source(graph.source, tools=tools)
-    return compile_ir(graph.ir or {}, tools=tools)
+        return compile_source(graph.source, tools=tools, flows=flows)
+    return compile_ir(graph.ir or {}, tools=tools, flows=flows)
 
 
 def _filename(graph: GraphInput) -> str:
@@ -169,10 +171,15 @@ def flow_errors(problem: FlowError, filename: str) -> HTTPException:
 async def create_graph(
     graph: GraphInputDep, session: SessionDep, registry: RegistryDep
 ) -> GraphCreated:
-    """Compile a graph (flow text or IR) against the registered tools and save it."""
+    """Compile a graph (flow text or IR) against the registered tools and save it.
+
+    Its sub-flows (`flow NAME`) are the latest graphs saved under those names, or the
+    pinned ones (`flow NAME(graph_id = "...")`); their IR is saved inside this one's.
+    """
+    flows = await stored_flows(session, graph)
     try:
         # Off the event loop: a big flow takes a while to compile.
-        compiled = await run_in_threadpool(_compile, graph, registry.specs())
+        compiled = await run_in_threadpool(_compile, graph, registry.specs(), flows)
     except FlowError as problem:
         raise flow_errors(problem, _filename(graph)) from None
     definition = await store.create_definition(
@@ -188,9 +195,10 @@ async def create_graph(
 
 
 @router.post("/check", openapi_extra=GRAPH_BODY, responses={**BAD_BODY, **INVALID_BODY})
-async def check(graph: GraphInputDep, registry: RegistryDep) -> CheckReport:
+async def check(graph: GraphInputDep, session: SessionDep, registry: RegistryDep) -> CheckReport:
     """Report every problem in a graph; errors are `ok: false`, not an HTTP error."""
-    checked = await run_in_threadpool(_check, graph, registry.specs())
+    flows = await stored_flows(session, graph)
+    checked = await run_in_threadpool(_check, graph, registry.specs(), flows)
     return CheckReport(
         ok=not checked.errors and checked.program is not None,
         diagnostics=_json(checked.diagnostics, _filename(graph)),

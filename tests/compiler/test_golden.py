@@ -17,9 +17,12 @@ import pytest
 
 from flowc.compiler import check_ir, check_source
 from flowc.compiler.render import render_text_all
+from flowc.compiler.subflows import DirectoryFlows
 from tests.conftest import fake_tools
 
 GOLDEN = Path(__file__).parent / "golden"
+#: The flows the cases' sub-flows (`flow NAME`) are found in, besides the cases themselves.
+FLOWS = GOLDEN / "flows"
 CASES = sorted([*GOLDEN.glob("*.flow"), *GOLDEN.glob("*.ir.json")])
 #: Set to rewrite the expected text of the cases whose output changed (each then fails).
 UPDATE = os.environ.get("FLOWC_UPDATE_GOLDEN") == "1"
@@ -37,7 +40,12 @@ def render_case(path: Path) -> str:
     if path.name.endswith(".ir.json"):
         checked = check_ir(text, tools=fake_tools())
         return render_text_all(checked.diagnostics, None, path.name) + "\n"
-    checked = check_source(text, tools=fake_tools(), filename=path.name)
+    tools = fake_tools()
+    # Relative folders, as a user gives them: messages name them, and the text is the same
+    # wherever the checkout is.
+    folders = [Path(os.path.relpath(folder)) for folder in (GOLDEN, FLOWS)]
+    flows = DirectoryFlows(folders, tools, root=path.stem)
+    checked = check_source(text, tools=tools, filename=path.name, flows=flows)
     return render_text_all(checked.diagnostics, text, path.name) + "\n"
 
 

@@ -1,0 +1,79 @@
+"""A graph's sub-flows -> the stored definitions they name, looked up before it compiles.
+
+The compiler resolves `flow NAME` synchronously (in a worker thread); the database is
+asynchronous.  So the names and pinned ids a graph's sub-flow nodes give are read from the
+request first (`wanted`), their definitions looked up (`stored_flows`), and the compiler is
+handed them as a `StoredFlows`.  A name gives the latest definition saved under it, a
+`graph_id` that one.  A stored definition holds its own sub-flows' IR already, so one level
+of lookups is enough.  What the request names and nothing stores is left out: the compiler
+reports it (E150).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from flowc.compiler.ir import Flow, program_from_ir
+from flowc.compiler.lowering import lower
+from flowc.compiler.subflows import FoundFlow, StoredFlows, subflow_refs
+from flowc.dsl.diagnostics import FlowError
+from flowc.dsl.parser import parse
+from flowc.server import store
+from flowc.server.models import WorkflowDefinition
+from flowc.server.schemas import GraphInput
+
+#: How many sub-flows one request may look up (a flow with more is refused by E150).
+MAX_LOOKUPS = 100
+
+
+def wanted(graph: GraphInput) -> tuple[str | None, list[tuple[str, str | None]]]:
+    """The flow's own name and the `(name, graph_id)` its sub-flow nodes give, in order.
+
+    A request that does not parse names nothing: compiling it reports why.
+    """
+    if graph.source is not None:
+        try:
+            program, _ = lower(parse(graph.source), graph.source)
+        except FlowError:
+            return graph.name, []
+    else:
+        try:
+            program = program_from_ir(Flow.model_validate(graph.ir or {}))
+        except (ValidationError, ValueError, RecursionError):
+            return graph.name, []
+    return graph.name or program.name, list(dict.fromkeys(subflow_refs(program)))
+
+
+def _found(definition: WorkflowDefinition) -> FoundFlow | None:
+    try:
+        ir = Flow.model_validate(definition.ir)
+    except ValidationError:  # saved by a newer flowc, say: not this server's to run
+        return None
+    return FoundFlow(ir, str(definition.id), f"graph {definition.id}")
+
+
+async def stored_flows(session: AsyncSession, graph: GraphInput) -> StoredFlows:
+    """The definitions a graph's sub-flows name, as the compiler's resolver."""
+    root, refs = wanted(graph)
+    by_name: dict[str, FoundFlow] = {}
+    by_id: dict[str, FoundFlow] = {}
+    for name, graph_id in refs[:MAX_LOOKUPS]:
+        if graph_id is not None:
+            definition = await store.get_definition(session, definition_id=uuid.UUID(graph_id))
+            found = None if definition is None else _found(definition)
+            if found is not None:
+                by_id[graph_id] = found
+        elif name not in by_name:
+            definition = await store.latest_definition(session, name=name)
+            found = None if definition is None else _found(definition)
+            if found is not None:
+                by_name[name] = found
+    names = (
+        await store.definition_names(session)
+        if len(by_name) < len({name for name, graph_id in refs if graph_id is None})
+        else ()
+    )
+    return StoredFlows(by_name, by_id, root=root, names=names)
