@@ -163,6 +163,18 @@ def token_hint(
         return Hint(_several_next_nodes(token, text))
     if previous is not None and previous.type == "NAME" and previous.value == "if":
         return Hint(f"Flow has no `if`: {_BRANCH_FORM}")
+    if kind == "STRING" and previous is not None and previous.type == "FLOW":
+        name = str(token.value)[1:-1]
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return Hint(f"a sub-flow is named without quotes: `flow {name}`")
+    line_start = text.rfind("\n", 0, start) + 1
+    if kind == "NAME" and re.search(
+        r"\bfor\s+\w+\s+in\s+\w+\s*:\s*flow\s*$", text[line_start:start]
+    ):
+        # `for x in xs: flow review`: `flow` was read as the map's tool.
+        return Hint(
+            "a map runs a tool once per item, not a sub-flow: run the sub-flow in a node of its own"
+        )
     if kind == "NAME":
         hint = _name_hint(token, previous, acceptable, text)
         if hint is not None:

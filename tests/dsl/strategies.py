@@ -156,21 +156,25 @@ map_overs: st.SearchStrategy[ast.MapOver | None] = st.none() | st.builds(
     ast.MapOver, st.builds(_name, names), st.builds(_name, names)
 )
 
+#: `for ITEM in KEY:` before a tool, `flow` before a sub-flow's name (True), or nothing.
+before_tools: st.SearchStrategy[ast.MapOver | bool | None] = map_overs | st.just(True)
+
 node_decls: st.SearchStrategy[ast.Statement] = st.builds(
-    lambda name, tool, args, given, positional, over: ast.NodeDecl(
+    lambda name, tool, args, given, positional, before: ast.NodeDecl(
         name,
         tool,
         args,
         policies=tuple(given),
         positional=tuple(positional) if args is not None else (),  # inside the parentheses
-        over=over,
+        over=before if isinstance(before, ast.MapOver) else None,
+        subflow=before is True,
     ),
     st.builds(_name, names),
     st.builds(_name, names),
     st.none() | st.lists(arguments, max_size=3).map(tuple),
     st.lists(policies, max_size=4),
     st.lists(json_values.map(ast.JsonValue), max_size=1),
-    map_overs,
+    before_tools,
 )
 
 arms: st.SearchStrategy[ast.Arm] = st.builds(ast.Arm, conditions, node_refs)

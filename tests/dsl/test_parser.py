@@ -608,3 +608,18 @@ def test_spans_count_code_points_not_bytes() -> None:
 
 def test_spans_do_not_take_part_in_equality() -> None:
     assert parse("a -> b") == parse("\n\n   a   ->   b  # moved")
+
+
+def test_a_sub_flow_node_names_the_flow_after_flow() -> None:
+    assert parse("node a = flow review") == flow(
+        ast.NodeDecl(n("a"), n("review"), None, subflow=True)
+    )
+    pinned = parse('node a = flow review(graph_id = "x") with on_error = end')
+    (decl,) = pinned.statements
+    assert isinstance(decl, ast.NodeDecl)
+    assert decl.subflow is True
+    assert decl.tool == n("review")
+    assert decl.args is not None and [a.name.text for a in decl.args] == ["graph_id"]
+    assert [p.name.text for p in decl.policies] == ["on_error"]
+    # `flow` is a keyword after `=`: no tool can be named so.
+    assert parse("node a = review") == flow(ast.NodeDecl(n("a"), n("review"), None))
