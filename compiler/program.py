@@ -104,6 +104,9 @@ class WaitSpec:
 SUBFLOW = "flow"
 #: How deep sub-flows may nest: a flow, its sub-flow, that one's, ... (8 flows in all).
 MAX_FLOW_DEPTH = 8
+#: How many nodes the sub-flows a flow runs may hold in all, theirs included, each time
+#: one is run counted (their IR is held in the flow's, once per sub-flow node).
+MAX_HELD_NODES = 10_000
 
 
 @dataclass(frozen=True, slots=True)

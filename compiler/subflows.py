@@ -8,7 +8,8 @@ knows the chain of flows it is resolving (`active`), outermost first, for cycles
 
 `resolve_subflows` puts each child's IR into its node, or reports why it cannot: E150 not
 found, E151 a cycle, E153 a child with errors, E154 a child that waits, E155 nested too
-deep.  A child's IR is held whole in its parent's IR, so a run runs what was checked.
+deep or holding too many nodes in all.  A child's IR is held whole in its parent's IR, so
+a run runs what was checked.
 
 The data-flow checks then treat a sub-flow node as a tool with a contract: it reads the
 child's required inputs (`child_reads`) and may write what both flows declare
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from flowc.compiler.program import MAX_FLOW_DEPTH, Program
+from flowc.compiler.program import MAX_FLOW_DEPTH, MAX_HELD_NODES, Program
 from flowc.compiler.suggestions import did_you_mean
 from flowc.compiler.tools import KeyContract, ToolSpec
 from flowc.compiler.types import is_assignable, parse_type
@@ -301,7 +302,43 @@ def resolve_subflows(program: Program, flows: FlowResolver | None) -> list[Diagn
             program.nodes[name] = dataclasses.replace(node, flow=spec)
         child: Flow = spec.child
         problems += _child_problems(spec.name, child, (*chain, spec.name), spec.span)
+    if not problems:
+        problems += _too_many_held(program)
     return problems
+
+
+def _held(flow: Flow, budget: int) -> int:
+    """How many nodes `flow`'s sub-flows hold, theirs included; past `budget`, any more."""
+    held = 0
+    for node in flow.nodes:
+        if node.flow is not None:
+            child = node.flow.ir
+            held += len(child.nodes) + _held(child, budget - held - len(child.nodes))
+            if held > budget:
+                return held
+    return held
+
+
+def _too_many_held(program: Program) -> list[Diagnostic]:
+    """E155 when the sub-flows hold more than `MAX_HELD_NODES` nodes in all."""
+    held = 0
+    for node in program.nodes.values():
+        if node.flow is None or node.flow.child is None:
+            continue
+        child: Flow = node.flow.child
+        held += len(child.nodes) + _held(child, MAX_HELD_NODES - held - len(child.nodes))
+        if held > MAX_HELD_NODES:
+            return [
+                error(
+                    "E155",
+                    f"the sub-flows this flow runs hold more than {MAX_HELD_NODES:,} nodes in "
+                    f"all (theirs included, once per node that runs one), up to `{node.name}`",
+                    node.flow.span,
+                    help="run the sub-flow from fewer nodes (loop to one with a route), or "
+                    "split the flow",
+                )
+            ]
+    return []
 
 
 def _cycle(path: Sequence[str], span: Span) -> Diagnostic:

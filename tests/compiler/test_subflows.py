@@ -321,3 +321,20 @@ def test_diagrams_draw_the_child_inside_the_node(tmp_path: Path) -> None:
 def test_a_sub_flow_takes_only_a_graph_id_and_on_error(declaration: str, tmp_path: Path) -> None:
     write(tmp_path, "review", "flow review\nanalyze -> end\n")
     assert codes(f"{declaration}\na -> end\n", DirectoryFlows([tmp_path])) == ["E152"]
+
+
+def test_the_sub_flows_a_flow_runs_hold_at_most_10_000_nodes(tmp_path: Path) -> None:
+    chain = " -> ".join(f"n{i}" for i in range(100))
+    write(tmp_path, "big", f"flow big\n{chain} -> end\n")  # 100 nodes
+    flows = DirectoryFlows([tmp_path])
+
+    def parent(count: int) -> str:
+        nodes = "".join(f"node r{i} = flow big\n" for i in range(count))
+        return nodes + " -> ".join(f"r{i}" for i in range(count)) + " -> end\n"
+
+    assert codes(parent(100), flows) == []  # 100 x 100: 10,000
+    (found,) = check_source(parent(101), flows=flows).errors
+    assert found.code == "E155"
+    assert "more than 10,000 nodes in all" in found.message
+    assert "up to `r100`" in found.message
+    assert found.span.line == 101
