@@ -180,7 +180,7 @@ class StoredFlows:
     """Flows looked up beforehand (the server's, from its database), by name and by id.
 
     `by_name` holds the latest definition of each name, `by_id` the pinned ones; `root`
-    is the name of the flow being compiled.
+    is the name of the flow being compiled; `skipped` says why some were not looked up.
     """
 
     def __init__(
@@ -190,11 +190,14 @@ class StoredFlows:
         *,
         root: str | None = None,
         names: Sequence[str] = (),
+        skipped: Mapping[tuple[str, str | None], str] | None = None,
     ) -> None:
         self.by_name = dict(by_name)
         self.by_id = dict(by_id or {})
         self._root = () if root is None else (root,)
         self._names = tuple(names) or tuple(self.by_name)
+        #: The `(name, graph_id)` that were not looked up (past a limit), and why.
+        self.skipped = dict(skipped or {})
 
     @property
     def active(self) -> tuple[str, ...]:
@@ -203,15 +206,15 @@ class StoredFlows:
 
     def find(self, name: str, graph_id: str | None) -> FoundFlow:
         """The pinned definition, or the latest one of that name."""
-        if graph_id is not None:
-            found = self.by_id.get(graph_id)
-            if found is None:
-                raise FlowNotFound(f"no stored graph has the id {graph_id}")
+        found = self.by_id.get(graph_id) if graph_id is not None else self.by_name.get(name)
+        if found is not None:
             return found
-        found = self.by_name.get(name)
-        if found is None:
-            raise FlowNotFound(f"no stored graph is named `{name}`", self._names)
-        return found
+        why = self.skipped.get((name, graph_id))
+        if why is not None:
+            raise FlowNotFound(why)
+        if graph_id is not None:
+            raise FlowNotFound(f"no stored graph has the id {graph_id}")
+        raise FlowNotFound(f"no stored graph is named `{name}`", self._names)
 
 
 def subflow_refs(program: Program) -> Iterator[tuple[str, str | None]]:

@@ -11,10 +11,12 @@ reports it (E150).
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.concurrency import run_in_threadpool
 
 from flowc.compiler.ir import Flow, program_from_ir
 from flowc.compiler.lowering import lower
@@ -25,16 +27,23 @@ from flowc.server import store
 from flowc.server.models import WorkflowDefinition
 from flowc.server.schemas import GraphInput
 
-#: How many sub-flows one request may look up (a flow with more is refused by E150).
+#: How many different sub-flows one request may look up (those past them are E150).
 MAX_LOOKUPS = 100
+
+
+#: Where flow text may have a sub-flow node: `= flow` (a comment or a string may match too).
+_MAY_HAVE_SUBFLOWS = re.compile(r"=\s*flow\b")
 
 
 def wanted(graph: GraphInput) -> tuple[str | None, list[tuple[str, str | None]]]:
     """The flow's own name and the `(name, graph_id)` its sub-flow nodes give, in order.
 
-    A request that does not parse names nothing: compiling it reports why.
+    A request that does not parse names nothing: compiling it reports why.  Text without
+    `= flow` anywhere has no sub-flows, and is not parsed here.
     """
     if graph.source is not None:
+        if not _MAY_HAVE_SUBFLOWS.search(graph.source):
+            return graph.name, []
         try:
             program, _ = lower(parse(graph.source), graph.source)
         except FlowError:
@@ -57,7 +66,8 @@ def _found(definition: WorkflowDefinition) -> FoundFlow | None:
 
 async def stored_flows(session: AsyncSession, graph: GraphInput) -> StoredFlows:
     """The definitions a graph's sub-flows name, as the compiler's resolver."""
-    root, refs = wanted(graph)
+    # Off the event loop: parsing a big flow takes a while.
+    root, refs = await run_in_threadpool(wanted, graph)
     by_name: dict[str, FoundFlow] = {}
     by_id: dict[str, FoundFlow] = {}
     for name, graph_id in refs[:MAX_LOOKUPS]:
@@ -76,4 +86,6 @@ async def stored_flows(session: AsyncSession, graph: GraphInput) -> StoredFlows:
         if len(by_name) < len({name for name, graph_id in refs if graph_id is None})
         else ()
     )
-    return StoredFlows(by_name, by_id, root=root, names=names)
+    why = f"a graph's first {MAX_LOOKUPS} sub-flows are looked up, and this one is past them"
+    skipped = dict.fromkeys(refs[MAX_LOOKUPS:], why)
+    return StoredFlows(by_name, by_id, root=root, names=names, skipped=skipped)

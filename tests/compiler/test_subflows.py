@@ -338,3 +338,11 @@ def test_the_sub_flows_a_flow_runs_hold_at_most_10_000_nodes(tmp_path: Path) -> 
     assert "more than 10,000 nodes in all" in found.message
     assert "up to `r100`" in found.message
     assert found.span.line == 101
+
+
+def test_stored_flows_say_why_a_flow_past_the_lookups_is_missing() -> None:
+    flows = StoredFlows({}, skipped={("review", None): "only the first 100 are looked up"})
+    text = "node a = flow review\nnode b = flow other\na -> b -> end\n"
+    first, second = check_source(text, flows=flows).errors
+    assert first.message == "sub-flow `review` cannot be found: only the first 100 are looked up"
+    assert second.message == "sub-flow `other` cannot be found: no stored graph is named `other`"

@@ -120,3 +120,22 @@ async def test_an_ir_document_s_sub_flows_are_looked_up_again(client: httpx.Asyn
     flow = parent["ir"]["nodes"][0]["flow"]
     assert flow["graph_id"] == saved["graph_id"]
     assert flow["ir"] == saved["ir"]
+
+
+async def test_past_the_lookup_limit_a_sub_flow_says_so(client: httpx.AsyncClient) -> None:
+    from flowc.server.flows import MAX_LOOKUPS
+
+    await created(client, {"source": CHILD})
+    count = MAX_LOOKUPS + 1
+    nodes = "".join(f"node r{i} = flow flow{i}\n" for i in range(count - 1))
+    chain = " -> ".join(f"r{i}" for i in range(count))
+    source = f"state code: str\n{nodes}node r{count - 1} = flow review\n{chain} -> end\n"
+    response = await client.post("/graph/create", json={"source": source})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail["message"] == (
+        f"the flow has {count} errors; the first: line 2, column 16: sub-flow `flow0` cannot "
+        "be found: no stored graph is named `flow0`"
+    )
+    # The 101st is past the diagnostics shown: the check endpoint's count says it is there.
+    assert detail["more"] == 1
