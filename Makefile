@@ -62,6 +62,7 @@ bench: setup
 	$(BIN)/python bench/compiler_scaling.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/map.py
+	$(BIN)/python bench/subflow.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/claims.py

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from flowc.compiler.ir import Flow
     from flowc.compiler.ir import Span as IrSpan
     from flowc.runtime import Event, RunResult, Step, WorkflowEngine
-    from flowc.runtime.events import WaitFor
+    from flowc.runtime.events import ChildEvent, RunEvent, WaitFor
 
 #: Values longer than this are cut short in the human-readable final state.
 SHOWN_VALUE = 300
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     tools = load_tools(tool_entries(args.tools, os.environ))
     initial = initial_state(args)
     given = [_json_object(text, f"--resume #{i}") for i, text in enumerate(args.resume or (), 1)]
-    outcome = compile_file(args.file, tools)
+    outcome = compile_file(args.file, tools, args.flows)
     if outcome is None:
         return EXIT_USAGE  # for `run`, a flow that does not compile is a usage error
     source, compiled = outcome
@@ -216,26 +216,31 @@ def _complete(text: str) -> bool:
 
 
 class Progress:
-    """A run as its events tell it: the trace on stderr, and what to report if it is cut short."""
+    """A run as its events tell it: the trace on stderr, and what to report if it is cut short.
+
+    A sub-flow's steps are traced where they run, named by the nodes that run them, joined
+    by `SEPARATOR`: `review › analyze` is a step of `analyze` in the run of the node `review`.
+    """  # noqa: RUF002
+
+    #: Between the names of a sub-flow's step: the nodes that run it, outermost first.
+    SEPARATOR = " \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK} "
 
     def __init__(self, run_id: str, initial: dict[str, Any]) -> None:
         self.run_id = run_id
         self.state = dict(initial)
         self.steps: list[Step] = []
         self.node: str | None = None  # the node whose tool is running, if one is
+        #: The sub-flow runs seen, by run id: the nodes that run them, outermost first.
+        self.places: dict[str, tuple[str, ...]] = {}
 
-    def trace(self, event: Event) -> None:
+    def trace(self, event: RunEvent) -> None:
         """Print a line for each finished node and each failed attempt; keep the state."""
-        if event.type == "node_started":
+        if event.type == "child":
+            self.child(event)
+        elif event.type == "node_started":
             self.node = event.node
         elif event.type == "node_attempt_failed" and event.error is not None:
-            retry = "" if event.retry_in is None else f"; retrying in {event.retry_in:.2f} s"
-            print(
-                f"{event.step:>5}  {event.node:<16} attempt {event.attempt} failed: "
-                f"{event.error.code}{retry}",
-                file=sys.stderr,
-                flush=True,
-            )
+            self.attempt_failed(event, event.node or "")
         elif event.type == "node_finished":
             from flowc.runtime import Step
             from flowc.runtime.events import JOIN
@@ -254,17 +259,44 @@ class Progress:
                     failed, branch,
                 )
             )  # fmt: skip
-            keys = ", ".join(sorted(delta)) or "-"
-            if failed:
-                keys = "failed: error, on to its error route"
-            node = event.node or ""
-            if branch is not None:
-                node += f" [{branch}]"  # where it ran: its branch, its item, or the join
-            print(
-                f"{event.step:>5}  {node:<16} {duration:9.2f} ms  {keys}",
-                file=sys.stderr,
-                flush=True,
-            )
+            self.finished(event, event.node or "")
+
+    def child(self, event: ChildEvent) -> None:
+        """Trace a step of a sub-flow's run under the node that runs it (nothing is kept)."""
+        inner = event.event
+        place = (*self.places.get(event.parent_run_id, ()), event.parent_node)
+        self.places.setdefault(inner.run_id, place)
+        name = self.SEPARATOR.join((*place, inner.node or ""))
+        if inner.type == "node_attempt_failed" and inner.error is not None:
+            self.attempt_failed(inner, name)
+        elif inner.type == "node_finished":
+            self.finished(inner, name)
+
+    @staticmethod
+    def attempt_failed(event: Event, name: str) -> None:
+        """The line of an attempt that failed."""
+        assert event.error is not None
+        retry = "" if event.retry_in is None else f"; retrying in {event.retry_in:.2f} s"
+        print(
+            f"{event.step:>5}  {name:<16} attempt {event.attempt} failed: "
+            f"{event.error.code}{retry}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    @staticmethod
+    def finished(event: Event, name: str) -> None:
+        """The line of a finished step: its number, node, time and the keys it changed."""
+        keys = ", ".join(sorted(event.delta or {})) or "-"
+        if event.failed:
+            keys = "failed: error, on to its error route"
+        if event.branch is not None:
+            name += f" [{event.branch}]"  # where it ran: its branch, its item, or the join
+        print(
+            f"{event.step:>5}  {name:<16} {event.duration_ms or 0:9.2f} ms  {keys}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def record(self, step: Step) -> None:
         """A wait's step, recorded here (not by the engine): kept, and traced like any."""

@@ -21,7 +21,7 @@ from flowc.runtime.registry import (
 
 if TYPE_CHECKING:
     from flowc.runtime.calls import tool_threads
-    from flowc.runtime.events import Event, RunError, RunResult, Step
+    from flowc.runtime.events import ChildEvent, Event, RunError, RunEvent, RunResult, Step
     from flowc.runtime.interpreter import Resume, WorkflowEngine
 
 _LAZY = {
@@ -29,6 +29,8 @@ _LAZY = {
     "Resume": "flowc.runtime.interpreter",
     "tool_threads": "flowc.runtime.calls",
     "Event": "flowc.runtime.events",
+    "ChildEvent": "flowc.runtime.events",
+    "RunEvent": "flowc.runtime.events",
     "RunError": "flowc.runtime.events",
     "RunResult": "flowc.runtime.events",
     "Step": "flowc.runtime.events",
@@ -45,11 +47,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "REGISTRY",
+    "ChildEvent",
     "Event",
     "NoStepError",
     "Registry",
     "Resume",
     "RunError",
+    "RunEvent",
     "RunResult",
     "Step",
     "StepContext",

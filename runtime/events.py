@@ -2,13 +2,15 @@
 
 As JSON an event is `{"type", "run_id", "step", "node", "delta", "at", ...}`.  Events and
 steps are made on the hot path, so they are named tuples and `at` is a float until rendered.
+An event of a sub-flow's run reaches its parent's listener wrapped (`ChildEvent`), so that
+no plain step pays for the fields that name the parent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from flowc.compiler.ir import Span
 
@@ -205,3 +207,36 @@ class Event(NamedTuple):
     def is_final(self) -> bool:
         """True for the last event of a run's execution (`run_waiting`: final for now)."""
         return self.type in ("run_finished", "run_failed", "run_waiting")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildEvent:
+    """An event of a sub-flow's run, as the listener of the run it is part of gets it.
+
+    `event` is the child's own (its `run_id` the child's); `parent_run_id` is the run whose
+    node ran the sub-flow, `parent_node` that node.  `type` is always `"child"`: a listener
+    that dispatches on `type` never takes a child's `node_finished` for a step of its own.
+    A grandchild's event reaches the top as it is, named by its own parent.  Never final:
+    the parent goes on after its child ends.
+    """
+
+    event: Event
+    parent_run_id: str
+    parent_node: str
+    type: ClassVar[Literal["child"]] = "child"
+
+    @property
+    def is_final(self) -> bool:
+        """False: the child's last event is not its parent's."""
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        """The child's event as JSON, with `parent_run_id` and `parent_node` added."""
+        data = self.event.to_json()
+        data["parent_run_id"] = self.parent_run_id
+        data["parent_node"] = self.parent_node
+        return data
+
+
+#: What a run's listener gets: its own events, and those of its sub-flows' runs.
+RunEvent = Event | ChildEvent

@@ -11,8 +11,9 @@ run is not a failure: `CancelledError` goes through, and the caller reports the 
 `cancelled`.  What a run may hold is bounded by its `Limits` (checked on each delta as it
 is copied), and it gives the event loop back every `slice_steps` steps or `slice_ms`
 milliseconds.  After a node whose route is parallel branches, `runtime.parallel` runs
-them and joins them; a map node's calls and their collection are `runtime.maps`' (the hot
-path only meets a fork or a map when it finds no plan by the name).
+them and joins them; a map node's calls and their collection are `runtime.maps`', and a
+sub-flow node's child run is `runtime.subflows`' (the hot path only meets a fork, a map or a
+sub-flow when it finds no plan by the name).
 """
 
 from __future__ import annotations
@@ -33,10 +34,17 @@ from flowc.compiler.types import FlowType
 from flowc.runtime.calls import CallFailed, RunThreads, call_async
 from flowc.runtime.conditions import Condition, ConditionError, compile_condition
 from flowc.runtime.context import STEP, StepContext, StepCursor
-from flowc.runtime.events import JOIN, Event, RunError, RunFailed, RunResult, Step
+from flowc.runtime.events import JOIN, Event, RunError, RunEvent, RunFailed, RunResult, Step
 from flowc.runtime.maps import Map, MapPlan
 from flowc.runtime.parallel import Fork, ForkPlan, Gates, InBranch
-from flowc.runtime.policies import PLAIN, RETRIED, NodePolicy, node_policy, retry_delay
+from flowc.runtime.policies import (
+    PLAIN,
+    RETRIED,
+    NodePolicy,
+    node_policy,
+    retry_delay,
+    subflow_policy,
+)
 from flowc.runtime.processes import call_in_process
 from flowc.runtime.registry import REGISTRY, Registry, Tool
 from flowc.runtime.state import (
@@ -49,13 +57,16 @@ from flowc.runtime.state import (
     copy_json,
     updates,
 )
+from flowc.runtime.subflows import LOCAL, Subflow, SubflowHost, SubflowPlan
+from flowc.runtime.subflows import in_branch as subflow_in_branch
 from flowc.runtime.waits import RunWaiting, in_branch, waits_of
 
 State = dict[str, Any]
-#: Called with each event; the engine awaits what it returns, if anything.  An awaitable
-#: that answers True says it waited for I/O (a durable write, say): the event loop had its
-#: turn meanwhile, so the run's time slice starts again instead of yielding once more.
-Listener = Callable[[Event], Awaitable[bool | None] | None]
+#: Called with each event (a sub-flow's, wrapped: `ChildEvent`); the engine awaits what it
+#: returns, if anything.  An awaitable that answers True says it waited for I/O (a durable
+#: write, say): the event loop had its turn meanwhile, so the run's time slice starts again
+#: instead of yielding once more.
+Listener = Callable[[RunEvent], Awaitable[bool | None] | None]
 
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
@@ -134,7 +145,9 @@ class WorkflowEngine:
 
     `max_threads_per_run` bounds the threads of one run's blocking tools (and of its sync
     tools with a timeout) alive at once, abandoned ones included.  `limits` bound what a
-    run may hold and do (`Limits()`, the runtime's defaults, unless given).
+    run may hold and do (`Limits()`, the runtime's defaults, unless given).  `host` runs
+    the child runs of its sub-flow nodes (`runtime.subflows`; in memory unless given), and
+    the engines of its sub-flows share it.
     """
 
     def __init__(
@@ -144,6 +157,7 @@ class WorkflowEngine:
         *,
         max_threads_per_run: int = DEFAULT_THREADS_PER_RUN,
         limits: Limits | None = None,
+        host: SubflowHost | None = None,
     ) -> None:
         if type(max_threads_per_run) is not int or max_threads_per_run < 1:
             raise ValueError(f"max_threads_per_run must be 1 or more, not {max_threads_per_run!r}")
@@ -158,6 +172,9 @@ class WorkflowEngine:
         self.declared = {k: f.type for k, f in self.inputs.fields.items()} or None
         self.max_threads_per_run = max_threads_per_run
         self.limits = limits if limits is not None else Limits()
+        self.host: SubflowHost = host if host is not None else LOCAL
+        #: 1 for a flow run on its own; its sub-flows' engines count on from it.
+        self.depth = 1
         #: How many branch steps of a run execute at once.
         self.max_parallel = flow.settings.max_parallel or DEFAULT_MAX_PARALLEL
         #: The declared keys' reducers, and the types a branch's writes must fit.
@@ -182,10 +199,23 @@ class WorkflowEngine:
         self._maps = {
             node.name: MapPlan.of(self._plans[node.name], node.map, self.declared)
             for node in flow.nodes
-            if node.map is not None
+            if node.map is not None and node.flow is None
         }
-        #: The plans of the nodes the hot path runs itself: every node's but a map's.
-        self._plain = {name: plan for name, plan in self._plans.items() if name not in self._maps}
+        #: The sub-flow nodes: each runs its flow as a run of its own (`runtime.subflows`).
+        self._subflows = {
+            node.name: SubflowPlan(self._plans[node.name], node, self)
+            for node in flow.nodes
+            if node.flow is not None
+        }
+        #: The names of the sub-flow nodes.
+        self.subflows = tuple(self._subflows)
+        #: The plans of the nodes the hot path runs itself: every node's but a map's or a
+        #: sub-flow's.
+        self._plain = {
+            name: plan
+            for name, plan in self._plans.items()
+            if name not in self._maps and name not in self._subflows
+        }
 
     def _plan(self, node: Node) -> _Plan:
         name = node.name
@@ -210,10 +240,14 @@ class WorkflowEngine:
         elif route is not None:
             goto = route.target
         copy_args = any(isinstance(v, (dict, list)) for v in node.args.values())
+        policy = (
+            node_policy(self.flow.settings, node.policy)
+            if node.flow is None
+            else subflow_policy(node.policy)
+        )
         return _Plan(
-            name, node.tool, dict(node.args), copy_args, node.span, goto, arms, otherwise,
-            node_policy(self.flow.settings, node.policy),
-        )  # fmt: skip
+            name, node.tool, dict(node.args), copy_args, node.span, goto, arms, otherwise, policy
+        )
 
     async def run(
         self,
@@ -245,12 +279,14 @@ class WorkflowEngine:
         *,
         run_id: str | None = None,
         resume: Resume | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[RunEvent]:
         """The events of one run, in order, as they happen; the last is final.
+
+        Its sub-flows' events come wrapped (`ChildEvent`), where their nodes run.
 
         A run that raises instead of ending (its task cancelled, a bad argument) raises here.
         """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         task = asyncio.ensure_future(
             self.run(
                 start_node, initial_state, run_id=run_id, listener=queue.put_nowait, resume=resume
@@ -307,7 +343,7 @@ class _Run:
         self.threads: RunThreads | None = None
         self.meter = StateMeter(engine.limits)
 
-    async def emit(self, event: Event) -> None:
+    async def emit(self, event: RunEvent) -> None:
         if self.listener is not None:
             pending = self.listener(event)
             if pending is not None:
@@ -514,13 +550,15 @@ class _Run:
         if tool is None:
             if name in self.engine.waits:
                 raise RunFailed(in_branch(name, plan.span))
+            if name in self.engine._subflows:
+                raise RunFailed(subflow_in_branch(name, plan.span))
             raise RunFailed(_unregistered(plan))
         return plan, tool
 
     async def _detour(
         self, node: str, state: State, seq: int, tools: dict[str, Tool]
     ) -> tuple[State, str]:
-        """Run a fork's branches, or a map's calls, after step `seq`: the state, and where next.
+        """Run a fork, a map or a sub-flow after step `seq`: the state, and where next.
 
         The hot path comes here when it finds no plan of its own by the name `node`.
         """
@@ -530,6 +568,9 @@ class _Run:
         mapped = self.engine._maps.get(node)
         if mapped is not None:
             return await Map(self, mapped, state, seq).run(tools)
+        sub = self.engine._subflows.get(node)
+        if sub is not None:
+            return await Subflow(self, sub, state, seq).run()
         raise RunFailed(RunError("unknown_node", f"there is no node `{node}`", node))
 
     def _room(self, plan: _Plan, running: int) -> None:

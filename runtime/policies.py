@@ -65,3 +65,10 @@ def retry_delay(backoff: float, attempt: int) -> float:
     """
     nominal = backoff * 2.0 ** min(attempt - 1, 64)
     return min(MAX_RETRY_DELAY, nominal * _random.uniform(0.5, 1.5))
+
+
+def subflow_policy(own: Policy | None) -> NodePolicy | None:
+    """A sub-flow node's policy: its error route only (no timeout nor retries apply to it)."""
+    if own is None or own.on_error is None:
+        return None
+    return NodePolicy(None, 0, 0.0, own.on_error)

@@ -35,6 +35,10 @@ class WorkflowDefinition(SQLModel, table=True):
     """A saved graph: its source text (when it came as text), its IR, and the IR's hash."""
 
     __tablename__ = "workflow_definition"
+    __table_args__ = (
+        # What a sub-flow's name finds: the latest definition saved under it.
+        Index("ix_workflow_definition_name", "name", "created_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str | None = Field(default=None, max_length=200)
@@ -54,6 +58,10 @@ class WorkflowRun(SQLModel, table=True):
     names it) and sets `lease_expires_at`, which the owner keeps pushing forward.  A run
     that reached a wait node is `waiting`, without owner or lease, until it is resumed (it
     is `queued` again) or its `wait_deadline` passes.
+
+    The run of a sub-flow has the run whose node runs it (`parent_run_id`, `parent_node`)
+    and the run at the top of its tree (`root_run_id`).  It is never claimed on its own:
+    its parent's owner runs it, under its parent's epoch (`attempt`).
     """
 
     __tablename__ = "workflow_run"
@@ -72,6 +80,20 @@ class WorkflowRun(SQLModel, table=True):
             "wait_deadline",
             postgresql_where=text("status = 'waiting'"),
             sqlite_where=text("status = 'waiting'"),
+        ),
+        # A run's sub-flow runs, and every run in a tree (a claim takes them over): only
+        # the runs of sub-flows are in these indexes.
+        Index(
+            "ix_workflow_run_parent_run_id",
+            "parent_run_id",
+            postgresql_where=text("parent_run_id IS NOT NULL"),
+            sqlite_where=text("parent_run_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_workflow_run_root_run_id",
+            "root_run_id",
+            postgresql_where=text("root_run_id IS NOT NULL"),
+            sqlite_where=text("root_run_id IS NOT NULL"),
         ),
     )
 
@@ -99,6 +121,11 @@ class WorkflowRun(SQLModel, table=True):
     waiting: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
     waiting_since: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     wait_deadline: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    #: The run of a sub-flow: the run whose node runs it, that node, and the top of its tree.
+    #: Null for a run started on its own.
+    parent_run_id: uuid.UUID | None = Field(default=None)
+    parent_node: str | None = Field(default=None, sa_type=Text)
+    root_run_id: uuid.UUID | None = Field(default=None)
 
 
 class RunStep(SQLModel, table=True):

@@ -706,21 +706,31 @@ class PostgresRunLog(RunLog):
            AND (status = 'running' OR (status = 'waiting' AND step = $4))
      RETURNING id
     """
+    #: A sub-flow's run is never claimed on its own; the claim of the run at the top of its
+    #: tree gives it the new owner and epoch (`server/childlog.py`).
     _CLAIM = """
-        UPDATE workflow_run r
-           SET status = 'running', owner = $1, attempt = r.attempt + 1,
-               lease_expires_at = now() + make_interval(secs => $2),
-               started_at = coalesce(r.started_at, now()), updated_at = now()
-         WHERE r.id IN (
-                SELECT id FROM workflow_run
-                 WHERE status = 'queued'
-                    OR (status = 'running' AND (lease_expires_at IS NULL
-                                                OR lease_expires_at < now()))
-                 ORDER BY created_at
-                 LIMIT $3
-                   FOR UPDATE SKIP LOCKED)
-     RETURNING r.id, r.attempt, r.definition_id, r.durability, r.input, r.state, r.step,
-               r.current_node, r.cancel_requested
+        WITH claimed AS (
+            UPDATE workflow_run r
+               SET status = 'running', owner = $1, attempt = r.attempt + 1,
+                   lease_expires_at = now() + make_interval(secs => $2),
+                   started_at = coalesce(r.started_at, now()), updated_at = now()
+             WHERE r.id IN (
+                    SELECT id FROM workflow_run
+                     WHERE (status = 'queued'
+                            OR (status = 'running' AND (lease_expires_at IS NULL
+                                                        OR lease_expires_at < now())))
+                       AND parent_run_id IS NULL
+                     ORDER BY created_at
+                     LIMIT $3
+                       FOR UPDATE SKIP LOCKED)
+         RETURNING r.id, r.attempt, r.definition_id, r.durability, r.input, r.state, r.step,
+                   r.current_node, r.cancel_requested
+        ), tree AS (
+            UPDATE workflow_run c SET owner = $1, attempt = claimed.attempt, updated_at = now()
+              FROM claimed
+             WHERE c.root_run_id = claimed.id AND c.status = 'running'
+        )
+        SELECT * FROM claimed
     """
     _HEARTBEAT = """
         UPDATE workflow_run r
@@ -1068,6 +1078,10 @@ class PostgresRunLog(RunLog):
                 )
                 await connection.execute("SELECT pg_notify('flowc_cancel', $1::text)", str(run_id))
                 return "cancelling"
+            # Imported here: the child log builds on this module.
+            from flowc.server.childlog import PostgresChildLog
+
+            await PostgresChildLog.close_in(connection, run_id, "cancelled", cancelled_error())
             steps = await connection.fetch(
                 "SELECT seq, node, delta, branch FROM run_step WHERE run_id = $1 AND seq > $2 "
                 "ORDER BY seq",
@@ -1385,6 +1399,8 @@ class SqliteRunLog(RunLog):
             else "(status = 'queued' OR (status = 'running' AND (lease_expires_at IS NULL "
             "OR lease_expires_at < :now)))"
         )
+        # A sub-flow's run is never claimed on its own (`server/childlog.py`).
+        condition += " AND parent_run_id IS NULL"
         async with self.db.engine.begin() as connection:
             rows = (
                 await connection.execute(
@@ -1415,6 +1431,15 @@ class SqliteRunLog(RunLog):
                         {"id": row.id},
                     )
                 ).one()
+                # The unfinished runs of its sub-flows: this owner's, under the new epoch.
+                await connection.execute(
+                    text(
+                        "UPDATE workflow_run SET owner = :owner, attempt = :attempt, "
+                        "updated_at = :now WHERE root_run_id = :id AND status = 'running'"
+                    ),
+                    {"owner": self.owner, "attempt": r.attempt, "now": _sqlite_time(now),
+                     "id": row.id},
+                )  # fmt: skip
                 claimed.append(
                     Claimed(
                         uuid.UUID(r.id),
@@ -1469,6 +1494,7 @@ class SqliteRunLog(RunLog):
                 return None
             if run.status in ENDED:
                 return f"ended:{run.status}"
+            closed: list[uuid.UUID] = []
             if run.status == "running" and run.owner == self.owner:
                 await connection.execute(
                     text("UPDATE workflow_run SET cancel_requested = 1 WHERE id = :id"),
@@ -1476,6 +1502,12 @@ class SqliteRunLog(RunLog):
                 )
                 answer = "cancelling"
             else:
+                # Imported here: the child log builds on this module.
+                from flowc.server.childlog import SqliteChildLog
+
+                closed = await SqliteChildLog.close_in(
+                    connection, run_id, "cancelled", cancelled_error()
+                )
                 steps = (
                     await connection.execute(
                         text(
@@ -1510,7 +1542,7 @@ class SqliteRunLog(RunLog):
                 answer = "cancelled"
         if answer == "cancelling" and self.on_cancel:
             self.on_cancel(run_id)
-        self.hub.changed([run_id])
+        self.hub.changed([run_id, *closed])
         return answer
 
     async def steps_after(

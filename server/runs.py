@@ -7,7 +7,8 @@ executes them with the interpreter, keeps their leases alive, and writes their s
 their durability says: `sync` commits each step before the next node starts, `async`
 writes steps behind the run (in order, never skipped) and waits for them at the end,
 `exit` writes everything when the run ends.  A run claimed again after its owner went
-silent resumes from its last recorded step (`docs/durability.md`).
+silent resumes from its last recorded step (`docs/durability.md`).  The runs of its
+sub-flows execute in its task, each a run of its own (`server/children.py`).
 
 Followers of a run this process executes get its events from memory (`node_started`
 included); others read the database when the run log signals a change (NOTIFY on
@@ -25,19 +26,30 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from flowc.compiler.inputs import InputProblem, Inputs
 from flowc.compiler.ir import Flow
 from flowc.runtime import REGISTRY, Registry, Resume
-from flowc.runtime.events import JOIN, Event, RunError, RunResult, RunStatus, Step, iso
+from flowc.runtime.events import (
+    JOIN,
+    Event,
+    RunError,
+    RunEvent,
+    RunResult,
+    RunStatus,
+    Step,
+    iso,
+)
 from flowc.runtime.interpreter import WorkflowEngine
 from flowc.runtime.state import LimitError
 from flowc.server import store
+from flowc.server.children import Children
 from flowc.server.db import Database
+from flowc.server.live import Buffer, Live, Moved, Release, as_json
 from flowc.server.models import WorkflowDefinition, WorkflowRun, now, utc
 from flowc.server.runlog import (
     ENDED,
@@ -92,118 +104,14 @@ class Draining(RuntimeError):
     """The server is shutting down: the run goes on elsewhere (or when it is back)."""
 
 
-class _Release(Exception):
-    """Stops a run between steps: this process gives it up."""
+class SubflowRun(Exception):
+    """The run is a sub-flow's: its parent decides what happens to it (it cannot be cancelled)."""
 
-
-class _Moved(Exception):
-    """The run goes on, but not in this process (released, or claimed by another)."""
-
-
-#: What stops a local run, as told to its task.
-Stop = Literal["cancel", "release", "lost"]
-
-
-#: Where an `Event`'s delta is among its fields.
-_DELTA = Event._fields.index("delta")
-
-
-class _Buffer:
-    """An `exit` run's steps, kept until it ends, in columns the collector does not walk.
-
-    Each row's fields but its delta are an exact tuple, the deltas a list of their own:
-    Python's collector stops tracking a tuple of plain values (not a dataclass, nor a tuple
-    that holds a dict).  A long run keeps millions of rows, and full collections that walked
-    them held the event loop for most of a second.  The few failed steps are kept by number,
-    and so are the branches of the steps of parallel branches and joins.
-    """
-
-    def __init__(self) -> None:
-        self.fields: list[tuple[int, str, datetime, datetime, int]] = []
-        self.deltas: list[dict[str, Any]] = []
-        self.failed: set[int] = set()
-        self.branches: dict[int, str] = {}
-
-    def append(self, row: StepRow) -> None:
-        """Keep a row."""
-        self.fields.append((row.seq, row.node, row.started_at, row.finished_at, row.attempts))
-        self.deltas.append(row.delta)
-        if row.failed:
-            self.failed.add(row.seq)
-        if row.branch is not None:
-            self.branches[row.seq] = row.branch
-
-    def rows(self) -> Iterator[StepRow]:
-        """The rows kept, in order."""
-        failed, branches = self.failed, self.branches
-        for (seq, node, started, finished, attempts), delta in zip(
-            self.fields, self.deltas, strict=True
-        ):
-            yield StepRow(
-                seq, node, delta, started, finished, attempts, seq in failed, branches.get(seq)
-            )
-
-
-@dataclass
-class _Live:
-    """A run this process executes: its events so far, who listens, how it was stopped."""
-
-    run_id: uuid.UUID
-    attempt: int
-    #: False for a resumed run: its history is in the database, not here.
-    has_history: bool = True
-    #: Kept as exact tuples (an `Event`'s fields, its delta in `deltas`) or dicts: Python's
-    #: collector stops tracking a tuple of plain values (never a named tuple, nor a tuple
-    #: that holds a dict), and a long run keeps millions of events.
-    events: list[tuple[Any, ...] | dict[str, Any]] = field(default_factory=list)
-    deltas: list[dict[str, Any] | None] = field(default_factory=list)
-    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
-    task: asyncio.Task[RunResult] | None = None
-    stop: Stop | None = None
-    #: The first write that failed behind an `async` run.
-    failure: BaseException | None = None
-
-    def event(self, index: int) -> Event | dict[str, Any]:
-        """The event published `index`-th, as it was published."""
-        kept = self.events[index]
-        if isinstance(kept, dict):
-            return kept
-        return Event._make((*kept[:_DELTA], self.deltas[index], *kept[_DELTA + 1 :]))
-
-    def publish(self, event: Event | dict[str, Any]) -> None:
-        if isinstance(event, dict):
-            self.events.append(event)
-            self.deltas.append(None)
-        else:
-            # Slices of a named tuple are plain tuples: no copy of the whole event first.
-            self.events.append((*event[:_DELTA], None, *event[_DELTA + 1 :]))
-            self.deltas.append(event.delta)
-        if self.subscribers:
-            message = _json(event)
-            # A follower whose queue is full (but for its last place) is too far behind:
-            # it is told to go on from the database, and its queue grows no more.
-            behind = [q for q in self.subscribers if 0 < q.maxsize - 1 <= q.qsize()]
-            for queue in behind:
-                self.subscribers.discard(queue)
-                queue.put_nowait(None)
-            for queue in self.subscribers:
-                queue.put_nowait(message)
-
-    def moved(self) -> None:
-        """Tell followers to go on from the database."""
-        for queue in self.subscribers:
-            queue.put_nowait(None)
-
-    def halt(self, stop: Stop) -> None:
-        """Stop the run's task, once: a second cancel would cut short its recording."""
-        if self.task is None or self.task.done() or self.stop is not None:
-            return
-        self.stop = stop
-        self.task.cancel()
-
-
-def _json(event: Event | dict[str, Any]) -> dict[str, Any]:
-    return event if isinstance(event, dict) else event.to_json()
+    def __init__(self, run_id: uuid.UUID, parent_run_id: uuid.UUID, node: str | None) -> None:
+        super().__init__(str(run_id))
+        self.run_id = run_id
+        self.parent_run_id = parent_run_id
+        self.node = node
 
 
 class RunService:
@@ -232,9 +140,9 @@ class RunService:
         self.shutdown_grace = self.settings.shutdown_grace
         #: What one run may hold and do (`FLOWC_MAX_*`, `FLOWC_SLICE_*`).
         self.limits = self.settings.limits()
-        self._live: dict[uuid.UUID, _Live] = {}
+        self._live: dict[uuid.UUID, Live] = {}
         #: The runs this process executes now (`_live` also keeps ended ones a while).
-        self._active: dict[uuid.UUID, _Live] = {}
+        self._active: dict[uuid.UUID, Live] = {}
         self._engines: OrderedDict[uuid.UUID, WorkflowEngine] = OrderedDict()
         self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
         self._wake = asyncio.Event()
@@ -244,6 +152,8 @@ class RunService:
         self._opened = False
         #: The runs that wait at a wait node: resumed, timed out.
         self.waits = Waits(self)
+        #: Runs the child runs of the engines' sub-flow nodes, durably.
+        self.children = Children(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -305,7 +215,10 @@ class RunService:
         engine = self._engines.get(definition.id)
         if engine is None:
             engine = WorkflowEngine(
-                Flow.model_validate(definition.ir), self.registry, limits=self.limits
+                Flow.model_validate(definition.ir),
+                self.registry,
+                limits=self.limits,
+                host=self.children,
             )
             self._engines[definition.id] = engine
             if len(self._engines) > ENGINE_CACHE:
@@ -412,21 +325,24 @@ class RunService:
         self._launch(claimed, self._engine(definition), fresh=fresh)
 
     def _launch(self, claimed: Claimed, engine: WorkflowEngine, *, fresh: bool) -> None:
-        live = _Live(claimed.run_id, claimed.attempt, has_history=fresh)
+        live = Live(
+            claimed.run_id, claimed.attempt, has_history=fresh,
+            definition_id=claimed.definition_id, durability=claimed.durability,
+        )  # fmt: skip
         self._live[claimed.run_id] = live
         self._active[claimed.run_id] = live
         live.task = asyncio.ensure_future(self._execute(claimed, engine, live))
 
     # -- executing runs ---------------------------------------------------------------------
 
-    async def _execute(self, claimed: Claimed, engine: WorkflowEngine, live: _Live) -> RunResult:
+    async def _execute(self, claimed: Claimed, engine: WorkflowEngine, live: Live) -> RunResult:
         run_id, attempt, log = claimed.run_id, claimed.attempt, self.log
         durability = claimed.durability
         state = dict(claimed.state)
         history: list[Step] = []
         resume: Resume | None = None
         try:
-            if claimed.attempt > 1 or claimed.step > 0:  # a run picked up again: rebuild it
+            if not live.has_history:  # a run picked up again: rebuild it
                 rows = await log.steps_after(run_id, 0)
                 state = _fold(claimed, rows)
                 history = [_step(r) for r in rows]
@@ -435,11 +351,11 @@ class RunService:
                 raise asyncio.CancelledError
         except asyncio.CancelledError:
             live.stop = live.stop or "cancel"
-            return await self._stopped(live, claimed, _Buffer())
+            return await self._stopped(live, claimed, Buffer())
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
 
-        buffered = _Buffer()  # `exit`: written at the end
+        buffered = Buffer()  # `exit`: written at the end
         snapshot_every = self.settings.snapshot_steps
 
         def settle(future: asyncio.Future[None]) -> None:
@@ -455,7 +371,7 @@ class RunService:
             """The step is recorded (as the durability says): followers hear of it."""
             live.publish(event)
             if self._draining:
-                raise _Release
+                raise Release
 
         async def recorded(event: Event, row: StepRow) -> bool:
             await log.record(run_id, attempt, row)  # committed before anyone hears
@@ -468,9 +384,8 @@ class RunService:
 
         # A plain function, not a coroutine: the interpreter awaits what it returns, and
         # only a `sync` step's write needs awaiting (one coroutine per step, not two).
-        def listen(event: Event) -> Awaitable[bool] | None:
-            kind = event.type
-            if kind == "node_finished":
+        def listen(event: RunEvent) -> Awaitable[bool] | None:
+            if event.type == "node_finished":
                 delta = event.delta or {}
                 started = event.at - (event.duration_ms or 0.0) / 1000
                 row = StepRow(
@@ -490,9 +405,11 @@ class RunService:
                     if row.seq % snapshot_every == 0:
                         snapshot(row)
                 finished(event)
-            elif kind == "run_started":
+            elif event.type == "run_started":
                 if live.has_history:
                     live.publish(event)
+            elif event.type == "child":  # this service's children relay theirs (`Live`)
+                live.publish(event.to_json())
             elif not event.is_final:  # the final one is published once the outcome is committed
                 live.publish(event)
             return None
@@ -505,7 +422,7 @@ class RunService:
             if live.stop is None:  # this task itself was cancelled from outside
                 live.stop = "release"
             return await self._stopped(live, claimed, buffered)
-        except _Release:
+        except Release:
             live.stop = "release"
             return await self._stopped(live, claimed, buffered)
         except LeaseLost:
@@ -519,6 +436,8 @@ class RunService:
         node = result.steps[-1].node if result.steps else claimed.current_node
         ending = Ending(result.status, result.state, len(result.steps), node, error)
         try:
+            if engine.subflows:  # a child left behind (a replay that took another road)
+                await self._close_tree(live, "cancelled", abandoned_error(run_id))
             for index, row in enumerate(buffered.rows(), 1):
                 log.append(run_id, attempt, row).add_done_callback(settle)
                 if index % YIELD_EVERY == 0:
@@ -531,7 +450,7 @@ class RunService:
             # A run that would wait may have been asked to stop: recorded cancelled (a
             # write that changes nothing when it is another worker's now).
             live.stop = "cancel" if result.waiting is not None else "lost"
-            return await self._stopped(live, claimed, _Buffer())
+            return await self._stopped(live, claimed, Buffer())
         except Exception as exc:
             return await self._storage_failed(live, claimed, exc)
         finally:
@@ -550,7 +469,7 @@ class RunService:
         )  # fmt: skip
         return result
 
-    async def _stopped(self, live: _Live, claimed: Claimed, buffered: _Buffer) -> RunResult:
+    async def _stopped(self, live: Live, claimed: Claimed, buffered: Buffer) -> RunResult:
         """A run stopped before its end: cancelled (recorded), released, or lost."""
         run_id, attempt = live.run_id, live.attempt
         try:
@@ -567,6 +486,7 @@ class RunService:
                 node = rows[-1].node if rows else claimed.current_node
                 error = cancelled_error()
                 ending = Ending("cancelled", state, len(steps), node, error)
+                await self._close_tree(live, "cancelled", error)
                 with contextlib.suppress(LeaseLost):
                     await asyncio.shield(self.log.end(run_id, attempt, ending))
                     result = RunResult(str(run_id), "cancelled", state, steps,
@@ -589,9 +509,9 @@ class RunService:
         finally:
             self._forget(live)
         live.moved()
-        raise _Moved(str(run_id))
+        raise Moved(str(run_id))
 
-    async def _storage_failed(self, live: _Live, claimed: Claimed, exc: BaseException) -> RunResult:
+    async def _storage_failed(self, live: Live, claimed: Claimed, exc: BaseException) -> RunResult:
         """The database refused a write: the run ends `failed` with `storage_error`.
 
         Its outcome is what the database holds: the steps it took, and the state they lead
@@ -605,6 +525,7 @@ class RunService:
             state = _fold(claimed, rows)
             steps = [_step(r) for r in rows]
             node = rows[-1].node if rows else claimed.current_node
+            await self._close_tree(live, "failed", error.to_json())
             await self.log.end(
                 live.run_id,
                 live.attempt,
@@ -628,7 +549,20 @@ class RunService:
         live.publish(_final(str(live.run_id), result))
         return result
 
-    def _forget(self, live: _Live) -> None:
+    async def _close_tree(self, live: Live, status: str, error: dict[str, Any]) -> None:
+        """Before a run of its own ends early, end the runs of its sub-flows left unfinished.
+
+        Its children end before it: were this process to die in between, the run would be
+        claimed again and end them then.  A sub-flow's run stopped early stops its own
+        children in its task (`server/children.py`).
+        """
+        if live.parent is None:
+            closed = await self.children.log.close_tree(live.run_id, live.attempt, status, error)
+            if closed:
+                logger.info("run %s ended %s, and %d runs of its sub-flows with it",
+                            live.run_id, status, len(closed))  # fmt: skip
+
+    def _forget(self, live: Live) -> None:
         """Drop the run from the claimed set; keep its events a while for late followers."""
         if self._active.get(live.run_id) is live:
             del self._active[live.run_id]
@@ -636,11 +570,11 @@ class RunService:
         loop.call_later(KEEP_FINISHED, self._drop, live)
         self._wake.set()  # room for another claim
 
-    def _drop(self, live: _Live) -> None:
+    def _drop(self, live: Live) -> None:
         if self._live.get(live.run_id) is live:
             del self._live[live.run_id]
 
-    def _running(self) -> dict[uuid.UUID, _Live]:
+    def _running(self) -> dict[uuid.UUID, Live]:
         return {
             run_id: live
             for run_id, live in self._active.items()
@@ -695,7 +629,14 @@ class RunService:
     # -- the API side -----------------------------------------------------------------------
 
     async def cancel(self, run_id: uuid.UUID) -> str | None:
-        """Ask a run to stop wherever it runs; see `RunLog.cancel` for the answers."""
+        """Ask a run to stop wherever it runs; see `RunLog.cancel` for the answers.
+
+        `SubflowRun` for the unfinished run of a sub-flow: its parent is the one to cancel.
+        """
+        async with self.db.session() as session:
+            run = await store.get_run(session, run_id=run_id)
+        if run is not None and run.parent_run_id is not None and run.status not in ENDED:
+            raise SubflowRun(run_id, run.parent_run_id, run.parent_node)
         answer = await self.log.cancel(run_id)
         if answer == "cancelling":
             self._cancel_local(run_id)
@@ -707,7 +648,7 @@ class RunService:
         if live is not None and live.task is not None:
             try:
                 return await asyncio.shield(live.task)
-            except _Moved:
+            except Moved:
                 if self._draining:
                     raise Draining(str(run_id)) from None
         with self.log.hub.watch(run_id) as changed:
@@ -744,8 +685,12 @@ class RunService:
         `after`: only the events whose step is above it, the final one, and `run_waiting`.
         A run this process executes from its start is followed from memory; any other, and
         a follower that falls `ws_queue_events` behind, from the database, a page at a time;
-        a run that waits at a wait node, from the database once it waits.
+        a run that waits at a wait node, from the database once it waits.  Followed from
+        memory, a run's stream has the events of its sub-flows' runs too, where their nodes
+        run (named by `parent_run_id`), each after an `after` as its node's step is.
         """
+        own = str(run_id)
+        last = 0  # the run's last step that finished, as far as the follower got
         sent = 0 if after is None else after
         announced = after is not None  # `run_started` (step 0) is skipped by any `after`
         waited: int | None = None  # the step of the `run_waiting` sent last
@@ -760,9 +705,14 @@ class RunService:
             count = len(live.events)
             live.subscribers.add(queue)
             try:
-                moved = live.task is not None and live.task.done() and live.stop is not None
+                # A sub-flow's run has no task of its own (it runs in its parent's).
+                moved = live.stop is not None and (live.task is None or live.task.done())
                 for index in range(count):
-                    message = _json(live.event(index))
+                    message = as_json(live.event(index))
+                    if message["run_id"] != own:  # a sub-flow's, relayed
+                        if after is None or last >= after:
+                            yield message
+                        continue
                     if _wanted(message, after):
                         yield message
                     if _is_final(message):
@@ -770,11 +720,15 @@ class RunService:
                     if message["type"] == "run_waiting":  # its last: it goes on elsewhere
                         waited = message["step"]
                         break
-                    sent = _progress(sent, message)
+                    sent, last = _progress(sent, message), _progress(last, message)
                 while not moved and waited is None:
                     item = await queue.get()
                     if item is None:
                         break
+                    if item["run_id"] != own:  # a sub-flow's, relayed
+                        if after is None or last >= after:
+                            yield item
+                        continue
                     if _wanted(item, after):
                         yield item
                     if _is_final(item):
@@ -782,7 +736,7 @@ class RunService:
                     if item["type"] == "run_waiting":
                         waited = item["step"]
                         break
-                    sent = _progress(sent, item)
+                    sent, last = _progress(sent, item), _progress(last, item)
             finally:
                 live.subscribers.discard(queue)
             if self._draining:
@@ -836,9 +790,14 @@ class RunService:
         """
         async with self.db.session() as session:
             run = await store.get_run(session, run_id=run_id)
-        if run is None:
-            return None
+            if run is None:
+                return None
+            children = await store.list_children(session, run_id=run_id)
         data = run.model_dump()
+        data["children"] = [
+            {"run_id": child.id, "node": child.parent_node, "status": child.status}
+            for child in children
+        ]
         if run.status not in ENDED:
             state, last = dict(run.state), None
             async with contextlib.aclosing(self.log.read_steps(run_id, run.step)) as steps:
@@ -851,6 +810,13 @@ class RunService:
                 data["step"], data["current_node"] = last.seq, last.node
         data["waiting"] = shown(run)
         return data
+
+
+def abandoned_error(root: uuid.UUID) -> dict[str, Any]:
+    """The error of a sub-flow's run that its tree's top run ended without."""
+    return {"code": "subflow_abandoned", "message": f"run {root} ended without this sub-flow "
+            "run: it went on without it (its node ran at another step)", "node": None,
+            "span": None}  # fmt: skip
 
 
 def time_now() -> float:
@@ -902,7 +868,7 @@ def _ts(at: datetime) -> float:
     return (utc(at) or at).timestamp()
 
 
-def _published_steps(live: _Live) -> list[Step]:
+def _published_steps(live: Live) -> list[Step]:
     events = (live.event(i) for i in range(len(live.events)))
     return [
         Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at,

@@ -26,7 +26,7 @@ from flowc.server import models  # noqa: F401  (registers the tables on SQLModel
 from flowc.server.settings import async_url
 
 #: The newest revision, the schema `flowc.server.models` describes.
-HEAD = "0005"
+HEAD = "0006"
 #: The first revision: the tables `create_all` made before there were migrations.
 INITIAL = "0001"
 #: Where the revisions are (a folder of the installed package).

@@ -309,6 +309,14 @@ class RunCancelling(BaseModel):
     status: Literal["cancelling", "cancelled"]
 
 
+class ChildOut(BaseModel):
+    """The run of one of a run's sub-flows."""
+
+    run_id: uuid.UUID
+    node: str | None = Field(description="the sub-flow node of the parent that runs it")
+    status: str
+
+
 class RunState(_Row):
     """Where a run is, as recorded."""
 
@@ -326,6 +334,19 @@ class RunState(_Row):
     attempt: int = Field(description="how many times a worker claimed the run")
     waiting: WaitingOut | None = Field(
         default=None, description="`status: waiting`: what it waits for; null otherwise"
+    )
+    parent_run_id: uuid.UUID | None = Field(
+        default=None,
+        description="the run of a sub-flow: the run whose node runs it; null for a run "
+        "started on its own",
+    )
+    parent_node: str | None = Field(
+        default=None, description="the run of a sub-flow: the node of its parent that runs it"
+    )
+    children: list[ChildOut] = Field(
+        default_factory=list,
+        description="the runs of its sub-flows, the first started first (each followed like "
+        "any run: `GET /graph/state/{run_id}`, `WS /ws/graph/{run_id}`)",
     )
     created_at: UTCDateTime
     started_at: UTCDateTime | None

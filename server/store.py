@@ -104,3 +104,14 @@ async def definition_names(session: AsyncSession, *, limit: int = 1000) -> list[
         .limit(limit)
     )
     return [name for name in found.all() if name is not None]
+
+
+async def list_children(session: AsyncSession, *, run_id: uuid.UUID) -> list[WorkflowRun]:
+    """The runs of a run's sub-flows, the first started first (read by their parent's index)."""
+    query = (
+        select(WorkflowRun)
+        .where(WorkflowRun.parent_run_id == run_id)
+        .order_by(col(WorkflowRun.created_at))
+    )
+    result = await session.exec(query)
+    return list(result.all())

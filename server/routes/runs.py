@@ -26,7 +26,7 @@ from flowc.server.errors import (
 )
 from flowc.server.models import WorkflowDefinition
 from flowc.server.runlog import MAX_SEQ
-from flowc.server.runs import Draining, Durability, RunService
+from flowc.server.runs import Draining, Durability, RunService, SubflowRun
 from flowc.server.schemas import (
     InvalidRequest,
     Problem,
@@ -220,7 +220,11 @@ def request_hash(body: RunRequest, durability: str) -> str:
     status_code=202,
     responses={
         **not_found_response("run"),
-        409: {"model": Problem, "description": "the run has already ended"},
+        409: {
+            "model": Problem,
+            "description": "the run has already ended, or it is the run of a sub-flow (the "
+            "sentence names its parent: cancel that one)",
+        },
         **INVALID_PARAMETER,
     },
 )
@@ -228,9 +232,17 @@ async def cancel_run(run_id: uuid.UUID, runs: RunsDep) -> RunCancelling:
     """Stop a run wherever it runs: it ends `cancelled`.
 
     An async tool in flight is cancelled; a blocking tool's result is discarded when it
-    returns.
+    returns.  The runs of its sub-flows that have not ended are cancelled with it.
     """
-    answer = await runs.cancel(run_id)
+    try:
+        answer = await runs.cancel(run_id)
+    except SubflowRun as child:
+        raise HTTPException(
+            409,
+            f"run {run_id} is the run of a sub-flow, for node `{child.node}` of run "
+            f"{child.parent_run_id}: cancel run {child.parent_run_id} instead (its sub-flow "
+            "runs are cancelled with it)",
+        ) from None
     if answer is None:
         raise not_found("run", run_id)
     if answer.startswith("ended:"):

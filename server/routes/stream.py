@@ -87,9 +87,17 @@ The last message is always `run_finished` or `run_failed`.  A run replayed from 
 database has no `node_started` or `node_attempt_failed` messages: steps are recorded
 when they finish (a step's `attempts` says how many attempts it took).
 
+Sub-flows: followed from the process that runs it, a run's stream also has the events of
+its sub-flows' runs, live, between its sub-flow node's `node_started` and `node_finished`:
+each with the child's `run_id` and step numbers, and `parent_run_id` and `parent_node`
+(the run and node that run it).  They never end the stream.  A replay from the database
+has the run's own events only: follow a child with its own `run_id` (the parent's
+`children` in `GET /graph/state/{run_id}`), as any run.
+
 `after=SEQ` (optional, an integer >= 0) skips every event whose `step` is at most `SEQ`,
 except the final one and `run_waiting`: a client that reconnects passes the `step` of the
-last `node_finished` it got and receives only what came after.
+last `node_finished` it got and receives only what came after.  It counts the run's own
+steps: a sub-flow's events come when their node's step is above `SEQ`.
 
 A replay from the database is read a page at a time, however long the run.  A client
 that falls more than `FLOWC_WS_QUEUE_EVENTS` (1000) events behind a live run is caught up

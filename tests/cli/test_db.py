@@ -18,11 +18,11 @@ def test_upgrade_creates_the_schema_then_finds_it_at_the_head(
     assert main(["db", "current"]) == 0
     assert capsys.readouterr() == ("empty\n", "")
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} created at 0005\n")
+    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} created at 0006\n")
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} already at 0005\n")
+    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} already at 0006\n")
     assert main(["db", "current"]) == 0
-    assert capsys.readouterr() == ("0005\n", "")
+    assert capsys.readouterr() == ("0006\n", "")
 
 
 def test_upgrade_brings_a_database_from_before_alembic_to_the_head(
@@ -32,7 +32,7 @@ def test_upgrade_brings_a_database_from_before_alembic_to_the_head(
     assert main(["db", "current"]) == 0
     assert capsys.readouterr() == ("0001\n", "")
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} upgraded from 0001 to 0005\n")
+    assert capsys.readouterr() == ("", f"flowc: database {sqlite_url} upgraded from 0001 to 0006\n")
 
 
 def test_a_schema_newer_than_this_flowc_is_one_line(
@@ -46,7 +46,7 @@ def test_a_schema_newer_than_this_flowc_is_one_line(
     assert capsys.readouterr() == (
         "",
         f"flowc: error: cannot upgrade the database {sqlite_url}: the database schema is at "
-        "revision 9999, which this flowc does not know (its newest is 0005): this flowc is "
+        "revision 9999, which this flowc does not know (its newest is 0006): this flowc is "
         "older than the database, so upgrade flowc\n",
     )
 

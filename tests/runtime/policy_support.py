@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flowc.compiler.ir import Flow
-from flowc.runtime import Event, Registry, RunResult, WorkflowEngine, tool_threads
+from flowc.runtime import Event, Registry, RunEvent, RunResult, WorkflowEngine, tool_threads
 
 State = dict[str, Any]
 
@@ -38,7 +38,7 @@ def run(
     """Run `source` (flow text, or IR) to its end; the result and every event."""
     events: list[Event] = []
     engine = WorkflowEngine(source, tools, max_threads_per_run=threads)
-    result = asyncio.run(engine.run(listener=events.append, **kwargs))
+    result = asyncio.run(engine.run(listener=collector(events), **kwargs))
     return result, events
 
 
@@ -65,6 +65,16 @@ def held_threads() -> Iterator[threading.Event]:
     finally:
         gate.set()
         wait_until(lambda: tool_threads() == before, "the tool threads to return")
+
+
+def collector(events: list[Event]) -> Callable[[RunEvent], None]:
+    """A listener that keeps a run's events in `events` (a flow without sub-flows)."""
+
+    def keep(event: RunEvent) -> None:
+        assert isinstance(event, Event), f"a sub-flow's event where no node runs one: {event}"
+        events.append(event)
+
+    return keep
 
 
 def kinds(events: list[Event]) -> list[str]:

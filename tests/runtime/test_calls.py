@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from flowc.runtime import Event, Resume, WorkflowEngine, tool_threads
+from flowc.runtime import Event, Resume, RunEvent, WorkflowEngine, tool_threads
 from flowc.runtime.calls import RunThreads, ThreadLimitError
 from tests.runtime.policy_support import (
     FOREVER,
     State,
+    collector,
     held_threads,
     kinds,
     registry,
@@ -173,7 +174,7 @@ def test_cancelling_a_run_cancels_its_async_tool_and_emits_no_final_event() -> N
     events: list[Event] = []
     engine = WorkflowEngine("slow -> end", registry(slow))
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(_cancel_when(started, engine.run(listener=events.append)))
+        asyncio.run(_cancel_when(started, engine.run(listener=collector(events))))
     assert cancelled == [True]
     assert kinds(events) == ["run_started", "node_started"]
 
@@ -212,7 +213,7 @@ def test_cancelling_a_run_abandons_its_blocking_tool() -> None:
         events: list[Event] = []
         engine = WorkflowEngine("hold -> end", registry(blocking=(hold,)))
         with pytest.raises(asyncio.CancelledError):
-            asyncio.run(_cancel_when(started, engine.run(listener=events.append)))
+            asyncio.run(_cancel_when(started, engine.run(listener=collector(events))))
         assert kinds(events) == ["run_started", "node_started"]
         assert tool_threads() == {
             "running": before["running"],
@@ -229,7 +230,8 @@ def test_cancelling_a_run_between_attempts() -> None:
     events: list[Event] = []
     failed = asyncio.Event()
 
-    def listen(event: Event) -> None:
+    def listen(event: RunEvent) -> None:
+        assert isinstance(event, Event)
         events.append(event)
         if event.type == "node_attempt_failed":
             failed.set()
@@ -251,7 +253,8 @@ def test_a_stream_whose_run_raises_raises_too() -> None:
 
     async def read() -> list[Event]:
         resume = Resume("quick", 1)
-        return [event async for event in engine.stream(start_node="quick", resume=resume)]
+        stream = engine.stream(start_node="quick", resume=resume)
+        return [event async for event in stream if isinstance(event, Event)]
 
     with pytest.raises(ValueError, match="give `start_node` or `resume`, not both"):
         asyncio.run(read())

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from flowc.runtime import (
-    Event,
     NoStepError,
     Resume,
+    RunEvent,
     StepContext,
     WorkflowEngine,
     current_step,
@@ -102,7 +102,7 @@ def test_outside_a_tool_it_is_a_lookup_error() -> None:
 def test_a_listener_is_not_a_tool() -> None:
     problems: list[str] = []
 
-    def listen(event: Event) -> None:
+    def listen(event: RunEvent) -> None:
         try:
             current_step()
         except NoStepError as problem:

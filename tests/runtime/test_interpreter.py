@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowc.runtime import Event, Registry, Resume, RunResult, Step, WorkflowEngine
+from flowc.runtime import Event, Registry, Resume, RunEvent, RunResult, Step, WorkflowEngine
 from flowc.runtime.state import MAX_INT, Limits
 
 State = dict[str, Any]
@@ -282,7 +282,8 @@ def test_events_in_order_with_deltas() -> None:
     engine = WorkflowEngine("count -> score; score ? score < 60 -> count : end", make_registry())
 
     async def collect() -> list[Event]:
-        return [event async for event in engine.stream(initial_state={}, run_id="r1")]
+        stream = engine.stream(initial_state={}, run_id="r1")
+        return [event async for event in stream if isinstance(event, Event)]
 
     events = asyncio.run(collect())
     assert [(e.type, e.step, e.node) for e in events] == [
@@ -316,7 +317,7 @@ def test_a_failed_run_streams_run_failed_last() -> None:
     engine = WorkflowEngine("count ? nope -> score : end", make_registry())
 
     async def collect() -> list[Event]:
-        return [event async for event in engine.stream()]
+        return [event async for event in engine.stream() if isinstance(event, Event)]
 
     events = asyncio.run(collect())
     assert [e.type for e in events] == ["run_started", "node_started", "node_finished",
@@ -487,7 +488,7 @@ def test_a_long_runs_history_is_not_walked_by_the_garbage_collector() -> None:
     # exact tuples of plain values, which the collector stops tracking.
     tracked: dict[int, int] = {}
 
-    async def listen(event: Event) -> None:
+    async def listen(event: RunEvent) -> None:
         if event.type == "node_finished" and event.step in (2_000, 12_000):
             gc.collect()
             tracked[event.step] = len(gc.get_objects())

@@ -15,7 +15,7 @@ import pytest
 
 from flowc.runtime import Event, Registry, Resume, RunResult, Step, WorkflowEngine, current_step
 from flowc.runtime.state import Limits
-from tests.runtime.policy_support import FOREVER, flow, kinds, node, registry
+from tests.runtime.policy_support import FOREVER, collector, flow, kinds, node, registry
 
 State = dict[str, Any]
 #: Seconds a run may take before the test fails: a bound for a hang, not a measurement.
@@ -33,7 +33,7 @@ def execute(
 
     async def go() -> RunResult:
         engine = WorkflowEngine(source, tools, max_threads_per_run=threads, limits=limits)
-        return await asyncio.wait_for(engine.run(listener=events.append, **kwargs), BOUND)
+        return await asyncio.wait_for(engine.run(listener=collector(events), **kwargs), BOUND)
 
     return asyncio.run(go()), events
 

@@ -15,7 +15,7 @@ import pytest
 
 from flowc.runtime import Event, Registry, Resume, RunResult, Step, WorkflowEngine, current_step
 from flowc.runtime.events import JOIN
-from tests.runtime.policy_support import FOREVER, held_threads, kinds, registry
+from tests.runtime.policy_support import FOREVER, collector, held_threads, kinds, registry
 
 State = dict[str, Any]
 #: Seconds a run may take before the test fails: a bound for a hang, not a measurement.
@@ -43,7 +43,7 @@ def execute(source: str, tools: Registry, **kwargs: Any) -> tuple[RunResult, lis
 
     async def go() -> RunResult:
         engine = WorkflowEngine(source, tools)
-        return await asyncio.wait_for(engine.run(listener=events.append, **kwargs), BOUND)
+        return await asyncio.wait_for(engine.run(listener=collector(events), **kwargs), BOUND)
 
     return asyncio.run(go()), events
 

@@ -131,7 +131,8 @@ def test_a_resumed_run_streams_its_events() -> None:
 
     async def collect() -> list[Event]:
         resume = Resume("a", 1)
-        return [e async for e in engine.stream(initial_state={"n": 1}, resume=resume)]
+        stream = engine.stream(initial_state={"n": 1}, resume=resume)
+        return [e async for e in stream if isinstance(e, Event)]
 
     assert steps(asyncio.run(collect())) == [
         ("run_started", 1, "b"),

@@ -16,6 +16,7 @@ from flowc.compiler.ir import StateKey, Wait
 from flowc.runtime import Event, Registry, Resume, RunResult, Step, WorkflowEngine
 from flowc.runtime.events import RunError, WaitFor
 from flowc.runtime.waits import input_step, resume_problems, timed_out, waits_of
+from tests.runtime.policy_support import collector
 
 State = dict[str, Any]
 
@@ -59,7 +60,7 @@ WAIT = WaitFor("approval", "approval", 60.0)
 def run(engine: WorkflowEngine, **kwargs: Any) -> tuple[RunResult, list[Event]]:
     """Run to the end or a wait: the result and every event."""
     events: list[Event] = []
-    result = asyncio.run(engine.run(listener=events.append, **kwargs))
+    result = asyncio.run(engine.run(listener=collector(events), **kwargs))
     return result, events
 
 

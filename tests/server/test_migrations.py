@@ -48,12 +48,12 @@ __all__ = ["database_url"]
 pytestmark = pytest.mark.asyncio
 
 OLDER = (
-    "the database schema is at revision 0001, this flowc needs 0005: "
+    "the database schema is at revision 0001, this flowc needs 0006: "
     "run `flowc db upgrade` (or start with `--migrate`)"
 )
 NEWER = (
     "the database schema is at revision 9999, which this flowc does not know (its newest "
-    "is 0005): this flowc is older than the database, so upgrade flowc"
+    "is 0006): this flowc is older than the database, so upgrade flowc"
 )
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
@@ -234,7 +234,7 @@ async def version_table(url: str) -> list[str]:
 
 
 async def test_an_empty_database_upgrades_to_the_models_schema(database_url: str) -> None:
-    assert schema.revisions() == ["0001", "0002", "0003", "0004", "0005"]  # one line, to the head
+    assert schema.revisions() == ["0001", "0002", "0003", "0004", "0005", "0006"]  # one line
     assert schema.revisions()[-1] == schema.HEAD
     assert await schema.schema_revision(database_url) is None
     assert await schema.upgrade(database_url) == (None, schema.HEAD)
@@ -341,8 +341,10 @@ async def test_the_failed_flag_of_steps_downgrades_and_upgrades_again(database_u
     await alembic(database_url, command.upgrade, "0002")
     at_0002 = await shape_of(database_url)
     await alembic(database_url, command.upgrade, "0003")
-    missing = await schema.differences(database_url)  # what 0004 and 0005 add, nothing else
-    assert [added(d) for d in missing] == [("add_column", "run_step", "branch"), *ADDED_BY_0005]
+    missing = await schema.differences(database_url)  # what 0004 to 0006 add, nothing else
+    assert sorted(added(d) for d in missing) == sorted(
+        [("add_column", "run_step", "branch"), *ADDED_BY_0005, *ADDED_BY_0006]
+    )
 
     def fail_the_last(connection: Connection) -> None:
         connection.execute(text("UPDATE run_step SET failed = true WHERE seq = 3"))
@@ -375,7 +377,8 @@ async def test_the_branch_of_steps_downgrades_and_upgrades_again(database_url: s
     await alembic(database_url, command.upgrade, "0003")
     at_0003 = await shape_of(database_url)
     await alembic(database_url, command.upgrade, "0004")
-    assert [added(d) for d in await schema.differences(database_url)] == ADDED_BY_0005
+    added_since = sorted(added(d) for d in await schema.differences(database_url))
+    assert added_since == sorted([*ADDED_BY_0005, *ADDED_BY_0006])
 
     def branch_the_middle(connection: Connection) -> None:
         connection.execute(text("UPDATE run_step SET branch = '0' WHERE seq = 2"))
@@ -383,7 +386,7 @@ async def test_the_branch_of_steps_downgrades_and_upgrades_again(database_url: s
     await on_connection(database_url, branch_the_middle)
 
     def branches(connection: Connection) -> list[tuple[Any, ...]]:
-        query = "SELECT seq, branch FROM run_step ORDER BY seq"  # the models are at 0005
+        query = "SELECT seq, branch FROM run_step ORDER BY seq"  # the models are past 0004
         return [tuple(row) for row in connection.execute(text(query))]
 
     assert await on_connection(database_url, branches) == [(1, None), (2, "0"), (3, None)]
@@ -417,6 +420,18 @@ ADDED_BY_0005 = [
 ]
 
 
+#: What revision 0006 adds: the parent, node and root of a sub-flow's run, their two
+#: indexes, and the one a sub-flow's name is looked up by.
+ADDED_BY_0006 = [
+    ("add_column", "workflow_run", "parent_run_id"),
+    ("add_column", "workflow_run", "parent_node"),
+    ("add_column", "workflow_run", "root_run_id"),
+    ("add_index", "workflow_run", "ix_workflow_run_parent_run_id"),
+    ("add_index", "workflow_run", "ix_workflow_run_root_run_id"),
+    ("add_index", "workflow_definition", "ix_workflow_definition_name"),
+]
+
+
 def added(difference: Any) -> tuple[str, str, str]:
     """An `add_column` or `add_index` difference: its kind, its table, and what it adds."""
     if difference[0] == "add_index":
@@ -433,7 +448,8 @@ async def test_the_waiting_columns_downgrade_and_upgrade_again_but_not_while_a_r
     await alembic(database_url, command.upgrade, "0004")
     at_0004 = await shape_of(database_url)
     await alembic(database_url, command.upgrade, "0005")
-    assert await schema.differences(database_url) == []
+    found = [added(d) for d in await schema.differences(database_url)]
+    assert sorted(found) == sorted(ADDED_BY_0006)
 
     def wait(connection: Connection) -> None:
         connection.execute(
@@ -473,6 +489,59 @@ async def test_the_waiting_columns_downgrade_and_upgrade_again_but_not_while_a_r
         None,
     )
     assert [s.seq for s in rows] == [1, 2, 3]
+
+
+async def test_the_sub_flow_columns_downgrade_and_upgrade_again_but_not_while_a_child_runs(
+    database_url: str,
+) -> None:
+    await make_v1(database_url)
+    await alembic(database_url, command.stamp, "0001")
+    await alembic(database_url, command.upgrade, "0005")
+    at_0005 = await shape_of(database_url)
+    await alembic(database_url, command.upgrade, "0006")
+    assert await schema.differences(database_url) == []
+    child = uuid.UUID("00000000-0000-4000-8000-000000000003")
+
+    def add_a_running_child(connection: Connection) -> None:
+        connection.execute(
+            V1_RUN.insert().values(
+                id=child, definition_id=DEFINITION_ID, status="running", durability="sync",
+                input={}, state={}, step=0, created_at=MOMENT, updated_at=MOMENT,
+            )
+        )  # fmt: skip
+        connection.execute(
+            text("UPDATE workflow_run SET parent_run_id = :parent, root_run_id = :parent, "
+                 "parent_node = 'review' WHERE id = :child"),
+            {"parent": RUN_ID.hex if "sqlite" in database_url else RUN_ID,
+             "child": child.hex if "sqlite" in database_url else child},
+        )  # fmt: skip
+
+    await on_connection(database_url, add_a_running_child)
+    with pytest.raises(RuntimeError) as refused:
+        await alembic(database_url, command.downgrade, "0005")
+    assert str(refused.value) == (
+        "1 run of a sub-flow is unfinished, which revision 0005 would claim as runs of their "
+        "own: let them end (or cancel their parents with POST /graph/cancel), then downgrade"
+    )
+    assert await version_table(database_url) == ["0006"]
+
+    def end(connection: Connection) -> None:
+        connection.execute(text("UPDATE workflow_run SET status = 'succeeded'"))
+
+    await on_connection(database_url, end)
+    await alembic(database_url, command.downgrade, "0005")
+    assert comparable(await shape_of(database_url), database_url) == comparable(
+        at_0005, database_url
+    )
+    assert await schema.upgrade(database_url) == ("0005", schema.HEAD)
+    db = Database(database_url)
+    try:
+        run, _ = await read_run(db, child)
+    finally:
+        await db.dispose()
+    assert (run.status, run.parent_run_id, run.parent_node, run.root_run_id) == (
+        "succeeded", None, None, None,
+    )  # fmt: skip
 
 
 async def test_prepare_gives_an_empty_database_the_schema(database_url: str) -> None:
