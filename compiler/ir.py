@@ -157,6 +157,10 @@ class Wait(_Frozen):
     timeout: float | None = Field(default=None, gt=0, le=p.MAX_WAIT, exclude_if=_absent)
 
 
+#: A stored graph's id as the IR writes it: a UUID, lowercase, with its hyphens.
+GRAPH_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
 class SubFlow(_Frozen):
     """ir_version 2: the node runs the flow `ir` as a run of its own (`flow NAME`).
 
@@ -166,7 +170,7 @@ class SubFlow(_Frozen):
     """
 
     name: str = Field(min_length=1)
-    graph_id: str | None = Field(default=None, exclude_if=_absent)
+    graph_id: str | None = Field(default=None, pattern=GRAPH_ID, exclude_if=_absent)
     ir: Flow
 
 

@@ -20,6 +20,7 @@ parent's listener as `ChildEvent`s, between the node's `node_started` and `node_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
@@ -217,11 +218,15 @@ class SubflowPlan:
             from flowc.runtime.interpreter import WorkflowEngine
 
             parent = self.parent
+            # A child's input is (some of) its parent's state, which fits the state limit
+            # already: the bound of a run's input, given by a client, is not its bound.
+            limits = parent.limits
+            limits = dataclasses.replace(limits, max_input_bytes=limits.max_state_bytes)
             self._engine = WorkflowEngine(
                 self.flow.ir,
                 parent.registry,
                 max_threads_per_run=parent.max_threads_per_run,
-                limits=parent.limits,
+                limits=limits,
                 host=parent.host,
             )
             self._engine.depth = parent.depth + 1

@@ -72,7 +72,11 @@ async def stored_flows(session: AsyncSession, graph: GraphInput) -> StoredFlows:
     by_id: dict[str, FoundFlow] = {}
     for name, graph_id in refs[:MAX_LOOKUPS]:
         if graph_id is not None:
-            definition = await store.get_definition(session, definition_id=uuid.UUID(graph_id))
+            try:
+                key = uuid.UUID(graph_id)
+            except ValueError:  # the IR model refuses it: the compiler says so
+                continue
+            definition = await store.get_definition(session, definition_id=key)
             found = None if definition is None else _found(definition)
             if found is not None:
                 by_id[graph_id] = found

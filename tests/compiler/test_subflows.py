@@ -25,6 +25,10 @@ typed_analyze -> score -> end
 """
 
 
+#: Ids of stored graphs, for resolvers that stand for the server's.
+LATEST_ID, FRESH_ID, MIDDLE_ID = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.flow"
     path.write_text(text, encoding="utf-8")
@@ -140,12 +144,12 @@ def test_stored_flows_find_by_name_and_by_pinned_id() -> None:
     latest, pinned = child_ir(), child_ir(CHILD.replace("typed_analyze", "typed_style"))
     gid = str(uuid.uuid4())
     flows = StoredFlows(
-        {"review": FoundFlow(latest, "1" * 32)}, {gid: FoundFlow(pinned, gid)}, root="gate"
+        {"review": FoundFlow(latest, LATEST_ID)}, {gid: FoundFlow(pinned, gid)}, root="gate"
     )
     text = f'state code: str\nnode a = flow review\nnode b = flow review(graph_id = "{gid}")\n'
     ir = compile_source(text + "a -> b -> end\n", tools=fake_tools(), flows=flows).ir
     first, second = ir.nodes
-    assert first.flow is not None and first.flow.ir == latest and first.flow.graph_id == "1" * 32
+    assert first.flow is not None and first.flow.ir == latest and first.flow.graph_id == LATEST_ID
     assert second.flow is not None and second.flow.ir == pinned and second.flow.graph_id == gid
     missing = str(uuid.uuid4())
     problems = check_source(
@@ -196,12 +200,12 @@ def test_a_resolver_replaces_what_an_ir_document_holds() -> None:
         "nodes": [{"name": "a", "tool": "flow", "flow": {"name": "review", "ir": stale}}],
     }
     text = json.dumps(document, default=lambda f: f.model_dump(mode="json"))
-    flows = StoredFlows({"review": FoundFlow(fresh, "2" * 32)})
+    flows = StoredFlows({"review": FoundFlow(fresh, FRESH_ID)})
     checked = check_ir(text, tools=fake_tools(), flows=flows)
     assert checked.errors == ()
     assert checked.program is not None
     node = checked.program.nodes["a"]
-    assert node.flow is not None and node.flow.child == fresh and node.flow.graph_id == "2" * 32
+    assert node.flow is not None and node.flow.child == fresh and node.flow.graph_id == FRESH_ID
 
 
 def test_sub_flows_may_nest_eight_flows_deep_and_no_more(tmp_path: Path) -> None:
@@ -233,7 +237,7 @@ def test_a_child_that_waits_is_e154_even_through_another(tmp_path: Path) -> None
             "nodes": [{"name": "m", "tool": "flow", "flow": {"name": "ask", "ir": ask}}],
         }
     )
-    stored = StoredFlows({"middle": FoundFlow(middle, "3" * 32)})
+    stored = StoredFlows({"middle": FoundFlow(middle, MIDDLE_ID)})
     (through,) = check_source("node a = flow middle\na -> end\n", flows=stored).errors
     assert through.code == "E154"
     assert "at node `w` (through ask)" in through.message
@@ -346,3 +350,20 @@ def test_stored_flows_say_why_a_flow_past_the_lookups_is_missing() -> None:
     first, second = check_source(text, flows=flows).errors
     assert first.message == "sub-flow `review` cannot be found: only the first 100 are looked up"
     assert second.message == "sub-flow `other` cannot be found: no stored graph is named `other`"
+
+
+def test_an_ir_document_s_graph_id_is_a_uuid_as_the_ir_writes_it() -> None:
+    document = {
+        "ir_version": 2,
+        "start": "a",
+        "nodes": [
+            {
+                "name": "a",
+                "tool": "flow",
+                "flow": {"name": "review", "graph_id": "../../etc", "ir": child_ir()},
+            }
+        ],
+    }
+    checked = check_ir(json.dumps(document, default=lambda f: f.model_dump(mode="json")))
+    assert [d.code for d in checked.errors] == ["E020"]
+    assert "nodes.0.flow.graph_id" in checked.errors[0].message

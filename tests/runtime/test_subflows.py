@@ -530,3 +530,26 @@ def test_a_flow_compiled_with_its_sub_flow_from_a_folder_runs_it(tmp_path: Path)
         (2, "review", {"n": 3}),
         (3, "last", {"marked": True}),
     ]
+
+
+def test_a_childs_input_is_bounded_by_the_state_limit_not_the_input_limit() -> None:
+    from flowc.runtime.state import Limits
+
+    made = tools()
+
+    def grow(state: State) -> State:
+        return {"big": "x" * 5_000}
+
+    made.add(grow)
+    flow = parent({"name": "grow", "tool": "grow"}, sub("review", chain("inc")))
+    limits = Limits(max_input_bytes=1_000, max_state_bytes=100_000)
+
+    async def go() -> Any:
+        engine = WorkflowEngine(flow, made, limits=limits)
+        return await asyncio.wait_for(engine.run(initial_state={}), BOUND)
+
+    # The parent's state grew past the input limit; its child takes it all as its input.
+    result = asyncio.run(go())
+    assert (result.status, result.error) == ("succeeded", None)
+    assert result.state["n"] == 1
+    assert len(result.state["big"]) == 5_000
