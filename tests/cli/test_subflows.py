@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowc.cli.main import main
+from flowc.cli.run import Progress
 from tests.cli.conftest import WriteFile
 
 CHILD = """\
@@ -117,3 +118,22 @@ def test_fmt_keeps_a_sub_flow_as_written(
 ) -> None:
     parent = write_file("gate.flow", PARENT)
     assert main(["fmt", "--check", str(parent)]) == 0
+
+
+def test_run_runs_the_child_found_in_a_flows_dir(
+    write_file: WriteFile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "review.flow").write_text(CHILD, encoding="utf-8")
+    parent = write_file("gate.flow", PARENT)
+    command = ["run", str(parent), "--flows", "lib", "--input", '{"code": "x = 1"}']
+    assert main([*command, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "succeeded"
+    # The child's steps are its own run's; the parent has one step, the sub-flow node's.
+    assert [(s["seq"], s["node"]) for s in result["steps"]] == [(1, "check")]
+    assert result["steps"][0]["delta"] == {}  # `parsed` and `score` are the child's own keys
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    sep = Progress.SEPARATOR
+    assert f"check{sep}analyze" in err and f"check{sep}score" in err
