@@ -52,10 +52,14 @@ class FoundFlow:
 class FlowNotFound(LookupError):
     """No flow by that name (or id): the message says where it looked."""
 
-    def __init__(self, message: str, candidates: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, candidates: Sequence[str] = (), help: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.candidates = tuple(candidates)
+        #: What to do about it, when no candidate is near.
+        self.help = help
 
 
 class FlowCycle(Exception):
@@ -153,7 +157,12 @@ class DirectoryFlows:
         path = self._path(name)
         if path is None:
             where = ", ".join(str(folder) for folder in self.folders) or "no folder"
-            raise FlowNotFound(f"no file `{name}{FLOW_SUFFIX}` in {where}", self.names())
+            raise FlowNotFound(
+                f"no file `{name}{FLOW_SUFFIX}` in {where}",
+                self.names(),
+                f"write the flow `{name}` in `{name}{FLOW_SUFFIX}` beside this one, or pass "
+                "`--flows DIR`",
+            )
         known = self._found.get(path)
         if known is not None:
             return known
@@ -213,8 +222,15 @@ class StoredFlows:
         if why is not None:
             raise FlowNotFound(why)
         if graph_id is not None:
-            raise FlowNotFound(f"no stored graph has the id {graph_id}")
-        raise FlowNotFound(f"no stored graph is named `{name}`", self._names)
+            raise FlowNotFound(
+                f"no stored graph has the id {graph_id}",
+                help=f"pin the id of a saved graph, or leave it out for the latest `{name}`",
+            )
+        raise FlowNotFound(
+            f"no stored graph is named `{name}`",
+            self._names,
+            f"save the flow `{name}` first (`POST /graph/create`)",
+        )
 
 
 def subflow_refs(program: Program) -> Iterator[tuple[str, str | None]]:
@@ -265,13 +281,13 @@ def resolve_subflows(program: Program, flows: FlowResolver | None) -> list[Diagn
             try:
                 found = flows.find(spec.name, spec.graph_id)
             except FlowNotFound as missing:
-                hint = did_you_mean(spec.name, missing.candidates)
+                hint = did_you_mean(spec.name, missing.candidates) or missing.help
                 problems.append(
                     error(
                         "E150",
                         f"sub-flow `{spec.name}` cannot be found: {missing.message}",
                         spec.span,
-                        help=hint or f"write the flow `{spec.name}`, or pass `--flows DIR`",
+                        help=hint,
                     )
                 )
                 continue

@@ -52,7 +52,10 @@ def test_flows_dirs_are_searched_after_the_files_folder(
     assert main(["check", "app/gate.flow"]) == 1
     out = capsys.readouterr().out
     assert "error[E150]: sub-flow `review` cannot be found: no file `review.flow` in app" in out
-    assert "help: write the flow `review`, or pass `--flows DIR`" in out
+    assert (
+        "help: write the flow `review` in `review.flow` beside this one, or pass `--flows DIR`"
+        in out
+    )
     assert main(["check", "--flows", "lib", "app/gate.flow"]) == 0
 
 

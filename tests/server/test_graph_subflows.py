@@ -67,6 +67,9 @@ async def test_a_pinned_graph_id_picks_that_graph(client: httpx.AsyncClient) -> 
     )
     assert problem["code"] == "E150"
     assert missing in problem["message"]
+    assert problem["help"] == "pin the id of a saved graph, or leave it out for the latest `review`"
+    (nothing,) = await refused(client, {"source": "node check = flow unheard_of\ncheck -> end"})
+    assert nothing["help"] == "save the flow `unheard_of` first (`POST /graph/create`)"
 
 
 async def test_an_unknown_name_is_e150_with_the_nearest_saved_name(
