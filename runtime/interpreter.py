@@ -814,29 +814,55 @@ class _Run:
     async def _failed_step(
         self, plan: _Plan, seq: int, started: float, delta: State, attempts: int, state: State
     ) -> tuple[State, str]:
-        """Record a failed step, emit its `node_finished`; the state, and where the route goes.
+        """Record a failed step, emit its `node_finished`; the state, and where the route goes."""
+        assert plan.policy is not None and plan.policy.on_error is not None
+        self.failed.append(seq)
+        state = await self._record(plan, seq, started, delta, state, attempts, failed=True)
+        return state, plan.policy.on_error
+
+    async def finished_step(
+        self, plan: _Plan, seq: int, started: float, delta: State, state: State
+    ) -> tuple[State, str]:
+        """Record a main-line step a detour ran, emit its `node_finished`; state and next node.
+
+        One attempt: a map's collection, a sub-flow's child.
+        """
+        state = await self._record(plan, seq, started, delta, state, 1)
+        return state, plan.goto if plan.goto is not None else self._branch(plan)
+
+    async def _record(
+        self,
+        plan: _Plan,
+        seq: int,
+        started: float,
+        delta: State,
+        state: State,
+        attempts: int,
+        *,
+        failed: bool = False,
+    ) -> State:
+        """Keep step `seq` and its delta, emit its `node_finished`; the state after it.
 
         It gives the event loop a turn unless the listener waited for I/O: the run's time
         slice starts again after it.
         """
-        assert plan.policy is not None and plan.policy.on_error is not None
         finished = time.time()
-        state = {**state, **delta}
+        state = {**state, **delta} if delta else state
         self.state = state
         self.steps.append((seq, plan.name, started, finished, attempts))
         self.deltas.append(delta)
-        self.failed.append(seq)
         waited = False
         if self.listener is not None:
             pending = self.listener(
                 Event("node_finished", self.run_id, seq, plan.name, finished, delta=delta,
-                      duration_ms=(finished - started) * 1000, attempts=attempts, failed=True)
+                      duration_ms=(finished - started) * 1000, attempts=attempts,
+                      failed=failed)
             )  # fmt: skip
             if pending is not None:
                 waited = await pending is True
         if not waited:
             await asyncio.sleep(0)
-        return state, plan.policy.on_error
+        return state
 
     def _branch(self, plan: _Plan) -> str:
         budget = Budget()  # one routing decision's work on values, shared by its arms

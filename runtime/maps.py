@@ -356,24 +356,8 @@ class Map:
             meter.admit({name: size}, f"the results of the map `{name}`")
         except LimitError as problem:
             raise RunFailed(RunError("limit", problem.problem, name, plan.span)) from None
-        delta = {name: results}
-        state = {**self.state, **delta}
-        run.state = state
-        finished = time.time()
         seq = run.base + len(run.steps) + 1
-        run.steps.append((seq, name, started, finished, 1))
-        run.deltas.append(delta)
-        waited = False
-        if run.listener is not None:
-            pending = run.listener(
-                Event("node_finished", run.run_id, seq, name, finished, delta=delta,
-                      duration_ms=(finished - started) * 1000, attempts=1)
-            )  # fmt: skip
-            if pending is not None:
-                waited = await pending is True
-        if not waited:
-            await asyncio.sleep(0)
-        return state, plan.goto if plan.goto is not None else run._branch(plan)
+        return await run.finished_step(plan, seq, started, {name: results}, self.state)
 
 
 def result_of(

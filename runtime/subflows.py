@@ -275,22 +275,7 @@ class Subflow:
             delta = await self._child()
         except RunFailed as failure:
             return await self._failed(failure.error, started)
-        state = {**self.state, **delta} if delta else self.state
-        run.state = state
-        finished = time.time()
-        run.steps.append((self.seq, plan.name, started, finished, 1))
-        run.deltas.append(delta)
-        waited = False
-        if run.listener is not None:
-            pending = run.listener(
-                Event("node_finished", run.run_id, self.seq, plan.name, finished, delta=delta,
-                      duration_ms=(finished - started) * 1000, attempts=1)
-            )  # fmt: skip
-            if pending is not None:
-                waited = await pending is True
-        if not waited:
-            await asyncio.sleep(0)
-        return state, plan.goto if plan.goto is not None else run._branch(plan)
+        return await run.finished_step(plan, self.seq, started, delta, self.state)
 
     async def _child(self) -> State:
         """Run the child through the host; the node's delta, or `RunFailed` why there is none."""
