@@ -295,7 +295,7 @@ def resolve_subflows(program: Program, flows: FlowResolver | None) -> list[Diagn
                 problems.append(_cycle(cycle.path, spec.span))
                 continue
             except ChildErrors as bad:
-                cycles = [found for found in bad.errors if found.code == "E151"]
+                cycles = [problem for problem in bad.errors if problem.code == "E151"]
                 if cycles:  # the child found the way back: the cycle is this node's too
                     problems.append(dataclasses.replace(cycles[0], span=spec.span))
                     continue
