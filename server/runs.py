@@ -408,8 +408,10 @@ class RunService:
             elif event.type == "run_started":
                 if live.has_history:
                     live.publish(event)
-            elif event.type == "child":  # this service's children relay theirs (`Live`)
-                live.publish(event.to_json())
+            elif event.type == "child":
+                # Not sent here: the host (`Children`) runs each child with a listener of
+                # its own, whose `Live` relays its events to this run's followers.
+                return None
             elif not event.is_final:  # the final one is published once the outcome is committed
                 live.publish(event)
             return None
