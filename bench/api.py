@@ -9,6 +9,9 @@ beat: one INSERT per step into a table keyed by (run_id, seq), committed (autoco
       connection for its whole run                                target: >= 0.9x the runs/s;
   (a) and (b) again with a 20 KB string in the input state: the floor's rows stay the same,
       since a step writes only what it changes;
+  and, for what the fence costs alone: the floor's 1,000 rows written on the same held
+      connection with flowc's own fenced step statement (the run's row read and share-locked
+      with each insert), with no flowc Python around it;
   (c) `POST /graph/run` (wait) on the code-review flow at concurrency 1, 8 and 32, over HTTP:
       runs/s and p50/p99 latency.
 Runs are posted through `LeanClient`, plain HTTP/1.1 on kept-alive connections, so that the
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -42,6 +46,8 @@ from typing import Any, NamedTuple
 import asyncpg
 import httpx
 from serving import ADMIN_URL, ROOT, scratch_database, served
+
+from flowc.server.runlog import PostgresRunLog
 
 LONG_RUN_STEPS = 1_000
 SHORT_RUN_STEPS = 43
@@ -85,6 +91,39 @@ async def floor_run(connection: Any, steps: int) -> float:
         finished = datetime.now(timezone.utc)
         await connection.execute(FLOOR_INSERT, run_id, seq, "tick", delta, started, finished)
     return time.perf_counter() - start
+
+
+async def fenced_run(connection: Any, run_id: uuid.UUID, first: int, steps: int) -> float:
+    """The floor's rows written with flowc's own fenced statement (attempt 1); seconds.
+
+    Not a floor: what the fence (the run's row read and share-locked with each insert)
+    costs on top of one, with no flowc Python around it.
+    """
+    start = time.perf_counter()
+    for seq in range(first, first + steps):
+        started = datetime.now(timezone.utc)
+        delta = json.dumps({"n": seq})
+        finished = datetime.now(timezone.utc)
+        tag = await connection.execute(
+            PostgresRunLog._STEP, run_id, seq, "tick", delta, started, finished, 1, 1, False,
+            None,
+        )  # fmt: skip
+        assert tag == "INSERT 0 1", tag
+    return time.perf_counter() - start
+
+
+async def fenced_target(connection: Any, graph_id: str) -> uuid.UUID:
+    """A `running` run that the server's worker leaves alone (an hour's lease, not its own)."""
+    run_id = uuid.uuid4()
+    await connection.execute(
+        "INSERT INTO workflow_run (id, definition_id, status, durability, input, state, step, "
+        "created_at, updated_at, owner, attempt, lease_expires_at, cancel_requested) VALUES "
+        "($1, $2, 'running', 'sync', '{}', '{}', 0, now(), now(), 'bench:0', 1, "
+        "now() + interval '1 hour', false)",
+        run_id,
+        uuid.UUID(graph_id),
+    )
+    return run_id
 
 
 async def floor_concurrent(pool: Any, count: int, steps: int) -> float:
@@ -322,6 +361,16 @@ async def durable_runs(url: str, api: Api, repeats: int) -> list[list[str]]:
         await floor_concurrent(pool, FLOOR_POOL_SIZE, 3)
         await floor_run(held, 3)
         rows = []
+        fence = await fenced_target(held, long_flow)
+        written = itertools.count(0, LONG_RUN_STEPS)
+        fenced = await in_turns(
+            lambda: fenced_run(held, fence, 1 + next(written), LONG_RUN_STEPS),
+            partial(floor_run, held, LONG_RUN_STEPS),
+            repeats,
+        )
+        rows.append(serial_row("(a) the floor's rows with flowc's fenced statement", fenced))
+        rows[-1][4] = "(what the fence costs)"
+        print(" | ".join(rows[-1]), flush=True)
         for label, state in (("", {}), (", 20 KB string", {"code": "x" * BIG_STRING_BYTES})):
             serial = await in_turns(
                 partial(api.run, long_flow, state, LONG_RUN_STEPS),

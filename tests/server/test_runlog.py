@@ -147,6 +147,43 @@ async def test_a_write_under_a_lost_claim_changes_nothing(database_url: str) -> 
     assert [(s.seq, s.node) for s in steps] == [(1, "one")]
 
 
+async def test_a_step_its_owner_writes_again_is_taken_once(database_url: str) -> None:
+    # A commit whose answer was lost is written again: the row is there already, and the
+    # owner still holds the run, so the write is taken and changes nothing.  The same row
+    # under a lost claim is refused: "already there" must not pass for "still yours".
+    registry = Registry()
+
+    def one(state: dict[str, Any]) -> dict[str, Any]:
+        return {"n": 1}
+
+    registry.add(one)
+    async with service_on(database_url, registry, worker=False) as service:
+        definition = await define(service.db, "one -> end\n", registry)
+        created = await service.start(definition=definition, input={}, durability="sync")
+        first = run_log_for(service.db, owner="first:1", lease_seconds=0.3)
+        second = run_log_for(service.db, owner="second:2", lease_seconds=30)
+        await first.open()
+        await second.open()
+        try:
+            (mine,) = await first.claim(1)
+            at = datetime.now(timezone.utc)
+            row = StepRow(1, "one", {"n": 1}, at, at)
+            await first.record(mine.run_id, mine.attempt, row)
+            await first.record(mine.run_id, mine.attempt, row._replace(delta={"n": 2}))
+            await asyncio.sleep(0.5)
+            (taken,) = await second.claim(1)
+            with pytest.raises(LeaseLost):
+                await first.record(mine.run_id, mine.attempt, row)
+            with pytest.raises(LeaseLost):
+                await first.append(mine.run_id, mine.attempt, row)
+            await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
+            _, steps = await read_run(service.db, created.run_id)
+        finally:
+            await first.close()
+            await second.close()
+    assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+
+
 @pytest.fixture
 def yielding_tick() -> Iterator[str]:
     """`tick_for_tests` in the application's registry: adds 1 to `n`, yielding to the loop."""
