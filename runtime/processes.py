@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -90,23 +91,38 @@ class _Worker:
 
 
 class _Pool:
-    """At most `size` workers at once; idle ones are kept for the next call."""
+    """At most `size` workers at once; idle ones are kept for the next call.
+
+    Calls get a worker in the order they asked: a freed one goes to the longest waiter.  A
+    semaphore would let a newly arrived call take it before the waiter its release woke,
+    and under load some calls waited many times the others' time (32 code reviews at once:
+    a p99 of 1.2 s against a p50 of 0.15 s).
+    """
 
     def __init__(self, size: int) -> None:
         self.lock = threading.Lock()
         self.idle: list[_Worker] = []
-        self.slots = threading.BoundedSemaphore(size)
+        self.free = size
+        self.waiting: deque[threading.Event] = deque()
 
     def take(self) -> _Worker:
         """A worker for one call (blocks the calling thread until one is free)."""
-        self.slots.acquire()
+        with self.lock:
+            turn = None
+            if self.free and not self.waiting:
+                self.free -= 1
+            else:
+                turn = threading.Event()
+                self.waiting.append(turn)
+        if turn is not None:
+            turn.wait()  # `_release` handed this call its slot
         with self.lock:
             if self.idle:
                 return self.idle.pop()
         try:
             return _Worker()
         except BaseException:
-            self.slots.release()
+            self._release()
             raise
 
     def give_back(self, worker: _Worker, healthy: bool) -> None:
@@ -116,7 +132,15 @@ class _Pool:
                 self.idle.append(worker)
         else:
             worker.kill()
-        self.slots.release()
+        self._release()
+
+    def _release(self) -> None:
+        """A slot is free: it passes to the longest waiter, if any."""
+        with self.lock:
+            if self.waiting:
+                self.waiting.popleft().set()
+            else:
+                self.free += 1
 
     def close(self) -> None:
         """Stop the idle workers (at exit)."""

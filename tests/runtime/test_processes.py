@@ -6,8 +6,11 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -194,3 +197,36 @@ def test_a_worker_of_a_large_parent_does_not_count_the_parents_memory() -> None:
         [sys.executable, "-c", _BIG_PARENT], capture_output=True, text=True, check=True
     )
     assert int(ran.stdout) < processes.RETIRE_PEAK_KIB // 2
+
+
+def test_a_freed_worker_goes_to_the_call_that_waited_longest() -> None:
+    # Workers are stand-ins: the pool hands out what it holds idle.  One slot, taken here;
+    # `a` and then `b` wait for it.  When it is given back, a call made at that moment (`c`)
+    # queues behind them instead of taking it first: the order is the order of asking.
+    pool = processes._Pool(1)
+    pool.idle.append(SimpleNamespace(peak=0))  # type: ignore[arg-type]
+    held = pool.take()
+    order: list[str] = []
+
+    def call(name: str) -> None:
+        worker = pool.take()
+        order.append(name)
+        pool.give_back(worker, healthy=True)
+
+    def waiting(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(pool.waiting) < count and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(pool.waiting) == count
+
+    threads = [threading.Thread(target=call, args=(name,), daemon=True) for name in "abc"]
+    threads[0].start()
+    waiting(1)
+    threads[1].start()
+    waiting(2)
+    pool.give_back(held, healthy=True)
+    threads[2].start()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["a", "b", "c"]
+    assert (pool.free, len(pool.idle), len(pool.waiting)) == (1, 1, 0)
