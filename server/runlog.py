@@ -176,15 +176,23 @@ class Hub:
     def watch(self, run_id: uuid.UUID) -> Any:
         """An `asyncio.Event` set whenever `run_id` changes (clear it before reading)."""
         event = asyncio.Event()
-        self._waiting[run_id].add(event)
+        self.add(run_id, event)
         try:
             yield event
         finally:
-            waiting = self._waiting.get(run_id)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
-                    del self._waiting[run_id]
+            self.discard(run_id, event)
+
+    def add(self, run_id: uuid.UUID, event: asyncio.Event) -> None:
+        """Set `event` whenever `run_id` changes too (one event can watch several runs)."""
+        self._waiting[run_id].add(event)
+
+    def discard(self, run_id: uuid.UUID, event: asyncio.Event) -> None:
+        """Stop setting `event` for `run_id`."""
+        waiting = self._waiting.get(run_id)
+        if waiting is not None:
+            waiting.discard(event)
+            if not waiting:
+                del self._waiting[run_id]
 
     def changed(self, run_ids: Iterable[uuid.UUID]) -> None:
         """Wake whoever watches these runs."""

@@ -12,7 +12,7 @@ sub-flows execute in its task, each a run of its own (`server/children.py`).
 
 Followers of a run this process executes get its events from memory (`node_started`
 included); others read the database when the run log signals a change (NOTIFY on
-PostgreSQL): there is no polling loop.
+PostgreSQL), sub-flows' runs included (`server/follow.py`): there is no polling loop.
 
 Shutting down (`drain`) stops claiming, lets each run finish the step it is in (up to
 `shutdown_grace` seconds), and releases the runs: another worker, or this server when it
@@ -26,7 +26,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -49,8 +49,10 @@ from flowc.runtime.state import LimitError
 from flowc.server import store
 from flowc.server.children import Children
 from flowc.server.db import Database
+from flowc.server.follow import Follower, Forwarded, subflow_nodes
+from flowc.server.follow import UnknownRun as UnknownRun  # raised by the service too
 from flowc.server.live import Buffer, Live, Moved, Release, as_json
-from flowc.server.models import WorkflowDefinition, WorkflowRun, now, utc
+from flowc.server.models import WorkflowDefinition, now, utc
 from flowc.server.runlog import (
     ENDED,
     Claimed,
@@ -94,10 +96,6 @@ class Refusal:
     loc: list[str | int] | None
     message: str
     too_large: bool = False
-
-
-class UnknownRun(LookupError):
-    """No run has this id."""
 
 
 class Draining(RuntimeError):
@@ -696,6 +694,7 @@ class RunService:
         sent = 0 if after is None else after
         announced = after is not None  # `run_started` (step 0) is skipped by any `after`
         waited: int | None = None  # the step of the `run_waiting` sent last
+        forwarded = Forwarded()  # what was sent of its sub-flows' runs, from memory
         live = self._live.get(run_id)
         if live is not None and live.has_history:
             # The last place is kept for the signal to go on from the database.
@@ -713,6 +712,7 @@ class RunService:
                     message = as_json(live.event(index))
                     if message["run_id"] != own:  # a sub-flow's, relayed
                         if after is None or last >= after:
+                            forwarded.note(message)
                             yield message
                         continue
                     if _wanted(message, after):
@@ -729,6 +729,7 @@ class RunService:
                         break
                     if item["run_id"] != own:  # a sub-flow's, relayed
                         if after is None or last >= after:
+                            forwarded.note(item)
                             yield item
                         continue
                     if _wanted(item, after):
@@ -744,45 +745,24 @@ class RunService:
             if self._draining:
                 raise Draining(str(run_id))
             announced = True
-        async for message in self._follow(run_id, sent, announced=announced, waited=waited):
+        follower = Follower(self.db, self.log, await self._flow_of(run_id), forwarded)
+        async for message in follower.follow(run_id, sent, announced=announced, waited=waited):
             yield message
 
-    async def _follow(
-        self, run_id: uuid.UUID, sent: int, *, announced: bool, waited: int | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """A run from the database: its steps after `sent`, again whenever it changes.
+    async def _flow_of(self, run_id: uuid.UUID) -> Mapping[str, Any] | None:
+        """The IR of the run's flow (None: an unknown run).
 
-        The steps are read a page at a time by their key, so a long replay holds one page.
-        A run that waits gets its `run_waiting` once per wait (`waited`: the step of the one
-        sent already), in its place among the steps.
+        A sub-flow's run takes it from its parent's node, which holds the child it ran.
         """
-        with self.log.hub.watch(run_id) as changed:
-            while True:
-                changed.clear()
-                async with self.db.session() as session:
-                    run = await store.get_run(session, run_id=run_id)
-                if run is None:
-                    raise UnknownRun(str(run_id))
-                if not announced:
-                    first = await self.log.steps_after(run_id, 0, limit=1)
-                    yield _started(run, first[0].node if first else run.current_node)
-                    announced = True
-                # Read before its steps: those up to the wait were all there.
-                waits = run.status == "waiting" and run.step != waited
-                async with contextlib.aclosing(self.log.read_steps(run_id, sent)) as steps:
-                    async for step in steps:
-                        if waits and step.seq > run.step:  # resumed since the row was read
-                            yield _waiting(run)
-                            waits, waited = False, run.step
-                        yield _finished(run_id, step)
-                        sent = step.seq
-                if waits:
-                    yield _waiting(run)
-                    waited = run.step
-                if run.status in ENDED:  # read before its steps: they were all there
-                    yield _ended(run)
-                    return
-                await changed.wait()
+        async with self.db.session() as session:
+            run = await store.get_run(session, run_id=run_id)
+        if run is None:
+            return None
+        if run.parent_run_id is not None and run.parent_node is not None:
+            parent = await self._flow_of(run.parent_run_id)
+            return subflow_nodes(parent or {}).get(run.parent_node)
+        definition = await self.definition(run.definition_id)
+        return None if definition is None else definition.ir
 
     async def state(self, run_id: uuid.UUID) -> dict[str, Any] | None:
         """A run as recorded, with its exact current state (snapshot + later steps).
@@ -900,45 +880,6 @@ def _wanted(message: dict[str, Any], after: int | None) -> bool:
 def _progress(sent: int, message: dict[str, Any]) -> int:
     """The last step a follower has, once it got `message`."""
     return max(sent, message["step"]) if message["type"] == "node_finished" else sent
-
-
-def _started(run: WorkflowRun, node: str | None) -> dict[str, Any]:
-    """`run_started` of a run read from the database."""
-    at = utc(run.started_at) or utc(run.created_at) or now()
-    return {"type": "run_started", "run_id": str(run.id), "step": 0, "node": node,
-            "delta": None, "at": at.isoformat()}  # fmt: skip
-
-
-def _finished(run_id: uuid.UUID, step: StepRow) -> dict[str, Any]:
-    """`node_finished` of a recorded step, as live (`failed` and `branch` only when set)."""
-    duration = (step.finished_at - step.started_at).total_seconds() * 1000
-    message = {"type": "node_finished", "run_id": str(run_id), "step": step.seq,
-               "node": step.node, "delta": step.delta, "at": step.finished_at.isoformat(),
-               "duration_ms": round(duration, 3), "attempts": step.attempts}  # fmt: skip
-    if step.failed:
-        message["failed"] = True
-    if step.branch is not None:
-        message["branch"] = step.branch
-    return message
-
-
-def _waiting(run: WorkflowRun) -> dict[str, Any]:
-    """`run_waiting` of a run that waits, as its row has it."""
-    waiting = run.waiting or {}
-    at = utc(run.waiting_since) or now()
-    return {"type": "run_waiting", "run_id": str(run.id), "step": run.step,
-            "node": waiting.get("node"), "delta": None, "at": at.isoformat(),
-            "status": "waiting", "state": run.state, "waiting": waiting}  # fmt: skip
-
-
-def _ended(run: WorkflowRun) -> dict[str, Any]:
-    """The final event of a run that ended, as its row has it."""
-    succeeded = run.status == "succeeded"
-    return {"type": "run_finished" if succeeded else "run_failed", "run_id": str(run.id),
-            "step": run.step,
-            "node": run.current_node if succeeded else (run.error or {}).get("node"),
-            "delta": None, "at": (utc(run.finished_at) or now()).isoformat(),
-            "status": run.status, "state": run.state, "error": run.error}  # fmt: skip
 
 
 def _final(run_id: str, result: RunResult) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from flowc.server.models import WorkflowDefinition, WorkflowRun
 from flowc.server.runlog import run_log_for
 from flowc.server.runs import Draining
 from tests.server.conftest import WAIT, Gates, LiveApp, create_graph, read_run, service_on
-from tests.server.databases import database_url
+from tests.server.databases import database_url, postgres_database
 
 __all__ = ["database_url"]
 
@@ -98,10 +98,10 @@ async def save(db: Database, ir: Flow, name: str) -> WorkflowDefinition:
 
 
 async def graphs(
-    db: Database, child: str, registry: Registry, on_error: bool = False
+    db: Database, child: str, registry: Registry, on_error: bool = False, held: bool = False
 ) -> tuple[WorkflowDefinition, WorkflowDefinition]:
-    """The child (flow text) and its parent saved: `first` counts, `review` runs the child
-    (to `fallback`, a mark, on error), `last` counts."""
+    """The child (flow text) and its parent saved: `first` counts (or, `held`, holds at gate
+    `zero`), `review` runs the child (to `fallback`, a mark, on error), `last` counts."""
     saved = await save(db, compile_source(child, tools=registry.specs()).ir, "child")
     review: dict[str, Any] = {
         "name": "review",
@@ -116,7 +116,9 @@ async def graphs(
             "name": "parent",
             "start": "first",
             "nodes": [
-                {"name": "first", "tool": "sf_count"},
+                {"name": "first", "tool": "hold", "args": {"gate": "zero"}}
+                if held
+                else {"name": "first", "tool": "sf_count"},
                 review,
                 {"name": "last", "tool": "sf_count"},
                 {"name": "fallback", "tool": "sf_mark"},
@@ -544,3 +546,150 @@ async def test_a_child_its_parent_went_on_without_is_ended_with_the_parent(
         "node": None,
         "span": None,
     }
+
+
+# -- followed from the database: another process's parent, or a replay -----------------------
+
+
+def shown_events(messages: list[dict[str, Any]]) -> list[tuple[str, str, int, str | None]]:
+    """Events as `(run_id, type, step, node)`."""
+    return [(m["run_id"], m["type"], m["step"], m["node"]) for m in messages]
+
+
+def parent_and_child(run_id: str, child_id: str) -> list[tuple[str, str, int, str | None]]:
+    """What a follower from the database gets of `graphs(CHILD)`: no `node_started`."""
+    return [
+        (run_id, "run_started", 0, "first"),
+        (run_id, "node_finished", 1, "first"),
+        (child_id, "run_started", 0, "a"),
+        (child_id, "node_finished", 1, "a"),
+        (child_id, "node_finished", 2, "b"),
+        (child_id, "node_finished", 3, "c"),
+        (child_id, "run_finished", 3, "c"),
+        (run_id, "node_finished", 2, "review"),
+        (run_id, "node_finished", 3, "last"),
+        (run_id, "run_finished", 3, "last"),
+    ]
+
+
+async def test_a_replay_from_the_database_has_the_childs_events_in_their_place(
+    database_url: str,
+) -> None:
+    registry = registry_with(Gates())
+    async with service_on(database_url, registry) as runner:
+        _, parent = await graphs(runner.db, CHILD, registry)
+        created = await runner.start(definition=parent, input={}, durability="sync")
+        assert (await runner.result(created.run_id)).status == "succeeded"
+    run_id = str(created.run_id)
+    child_id = child_run_id(run_id, 2)
+    # A service that did not run it reads it all from the database.
+    async with service_on(database_url, registry, worker=False) as other:
+        replay = [m async for m in other.events(created.run_id)]
+        later = [m async for m in other.events(created.run_id, after=1)]
+        past = [m async for m in other.events(created.run_id, after=2)]
+    assert shown_events(replay) == parent_and_child(run_id, child_id)
+    for message in replay:
+        named = (message.get("parent_run_id"), message.get("parent_node"))
+        assert named == ((run_id, "review") if message["run_id"] == child_id else (None, None))
+    assert shown_events(later) == parent_and_child(run_id, child_id)[2:]
+    assert shown_events(past) == parent_and_child(run_id, child_id)[8:]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of the test's own (its services claim every queued run)."""
+    yield from postgres_database()
+
+
+async def test_a_follower_in_another_process_gets_the_childs_steps_as_they_are_written(
+    postgres_url: str,
+) -> None:
+    # The parent runs in one service; a service without a worker (another `flowc serve`,
+    # as far as the database goes) follows it from its first step, before its child
+    # exists, and gets the child's first step while the child holds at a gate.
+    gates = Gates()
+    registry = registry_with(gates)
+    async with (
+        service_on(postgres_url, registry) as runner,
+        service_on(postgres_url, registry, worker=False) as other,
+    ):
+        _, parent = await graphs(runner.db, HOLDING, registry, held=True)
+        created = await runner.start(definition=parent, input={}, durability="sync")
+        run_id, child_id = str(created.run_id), child_run_id(str(created.run_id), 2)
+        await gates.wait_until_reached("zero")
+        follower = other.events(created.run_id)
+        seen = [await asyncio.wait_for(anext(follower), WAIT)]
+        gates.open("zero")
+        await gates.wait_until_reached("one")
+        seen += [await asyncio.wait_for(anext(follower), WAIT) for _ in range(3)]
+        assert shown_events(seen) == [
+            (run_id, "run_started", 0, "first"),
+            (run_id, "node_finished", 1, "first"),
+            (child_id, "run_started", 0, "a"),
+            (child_id, "node_finished", 1, "a"),
+        ]
+        gates.open("one")
+        seen += [m async for m in follower]
+        assert (await runner.result(created.run_id)).status == "succeeded"
+    assert shown_events(seen)[4:] == [
+        (child_id, "node_finished", 2, "h"),
+        (child_id, "node_finished", 3, "b"),
+        (child_id, "run_finished", 3, "b"),
+        (run_id, "node_finished", 2, "review"),
+        (run_id, "node_finished", 3, "last"),
+        (run_id, "run_finished", 3, "last"),
+    ]
+    assert all(m["parent_node"] == "review" for m in seen if m["run_id"] == child_id)
+
+
+async def test_a_replay_has_a_grandchilds_events_in_its_childs_place(database_url: str) -> None:
+    registry = registry_with(Gates())
+    async with service_on(database_url, registry) as runner:
+        grand = await save(runner.db, compile_source(CHILD, tools=registry.specs()).ir, "grand")
+        inner = {"name": "grand", "graph_id": str(grand.id), "ir": grand.ir}
+        middle = Flow.model_validate(
+            {
+                "ir_version": 2,
+                "name": "middle",
+                "start": "a",
+                "nodes": [
+                    {"name": "a", "tool": "sf_count"},
+                    {"name": "inner", "tool": "flow", "flow": inner},
+                ],
+                "routes": {"a": {"kind": "goto", "target": "inner"}},
+            }
+        )
+        child = await save(runner.db, middle, "middle")
+        review = {"name": "child", "graph_id": str(child.id), "ir": child.ir}
+        top = Flow.model_validate(
+            {
+                "ir_version": 2,
+                "name": "top",
+                "start": "review",
+                "nodes": [{"name": "review", "tool": "flow", "flow": review}],
+                "routes": {},
+            }
+        )
+        parent = await save(runner.db, top, "top")
+        created = await runner.start(definition=parent, input={}, durability="sync")
+        assert (await runner.result(created.run_id)).status == "succeeded"
+    run_id = str(created.run_id)
+    child_id = child_run_id(run_id, 1)
+    grand_id = child_run_id(child_id, 2)
+    async with service_on(database_url, registry, worker=False) as other:
+        replay = [m async for m in other.events(created.run_id)]
+    shown = [(m["run_id"], m["type"], m["step"], m["node"], m.get("parent_run_id")) for m in replay]
+    assert shown == [
+        (run_id, "run_started", 0, "review", None),
+        (child_id, "run_started", 0, "a", run_id),
+        (child_id, "node_finished", 1, "a", run_id),
+        (grand_id, "run_started", 0, "a", child_id),
+        (grand_id, "node_finished", 1, "a", child_id),
+        (grand_id, "node_finished", 2, "b", child_id),
+        (grand_id, "node_finished", 3, "c", child_id),
+        (grand_id, "run_finished", 3, "c", child_id),
+        (child_id, "node_finished", 2, "inner", run_id),
+        (child_id, "run_finished", 2, "inner", run_id),
+        (run_id, "node_finished", 1, "review", None),
+        (run_id, "run_finished", 1, "review", None),
+    ]
