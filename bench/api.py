@@ -47,7 +47,7 @@ import asyncpg
 import httpx
 from serving import ADMIN_URL, ROOT, scratch_database, served
 
-from flowc.server.runlog import PostgresRunLog
+from flowc.server.pglog import PostgresRunLog
 
 LONG_RUN_STEPS = 1_000
 SHORT_RUN_STEPS = 43

@@ -27,19 +27,16 @@ from typing import Any
 
 from sqlalchemy import text
 
+from flowc.server.pglog import PostgresRunLog, transient_asyncpg
 from flowc.server.runlog import (
     LeaseLost,
-    PostgresRunLog,
     RunLog,
-    SqliteRunLog,
-    _reaching,
-    _sqlite_id,
-    _sqlite_time,
-    _transient_asyncpg,
     dumps,
     fold,
     on_main_line,
+    reaching,
 )
+from flowc.server.sqlitelog import SqliteRunLog, sqlite_id, sqlite_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +149,7 @@ class PostgresChildLog(ChildLog):
     async def adopt(self, child: ChildSpec, *, attempt: int, owner: str) -> Adopted:
         """Make or take over the child's row in one transaction, fenced by its parent's."""
         async with (
-            _reaching(_transient_asyncpg),
+            reaching(transient_asyncpg),
             self.log.pool.acquire() as connection,
             connection.transaction(),
         ):
@@ -176,7 +173,7 @@ class PostgresChildLog(ChildLog):
     ) -> list[uuid.UUID]:
         """End the tree's unfinished runs, fenced by the root's row."""
         async with (
-            _reaching(_transient_asyncpg),
+            reaching(transient_asyncpg),
             self.log.pool.acquire() as connection,
             connection.transaction(),
         ):
@@ -213,14 +210,14 @@ class SqliteChildLog(ChildLog):
 
     async def adopt(self, child: ChildSpec, *, attempt: int, owner: str) -> Adopted:
         """Make or take over the child's row in one transaction, fenced by its parent's."""
-        now = _sqlite_time(datetime.now(timezone.utc))
+        now = sqlite_time(datetime.now(timezone.utc))
         async with self.log.db.engine.begin() as connection:
             fence = await connection.execute(
                 text(
                     "UPDATE workflow_run SET updated_at = updated_at WHERE id = :id "
                     "AND attempt = :attempt AND status = 'running'"
                 ),
-                {"id": _sqlite_id(child.parent_run_id), "attempt": attempt},
+                {"id": sqlite_id(child.parent_run_id), "attempt": attempt},
             )
             if not fence.rowcount:
                 raise LeaseLost(str(child.parent_run_id))
@@ -232,11 +229,11 @@ class SqliteChildLog(ChildLog):
                     ":definition, 'running', :durability, :input, :state, 0, :now, :now, :now, "
                     ":owner, :attempt, 0, :parent, :node, :root) ON CONFLICT (id) DO NOTHING"
                 ),
-                {"id": _sqlite_id(child.run_id), "definition": _sqlite_id(child.definition_id),
+                {"id": sqlite_id(child.run_id), "definition": sqlite_id(child.definition_id),
                  "durability": child.durability, "input": dumps(child.input),
                  "state": dumps(child.state), "now": now, "owner": owner, "attempt": attempt,
-                 "parent": _sqlite_id(child.parent_run_id), "node": child.node,
-                 "root": _sqlite_id(child.root_run_id)},
+                 "parent": sqlite_id(child.parent_run_id), "node": child.node,
+                 "root": sqlite_id(child.root_run_id)},
             )  # fmt: skip
             created = bool(made.rowcount)
             if not created:
@@ -245,7 +242,7 @@ class SqliteChildLog(ChildLog):
                         "UPDATE workflow_run SET owner = :owner, attempt = :attempt, "
                         "updated_at = :now WHERE id = :id AND status = 'running'"
                     ),
-                    {"id": _sqlite_id(child.run_id), "owner": owner, "attempt": attempt,
+                    {"id": sqlite_id(child.run_id), "owner": owner, "attempt": attempt,
                      "now": now},
                 )  # fmt: skip
             row = (
@@ -254,7 +251,7 @@ class SqliteChildLog(ChildLog):
                         "SELECT status, state, step, current_node, error FROM workflow_run "
                         "WHERE id = :id"
                     ),
-                    {"id": _sqlite_id(child.run_id)},
+                    {"id": sqlite_id(child.run_id)},
                 )
             ).one()
         return Adopted(
@@ -272,7 +269,7 @@ class SqliteChildLog(ChildLog):
                     "UPDATE workflow_run SET updated_at = updated_at WHERE id = :id "
                     "AND attempt = :attempt AND status = 'running'"
                 ),
-                {"id": _sqlite_id(root), "attempt": attempt},
+                {"id": sqlite_id(root), "attempt": attempt},
             )
             if not owns.rowcount:
                 return []
@@ -285,14 +282,14 @@ class SqliteChildLog(ChildLog):
         connection: Any, root: uuid.UUID, status: str, error: dict[str, Any]
     ) -> list[uuid.UUID]:
         """`close_tree`'s work in a transaction of the caller's (who signals the runs)."""
-        now = _sqlite_time(datetime.now(timezone.utc))
+        now = sqlite_time(datetime.now(timezone.utc))
         runs = (
             await connection.execute(
                 text(
                     "SELECT id, state, step, current_node FROM workflow_run WHERE "
                     "root_run_id = :root AND status IN ('queued', 'running') ORDER BY created_at"
                 ),
-                {"root": _sqlite_id(root)},
+                {"root": sqlite_id(root)},
             )
         ).all()
         for run in runs:

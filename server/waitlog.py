@@ -26,17 +26,13 @@ from typing import Any
 
 from sqlalchemy import text
 
+from flowc.server.pglog import PostgresRunLog, transient_asyncpg
 from flowc.server.runlog import (
-    PostgresRunLog,
     RunLog,
-    SqliteRunLog,
-    _parse_time,
-    _reaching,
-    _sqlite_id,
-    _sqlite_time,
-    _transient_asyncpg,
     dumps,
+    reaching,
 )
+from flowc.server.sqlitelog import SqliteRunLog, parse_time, sqlite_id, sqlite_time
 
 #: Expired waits a sweep takes at a time.
 SWEEP_BATCH = 100
@@ -134,7 +130,7 @@ class PostgresWaitLog(WaitLog):
     ) -> Answer | None:
         """Record the wait's step and queue the run again, in one transaction."""
         async with (
-            _reaching(_transient_asyncpg),
+            reaching(transient_asyncpg),
             self.log.pool.acquire() as connection,
             connection.transaction(),
         ):
@@ -154,7 +150,7 @@ class PostgresWaitLog(WaitLog):
     async def fail(self, run_id: uuid.UUID, at_step: int, error: dict[str, Any]) -> bool:
         """End the timed-out run `failed`, in one transaction."""
         async with (
-            _reaching(_transient_asyncpg),
+            reaching(transient_asyncpg),
             self.log.pool.acquire() as connection,
             connection.transaction(),
         ):
@@ -166,7 +162,7 @@ class PostgresWaitLog(WaitLog):
 
     async def expired(self, limit: int = SWEEP_BATCH) -> list[Expired]:
         """Waiting runs past their deadline, by the database's clock."""
-        async with _reaching(_transient_asyncpg), self.log.pool.acquire() as connection:
+        async with reaching(transient_asyncpg), self.log.pool.acquire() as connection:
             records = await connection.fetch(self._EXPIRED, limit)
         return [
             Expired(r["id"], r["definition_id"], r["step"], json.loads(r["waiting"]),
@@ -190,7 +186,7 @@ class SqliteWaitLog(WaitLog):
         at_step: int | None = None,
     ) -> Answer | None:
         """Record the wait's step and queue the run again, in one transaction."""
-        now = _sqlite_time(_now())
+        now = sqlite_time(_now())
         async with self.log.db.engine.begin() as connection:
             run = await self._lock(connection, run_id, now)
             if run is None:
@@ -203,9 +199,9 @@ class SqliteWaitLog(WaitLog):
                     "attempts, failed) VALUES (:id, :seq, :node, :delta, :since, :now, 1, "
                     ":failed)"
                 ),
-                {"id": _sqlite_id(run_id), "seq": run.step + 1,
+                {"id": sqlite_id(run_id), "seq": run.step + 1,
                  "node": json.loads(run.waiting)["node"], "delta": dumps(delta),
-                 "since": _sqlite_time(_parse_time(run.waiting_since)), "now": now,
+                 "since": sqlite_time(parse_time(run.waiting_since)), "now": now,
                  "failed": failed},
             )  # fmt: skip
             await connection.execute(
@@ -213,7 +209,7 @@ class SqliteWaitLog(WaitLog):
                     "UPDATE workflow_run SET status = 'queued', waiting = NULL, "
                     "waiting_since = NULL, wait_deadline = NULL, updated_at = :now WHERE id = :id"
                 ),
-                {"id": _sqlite_id(run_id), "now": now},
+                {"id": sqlite_id(run_id), "now": now},
             )
         self.log.hub.changed([run_id])
         if self.log.on_queued:
@@ -222,7 +218,7 @@ class SqliteWaitLog(WaitLog):
 
     async def fail(self, run_id: uuid.UUID, at_step: int, error: dict[str, Any]) -> bool:
         """End the timed-out run `failed`, in one transaction."""
-        now = _sqlite_time(_now())
+        now = sqlite_time(_now())
         async with self.log.db.engine.begin() as connection:
             run = await self._lock(connection, run_id, now)
             if run is None or not _same_wait(run.status, run.step, bool(run.expired), at_step):
@@ -233,7 +229,7 @@ class SqliteWaitLog(WaitLog):
                     "finished_at = :now, updated_at = :now, waiting = NULL, "
                     "waiting_since = NULL, wait_deadline = NULL WHERE id = :id"
                 ),
-                {"id": _sqlite_id(run_id), "error": dumps(error), "now": now},
+                {"id": sqlite_id(run_id), "error": dumps(error), "now": now},
             )
         self.log.hub.changed([run_id])
         return True
@@ -248,12 +244,12 @@ class SqliteWaitLog(WaitLog):
                         "workflow_run WHERE status = 'waiting' AND wait_deadline < :now "
                         "ORDER BY wait_deadline LIMIT :limit"
                     ),
-                    {"now": _sqlite_time(_now()), "limit": limit},
+                    {"now": sqlite_time(_now()), "limit": limit},
                 )
             ).all()
         return [
             Expired(uuid.UUID(r.id), uuid.UUID(r.definition_id), r.step, json.loads(r.waiting),
-                    _parse_time(r.waiting_since))
+                    parse_time(r.waiting_since))
             for r in rows
         ]  # fmt: skip
 
@@ -263,7 +259,7 @@ class SqliteWaitLog(WaitLog):
         # here on: a concurrent resume waits for it, then finds the run no longer waiting.
         await connection.execute(
             text("UPDATE workflow_run SET updated_at = updated_at WHERE id = :id"),
-            {"id": _sqlite_id(run_id)},
+            {"id": sqlite_id(run_id)},
         )
         return (
             await connection.execute(
@@ -272,7 +268,7 @@ class SqliteWaitLog(WaitLog):
                     "coalesce(wait_deadline < :now, 0) AS expired FROM workflow_run "
                     "WHERE id = :id"
                 ),
-                {"id": _sqlite_id(run_id), "now": now},
+                {"id": sqlite_id(run_id), "now": now},
             )
         ).first()
 

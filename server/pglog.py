@@ -1,0 +1,606 @@
+"""Runs on PostgreSQL -> claims, fenced group-commit writes and NOTIFY, over asyncpg.
+
+`PostgresRunLog` holds its connections: writer connections for the write queue, one that
+LISTENs for changed, queued and cancelled runs, and a small pool for reads and short
+transactions.  The statements are the fences of `docs/durability.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flowc.server.runlog import (
+    CANCEL,
+    CHANGED,
+    ENDED,
+    MAX_BATCH_RUNS,
+    MAX_SEQ,
+    NOTIFY_EVERY,
+    QUEUED,
+    RETRY_FIRST,
+    RETRY_MAX,
+    Claimed,
+    Created,
+    Item,
+    LeaseLost,
+    RunLog,
+    StepRow,
+    WriteQueue,
+    cancelled_error,
+    cause,
+    dumps,
+    fold,
+    logger,
+    on_main_line,
+    reaching,
+)
+
+
+def transient_asyncpg(exc: BaseException) -> bool:
+    """Failures that mean the database went away (trying again later may work)."""
+    import asyncpg
+
+    if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True  # the connection's protocol state broke with it: a new one is needed
+    if isinstance(
+        exc,
+        (
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError,
+            asyncpg.CrashShutdownError,
+            asyncpg.TooManyConnectionsError,
+        ),
+    ):
+        return True
+    sqlstate = getattr(exc, "sqlstate", "") or ""
+    # 08 connection, 57P shutdown, 53 resources, 40 deadlock or serialization: try again.
+    return sqlstate.startswith(("08", "57P", "53", "40"))
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+
+class PostgresRunLog(RunLog):
+    """asyncpg on connections this process holds: writers, a listener, and a small pool."""
+
+    shared = True
+
+    _STEPS = """
+        WITH v AS (
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[],
+                                 $5::timestamptz[], $6::timestamptz[], $7::int[], $10::bool[],
+                                 $11::text[])
+                   AS v(run_id, seq, node, delta, started_at, finished_at, attempts, failed,
+                        branch)
+        ), fence AS (
+            SELECT r.id FROM workflow_run r
+              JOIN unnest($8::uuid[], $9::int[]) AS o(id, attempt)
+                ON r.id = o.id AND r.attempt = o.attempt
+             WHERE r.status = 'running'
+               FOR SHARE OF r
+        ), written AS (
+            INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                                  failed, branch)
+            SELECT v.run_id, v.seq, v.node, v.delta::jsonb, v.started_at, v.finished_at,
+                   v.attempts, v.failed, v.branch
+              FROM v JOIN fence ON fence.id = v.run_id
+                ON CONFLICT (run_id, seq) DO NOTHING
+        )
+        SELECT array_agg(id) AS owned FROM fence
+    """
+    #: One step of one run (the common case: `sync` runs that do not wait for each other),
+    #: kept to one plain statement whose answer is its tag: `INSERT 0 1` is written.  No
+    #: row comes back and there is no CTE: 5-8 µs less a step than a CTE that returned the
+    #: fence's row, measured on one held connection.  `INSERT 0 0` is a lost lease or the
+    #: same row written before (its commit's answer was lost): `_FENCE` tells which.
+    _STEP = """
+        INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                              failed, branch)
+        SELECT $1, $2, $3, $4::jsonb, $5, $6, $7, $9, $10 FROM workflow_run
+         WHERE id = $1 AND attempt = $8 AND status = 'running'
+           FOR SHARE
+            ON CONFLICT (run_id, seq) DO NOTHING
+    """
+    #: Whether the owner still holds the run (an epoch, once lost, is never held again).
+    _FENCE = "SELECT 1 FROM workflow_run WHERE id = $1 AND attempt = $2 AND status = 'running'"
+    _SNAPSHOT = """
+        UPDATE workflow_run
+           SET state = $3::jsonb, step = $4, current_node = $5, updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND status = 'running'
+     RETURNING id
+    """
+    _END = """
+        UPDATE workflow_run
+           SET status = $3, state = $4::jsonb, step = $5, current_node = $6, error = $7::jsonb,
+               finished_at = now(), updated_at = now(), owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND attempt = $2
+           -- the same end written again (its first commit's answer was lost): taken
+           AND (status = 'running' OR (status = $3 AND owner IS NULL AND finished_at IS NOT NULL))
+     RETURNING id
+    """
+    _RELEASE = """
+        UPDATE workflow_run
+           SET owner = NULL, lease_expires_at = now() - interval '1 second', updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND status = 'running'
+     RETURNING id, pg_notify('flowc_queued', id::text)
+    """
+    #: A cancellation asked for keeps a run from waiting: its owner records it cancelled.
+    _WAIT = """
+        UPDATE workflow_run
+           SET status = 'waiting', state = $3::jsonb, step = $4, current_node = $5,
+               waiting = $6::jsonb, owner = NULL, lease_expires_at = NULL, updated_at = now(),
+               waiting_since = CASE WHEN status = 'waiting' THEN waiting_since ELSE now() END,
+               wait_deadline = CASE WHEN status = 'waiting' THEN wait_deadline
+                                    ELSE now() + make_interval(secs => $7::float8) END
+         WHERE id = $1 AND attempt = $2 AND NOT cancel_requested
+           -- the same wait written again (its first commit's answer was lost): taken
+           AND (status = 'running' OR (status = 'waiting' AND step = $4))
+     RETURNING id
+    """
+    #: A sub-flow's run is never claimed on its own; the claim of the run at the top of its
+    #: tree gives it the new owner and epoch (`server/childlog.py`).
+    _CLAIM = """
+        WITH claimed AS (
+            UPDATE workflow_run r
+               SET status = 'running', owner = $1, attempt = r.attempt + 1,
+                   lease_expires_at = now() + make_interval(secs => $2),
+                   started_at = coalesce(r.started_at, now()), updated_at = now()
+             WHERE r.id IN (
+                    SELECT id FROM workflow_run
+                     WHERE (status = 'queued'
+                            OR (status = 'running' AND (lease_expires_at IS NULL
+                                                        OR lease_expires_at < now())))
+                       AND parent_run_id IS NULL
+                     ORDER BY created_at
+                     LIMIT $3
+                       FOR UPDATE SKIP LOCKED)
+         RETURNING r.id, r.attempt, r.definition_id, r.durability, r.input, r.state, r.step,
+                   r.current_node, r.cancel_requested
+        ), tree AS (
+            UPDATE workflow_run c SET owner = $1, attempt = claimed.attempt, updated_at = now()
+              FROM claimed
+             WHERE c.root_run_id = claimed.id AND c.status = 'running'
+        )
+        SELECT * FROM claimed
+    """
+    _HEARTBEAT = """
+        UPDATE workflow_run r
+           SET lease_expires_at = now() + make_interval(secs => $3)
+          FROM unnest($1::uuid[], $2::int[]) AS o(id, attempt)
+         WHERE r.id = o.id AND r.attempt = o.attempt AND r.status = 'running'
+     RETURNING r.id, r.cancel_requested
+    """
+    _CREATE = """
+        WITH made AS (
+            INSERT INTO workflow_run (id, definition_id, status, durability, input, state,
+                                      step, created_at, updated_at, started_at, owner,
+                                      attempt, lease_expires_at, cancel_requested,
+                                      idempotency_key, request_hash)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $11::jsonb, 0, now(), now(),
+                    CASE WHEN $6 THEN now() END, CASE WHEN $6 THEN $7 END,
+                    CASE WHEN $6 THEN 1 ELSE 0 END,
+                    CASE WHEN $6 THEN now() + make_interval(secs => $8) END, false, $9, $10)
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING id, status, attempt
+        )
+        SELECT id, status, attempt,
+               CASE WHEN status = 'queued' THEN pg_notify('flowc_queued', id::text) END AS _
+          FROM made
+    """
+
+    def __init__(self, dsn: str, *, owner: str, lease_seconds: float, writers: int = 2) -> None:
+        super().__init__(owner=owner, lease_seconds=lease_seconds, writers=writers)
+        self.dsn = dsn
+        self._pool: Any = None
+        self._listening: asyncio.Task[None] | None = None
+        #: Runs whose log changed since the last NOTIFY (sent by `_notify`, coalesced).
+        self._changed: set[uuid.UUID] = set()
+        self._changes = asyncio.Event()
+        self._notifying: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> Any:
+        """The connections for reads and short transactions (`open()` made them)."""
+        assert self._pool is not None, "RunLog.open() first"
+        return self._pool
+
+    def _signal(self, run_ids: Iterable[uuid.UUID]) -> None:
+        """After a commit: wake this process's followers now, the others' soon (NOTIFY)."""
+        ids = list(run_ids)
+        if ids:
+            self.hub.changed(ids)
+            self._changed.update(ids)
+            self._changes.set()
+
+    async def _notify(self) -> None:
+        """NOTIFY the ids of changed runs, at most every `NOTIFY_EVERY` seconds.
+
+        One NOTIFY for many steps keeps it off each step's commit; followers elsewhere
+        hear of a step within that delay.  While the database is away nothing is sent:
+        the listeners read everything again when they reconnect.
+        """
+        while True:
+            await self._changes.wait()
+            await asyncio.sleep(NOTIFY_EVERY)
+            self._changes.clear()
+            ids, self._changed = list(self._changed), set()
+            try:
+                async with self._pool.acquire() as connection:
+                    for start in range(0, len(ids), MAX_BATCH_RUNS):
+                        payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
+                        await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
+            except Exception as exc:
+                logger.warning("telling other processes of run changes failed: %s", cause(exc))
+
+    async def _connect(self) -> Any:
+        import asyncpg
+
+        return await asyncpg.connect(self.dsn)
+
+    @staticmethod
+    async def _close_connection(connection: Any) -> None:
+        await connection.close(timeout=2)
+
+    async def open(self) -> None:
+        """Open the pool, start the writers and the listener."""
+        import asyncpg
+
+        # No floor of open connections: asyncpg would keep reopening it while the database
+        # is away, with a traceback each time.
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=0, max_size=4, reset=_keep_session
+        )
+        self._queue = WriteQueue(
+            self._write,
+            self._connect,
+            self._close_connection,
+            writers=self.writers,
+            transient=transient_asyncpg,
+        )
+        ready = asyncio.get_running_loop().create_future()
+        self._listening = asyncio.ensure_future(self._listen(ready))
+        await ready
+        self._notifying = asyncio.ensure_future(self._notify())
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Write what is queued, stop listening, close connections."""
+        await super().close(timeout)
+        for task in (self._notifying, self._listening):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 5)
+            except asyncio.TimeoutError:  # the database is away: drop the connections
+                self._pool.terminate()
+            self._pool = None
+
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
+        """One connection LISTENing; on loss, reconnect and wake everyone to read again."""
+        delay = RETRY_FIRST
+        while True:
+            connection: Any = None
+            try:
+                connection = await self._connect()
+                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                connection.add_termination_listener(_settle_on_loss(lost))
+                await connection.add_listener(CHANGED, self._on_changed)
+                await connection.add_listener(QUEUED, self._on_queued)
+                await connection.add_listener(CANCEL, self._on_cancel)
+                delay = RETRY_FIRST
+                if not ready.done():
+                    ready.set_result(None)
+                else:
+                    self.hub.everything_changed()  # what was said while we were away
+                    if self.on_queued:
+                        self.on_queued()
+                await lost
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                    return
+                logger.warning("listening for run changes failed (%s); again soon", cause(exc))
+            finally:
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=2)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _on_changed(self, _c: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload:
+            self.hub.changed(uuid.UUID(part) for part in payload.split(","))
+
+    def _on_queued(self, _c: Any, _pid: int, _channel: str, _payload: str) -> None:
+        if self.on_queued:
+            self.on_queued()
+
+    def _on_cancel(self, _c: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self.on_cancel:
+            self.on_cancel(uuid.UUID(payload))
+
+    async def _write(
+        self, connection: Any, batch: dict[uuid.UUID, list[Item]]
+    ) -> dict[uuid.UUID, BaseException | None]:
+        """One batch: every run's steps in one statement; snapshots and ends after them."""
+        if len(batch) == 1:
+            (items,) = batch.values()
+            if len(items) == 1 and items[0].kind == "step":
+                return await self._write_step(connection, items[0])
+        rows = [(item.run_id, row) for item, row in _steps(batch)]
+        others = [item for items in batch.values() for item in items if item.kind != "step"]
+        outcome: dict[uuid.UUID, BaseException | None] = {}
+        changed: list[uuid.UUID] = []
+        # A run's snapshots go in statements of their own after its steps' one, each
+        # committed alone: each is idempotent (tried again, it changes nothing more), and a
+        # snapshot is never ahead of the log, so a transaction would only add two round trips
+        # (BEGIN, COMMIT) to every `snapshot_steps`-th step of a lone `sync` run.  An end or
+        # a release is written in one with the steps before it.
+        atomic = any(item.kind != "snapshot" for item in others)
+        transaction = connection.transaction() if atomic else contextlib.nullcontext()
+        async with transaction:
+            if len(rows) == 1:
+                ((item, row),) = _steps(batch)
+                tag = await connection.execute(
+                    self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
+                    row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
+                    row.branch,
+                )  # fmt: skip
+                if tag != "INSERT 0 1" and not await self._holds(connection, item):
+                    outcome[item.run_id] = LeaseLost(str(item.run_id))
+                else:
+                    changed.append(item.run_id)
+            elif rows:
+                runs = {item.run_id: item.attempt for item, _ in _steps(batch)}
+                record = await connection.fetchrow(
+                    self._STEPS,
+                    [run_id for run_id, _ in rows],
+                    [row.seq for _, row in rows],
+                    [row.node for _, row in rows],
+                    [dumps(row.delta) for _, row in rows],
+                    [row.started_at for _, row in rows],
+                    [row.finished_at for _, row in rows],
+                    [row.attempts for _, row in rows],
+                    list(runs),
+                    list(runs.values()),
+                    [row.failed for _, row in rows],
+                    [row.branch for _, row in rows],
+                )
+                owned = set(record["owned"] or ())
+                changed.extend(owned)
+                for run_id in runs:
+                    if run_id not in owned:
+                        outcome[run_id] = LeaseLost(str(run_id))
+            for item in others:
+                if outcome.get(item.run_id) is not None:
+                    continue
+                found = await self._other(connection, item)
+                if not found:
+                    outcome[item.run_id] = LeaseLost(str(item.run_id))
+                else:
+                    changed.append(item.run_id)
+        self._signal(changed)
+        return outcome
+
+    async def _write_step(
+        self, connection: Any, item: Item
+    ) -> dict[uuid.UUID, BaseException | None]:
+        """A batch of one step alone: a lone `sync` run's every step, kept short."""
+        row = item.step
+        assert row is not None
+        tag = await connection.execute(
+            self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
+            row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
+            row.branch,
+        )  # fmt: skip
+        if tag != "INSERT 0 1" and not await self._holds(connection, item):
+            return {item.run_id: LeaseLost(str(item.run_id))}
+        self._signal((item.run_id,))
+        return {}
+
+    async def _holds(self, connection: Any, item: Item) -> bool:
+        """Whether the owner still holds the run whose step was not inserted.
+
+        Not inserted while held: the row was there already, from this owner's own earlier
+        commit of it (no one else could write it while the lease was held).
+        """
+        return await connection.fetchval(self._FENCE, item.run_id, item.attempt) is not None
+
+    async def _other(self, connection: Any, item: Item) -> bool:
+        if item.kind == "release":
+            return await connection.fetchrow(self._RELEASE, item.run_id, item.attempt) is not None
+        ending = item.ending
+        assert ending is not None
+        if item.kind == "wait":
+            assert item.wait is not None
+            found = await connection.fetchrow(
+                self._WAIT, item.run_id, item.attempt, dumps(ending.state), ending.step,
+                ending.node, dumps(item.wait.to_json()), item.wait.timeout,
+            )  # fmt: skip
+            return found is not None
+        if item.kind == "snapshot":
+            found = await connection.fetchrow(
+                self._SNAPSHOT, item.run_id, item.attempt, dumps(ending.state), ending.step,
+                ending.node,
+            )  # fmt: skip
+            return found is not None
+        found = await connection.fetchrow(
+            self._END, item.run_id, item.attempt, ending.status, dumps(ending.state),
+            ending.step, ending.node, None if ending.error is None else dumps(ending.error),
+        )  # fmt: skip
+        return found is not None
+
+    async def create_run(
+        self,
+        *,
+        definition_id: uuid.UUID,
+        input: dict[str, Any],
+        durability: str,
+        claim: bool,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> Created:
+        """Insert the run (claimed by this process, or queued with a NOTIFY); keyed: once."""
+        run_id = uuid.uuid4()
+        async with reaching(transient_asyncpg), self._pool.acquire() as connection:
+            made = await connection.fetchrow(
+                self._CREATE, run_id, definition_id, "running" if claim else "queued",
+                durability, dumps(input), claim, self.owner, self.lease_seconds,
+                idempotency_key, request_hash, dumps(input if state is None else state),
+            )  # fmt: skip
+            if made is not None:
+                return Created(made["id"], True, made["status"], request_hash, made["attempt"])
+            found = await connection.fetchrow(
+                "SELECT id, status, request_hash, attempt FROM workflow_run "
+                "WHERE idempotency_key = $1",
+                idempotency_key,
+            )
+        assert found is not None
+        return Created(found["id"], False, found["status"], found["request_hash"], found["attempt"])
+
+    async def claim(self, limit: int, *, everything: bool = False) -> list[Claimed]:
+        """Claim runs that are queued or whose owner went silent, oldest first."""
+        if limit <= 0:
+            return []
+        async with self._pool.acquire() as connection:
+            records = await connection.fetch(self._CLAIM, self.owner, self.lease_seconds, limit)
+        return [
+            Claimed(
+                r["id"],
+                r["attempt"],
+                r["definition_id"],
+                r["durability"],
+                json.loads(r["input"]),
+                json.loads(r["state"]),
+                r["step"],
+                r["current_node"],
+                r["cancel_requested"],
+            )
+            for r in records
+        ]
+
+    async def heartbeat(self, owned: dict[uuid.UUID, int]) -> dict[uuid.UUID, bool]:
+        """Extend the leases of the runs still ours; which of them were asked to stop."""
+        if not owned:
+            return {}
+        async with self._pool.acquire() as connection:
+            records = await connection.fetch(
+                self._HEARTBEAT, list(owned), list(owned.values()), self.lease_seconds
+            )
+        return {r["id"]: r["cancel_requested"] for r in records}
+
+    async def cancel(self, run_id: uuid.UUID) -> str | None:
+        """End a run nobody runs; ask its owner to stop one that runs (NOTIFY)."""
+        async with (
+            reaching(transient_asyncpg),
+            self._pool.acquire() as connection,
+            connection.transaction(),
+        ):
+            run = await connection.fetchrow(
+                "SELECT status, state, step, current_node, owner, "
+                "       (lease_expires_at IS NULL OR lease_expires_at < now()) AS silent "
+                "  FROM workflow_run WHERE id = $1 FOR UPDATE",
+                run_id,
+            )
+            if run is None:
+                return None
+            if run["status"] in ENDED:
+                return f"ended:{run['status']}"
+            if run["status"] == "running" and not run["silent"]:
+                await connection.execute(
+                    "UPDATE workflow_run SET cancel_requested = true WHERE id = $1", run_id
+                )
+                await connection.execute("SELECT pg_notify('flowc_cancel', $1::text)", str(run_id))
+                return "cancelling"
+            # Imported here: the child log builds on this module.
+            from flowc.server.childlog import PostgresChildLog
+
+            await PostgresChildLog.close_in(connection, run_id, "cancelled", cancelled_error())
+            steps = await connection.fetch(
+                "SELECT seq, node, delta, branch FROM run_step WHERE run_id = $1 AND seq > $2 "
+                "ORDER BY seq",
+                run_id,
+                run["step"],
+            )
+            state = fold(
+                json.loads(run["state"]),
+                (json.loads(s["delta"]) for s in steps if on_main_line(s["branch"])),
+            )
+            last = steps[-1] if steps else None
+            await connection.execute(
+                "UPDATE workflow_run SET status = 'cancelled', cancel_requested = true, "
+                "  state = $2::jsonb, step = $3, current_node = $4, error = $5::jsonb, "
+                "  owner = NULL, lease_expires_at = NULL, finished_at = now(), "
+                "  updated_at = now(), waiting = NULL, waiting_since = NULL, "
+                "  wait_deadline = NULL "
+                "WHERE id = $1",
+                run_id,
+                dumps(state),
+                last["seq"] if last else run["step"],
+                last["node"] if last else run["current_node"],
+                dumps(cancelled_error()),
+            )
+            await connection.execute("SELECT pg_notify('flowc_changed', $1::text)", str(run_id))
+        return "cancelled"
+
+    async def steps_after(
+        self, run_id: uuid.UUID, seq: int, *, limit: int | None = None
+    ) -> list[StepRow]:
+        """The run's steps after `seq`, in order (`limit` None: all of them)."""
+        async with reaching(transient_asyncpg), self._pool.acquire() as connection:
+            records = await connection.fetch(
+                "SELECT seq, node, delta, started_at, finished_at, attempts, failed, branch "
+                "FROM run_step WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                run_id,
+                min(seq, MAX_SEQ),
+                limit,  # NULL: no limit
+            )
+        return [
+            StepRow(
+                r["seq"],
+                r["node"],
+                json.loads(r["delta"]),
+                r["started_at"],
+                r["finished_at"],
+                r["attempts"],
+                r["failed"],
+                r["branch"],
+            )
+            for r in records
+        ]
+
+
+async def _keep_session(_connection: Any) -> None:
+    """A pool connection given back is used as it is: no reset query.
+
+    The log's pool connections change no session state (no `SET`, `LISTEN`, cursor or
+    advisory lock; asyncpg still rolls back a transaction left open), and asyncpg's reset
+    query would be a second round trip on every use: each run's creation, each claim,
+    heartbeat, read and NOTIFY.
+    """
+
+
+def _steps(batch: dict[uuid.UUID, list[Item]]) -> list[tuple[Item, StepRow]]:
+    return [(item, item.step) for items in batch.values() for item in items if item.step]
+
+
+def _settle_on_loss(lost: asyncio.Future[None]) -> Callable[[Any], None]:
+    def settle(_connection: Any) -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    return settle
