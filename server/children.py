@@ -5,7 +5,7 @@ sub-flow node, its owner adopts the child's row (`server/childlog.py`: made the 
 taken over under the parent's epoch after a crash or a release), then:
 
 - a child that already ended gives its outcome: nothing of it runs again;
-- any other executes in the parent's task as any run does (`RunService._execute`): from its
+- any other executes in the parent's task as any run does (`RunService.execute_here`): from its
   start, or resumed from its own step log, its steps written as its durability (the
   parent's) says, followed like any run, and each of its events relayed to the parent's
   followers.
@@ -62,7 +62,7 @@ class Children:
         """Adopt the child's row, then take its outcome, or execute it to its end here."""
         runs = self.runs
         parent_id = uuid.UUID(child.parent_run_id)
-        parent = runs._live.get(parent_id)
+        parent = runs.live_run(parent_id)
         if parent is None or parent.definition_id is None:
             raise RuntimeError(
                 f"run {parent_id} is not executed by this process: the sub-flow of its node "
@@ -94,10 +94,9 @@ class Children:
             spec.run_id, parent.attempt, spec.definition_id, spec.durability, spec.input,
             adopted.state, adopted.step, adopted.current_node,
         )  # fmt: skip
-        runs._live[spec.run_id] = live
         parent.child = live
         try:
-            result = await runs._execute(claimed, child.engine, live)
+            result = await runs.execute_here(claimed, child.engine, live)
         except Moved:  # stopped on the parent's account: the parent stops the same way
             if live.stop == "lost":
                 raise LeaseLost(str(spec.run_id)) from None

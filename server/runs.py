@@ -333,6 +333,18 @@ class RunService:
 
     # -- executing runs ---------------------------------------------------------------------
 
+    def live_run(self, run_id: uuid.UUID) -> Live | None:
+        """The run as this process executes it (its events, followers, stop), if it does."""
+        return self._live.get(run_id)
+
+    async def execute_here(self, claimed: Claimed, engine: WorkflowEngine, live: Live) -> RunResult:
+        """Execute a run held without a claim of its own; its result.
+
+        A sub-flow's run, in its parent's task (`server/children.py`).
+        """
+        self._live[claimed.run_id] = live
+        return await self._execute(claimed, engine, live)
+
     async def _execute(self, claimed: Claimed, engine: WorkflowEngine, live: Live) -> RunResult:
         run_id, attempt, log = claimed.run_id, claimed.attempt, self.log
         durability = claimed.durability
