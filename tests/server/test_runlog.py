@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,8 +19,8 @@ import pytest
 from fastapi import FastAPI
 
 from flowc.runtime import REGISTRY, Registry
-from flowc.server.runlog import Ending, LeaseLost, StepRow, fold, run_log_for
-from flowc.server.runs import Durability
+from flowc.server.runlog import Claimed, Ending, LeaseLost, RunLog, StepRow, fold, run_log_for
+from flowc.server.runs import Durability, RunService
 from tests.server.conftest import WAIT, create_graph, define, read_run, replay, service_on
 from tests.server.databases import database_url
 
@@ -108,7 +109,12 @@ async def test_the_exact_state_is_the_snapshot_and_the_steps_after_it(database_u
     assert exact["owner"] and exact["attempt"] == 1
 
 
-async def test_a_write_under_a_lost_claim_changes_nothing(database_url: str) -> None:
+@asynccontextmanager
+async def two_owners(
+    database_url: str,
+) -> AsyncIterator[tuple[RunService, Claimed, RunLog, RunLog]]:
+    """A queued run of `one -> end`, claimed by a first owner whose 0.3 s lease then runs
+    out; the service, the first owner's claim, and a second owner that may claim it."""
     registry = Registry()
 
     def one(state: dict[str, Any]) -> dict[str, Any]:
@@ -125,24 +131,29 @@ async def test_a_write_under_a_lost_claim_changes_nothing(database_url: str) -> 
         await second.open()
         try:
             (mine,) = await first.claim(1)
-            at = datetime.now(timezone.utc)
-            await first.append(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
-            await asyncio.sleep(0.5)  # the lease runs out: the first owner went silent
-            (taken,) = await second.claim(1)
-            assert (taken.run_id, taken.attempt) == (mine.run_id, mine.attempt + 1)
-            # The first owner wakes up and writes: nothing changes, and it is told why.
-            with pytest.raises(LeaseLost):
-                await first.append(mine.run_id, mine.attempt, StepRow(2, "one", {}, at, at))
-            with pytest.raises(LeaseLost):
-                await first.end(mine.run_id, mine.attempt, Ending("failed", {}, 1, "one", None))
-            assert await first.heartbeat({mine.run_id: mine.attempt}) == {}
-            assert await second.heartbeat({taken.run_id: taken.attempt}) == {taken.run_id: False}
-            ending = Ending("succeeded", {"n": 1}, 1, "one", None)
-            await second.end(taken.run_id, taken.attempt, ending)
-            run, steps = await read_run(service.db, created.run_id)
+            yield service, mine, first, second
         finally:
             await first.close()
             await second.close()
+
+
+async def test_a_write_under_a_lost_claim_changes_nothing(database_url: str) -> None:
+    async with two_owners(database_url) as (service, mine, first, second):
+        at = datetime.now(timezone.utc)
+        await first.append(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        await asyncio.sleep(0.5)  # the lease runs out: the first owner went silent
+        (taken,) = await second.claim(1)
+        assert (taken.run_id, taken.attempt) == (mine.run_id, mine.attempt + 1)
+        # The first owner wakes up and writes: nothing changes, and it is told why.
+        with pytest.raises(LeaseLost):
+            await first.append(mine.run_id, mine.attempt, StepRow(2, "one", {}, at, at))
+        with pytest.raises(LeaseLost):
+            await first.end(mine.run_id, mine.attempt, Ending("failed", {}, 1, "one", None))
+        assert await first.heartbeat({mine.run_id: mine.attempt}) == {}
+        assert await second.heartbeat({taken.run_id: taken.attempt}) == {taken.run_id: False}
+        ending = Ending("succeeded", {"n": 1}, 1, "one", None)
+        await second.end(taken.run_id, taken.attempt, ending)
+        run, steps = await read_run(service.db, mine.run_id)
     assert (run.status, run.attempt, run.owner) == ("succeeded", 2, None)
     assert [(s.seq, s.node) for s in steps] == [(1, "one")]
 
@@ -151,36 +162,19 @@ async def test_a_step_its_owner_writes_again_is_taken_once(database_url: str) ->
     # A commit whose answer was lost is written again: the row is there already, and the
     # owner still holds the run, so the write is taken and changes nothing.  The same row
     # under a lost claim is refused: "already there" must not pass for "still yours".
-    registry = Registry()
-
-    def one(state: dict[str, Any]) -> dict[str, Any]:
-        return {"n": 1}
-
-    registry.add(one)
-    async with service_on(database_url, registry, worker=False) as service:
-        definition = await define(service.db, "one -> end\n", registry)
-        created = await service.start(definition=definition, input={}, durability="sync")
-        first = run_log_for(service.db, owner="first:1", lease_seconds=0.3)
-        second = run_log_for(service.db, owner="second:2", lease_seconds=30)
-        await first.open()
-        await second.open()
-        try:
-            (mine,) = await first.claim(1)
-            at = datetime.now(timezone.utc)
-            row = StepRow(1, "one", {"n": 1}, at, at)
+    async with two_owners(database_url) as (service, mine, first, second):
+        at = datetime.now(timezone.utc)
+        row = StepRow(1, "one", {"n": 1}, at, at)
+        await first.record(mine.run_id, mine.attempt, row)
+        await first.record(mine.run_id, mine.attempt, row._replace(delta={"n": 2}))
+        await asyncio.sleep(0.5)
+        (taken,) = await second.claim(1)
+        with pytest.raises(LeaseLost):
             await first.record(mine.run_id, mine.attempt, row)
-            await first.record(mine.run_id, mine.attempt, row._replace(delta={"n": 2}))
-            await asyncio.sleep(0.5)
-            (taken,) = await second.claim(1)
-            with pytest.raises(LeaseLost):
-                await first.record(mine.run_id, mine.attempt, row)
-            with pytest.raises(LeaseLost):
-                await first.append(mine.run_id, mine.attempt, row)
-            await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
-            _, steps = await read_run(service.db, created.run_id)
-        finally:
-            await first.close()
-            await second.close()
+        with pytest.raises(LeaseLost):
+            await first.append(mine.run_id, mine.attempt, row)
+        await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
+        _, steps = await read_run(service.db, mine.run_id)
     assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
 
 
