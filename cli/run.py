@@ -232,6 +232,11 @@ class Progress:
         self.node: str | None = None  # the node whose tool is running, if one is
         #: The sub-flow runs seen, by run id: the nodes that run them, outermost first.
         self.places: dict[str, tuple[str, ...]] = {}
+        #: The same runs' steps' numbers begin with the steps that run them: `2.` for the
+        #: child of step 2, `2.3.` for a grandchild.
+        self.numbers: dict[str, str] = {}
+        #: The step each run is in (its last `node_started`), by run id.
+        self.current: dict[str, int] = {}
 
     def trace(self, event: RunEvent) -> None:
         """Print a line for each finished node and each failed attempt; keep the state."""
@@ -239,6 +244,7 @@ class Progress:
             self.child(event)
         elif event.type == "node_started":
             self.node = event.node
+            self.current[event.run_id] = event.step
         elif event.type == "node_attempt_failed" and event.error is not None:
             self.attempt_failed(event, event.node or "")
         elif event.type == "node_finished":
@@ -263,37 +269,48 @@ class Progress:
 
     def child(self, event: ChildEvent) -> None:
         """Trace a step of a sub-flow's run under the node that runs it (nothing is kept)."""
-        inner = event.event
-        place = (*self.places.get(event.parent_run_id, ()), event.parent_node)
+        inner, parent = event.event, event.parent_run_id
+        place = (*self.places.get(parent, ()), event.parent_node)
         self.places.setdefault(inner.run_id, place)
+        if inner.run_id not in self.numbers:
+            step = self.current.get(parent)
+            self.numbers[inner.run_id] = self.numbers.get(parent, "") + (
+                f"{step}." if step is not None else ""
+            )
+        number = f"{self.numbers[inner.run_id]}{inner.step}"
         name = self.SEPARATOR.join((*place, inner.node or ""))
-        if inner.type == "node_attempt_failed" and inner.error is not None:
-            self.attempt_failed(inner, name)
+        if inner.type == "node_started":
+            self.current[inner.run_id] = inner.step
+        elif inner.type == "node_attempt_failed" and inner.error is not None:
+            self.attempt_failed(inner, name, number)
         elif inner.type == "node_finished":
-            self.finished(inner, name)
+            self.finished(inner, name, number)
 
     @staticmethod
-    def attempt_failed(event: Event, name: str) -> None:
-        """The line of an attempt that failed."""
+    def attempt_failed(event: Event, name: str, number: str | None = None) -> None:
+        """The line of an attempt that failed (`number`: a sub-flow's step's, `2.1`)."""
         assert event.error is not None
         retry = "" if event.retry_in is None else f"; retrying in {event.retry_in:.2f} s"
         print(
-            f"{event.step:>5}  {name:<16} attempt {event.attempt} failed: "
+            f"{number or event.step:>5}  {name:<16} attempt {event.attempt} failed: "
             f"{event.error.code}{retry}",
             file=sys.stderr,
             flush=True,
         )
 
     @staticmethod
-    def finished(event: Event, name: str) -> None:
-        """The line of a finished step: its number, node, time and the keys it changed."""
+    def finished(event: Event, name: str, number: str | None = None) -> None:
+        """The line of a finished step: its number, node, time and the keys it changed.
+
+        `number`: a sub-flow's step's, after the step that runs it (`2.1`).
+        """
         keys = ", ".join(sorted(event.delta or {})) or "-"
         if event.failed:
             keys = "failed: error, on to its error route"
         if event.branch is not None:
             name += f" [{event.branch}]"  # where it ran: its branch, its item, or the join
         print(
-            f"{event.step:>5}  {name:<16} {event.duration_ms or 0:9.2f} ms  {keys}",
+            f"{number or event.step:>5}  {name:<16} {event.duration_ms or 0:9.2f} ms  {keys}",
             file=sys.stderr,
             flush=True,
         )

@@ -77,11 +77,12 @@ def test_child_steps_are_traced_under_the_node_that_runs_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     progress, lines = traced(capsys, flow())
+    # A child's steps are numbered after the step that runs it: 2.1 is its step 1.
     assert lines == [
         "    1  first ms  begun",
-        f"    1  review{SEP}lint ms  issues",
-        f"    1  review{SEP}deep{SEP}score ms  score",
-        f"    2  review{SEP}deep ms  score",
+        f"  2.1  review{SEP}lint ms  issues",
+        f"2.2.1  review{SEP}deep{SEP}score ms  score",
+        f"  2.2  review{SEP}deep ms  score",
         "    2  review ms  issues, score",
     ]
     # Only the run's own steps are its steps, and only they change its state.
@@ -93,5 +94,5 @@ def test_a_failing_childs_steps_are_traced_up_to_the_failure(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     progress, lines = traced(capsys, flow("boom"))
-    assert lines == ["    1  first ms  begun", f"    1  review{SEP}lint ms  issues"]
+    assert lines == ["    1  first ms  begun", f"  2.1  review{SEP}lint ms  issues"]
     assert [step.node for step in progress.steps] == ["first"]
