@@ -257,6 +257,7 @@ class WorkflowEngine:
         run_id: str | None = None,
         listener: Listener | None = None,
         resume: Resume | None = None,
+        threads: RunThreads | None = None,
     ) -> RunResult:
         """Run from `start_node` (default: the flow's start) until `end`, or until it fails.
 
@@ -265,10 +266,12 @@ class WorkflowEngine:
         numbered from `seq + 1` and the old ones count against `max_steps`; the result holds
         the new steps only.  If the task awaiting this is cancelled, `CancelledError` goes
         through (no final event is emitted: the caller reports the run `cancelled`).
+        `threads`: the bound of tool threads to count against, when the run shares one (a
+        sub-flow's run, its parent's); by default the run has its own.
         """
         if resume is not None and start_node is not None:
             raise ValueError("give `start_node` or `resume`, not both")
-        return await _Run(self, run_id or uuid.uuid4().hex, listener).execute(
+        return await _Run(self, run_id or uuid.uuid4().hex, listener, threads).execute(
             start_node or self.flow.start, initial_state, resume
         )
 
@@ -320,7 +323,13 @@ def _line(expr: Any) -> int | str:
 class _Run:
     """One run's mutable state: kept out of the engine so an engine can run many at once."""
 
-    def __init__(self, engine: WorkflowEngine, run_id: str, listener: Listener | None) -> None:
+    def __init__(
+        self,
+        engine: WorkflowEngine,
+        run_id: str,
+        listener: Listener | None,
+        threads: RunThreads | None = None,
+    ) -> None:
         self.engine = engine
         self.run_id = run_id
         self.listener = listener
@@ -340,7 +349,7 @@ class _Run:
         self.gates: Gates | None = None
         self.base = 0  # the steps run before this run resumed: `Resume.last`
         self.cursor = StepCursor(run_id, self.steps)
-        self.threads: RunThreads | None = None
+        self.threads = threads
         self.meter = StateMeter(engine.limits)
 
     async def emit(self, event: RunEvent) -> None:

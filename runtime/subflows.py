@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flowc.compiler.inputs import Inputs
 from flowc.compiler.ir import Node, Span, SubFlow
 from flowc.compiler.program import MAX_FLOW_DEPTH
+from flowc.runtime.calls import RunThreads
 from flowc.runtime.events import (
     JOIN,
     ChildEvent,
@@ -77,7 +78,8 @@ class ChildRun:
     `seq` is the number of the step the sub-flow node gets in its parent; `input` the
     child's input (before its defaults); `engine` the child's, whose own host is its
     parent's; `listener` passes the child's events on to the parent's listener (None when
-    nobody listens).
+    nobody listens); `threads` the parent's bound of tool threads, which the child counts
+    against too (a run and its sub-flows hold at most `max_threads_per_run` threads).
     """
 
     parent_run_id: str
@@ -88,6 +90,7 @@ class ChildRun:
     engine: WorkflowEngine
     input: State
     listener: Listener | None
+    threads: RunThreads | None = None
 
 
 class SubflowHost(Protocol):
@@ -110,8 +113,9 @@ class LocalSubflows:
         trail = None if child.listener is None else _Trail(child.listener, initial_state(child))
         try:
             return await child.engine.run(
-                initial_state=child.input, run_id=child.run_id, listener=trail
-            )
+                initial_state=child.input, run_id=child.run_id, listener=trail,
+                threads=child.threads,
+            )  # fmt: skip
         except asyncio.CancelledError:
             if trail is not None:
                 await trail.cancelled(child.run_id)
@@ -292,9 +296,12 @@ class Subflow:
             ) from None  # fmt: skip
         given = sub.input_of(self.state)
         listener = run.listener
+        if run.threads is None:  # made here, so that the child counts against the same
+            run.threads = RunThreads(run.engine.max_threads_per_run)
         child = ChildRun(
             run.run_id, self.seq, plan.name, sub.flow, child_run_id(run.run_id, self.seq), engine,
             given, None if listener is None else forwarder(listener, run.run_id, plan.name),
+            run.threads,
         )  # fmt: skip
         result = await run.engine.host.run_child(child)
         if result.status != "succeeded":

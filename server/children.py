@@ -96,7 +96,7 @@ class Children:
         )  # fmt: skip
         parent.child = live
         try:
-            result = await runs.execute_here(claimed, child.engine, live)
+            result = await runs.execute_here(claimed, child.engine, live, child.threads)
         except Moved:  # stopped on the parent's account: the parent stops the same way
             if live.stop == "lost":
                 raise LeaseLost(str(spec.run_id)) from None

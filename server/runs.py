@@ -34,6 +34,7 @@ from typing import Any, Literal
 from flowc.compiler.inputs import InputProblem, Inputs
 from flowc.compiler.ir import Flow
 from flowc.runtime import REGISTRY, Registry, Resume
+from flowc.runtime.calls import RunThreads
 from flowc.runtime.events import (
     JOIN,
     Event,
@@ -337,15 +338,28 @@ class RunService:
         """The run as this process executes it (its events, followers, stop), if it does."""
         return self._live.get(run_id)
 
-    async def execute_here(self, claimed: Claimed, engine: WorkflowEngine, live: Live) -> RunResult:
+    async def execute_here(
+        self,
+        claimed: Claimed,
+        engine: WorkflowEngine,
+        live: Live,
+        threads: RunThreads | None = None,
+    ) -> RunResult:
         """Execute a run held without a claim of its own; its result.
 
-        A sub-flow's run, in its parent's task (`server/children.py`).
+        A sub-flow's run, in its parent's task (`server/children.py`), counting its tool
+        threads against its parent's `threads`.
         """
         self._live[claimed.run_id] = live
-        return await self._execute(claimed, engine, live)
+        return await self._execute(claimed, engine, live, threads)
 
-    async def _execute(self, claimed: Claimed, engine: WorkflowEngine, live: Live) -> RunResult:
+    async def _execute(
+        self,
+        claimed: Claimed,
+        engine: WorkflowEngine,
+        live: Live,
+        threads: RunThreads | None = None,
+    ) -> RunResult:
         run_id, attempt, log = claimed.run_id, claimed.attempt, self.log
         durability = claimed.durability
         state = dict(claimed.state)
@@ -428,8 +442,9 @@ class RunService:
 
         try:
             result = await engine.run(
-                initial_state=state, run_id=str(run_id), listener=listen, resume=resume
-            )
+                initial_state=state, run_id=str(run_id), listener=listen, resume=resume,
+                threads=threads,
+            )  # fmt: skip
         except asyncio.CancelledError:
             if live.stop is None:  # this task itself was cancelled from outside
                 live.stop = "release"

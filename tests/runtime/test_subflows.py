@@ -6,6 +6,7 @@ through the compiler's checks (written as IR here: the tests need no resolver).
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -553,3 +554,38 @@ def test_a_childs_input_is_bounded_by_the_state_limit_not_the_input_limit() -> N
     assert (result.status, result.error) == ("succeeded", None)
     assert result.state["n"] == 1
     assert len(result.state["big"]) == 5_000
+
+
+def test_a_child_counts_its_tool_threads_against_its_parents_bound() -> None:
+    # One thread for the whole tree: the parent's first step times out and leaves its
+    # thread behind (it sleeps on), so the child's blocking tool finds no room.
+    registry = tools()
+    gate = threading.Event()  # set at the end: the left-behind thread returns
+
+    def stuck(state: State) -> State:
+        gate.wait(BOUND)
+        return {}
+
+    def work(state: State) -> State:
+        return {"worked": True}
+
+    registry.add(stuck, blocking=True)
+    registry.add(work, blocking=True)
+    flow = parent(
+        {"name": "first", "tool": "stuck", "policy": {"timeout": 0.05, "on_error": "review"}},
+        sub("review", chain("work")),
+    )
+
+    async def go(threads: int) -> Any:
+        engine = WorkflowEngine(flow, registry, max_threads_per_run=threads)
+        return await asyncio.wait_for(engine.run(run_id="p"), BOUND)
+
+    try:
+        crowded = asyncio.run(go(1))
+        roomy = asyncio.run(go(2))
+    finally:
+        gate.set()
+    assert crowded.status == "failed"
+    assert crowded.error.code == "subflow_failed"
+    assert "max_threads_per_run = 1" in crowded.error.message
+    assert (roomy.status, roomy.state.get("worked")) == ("succeeded", True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -693,3 +694,57 @@ async def test_a_replay_has_a_grandchilds_events_in_its_childs_place(database_ur
         (run_id, "node_finished", 1, "review", None),
         (run_id, "run_finished", 1, "review", None),
     ]
+
+
+async def test_a_child_on_the_server_counts_its_threads_against_its_parents_bound(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One tool thread for the tree (the server's engines made with a bound of 1): the
+    # parent's first step times out and leaves its thread sleeping, so the child's
+    # blocking tool finds no room, as in memory (`tests/runtime/test_subflows.py`).
+    import functools
+
+    import flowc.server.runs as runs_module
+    from flowc.runtime import WorkflowEngine
+
+    monkeypatch.setattr(
+        runs_module, "WorkflowEngine", functools.partial(WorkflowEngine, max_threads_per_run=1)
+    )
+    gate = threading.Event()
+
+    def sf_stuck(state: dict[str, Any]) -> dict[str, Any]:
+        gate.wait(WAIT)
+        return {}
+
+    def sf_work(state: dict[str, Any]) -> dict[str, Any]:
+        return {"worked": True}
+
+    registry = registry_with(Gates())
+    registry.add(sf_stuck, blocking=True)
+    registry.add(sf_work, blocking=True)
+    try:
+        async with service_on(database_url, registry) as runner:
+            child = await save(
+                runner.db, compile_source("sf_work -> end\n", tools=registry.specs()).ir, "w"
+            )
+            top = Flow.model_validate(
+                {
+                    "ir_version": 2,
+                    "start": "first",
+                    "nodes": [
+                        {"name": "first", "tool": "sf_stuck",
+                         "policy": {"timeout": 0.05, "on_error": "review"}},
+                        {"name": "review", "tool": "flow",
+                         "flow": {"name": "w", "graph_id": str(child.id), "ir": child.ir}},
+                    ],
+                    "routes": {},
+                }
+            )  # fmt: skip
+            parent = await save(runner.db, top, "top")
+            created = await runner.start(definition=parent, input={}, durability="sync")
+            result = await asyncio.wait_for(runner.result(created.run_id), WAIT)
+    finally:
+        gate.set()
+    assert result.status == "failed"
+    assert result.error is not None and result.error.code == "subflow_failed"
+    assert "max_threads_per_run = 1" in result.error.message
