@@ -56,11 +56,17 @@ def wanted(graph: GraphInput) -> tuple[str | None, list[tuple[str, str | None]]]
     return graph.name or program.name, list(dict.fromkeys(subflow_refs(program)))
 
 
-def _found(definition: WorkflowDefinition) -> FoundFlow | None:
+def _found(definition: WorkflowDefinition) -> FoundFlow | str:
+    """The stored graph as the compiler's resolver gives it, or why it cannot be."""
     try:
         ir = Flow.model_validate(definition.ir)
-    except ValidationError:  # saved by a newer flowc, say: not this server's to run
-        return None
+    except ValidationError as exc:  # saved by a newer flowc, say: not this server's to run
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        return (
+            f"the stored graph {definition.id} cannot be read by this flowc ({where}: "
+            f"{first['msg']}); it may have been saved by a newer version"
+        )
     return FoundFlow(ir, str(definition.id), f"graph {definition.id}")
 
 
@@ -70,6 +76,7 @@ async def stored_flows(session: AsyncSession, graph: GraphInput) -> StoredFlows:
     root, refs = await run_in_threadpool(wanted, graph)
     by_name: dict[str, FoundFlow] = {}
     by_id: dict[str, FoundFlow] = {}
+    unreadable: dict[tuple[str, str | None], str] = {}
     for name, graph_id in refs[:MAX_LOOKUPS]:
         if graph_id is not None:
             try:
@@ -77,19 +84,22 @@ async def stored_flows(session: AsyncSession, graph: GraphInput) -> StoredFlows:
             except ValueError:  # the IR model refuses it: the compiler says so
                 continue
             definition = await store.get_definition(session, definition_id=key)
-            found = None if definition is None else _found(definition)
-            if found is not None:
-                by_id[graph_id] = found
         elif name not in by_name:
             definition = await store.latest_definition(session, name=name)
-            found = None if definition is None else _found(definition)
-            if found is not None:
-                by_name[name] = found
+        else:
+            continue
+        found = None if definition is None else _found(definition)
+        if isinstance(found, str):
+            unreadable[(name, graph_id)] = found
+        elif found is not None and graph_id is not None:
+            by_id[graph_id] = found
+        elif found is not None:
+            by_name[name] = found
     names = (
         await store.definition_names(session)
         if len(by_name) < len({name for name, graph_id in refs if graph_id is None})
         else ()
     )
     why = f"a graph's first {MAX_LOOKUPS} sub-flows are looked up, and this one is past them"
-    skipped = dict.fromkeys(refs[MAX_LOOKUPS:], why)
+    skipped = {**dict.fromkeys(refs[MAX_LOOKUPS:], why), **unreadable}
     return StoredFlows(by_name, by_id, root=root, names=names, skipped=skipped)

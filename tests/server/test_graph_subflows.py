@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 pytestmark = pytest.mark.asyncio
 
@@ -142,3 +143,27 @@ async def test_past_the_lookup_limit_a_sub_flow_says_so(client: httpx.AsyncClien
     )
     # The 101st is past the diagnostics shown: the check endpoint's count says it is there.
     assert detail["more"] == 1
+
+
+async def test_a_saved_graph_this_flowc_cannot_read_is_named_as_such(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # A graph saved by a newer flowc (an IR version this one does not know), by name and
+    # pinned: not "not found", but why it cannot be used.
+    from flowc.server.models import WorkflowDefinition
+
+    future = WorkflowDefinition(
+        name="future", source=None, ir={"ir_version": 99, "start": "x", "nodes": []}
+    )
+    async with app.state.runs.db.session() as session:
+        session.add(future)
+        await session.commit()
+        graph_id = str(future.id)
+    for call in ("flow future", f'flow future(graph_id = "{graph_id}")'):
+        (problem,) = await refused(client, {"source": f"node check = {call}\ncheck -> end\n"})
+        assert problem["code"] == "E150"
+        assert problem["message"] == (
+            f"sub-flow `future` cannot be found: the stored graph {graph_id} cannot be read "
+            "by this flowc (ir_version: Input should be 1 or 2); it may have been saved by a "
+            "newer version"
+        )
