@@ -353,16 +353,11 @@ class PostgresRunLog(RunLog):
         transaction = connection.transaction() if atomic else contextlib.nullcontext()
         async with transaction:
             if len(rows) == 1:
-                ((item, row),) = _steps(batch)
-                tag = await connection.execute(
-                    self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
-                    row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
-                    row.branch,
-                )  # fmt: skip
-                if tag != "INSERT 0 1" and not await self._holds(connection, item):
-                    outcome[item.run_id] = LeaseLost(str(item.run_id))
-                else:
+                ((item, _),) = _steps(batch)
+                if await self._insert_step(connection, item):
                     changed.append(item.run_id)
+                else:
+                    outcome[item.run_id] = LeaseLost(str(item.run_id))
             elif rows:
                 runs = {item.run_id: item.attempt for item, _ in _steps(batch)}
                 record = await connection.fetchrow(
@@ -399,6 +394,18 @@ class PostgresRunLog(RunLog):
         self, connection: Any, item: Item
     ) -> dict[uuid.UUID, BaseException | None]:
         """A batch of one step alone: a lone `sync` run's every step, kept short."""
+        if not await self._insert_step(connection, item):
+            return {item.run_id: LeaseLost(str(item.run_id))}
+        self._signal((item.run_id,))
+        return {}
+
+    async def _insert_step(self, connection: Any, item: Item) -> bool:
+        """Write one step, fenced; whether the owner still holds the run.
+
+        Not inserted while held (`INSERT 0 0`, then `_FENCE`): the row was there already,
+        from this owner's own earlier commit of it (no one else could write it while the
+        lease was held).
+        """
         row = item.step
         assert row is not None
         tag = await connection.execute(
@@ -406,17 +413,8 @@ class PostgresRunLog(RunLog):
             row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
             row.branch,
         )  # fmt: skip
-        if tag != "INSERT 0 1" and not await self._holds(connection, item):
-            return {item.run_id: LeaseLost(str(item.run_id))}
-        self._signal((item.run_id,))
-        return {}
-
-    async def _holds(self, connection: Any, item: Item) -> bool:
-        """Whether the owner still holds the run whose step was not inserted.
-
-        Not inserted while held: the row was there already, from this owner's own earlier
-        commit of it (no one else could write it while the lease was held).
-        """
+        if tag == "INSERT 0 1":
+            return True
         return await connection.fetchval(self._FENCE, item.run_id, item.attempt) is not None
 
     async def _other(self, connection: Any, item: Item) -> bool:
