@@ -112,6 +112,7 @@ class PostgresRunLog(RunLog):
     """
     #: Whether the owner still holds the run (an epoch, once lost, is never held again).
     _FENCE = "SELECT 1 FROM workflow_run WHERE id = $1 AND attempt = $2 AND status = 'running'"
+    _HAS_STEP = "SELECT true FROM run_step WHERE run_id = $1 AND seq = $2"
     _SNAPSHOT = """
         UPDATE workflow_run
            SET state = $3::jsonb, step = $4, current_node = $5, updated_at = now()
@@ -381,6 +382,11 @@ class PostgresRunLog(RunLog):
                         outcome[run_id] = LeaseLost(str(run_id))
             for item in others:
                 if outcome.get(item.run_id) is not None:
+                    if item.kind in ("end", "wait") and await self._written(
+                        connection, item, batch[item.run_id]
+                    ):
+                        del outcome[item.run_id]
+                        changed.append(item.run_id)
                     continue
                 found = await self._other(connection, item)
                 if not found:
@@ -416,6 +422,20 @@ class PostgresRunLog(RunLog):
         if tag == "INSERT 0 1":
             return True
         return await connection.fetchval(self._FENCE, item.run_id, item.attempt) is not None
+
+    async def _written(self, connection: Any, ending: Item, items: list[Item]) -> bool:
+        """Whether a batch refused for a run no longer `running` was committed before.
+
+        Its end or wait and its steps went in one transaction whose answer was lost, so
+        the retry finds the run ended by this very write.  The end's statement takes its
+        own outcome again only under the same epoch; the batch's last step being there
+        too tells it from a run another process closed under that epoch (a cancellation
+        of a run whose owner went silent), which wrote none of these steps.
+        """
+        seqs = [item.step.seq for item in items if item.step is not None]
+        if seqs and not await connection.fetchval(self._HAS_STEP, ending.run_id, max(seqs)):
+            return False
+        return await self._other(connection, ending)
 
     async def _other(self, connection: Any, item: Item) -> bool:
         if item.kind == "release":

@@ -57,3 +57,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{tmp_path / 'flowc.db'}"
     else:
         yield from postgres_database()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database of the test's own (skip or fail if there is none)."""
+    yield from postgres_database()

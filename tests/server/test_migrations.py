@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,9 +41,9 @@ from flowc.server import schema
 from flowc.server.db import Database
 from flowc.server.settings import async_url
 from tests.server.conftest import read_run
-from tests.server.databases import database_url, postgres_database
+from tests.server.databases import database_url, postgres_url
 
-__all__ = ["database_url"]
+__all__ = ["database_url", "postgres_url"]
 
 pytestmark = pytest.mark.asyncio
 
@@ -603,12 +603,6 @@ async def test_prepare_ignores_other_tables_in_the_database(database_url: str) -
     assert await schema.schema_revision(database_url) is None
     await schema.prepare(database_url, migrate=False)
     assert await schema.differences(database_url) == []
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """An empty PostgreSQL database of its own (skip or fail if there is none)."""
-    yield from postgres_database()
 
 
 @pytest.mark.parametrize("start", ["empty", "v1"])

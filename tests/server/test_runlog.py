@@ -19,12 +19,22 @@ import pytest
 from fastapi import FastAPI
 
 from flowc.runtime import REGISTRY, Registry
-from flowc.server.runlog import Claimed, Ending, LeaseLost, RunLog, StepRow, fold, run_log_for
+from flowc.runtime.events import WaitFor
+from flowc.server.runlog import (
+    Claimed,
+    Ending,
+    Item,
+    LeaseLost,
+    RunLog,
+    StepRow,
+    fold,
+    run_log_for,
+)
 from flowc.server.runs import Durability, RunService
 from tests.server.conftest import WAIT, create_graph, define, read_run, replay, service_on
-from tests.server.databases import database_url
+from tests.server.databases import database_url, postgres_url
 
-__all__ = ["database_url"]
+__all__ = ["database_url", "postgres_url"]
 
 pytestmark = pytest.mark.asyncio
 
@@ -176,6 +186,70 @@ async def test_a_step_its_owner_writes_again_is_taken_once(database_url: str) ->
         await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
         _, steps = await read_run(service.db, mine.run_id)
     assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+
+
+def answer_lost_once(log: RunLog) -> list[dict[uuid.UUID, BaseException | None]]:
+    """Make the log's next batch commit and then lose its answer (the connection drops):
+    its writer tries the same batch again.  The list gets what the lost answer said."""
+    queue = log.queue
+    write = queue._write
+    lost: list[dict[uuid.UUID, BaseException | None]] = []
+
+    async def committed_then_dropped(
+        connection: Any, batch: dict[uuid.UUID, list[Item]]
+    ) -> dict[uuid.UUID, BaseException | None]:
+        outcome = await write(connection, batch)
+        if not lost:
+            lost.append(outcome)
+            raise ConnectionResetError("the commit's answer was lost")
+        return outcome
+
+    queue._write = committed_then_dropped
+    return lost
+
+
+@pytest.mark.parametrize("stop", ["end", "wait"])
+async def test_a_last_step_and_end_whose_answer_was_lost_are_taken_when_written_again(
+    postgres_url: str, stop: str
+) -> None:
+    # The step and the end (or wait) commit in one transaction; the retry finds the run
+    # no longer `running`, because of this very write: taken, not a lost lease.
+    async with two_owners(postgres_url) as (service, mine, first, _):
+        lost = answer_lost_once(first)
+        at = datetime.now(timezone.utc)
+        ending = Ending("succeeded", {"n": 1}, 1, "one", None)
+        step = first.append(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        if stop == "end":
+            stopped = first.end(mine.run_id, mine.attempt, ending)
+        else:
+            stopped = first.wait(mine.run_id, mine.attempt, ending, WaitFor("one", "go"))
+        await asyncio.wait_for(asyncio.gather(step, stopped), WAIT)
+        run, steps = await read_run(service.db, mine.run_id)
+    assert lost == [{}]
+    assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+    assert (run.status, run.step, run.owner) == (
+        "succeeded" if stop == "end" else "waiting",
+        1,
+        None,
+    )
+
+
+async def test_an_end_the_owner_did_not_write_is_not_taken_for_its_own(postgres_url: str) -> None:
+    # The owner went silent; its run was cancelled meanwhile (same epoch: nobody claimed
+    # it).  Its step and end come late: the run is closed as it wants it, but not by it,
+    # and the step is not in the log, so the write is refused.
+    async with two_owners(postgres_url) as (service, mine, first, second):
+        await asyncio.sleep(0.5)  # the first owner's 0.3 s lease runs out
+        assert await second.cancel(mine.run_id) == "cancelled"
+        at = datetime.now(timezone.utc)
+        error = {"code": "cancelled", "message": "cancelled"}
+        step = first.append(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        end = first.end(mine.run_id, mine.attempt, Ending("cancelled", {"n": 1}, 1, "one", error))
+        for write in (step, end):
+            with pytest.raises(LeaseLost):
+                await asyncio.wait_for(write, WAIT)
+        run, steps = await read_run(service.db, mine.run_id)
+    assert (run.status, run.step, steps) == ("cancelled", 0, [])
 
 
 @pytest.fixture

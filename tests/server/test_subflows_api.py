@@ -39,9 +39,9 @@ from flowc.server.models import WorkflowDefinition, WorkflowRun
 from flowc.server.runlog import run_log_for
 from flowc.server.runs import Draining
 from tests.server.conftest import WAIT, Gates, LiveApp, create_graph, read_run, service_on
-from tests.server.databases import database_url, postgres_database
+from tests.server.databases import database_url, postgres_url
 
-__all__ = ["database_url"]
+__all__ = ["database_url", "postgres_url"]
 
 pytestmark = pytest.mark.asyncio
 
@@ -594,12 +594,6 @@ async def test_a_replay_from_the_database_has_the_childs_events_in_their_place(
         assert named == ((run_id, "review") if message["run_id"] == child_id else (None, None))
     assert shown_events(later) == parent_and_child(run_id, child_id)[2:]
     assert shown_events(past) == parent_and_child(run_id, child_id)[8:]
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database of the test's own (its services claim every queued run)."""
-    yield from postgres_database()
 
 
 async def test_a_follower_in_another_process_gets_the_childs_steps_as_they_are_written(
