@@ -32,6 +32,7 @@ from tests.durability.test_workers import (
     calls,
     calls_file,
     environment,
+    kill_the_owner,
     pid_of,
     workers,
 )
@@ -156,10 +157,8 @@ def test_kill_9_in_the_middle_of_a_child_another_worker_finishes_both(
     assert (running["status"], running["parent_run_id"], running["parent_node"]) == (
         "running", run_id, "review",
     )  # fmt: skip
-    owner = pid_of(api.state(run_id))
-    assert pid_of(running) == owner  # the child is its parent's owner's
-    victim, survivor = (first, second) if first.pid == owner else (second, first)
-    victim.kill(signal.SIGKILL)
+    assert pid_of(running) == pid_of(api.state(run_id))  # the child is its parent's owner's
+    victim, survivor = kill_the_owner(running, [first, second])
     recorded = len(api.steps(child_id))
 
     api.until(run_id, lambda s: s["attempt"] == 2, "a second claim of the parent")

@@ -128,6 +128,16 @@ def pid_of(state: dict[str, Any]) -> int:
     return int(str(state["worker"]).rsplit(":", 1)[1])
 
 
+def kill_the_owner(running: dict[str, Any], pair: list[Process]) -> tuple[Process, Process]:
+    """kill -9 the one of two workers that owns the run `running` shows: (victim, survivor)."""
+    owner = pid_of(running)
+    first, second = pair
+    victim, survivor = (first, second) if first.pid == owner else (second, first)
+    assert victim.pid == owner
+    victim.kill(signal.SIGKILL)
+    return victim, survivor
+
+
 @pytest.fixture
 def calls_file(tmp_path: Path) -> Path:
     """Where the tools note their calls."""
@@ -163,10 +173,7 @@ def test_kill_9_of_the_owner_mid_run_another_worker_finishes_it(
     first, second = workers(processes, env, 2)
     run_id = api.start(api.create(counting(150)))
     running = api.until(run_id, lambda s: s["step"] >= 40, "step 40")
-    owner = pid_of(running)
-    victim, survivor = (first, second) if first.pid == owner else (second, first)
-    assert victim.pid == owner
-    victim.kill(signal.SIGKILL)
+    victim, survivor = kill_the_owner(running, [first, second])
 
     resumed = api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
     assert resumed["worker"] is None or pid_of(resumed) == survivor.pid
@@ -491,6 +498,13 @@ def noted_until(path: Path, condition: Callable[[list[dict[str, Any]]], bool], w
         time.sleep(0.02)
 
 
+def called_on(path: Path, tool: str, process: Process, what: str) -> None:
+    """Wait until `process` called `tool` (as noted); fail after `WAIT` seconds."""
+    noted_until(
+        path, lambda noted: any(c["tool"] == tool and c["pid"] == process.pid for c in noted), what
+    )
+
+
 @pytest.mark.parametrize("durability", ["sync", "async"])
 def test_kill_9_after_a_routed_failure_resumes_at_the_error_route(
     cluster_database: str, processes: Processes, calls_file: Path, tmp_path: Path, durability: str
@@ -504,17 +518,10 @@ def test_kill_9_after_a_routed_failure_resumes_at_the_error_route(
     # The failed step is recorded, and the owner waits in the fallback: kill it there.
     running = api.until(run_id, lambda s: s["step"] == failed_at, "the failed step")
     noted_until(calls_file, lambda noted: any(c["tool"] == "gate" for c in noted), "the gate")
-    owner = pid_of(running)
-    victim, survivor = (first, second) if first.pid == owner else (second, first)
-    assert victim.pid == owner
-    victim.kill(signal.SIGKILL)
+    victim, survivor = kill_the_owner(running, [first, second])
 
     api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
-    noted_until(
-        calls_file,
-        lambda noted: any(c["tool"] == "gate" and c["pid"] == survivor.pid for c in noted),
-        "the fallback on the survivor",
-    )
+    called_on(calls_file, "gate", survivor, "the fallback on the survivor")
     flag.touch()
     state = api.finished(run_id)
     error = {"code": "tool_error", "message": "tool `fail` failed: ConnectionError: down",
@@ -568,17 +575,10 @@ def test_kill_9_in_the_middle_of_a_fork_resumes_only_the_unfinished_branch(
     running = api.until(run_id, lambda s: s["step"] == 3, "branch 0's steps")
     noted_until(calls_file, lambda noted: any(c["tool"] == "gate" for c in noted), "the gate")
     assert running["state"] == {"found": [], "a": True}  # the fork's, until the join
-    owner = pid_of(running)
-    victim, survivor = (first, second) if first.pid == owner else (second, first)
-    assert victim.pid == owner
-    victim.kill(signal.SIGKILL)
+    victim, survivor = kill_the_owner(running, [first, second])
 
     api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
-    noted_until(
-        calls_file,
-        lambda noted: any(c["tool"] == "gate" and c["pid"] == survivor.pid for c in noted),
-        "the gate on the survivor",
-    )
+    called_on(calls_file, "gate", survivor, "the gate on the survivor")
     flag.touch()
     state = api.finished(run_id)
     assert (state["status"], state["error"], state["attempt"]) == ("succeeded", None, 2)
@@ -657,17 +657,10 @@ def test_kill_9_in_the_middle_of_a_map_calls_each_item_to_success_once(
         "the calls held at the gate",
     )
     assert running["state"] == {"issues": items, "a": True}  # no results before they are all
-    owner = pid_of(running)
-    victim, survivor = (first, second) if first.pid == owner else (second, first)
-    assert victim.pid == owner
-    victim.kill(signal.SIGKILL)
+    victim, survivor = kill_the_owner(running, [first, second])
 
     api.until(run_id, lambda s: s["attempt"] == 2, "a second claim")
-    noted_until(
-        calls_file,
-        lambda noted: any(c["tool"] == "square" and c["pid"] == survivor.pid for c in noted),
-        "the calls on the survivor",
-    )
+    called_on(calls_file, "square", survivor, "the calls on the survivor")
     flag.touch()
     state = api.finished(run_id)
     results = [{"item": item, "square": item * item} for item in items]
