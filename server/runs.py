@@ -3,12 +3,11 @@
 `RunService` is both sides of a run.  The API side creates runs (claimed by this process
 when it has a worker and room, else queued for any worker), waits for their results,
 follows their events and cancels them, wherever they run.  The worker side claims runs,
-executes them with the interpreter, keeps their leases alive, and writes their steps as
-their durability says: `sync` commits each step before the next node starts, `async`
-writes steps behind the run (in order, never skipped) and waits for them at the end,
-`exit` writes everything when the run ends.  A run claimed again after its owner went
-silent resumes from its last recorded step (`docs/durability.md`).  The runs of its
-sub-flows execute in its task, each a run of its own (`server/children.py`).
+keeps their leases alive, and executes each in a task of its own (`server/execution.py`:
+its steps written as its durability says, its outcome recorded).  A run claimed again
+after its owner went silent resumes from its last recorded step (`docs/durability.md`).
+The runs of its sub-flows execute in its task, each a run of its own
+(`server/children.py`).
 
 Followers of a run this process executes get its events from memory (`node_started`
 included); others read the database when the run log signals a change (NOTIFY on
@@ -26,46 +25,31 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from flowc.compiler.inputs import InputProblem, Inputs
 from flowc.compiler.ir import Flow
-from flowc.runtime import REGISTRY, Registry, Resume
+from flowc.runtime import REGISTRY, Registry
 from flowc.runtime.calls import RunThreads
-from flowc.runtime.events import (
-    JOIN,
-    Event,
-    RunError,
-    RunEvent,
-    RunResult,
-    RunStatus,
-    Step,
-    iso,
-)
+from flowc.runtime.events import RunError, RunResult, RunStatus
 from flowc.runtime.interpreter import WorkflowEngine
 from flowc.runtime.state import LimitError
 from flowc.server import store
 from flowc.server.children import Children
 from flowc.server.db import Database
+from flowc.server.execution import as_step, execute
 from flowc.server.follow import Follower, Forwarded, subflow_nodes
 from flowc.server.follow import UnknownRun as UnknownRun  # raised by the service too
-from flowc.server.live import Buffer, Live, Moved, Release, as_json
-from flowc.server.models import WorkflowDefinition, now, utc
+from flowc.server.live import Live, Moved, as_json
+from flowc.server.models import WorkflowDefinition
 from flowc.server.runlog import (
     ENDED,
     Claimed,
     Created,
-    Ending,
-    LeaseLost,
     RunLog,
-    StepRow,
-    cancelled_error,
     cause,
-    fold,
-    moment,
     on_main_line,
     owner_name,
     run_log_for,
@@ -84,8 +68,6 @@ CLOSE_WRITES = 5.0
 ENGINE_CACHE = 128
 #: Seconds before a heartbeat that failed is tried again.
 HEARTBEAT_RETRY = 0.5
-#: An `exit` run's buffered rows queued between two turns of the event loop.
-YIELD_EVERY = 1000
 
 logger = logging.getLogger("flowc.server")
 
@@ -330,7 +312,7 @@ class RunService:
         )  # fmt: skip
         self._live[claimed.run_id] = live
         self._active[claimed.run_id] = live
-        live.task = asyncio.ensure_future(self._execute(claimed, engine, live))
+        live.task = asyncio.ensure_future(execute(self, claimed, engine, live))
 
     # -- executing runs ---------------------------------------------------------------------
 
@@ -351,245 +333,9 @@ class RunService:
         threads against its parent's `threads`.
         """
         self._live[claimed.run_id] = live
-        return await self._execute(claimed, engine, live, threads)
+        return await execute(self, claimed, engine, live, threads)
 
-    async def _execute(
-        self,
-        claimed: Claimed,
-        engine: WorkflowEngine,
-        live: Live,
-        threads: RunThreads | None = None,
-    ) -> RunResult:
-        run_id, attempt, log = claimed.run_id, claimed.attempt, self.log
-        durability = claimed.durability
-        state = dict(claimed.state)
-        history: list[Step] = []
-        resume: Resume | None = None
-        try:
-            if not live.has_history:  # a run picked up again: rebuild it
-                rows = await log.steps_after(run_id, 0)
-                state = _fold(claimed, rows)
-                history = [_step(r) for r in rows]
-                resume = _resume(rows)
-            if claimed.cancel_requested:
-                raise asyncio.CancelledError
-        except asyncio.CancelledError:
-            live.stop = live.stop or "cancel"
-            return await self._stopped(live, claimed, Buffer())
-        except Exception as exc:
-            return await self._storage_failed(live, claimed, exc)
-
-        buffered = Buffer()  # `exit`: written at the end
-        snapshot_every = self.settings.snapshot_steps
-
-        def settle(future: asyncio.Future[None]) -> None:
-            if not future.cancelled() and future.exception() is not None and live.failure is None:
-                live.failure = future.exception()
-
-        def snapshot(row: StepRow) -> None:
-            # A copy: `state` goes on changing in place while the snapshot waits its turn.
-            ending = Ending("running", dict(state), row.seq, row.node, None)
-            log.snapshot(run_id, attempt, ending).add_done_callback(settle)
-
-        def finished(event: Event) -> None:
-            """The step is recorded (as the durability says): followers hear of it."""
-            live.publish(event)
-            if self._draining:
-                raise Release
-
-        async def recorded(event: Event, row: StepRow) -> bool:
-            await log.record(run_id, attempt, row)  # committed before anyone hears
-            if row.seq % snapshot_every == 0:
-                snapshot(row)
-            finished(event)
-            # A committed write always waited for the database: the loop had its turn (the
-            # interpreter need not yield again for the run's time slice).
-            return True
-
-        # A plain function, not a coroutine: the interpreter awaits what it returns, and
-        # only a `sync` step's write needs awaiting (one coroutine per step, not two).
-        def listen(event: RunEvent) -> Awaitable[bool] | None:
-            if event.type == "node_finished":
-                delta = event.delta or {}
-                started = event.at - (event.duration_ms or 0.0) / 1000
-                row = StepRow(
-                    event.step, event.node or "", delta, moment(started), moment(event.at),
-                    event.attempts or 1, event.failed is True, event.branch,
-                )  # fmt: skip
-                if event.branch is None or event.branch == JOIN:
-                    state.update(delta)  # the state after the step, for snapshots
-                if durability == "sync":
-                    return recorded(event, row)
-                if durability == "exit":
-                    buffered.append(row)
-                else:
-                    if live.failure is not None:
-                        raise live.failure
-                    log.append(run_id, attempt, row).add_done_callback(settle)
-                    if row.seq % snapshot_every == 0:
-                        snapshot(row)
-                finished(event)
-            elif event.type == "run_started":
-                if live.has_history:
-                    live.publish(event)
-            elif event.type == "child":
-                # Not sent here: the host (`Children`) runs each child with a listener of
-                # its own, whose `Live` relays its events to this run's followers.
-                return None
-            elif not event.is_final:  # the final one is published once the outcome is committed
-                live.publish(event)
-            return None
-
-        try:
-            result = await engine.run(
-                initial_state=state, run_id=str(run_id), listener=listen, resume=resume,
-                threads=threads,
-            )  # fmt: skip
-        except asyncio.CancelledError:
-            if live.stop is None:  # this task itself was cancelled from outside
-                live.stop = "release"
-            return await self._stopped(live, claimed, buffered)
-        except Release:
-            live.stop = "release"
-            return await self._stopped(live, claimed, buffered)
-        except LeaseLost:
-            live.stop = "lost"
-            return await self._stopped(live, claimed, buffered)
-        except Exception as exc:  # the database refused a step
-            return await self._storage_failed(live, claimed, exc)
-        result = RunResult(result.run_id, result.status, result.state, history + result.steps,
-                           result.error, result.waiting)  # fmt: skip
-        error = result.error.to_json() if result.error else None
-        node = result.steps[-1].node if result.steps else claimed.current_node
-        ending = Ending(result.status, result.state, len(result.steps), node, error)
-        try:
-            if engine.subflows:  # a child left behind (a replay that took another road)
-                await self._close_tree(live, "cancelled", abandoned_error(run_id))
-            for index, row in enumerate(buffered.rows(), 1):
-                log.append(run_id, attempt, row).add_done_callback(settle)
-                if index % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # a long `exit` run's rows: let other work in
-            if result.waiting is not None:  # it holds nothing while it waits
-                await log.wait(run_id, attempt, ending, result.waiting)
-            else:
-                await log.end(run_id, attempt, ending)
-        except LeaseLost:
-            # A run that would wait may have been asked to stop: recorded cancelled (a
-            # write that changes nothing when it is another worker's now).
-            live.stop = "cancel" if result.waiting is not None else "lost"
-            return await self._stopped(live, claimed, Buffer())
-        except Exception as exc:
-            return await self._storage_failed(live, claimed, exc)
-        finally:
-            self._forget(live)
-        if result.waiting is not None:
-            live.publish(
-                Event("run_waiting", str(run_id), len(result.steps), result.waiting.node,
-                      time_now(), status="waiting", state=result.state, waiting=result.waiting)
-            )  # fmt: skip
-            return result
-        live.publish(
-            Event("run_finished" if result.status == "succeeded" else "run_failed", str(run_id),
-                  len(result.steps), node if result.status == "succeeded" else
-                  (result.error.node if result.error else None), time_now(),
-                  status=result.status, state=result.state, error=result.error)
-        )  # fmt: skip
-        return result
-
-    async def _stopped(self, live: Live, claimed: Claimed, buffered: Buffer) -> RunResult:
-        """A run stopped before its end: cancelled (recorded), released, or lost."""
-        run_id, attempt = live.run_id, live.attempt
-        try:
-            if live.stop == "cancel":
-                for row in buffered.rows():
-                    self.log.append(run_id, attempt, row)
-                # What the database holds decides the outcome's state: a step may have been
-                # in the middle of its write when the cancel came.
-                pending = [item.done for item in self.log.queue.pending(run_id)]
-                await asyncio.gather(*pending, return_exceptions=True)
-                rows = await self.log.steps_after(run_id, 0)
-                state = _fold(claimed, rows)
-                steps = [_step(r) for r in rows]
-                node = rows[-1].node if rows else claimed.current_node
-                error = cancelled_error()
-                ending = Ending("cancelled", state, len(steps), node, error)
-                await self._close_tree(live, "cancelled", error)
-                with contextlib.suppress(LeaseLost):
-                    await asyncio.shield(self.log.end(run_id, attempt, ending))
-                    result = RunResult(str(run_id), "cancelled", state, steps,
-                                       RunError("cancelled", error["message"]))  # fmt: skip
-                    live.publish(_final(str(run_id), result))
-                    return result
-            elif live.stop == "lost":
-                logger.warning(
-                    "run %s was claimed by another worker (or ended elsewhere): stopped here, "
-                    "nothing more written",
-                    run_id,
-                )
-            elif live.stop == "release":
-                for row in buffered.rows():  # `exit`: this process exits; what it did is kept
-                    self.log.append(run_id, attempt, row)
-                with contextlib.suppress(LeaseLost):
-                    await asyncio.shield(self.log.release(run_id, attempt))
-        except Exception as exc:
-            logger.warning("run %s: the database did not take its %s: %s", run_id, live.stop, exc)
-        finally:
-            self._forget(live)
-        live.moved()
-        raise Moved(str(run_id))
-
-    async def _storage_failed(self, live: Live, claimed: Claimed, exc: BaseException) -> RunResult:
-        """The database refused a write: the run ends `failed` with `storage_error`.
-
-        Its outcome is what the database holds: the steps it took, and the state they lead
-        to (an `async` run may have gone further in memory than on disk).
-        """
-        error = RunError(
-            "storage_error", f"the database failed while recording the run: {cause(exc)}"
-        )
-        try:
-            rows = await self.log.steps_after(live.run_id, 0)
-            state = _fold(claimed, rows)
-            steps = [_step(r) for r in rows]
-            node = rows[-1].node if rows else claimed.current_node
-            await self._close_tree(live, "failed", error.to_json())
-            await self.log.end(
-                live.run_id,
-                live.attempt,
-                Ending("failed", state, len(steps), node, error.to_json()),
-            )
-        except Exception as failure:
-            logger.warning(
-                "run %s failed (%s); the database did not take it: %s",
-                live.run_id,
-                cause(exc),
-                cause(failure),
-            )
-            steps = _published_steps(live)
-            state = fold(
-                claimed.state,
-                (s.delta for s in steps if s.seq > claimed.step and on_main_line(s.branch)),
-            )
-        finally:
-            self._forget(live)
-        result = RunResult(str(live.run_id), "failed", state, steps, error)
-        live.publish(_final(str(live.run_id), result))
-        return result
-
-    async def _close_tree(self, live: Live, status: str, error: dict[str, Any]) -> None:
-        """Before a run of its own ends early, end the runs of its sub-flows left unfinished.
-
-        Its children end before it: were this process to die in between, the run would be
-        claimed again and end them then.  A sub-flow's run stopped early stops its own
-        children in its task (`server/children.py`).
-        """
-        if live.parent is None:
-            closed = await self.children.log.close_tree(live.run_id, live.attempt, status, error)
-            if closed:
-                logger.info("run %s ended %s, and %d runs of its sub-flows with it",
-                            live.run_id, status, len(closed))  # fmt: skip
-
-    def _forget(self, live: Live) -> None:
+    def forget(self, live: Live) -> None:
         """Drop the run from the claimed set; keep its events a while for late followers."""
         if self._active.get(live.run_id) is live:
             del self._active[live.run_id]
@@ -691,7 +437,7 @@ class RunService:
                     steps = await self.log.steps_after(run_id, 0)
                     error = RunError(**run.error) if run.error else None
                     status: RunStatus = run.status  # type: ignore[assignment]
-                    return RunResult(str(run_id), status, run.state, [_step(s) for s in steps],
+                    return RunResult(str(run_id), status, run.state, [as_step(s) for s in steps],
                                      error)  # fmt: skip
                 live = self._live.get(run_id)
                 if live is not None and live.task is not None and not live.task.done():
@@ -821,72 +567,6 @@ class RunService:
         return data
 
 
-def abandoned_error(root: uuid.UUID) -> dict[str, Any]:
-    """The error of a sub-flow's run that its tree's top run ended without."""
-    return {"code": "subflow_abandoned", "message": f"run {root} ended without this sub-flow "
-            "run: it went on without it (its node ran at another step)", "node": None,
-            "span": None}  # fmt: skip
-
-
-def time_now() -> float:
-    """The current POSIX time."""
-    return now().timestamp()
-
-
-def _step(row: StepRow) -> Step:
-    return Step(
-        row.seq, row.node, row.delta, _ts(row.started_at), _ts(row.finished_at), row.attempts,
-        row.failed, row.branch,
-    )  # fmt: skip
-
-
-def _fold(claimed: Claimed, rows: list[StepRow]) -> dict[str, Any]:
-    """The run's state after its recorded steps: the snapshot, then the main line's deltas.
-
-    A parallel branch's steps are left out: their writes are in their join's delta.
-    """
-    return fold(
-        claimed.state, (r.delta for r in rows if r.seq > claimed.step and on_main_line(r.branch))
-    )
-
-
-def _resume(rows: list[StepRow]) -> Resume | None:
-    """Where a run goes on after its recorded steps; None when it has none.
-
-    After the last main-line step (or join), unless steps of parallel branches (or of a
-    map's calls) follow it: then the fork they belong to (or the map) is in flight, and the
-    run finishes what they left of it.  A map that starts the flow has calls recorded
-    before any main-line step: the run goes on at the start, after none.
-    """
-    index = len(rows) - 1
-    while index >= 0 and not on_main_line(rows[index].branch):
-        index -= 1
-    if index < 0:
-        return Resume(None, 0, branches=tuple(_step(r) for r in rows)) if rows else None
-    last = rows[index]
-    return Resume(
-        after=last.node,
-        seq=last.seq,
-        failed=last.failed,
-        joined=last.branch == JOIN,
-        branches=tuple(_step(r) for r in rows[index + 1 :]),
-    )
-
-
-def _ts(at: datetime) -> float:
-    return (utc(at) or at).timestamp()
-
-
-def _published_steps(live: Live) -> list[Step]:
-    events = (live.event(i) for i in range(len(live.events)))
-    return [
-        Step(e.step, e.node or "", e.delta or {}, e.at - (e.duration_ms or 0.0) / 1000, e.at,
-             e.attempts or 1, e.failed is True, e.branch)
-        for e in events
-        if isinstance(e, Event) and e.type == "node_finished"
-    ]  # fmt: skip
-
-
 def _is_final(message: dict[str, Any]) -> bool:
     return message.get("type") in ("run_finished", "run_failed")
 
@@ -907,18 +587,3 @@ def _wanted(message: dict[str, Any], after: int | None) -> bool:
 def _progress(sent: int, message: dict[str, Any]) -> int:
     """The last step a follower has, once it got `message`."""
     return max(sent, message["step"]) if message["type"] == "node_finished" else sent
-
-
-def _final(run_id: str, result: RunResult) -> dict[str, Any]:
-    """The final event of a run the service ended: the node is the one that failed, if any."""
-    return {
-        "type": "run_failed",
-        "run_id": run_id,
-        "step": len(result.steps),
-        "node": result.error.node if result.error else None,
-        "delta": None,
-        "at": iso(time_now()),
-        "status": result.status,
-        "state": result.state,
-        "error": result.error.to_json() if result.error else None,
-    }
