@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace + 5,
     )
     logging.getLogger("uvicorn.error").addFilter(_refused_websocket_is_no_error)
+    configure_logging()
     settle_process()
     _DrainingServer(config, app).run()
     return EXIT_OK
@@ -123,6 +124,45 @@ def refuse_open_network(host: str, *, insecure: bool) -> None:
 #: thread needs the GIL several times per query: at 5 ms a wait, `/healthz` on SQLite took
 #: 1.5-5 s during a CPU-bound run; at 0.5 ms, 25 ms.
 SWITCH_INTERVAL = 0.0005
+
+
+#: How flowc's own log lines read on standard error: when, how grave, from where, what.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record comes, not to the one it was made with.
+
+    As Python's own last-resort handler does: a test's captured stream may be gone later.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        """The current standard error."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging() -> None:
+    """Log `flowc.*` lines (INFO and up) on standard error, with their time and level.
+
+    Without it Python prints only warnings, bare: no time to tell when a lease was lost,
+    and no line at all for what is logged at INFO (a write the database refused, the
+    sub-flow runs a cancellation ended).  Once per process.
+    """
+    logger = logging.getLogger("flowc")
+    if any(isinstance(handler, _Stderr) for handler in logger.handlers):
+        return
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def settle_process() -> None:

@@ -14,7 +14,13 @@ import signal
 import sys
 
 from flowc.cli.errors import EXIT_OK, CommandError
-from flowc.cli.serve import load_settings, open_database, redact, settle_process
+from flowc.cli.serve import (
+    configure_logging,
+    load_settings,
+    open_database,
+    redact,
+    settle_process,
+)
 from flowc.cli.tool_loading import load_tools, tool_entries
 
 
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    configure_logging()
     settle_process()
     asyncio.run(_work(settings))
     return EXIT_OK

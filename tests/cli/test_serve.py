@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from flowc.cli.main import main
-from flowc.cli.serve import SWITCH_INTERVAL, is_loopback, settle_process
+from flowc.cli.serve import SWITCH_INTERVAL, configure_logging, is_loopback, settle_process
 from flowc.server.settings import get_settings
 from tests.server.test_serve import FLOWC, free_port
 
@@ -199,3 +201,29 @@ def test_a_server_hands_the_gil_over_quickly() -> None:
         assert gc.get_freeze_count() == 0  # a frozen heap makes full collections frequent
     finally:
         sys.setswitchinterval(before)
+
+
+@pytest.fixture
+def flowc_logger() -> Iterator[logging.Logger]:
+    """The `flowc` logger, put back as it was afterwards (`configure_logging` is global)."""
+    logger = logging.getLogger("flowc")
+    handlers, level = list(logger.handlers), logger.level
+    logger.handlers = []
+    yield logger
+    logger.handlers, logger.level = handlers, level
+
+
+def test_flowc_log_lines_have_their_time_and_level_and_info_is_kept(
+    flowc_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging()
+    configure_logging()  # once per process: no line twice
+    logging.getLogger("flowc.server").info("the database refused a write: %s", "why")
+    logging.getLogger("flowc.server").debug("not shown")
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO flowc\.server: "
+        r"the database refused a write: why\n",
+        err,
+    ), err
+    assert len(flowc_logger.handlers) == 1
