@@ -207,16 +207,21 @@ class Follower:
         run = row or await self._row(child.run_id)
         if run is None:  # not started (a parent resumed past it): nothing to tell
             return
-        if child.sent is None:
-            first = await self.log.steps_after(run.id, 0, limit=1)
-            yield child.tag(started(run, first[0].node if first else child.start))
-            child.sent = 0
-        async with contextlib.aclosing(self.log.read_steps(run.id, child.sent)) as steps:
+        # Its start names its first step's node: taken from the first page of its steps,
+        # not read on its own (a replay of many children reads each one's rows once).
+        unannounced = child.sent is None
+        async with contextlib.aclosing(self.log.read_steps(run.id, child.sent or 0)) as steps:
             async for step in steps:
+                if unannounced:
+                    yield child.tag(started(run, step.node))
+                    unannounced, child.sent = False, 0
                 async for message in self._before(child.run_id, step, child.nodes):
                     yield child.tag(message) if "parent_run_id" not in message else message
                 yield child.tag(finished(run.id, step))
                 child.sent = step.seq
+        if unannounced:  # no step yet: it starts where its flow starts
+            yield child.tag(started(run, child.start))
+            child.sent = 0
         if run.status in ENDED:  # read before its steps: they were all there
             yield child.tag(ended(run))
             child.ended = True

@@ -36,7 +36,7 @@ from flowc.server.childlog import ChildSpec
 from flowc.server.db import Database
 from flowc.server.live import Moved
 from flowc.server.models import WorkflowDefinition, WorkflowRun
-from flowc.server.runlog import run_log_for
+from flowc.server.runlog import StepRow, run_log_for
 from flowc.server.runs import Draining
 from tests.server.conftest import WAIT, Gates, LiveApp, create_graph, read_run, service_on
 from tests.server.databases import database_url, postgres_url
@@ -594,6 +594,31 @@ async def test_a_replay_from_the_database_has_the_childs_events_in_their_place(
         assert named == ((run_id, "review") if message["run_id"] == child_id else (None, None))
     assert shown_events(later) == parent_and_child(run_id, child_id)[2:]
     assert shown_events(past) == parent_and_child(run_id, child_id)[8:]
+
+
+async def test_a_replayed_child_is_read_once_its_start_named_by_its_first_step(
+    database_url: str,
+) -> None:
+    # A replay of a run with many sub-flow steps reads each child's steps once: the child's
+    # `run_started` names the node of the first step read, not of a read of its own.
+    registry = registry_with(Gates())
+    async with service_on(database_url, registry) as runner:
+        _, parent = await graphs(runner.db, CHILD, registry)
+        created = await runner.start(definition=parent, input={}, durability="sync")
+        assert (await runner.result(created.run_id)).status == "succeeded"
+    run_id, child_id = str(created.run_id), child_run_id(str(created.run_id), 2)
+    async with service_on(database_url, registry, worker=False) as other:
+        read: list[str] = []
+        steps_after = other.log.steps_after
+
+        async def counted(run: uuid.UUID, seq: int, *, limit: int | None = None) -> list[StepRow]:
+            read.append(str(run))
+            return await steps_after(run, seq, limit=limit)
+
+        other.log.steps_after = counted  # type: ignore[method-assign]
+        replay = [m async for m in other.events(created.run_id)]
+    assert shown_events(replay) == parent_and_child(run_id, child_id)
+    assert read.count(child_id) == 1
 
 
 async def test_a_follower_in_another_process_gets_the_childs_steps_as_they_are_written(
