@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -321,4 +322,10 @@ def test_a_client_that_stops_reading_is_dropped_with_1008(served: Served) -> Non
     )
     assert cpu_over_a_second(served) < IDLE_CPU
     logged = [line for line in log_lines(served, offset) if "dropped" in line]
-    assert logged == [f"{dropped} for {SEND_TIMEOUT:g} s (FLOWC_WS_SEND_TIMEOUT)"]
+    # One line, with its time and level (`flowc serve` logs flowc's lines that way).
+    line = f"{dropped} for {SEND_TIMEOUT:g} s (FLOWC_WS_SEND_TIMEOUT)"
+    assert len(logged) == 1, logged
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}} WARNING flowc\.server: {re.escape(line)}",
+        logged[0],
+    ), logged
