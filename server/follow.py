@@ -227,7 +227,7 @@ class Follower:
             child.ended = True
             self.expected.discard(child.run_id)
         elif child.nodes and run.status == "running":
-            async for message in self._running(child.run_id, child.sent, child.nodes):
+            async for message in self._running(child.run_id, child.sent or 0, child.nodes):
                 yield message
 
 
