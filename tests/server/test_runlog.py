@@ -208,28 +208,33 @@ def answer_lost_once(log: RunLog) -> list[dict[uuid.UUID, BaseException | None]]
     return lost
 
 
+@pytest.mark.parametrize("steps", [1, 3], ids=["one step", "steps in one statement"])
 @pytest.mark.parametrize("stop", ["end", "wait"])
 async def test_a_last_step_and_end_whose_answer_was_lost_are_taken_when_written_again(
-    postgres_url: str, stop: str
+    postgres_url: str, stop: str, steps: int
 ) -> None:
-    # The step and the end (or wait) commit in one transaction; the retry finds the run
-    # no longer `running`, because of this very write: taken, not a lost lease.
+    # The steps and the end (or wait) commit in one transaction; the retry finds the run
+    # no longer `running`, because of this very write: taken, not a lost lease.  (One
+    # step is a statement of its own; several go in the statement for many rows.)
     async with two_owners(postgres_url) as (service, mine, first, _):
         lost = answer_lost_once(first)
         at = datetime.now(timezone.utc)
-        ending = Ending("succeeded", {"n": 1}, 1, "one", None)
-        step = first.append(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        ending = Ending("succeeded", {"n": steps}, steps, "one", None)
+        written = [
+            first.append(mine.run_id, mine.attempt, StepRow(k, "one", {"n": k}, at, at))
+            for k in range(1, steps + 1)
+        ]
         if stop == "end":
             stopped = first.end(mine.run_id, mine.attempt, ending)
         else:
             stopped = first.wait(mine.run_id, mine.attempt, ending, WaitFor("one", "go"))
-        await asyncio.wait_for(asyncio.gather(step, stopped), WAIT)
-        run, steps = await read_run(service.db, mine.run_id)
+        await asyncio.wait_for(asyncio.gather(*written, stopped), WAIT)
+        run, recorded = await read_run(service.db, mine.run_id)
     assert lost == [{}]
-    assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+    assert [(s.seq, s.delta) for s in recorded] == [(k, {"n": k}) for k in range(1, steps + 1)]
     assert (run.status, run.step, run.owner) == (
         "succeeded" if stop == "end" else "waiting",
-        1,
+        steps,
         None,
     )
 
