@@ -573,21 +573,27 @@ def parent_and_child(run_id: str, child_id: str) -> list[tuple[str, str, int, st
     ]
 
 
-async def test_a_replay_from_the_database_has_the_childs_events_in_their_place(
-    database_url: str,
-) -> None:
-    registry = registry_with(Gates())
+async def ended_with_a_child(database_url: str, registry: Registry) -> uuid.UUID:
+    """A run of `graphs(CHILD)` executed to its end by a service now closed: its id."""
     async with service_on(database_url, registry) as runner:
         _, parent = await graphs(runner.db, CHILD, registry)
         created = await runner.start(definition=parent, input={}, durability="sync")
         assert (await runner.result(created.run_id)).status == "succeeded"
-    run_id = str(created.run_id)
+    return created.run_id
+
+
+async def test_a_replay_from_the_database_has_the_childs_events_in_their_place(
+    database_url: str,
+) -> None:
+    registry = registry_with(Gates())
+    created = await ended_with_a_child(database_url, registry)
+    run_id = str(created)
     child_id = child_run_id(run_id, 2)
     # A service that did not run it reads it all from the database.
     async with service_on(database_url, registry, worker=False) as other:
-        replay = [m async for m in other.events(created.run_id)]
-        later = [m async for m in other.events(created.run_id, after=1)]
-        past = [m async for m in other.events(created.run_id, after=2)]
+        replay = [m async for m in other.events(created)]
+        later = [m async for m in other.events(created, after=1)]
+        past = [m async for m in other.events(created, after=2)]
     assert shown_events(replay) == parent_and_child(run_id, child_id)
     for message in replay:
         named = (message.get("parent_run_id"), message.get("parent_node"))
@@ -602,11 +608,8 @@ async def test_a_replayed_child_is_read_once_its_start_named_by_its_first_step(
     # A replay of a run with many sub-flow steps reads each child's steps once: the child's
     # `run_started` names the node of the first step read, not of a read of its own.
     registry = registry_with(Gates())
-    async with service_on(database_url, registry) as runner:
-        _, parent = await graphs(runner.db, CHILD, registry)
-        created = await runner.start(definition=parent, input={}, durability="sync")
-        assert (await runner.result(created.run_id)).status == "succeeded"
-    run_id, child_id = str(created.run_id), child_run_id(str(created.run_id), 2)
+    created = await ended_with_a_child(database_url, registry)
+    run_id, child_id = str(created), child_run_id(str(created), 2)
     async with service_on(database_url, registry, worker=False) as other:
         read: list[str] = []
         steps_after = other.log.steps_after
@@ -616,7 +619,7 @@ async def test_a_replayed_child_is_read_once_its_start_named_by_its_first_step(
             return await steps_after(run, seq, limit=limit)
 
         setattr(other.log, "steps_after", counted)  # noqa: B010 (mypy: a method replaced)
-        replay = [m async for m in other.events(created.run_id)]
+        replay = [m async for m in other.events(created)]
     assert shown_events(replay) == parent_and_child(run_id, child_id)
     assert read.count(child_id) == 1
 
