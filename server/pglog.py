@@ -207,6 +207,8 @@ class PostgresRunLog(RunLog):
         self._changed: set[uuid.UUID] = set()
         self._changes = asyncio.Event()
         self._notifying: asyncio.Task[None] | None = None
+        #: The LISTENing connection, while it is up: NOTIFYs go out on it too.
+        self._listener: Any = None
 
     @property
     def pool(self) -> Any:
@@ -226,21 +228,32 @@ class PostgresRunLog(RunLog):
         """NOTIFY the ids of changed runs, at most every `NOTIFY_EVERY` seconds.
 
         One NOTIFY for many steps keeps it off each step's commit; followers elsewhere
-        hear of a step within that delay.  While the database is away nothing is sent:
-        the listeners read everything again when they reconnect.
+        hear of a step within that delay.  It goes out on the LISTENing connection, held
+        (no pool connection taken and given back each time), whose session commits
+        without waiting for the WAL's flush: a NOTIFY needs a transaction id, so a
+        synchronous commit of it would take a disk flush away from the steps' commits,
+        and a notification is not kept across a database crash anyway.  While that
+        connection is down the ids wait for the next one (the other processes' listeners
+        may be up all along).
         """
         while True:
             await self._changes.wait()
             await asyncio.sleep(NOTIFY_EVERY)
             self._changes.clear()
             ids, self._changed = list(self._changed), set()
+            connection = self._listener
             try:
-                async with self._pool.acquire() as connection:
-                    for start in range(0, len(ids), MAX_BATCH_RUNS):
-                        payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
-                        await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
+                if connection is None:
+                    raise ConnectionError("not listening")
+                for start in range(0, len(ids), MAX_BATCH_RUNS):
+                    payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
+                    await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
             except Exception as exc:
-                logger.warning("telling other processes of run changes failed: %s", cause(exc))
+                # Again, once listening (`_listen` logs why it is not).
+                self._changed.update(ids)
+                self._changes.set()
+                if connection is not None and not connection.is_closed():
+                    logger.warning("telling other processes of run changes failed: %s", cause(exc))
 
     async def _connect(self) -> Any:
         import asyncpg
@@ -266,6 +279,7 @@ class PostgresRunLog(RunLog):
             self._close_connection,
             writers=self.writers,
             transient=transient_asyncpg,
+            write_step=self._write_step,
         )
         ready = asyncio.get_running_loop().create_future()
         self._listening = asyncio.ensure_future(self._listen(ready))
@@ -299,6 +313,8 @@ class PostgresRunLog(RunLog):
                 await connection.add_listener(CHANGED, self._on_changed)
                 await connection.add_listener(QUEUED, self._on_queued)
                 await connection.add_listener(CANCEL, self._on_cancel)
+                await connection.execute("SET synchronous_commit TO off")
+                self._listener = connection
                 delay = RETRY_FIRST
                 if not ready.done():
                     ready.set_result(None)
@@ -315,14 +331,16 @@ class PostgresRunLog(RunLog):
                     return
                 logger.warning("listening for run changes failed (%s); again soon", cause(exc))
             finally:
+                self._listener = None
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=2)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    def _on_changed(self, _c: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload:
+    def _on_changed(self, connection: Any, pid: int, _channel: str, payload: str) -> None:
+        # This process's own NOTIFY comes back: its followers heard of it at the commit.
+        if payload and pid != connection.get_server_pid():
             self.hub.changed(uuid.UUID(part) for part in payload.split(","))
 
     def _on_queued(self, _c: Any, _pid: int, _channel: str, _payload: str) -> None:
@@ -340,7 +358,8 @@ class PostgresRunLog(RunLog):
         if len(batch) == 1:
             (items,) = batch.values()
             if len(items) == 1 and items[0].kind == "step":
-                return await self._write_step(connection, items[0])
+                failure = await self._write_step(connection, items[0])
+                return {} if failure is None else {items[0].run_id: failure}
         rows = [(item.run_id, row) for item, row in _steps(batch)]
         others = [item for items in batch.values() for item in items if item.kind != "step"]
         outcome: dict[uuid.UUID, BaseException | None] = {}
@@ -396,14 +415,12 @@ class PostgresRunLog(RunLog):
         self._signal(changed)
         return outcome
 
-    async def _write_step(
-        self, connection: Any, item: Item
-    ) -> dict[uuid.UUID, BaseException | None]:
-        """A batch of one step alone: a lone `sync` run's every step, kept short."""
+    async def _write_step(self, connection: Any, item: Item) -> BaseException | None:
+        """One step alone: a lone `sync` run's every step, kept short; None when taken."""
         if not await self._insert_step(connection, item):
-            return {item.run_id: LeaseLost(str(item.run_id))}
+            return LeaseLost(str(item.run_id))
         self._signal((item.run_id,))
-        return {}
+        return None
 
     async def _insert_step(self, connection: Any, item: Item) -> bool:
         """Write one step, fenced; whether the owner still holds the run.

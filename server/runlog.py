@@ -223,14 +223,17 @@ class Item:
     step: StepRow | None = None
     ending: Ending | None = None
     wait: WaitFor | None = None
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    #: Done when the item is committed (or failed): made when it is queued (`put`).  A
+    #: step written at once by its own run (`WriteQueue.commit`, alone) never needs one.
+    done: asyncio.Future[None] = field(init=False, repr=False, compare=False)
 
 
 BatchWriter = Callable[
     [Any, dict[uuid.UUID, list[Item]]], Awaitable[dict[uuid.UUID, BaseException | None]]
 ]
+#: Writes one step alone, on a connection: None when it is taken, or why the run is not
+#: the writer's any more (`LeaseLost`); raises as a batch's writer does.
+StepWriter = Callable[[Any, Item], Awaitable[BaseException | None]]
 
 
 class WriteQueue:
@@ -244,8 +247,10 @@ class WriteQueue:
         *,
         writers: int,
         transient: Callable[[BaseException], bool],
+        write_step: StepWriter | None = None,
     ) -> None:
         self._write = write
+        self._write_step = write_step
         self._connect = connect
         self._close = close
         self._transient = transient
@@ -265,9 +270,20 @@ class WriteQueue:
 
         When a connection is idle the caller writes at once, itself, everything waiting
         (its own write and any other run's): no hand-over to a writer task on the way.
+        A step with nothing else waiting (a lone `sync` run's every step) is written
+        alone, as it is, without going through the queue at all.
         """
         # Only when nothing else is being written: under load, waiting runs share batches.
         leading = len(self._idle) == self._writers and not self._closing
+        if (
+            leading
+            and not self._pending
+            and self._write_step is not None
+            and item.kind == "step"
+            and item.run_id not in self._refused
+        ):
+            await self._alone(item, self._write_step)
+            return
         done = self.put(item, wake=not leading)
         if leading and not done.done():
             connection = self._idle.pop()
@@ -299,6 +315,7 @@ class WriteQueue:
         After a run's write was refused, its later steps, snapshots and wait fail at once
         (the log must not get a gap); its end or release is still written.
         """
+        item.done = asyncio.get_running_loop().create_future()
         refused = self._refused.get(item.run_id)
         if refused is not None:
             if item.kind in ("step", "snapshot", "wait"):
@@ -313,6 +330,54 @@ class WriteQueue:
         if wake:
             self._wake.set()
         return item.done
+
+    async def _alone(self, item: Item, write_step: StepWriter) -> None:
+        """Write a step on an idle connection, with nothing else waiting; raise why not.
+
+        Whatever does not go as it usually does (no connection yet, a failure, a
+        cancellation) makes it an item of the queue like any other, at the head of its
+        run's, and the queue's own road writes it: tried again while the database is
+        away, refused alone, and written even when its run's task was cancelled meanwhile
+        (the run's stop waits for it, `pending`).
+        """
+        run_id = item.run_id
+        connection = self._idle.pop()
+        self._busy.add(run_id)  # a later write of the run waits for this one
+        failure: BaseException | None = None
+        queued = False
+        try:
+            if connection is None:
+                raise DatabaseAway("not connected yet")
+            failure = await write_step(connection, item)
+        except BaseException as exc:
+            # Cancelled mid-write or the database away: the connection's state is unknown
+            # (a refusal leaves it as it was).
+            self._queue_first(item)
+            queued = True
+            cancelled = not isinstance(exc, Exception)
+            if connection is not None and (cancelled or self._transient(exc)):
+                broken, connection = connection, None
+                with contextlib.suppress(Exception):
+                    await self._close(broken)
+            if cancelled:
+                raise
+        finally:
+            self._busy.discard(run_id)
+            self._idle.append(connection)
+            if self._pending:
+                self._wake.set()
+        if queued:
+            await item.done
+        elif failure is not None:
+            raise failure
+
+    def _queue_first(self, item: Item) -> None:
+        """Queue `item` ahead of its run's later writes (it was made before them)."""
+        item.done = asyncio.get_running_loop().create_future()
+        queue = self._pending.get(item.run_id)
+        if queue is None:
+            queue = self._pending[item.run_id] = deque()
+        queue.appendleft(item)
 
     def pending(self, run_id: uuid.UUID) -> list[Item]:
         """The run's writes not yet committed (queued or being written)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -20,7 +20,9 @@ from fastapi import FastAPI
 
 from flowc.runtime import REGISTRY, Registry
 from flowc.runtime.events import WaitFor
+from flowc.server.pglog import PostgresRunLog
 from flowc.server.runlog import (
+    NOTIFY_EVERY,
     Claimed,
     Ending,
     Item,
@@ -31,7 +33,7 @@ from flowc.server.runlog import (
     run_log_for,
 )
 from flowc.server.runs import Durability, RunService
-from tests.server.conftest import WAIT, create_graph, define, read_run, replay, service_on
+from tests.server.conftest import WAIT, create_graph, define, read_run, replay, service_on, until
 from tests.server.databases import database_url, postgres_url
 
 __all__ = ["database_url", "postgres_url"]
@@ -186,6 +188,54 @@ async def test_a_step_its_owner_writes_again_is_taken_once(database_url: str) ->
         await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
         _, steps = await read_run(service.db, mine.run_id)
     assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+
+
+def woken(log: RunLog) -> list[uuid.UUID]:
+    """The run ids the log's hub wakes followers for, one entry per wake-up, from now on."""
+    ids: list[uuid.UUID] = []
+    changed = log.hub.changed
+
+    def counted(run_ids: Iterable[uuid.UUID]) -> None:
+        run_ids = list(run_ids)
+        ids.extend(run_ids)
+        changed(run_ids)
+
+    log.hub.changed = counted  # type: ignore[method-assign]
+    return ids
+
+
+async def test_a_commit_wakes_followers_here_at_once_and_elsewhere_by_notify(
+    postgres_url: str,
+) -> None:
+    # `first` and `second` stand for two processes: each has its own LISTENing connection.
+    async with two_owners(postgres_url) as (_, mine, first, second):
+        assert isinstance(first, PostgresRunLog)
+        here, there = woken(first), woken(second)
+        # NOTIFYs go out on the LISTENing connection, which does not wait for disk flushes.
+        assert await first._listener.fetchval("SHOW synchronous_commit") == "off"
+        at = datetime.now(timezone.utc)
+        await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        assert here == [mine.run_id]  # at the commit, before any NOTIFY
+        await until(lambda: mine.run_id in there, "the other process hears of the step")
+        await asyncio.sleep(10 * NOTIFY_EVERY)
+        assert here == [mine.run_id]  # its own NOTIFY, come back, wakes no one twice
+
+
+async def test_changes_made_while_not_listening_are_told_once_listening_again(
+    postgres_url: str,
+) -> None:
+    async with two_owners(postgres_url) as (_, mine, first, second):
+        assert isinstance(first, PostgresRunLog) and isinstance(second, PostgresRunLog)
+        there = woken(second)
+        listening = first._listener
+        async with second.pool.acquire() as connection:
+            await connection.execute("SELECT pg_terminate_backend($1)", listening.get_server_pid())
+        await until(lambda: first._listener is None, "the listener knows it lost its connection")
+        at = datetime.now(timezone.utc)
+        await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        await asyncio.sleep(5 * NOTIFY_EVERY)
+        await until(lambda: mine.run_id in there, "the other process hears of it in the end")
+        assert first._listener is not None and first._listener is not listening
 
 
 def answer_lost_once(log: RunLog) -> list[dict[uuid.UUID, BaseException | None]]:
