@@ -61,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     if args.reload:  # the reloader imports the application itself, in a child process
         uvicorn.run(
-            "flowc.server.app:create_app", factory=True, host=args.host, port=args.port, reload=True
+            "flowc.cli.serve:reloaded_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            reload=True,
         )
         return EXIT_OK
     config = uvicorn.Config(
@@ -163,6 +167,15 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def reloaded_app() -> Any:
+    """The application in `--reload`'s child process, which logs as `flowc serve` does."""
+    from flowc.server.app import create_app
+
+    logging.getLogger("uvicorn.error").addFilter(_refused_websocket_is_no_error)
+    configure_logging()
+    return create_app()
 
 
 def settle_process() -> None:

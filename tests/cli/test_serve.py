@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
 import os
 import re
@@ -16,11 +17,18 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from flowc.cli.main import main
-from flowc.cli.serve import SWITCH_INTERVAL, configure_logging, is_loopback, settle_process
+from flowc.cli.serve import (
+    SWITCH_INTERVAL,
+    configure_logging,
+    is_loopback,
+    reloaded_app,
+    settle_process,
+)
 from flowc.server.settings import get_settings
 from tests.server.test_serve import FLOWC, free_port
 
@@ -227,3 +235,26 @@ def test_flowc_log_lines_have_their_time_and_level_and_info_is_kept(
         err,
     ), err
     assert len(flowc_logger.handlers) == 1
+
+
+def test_reload_serves_an_application_that_logs_as_serve_does(
+    sqlite_url: str,
+    tokens_from: None,
+    flowc_logger: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import uvicorn
+
+    served: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
+    assert main(["serve", "--reload"]) == 0
+    ((target, options),) = served
+    assert options["factory"] is True and options["reload"] is True
+    # What the reloader's child process does with it: the application, and log lines.
+    module, name = target.split(":")
+    assert getattr(importlib.import_module(module), name) is reloaded_app
+    assert isinstance(reloaded_app(), FastAPI)
+    capsys.readouterr()
+    logging.getLogger("flowc.server").info("from the child")
+    assert re.search(r" INFO flowc\.server: from the child\n", capsys.readouterr().err)
