@@ -51,3 +51,27 @@ def _sqlite_pragmas(connection: object, record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def database_away(exc: BaseException) -> bool:
+    """True for failures that mean the database cannot be reached (or is restarting)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, TimeoutError, OSError)):
+            return True
+        if isinstance(current, (OperationalError, InterfaceError)):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P", "53")):
+            return True
+        name = type(current).__name__
+        if name in ("ConnectionDoesNotExistError", "InterfaceError", "CannotConnectNowError"):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False

@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowc.server.db import database_away
 from flowc.server.schemas import MAX_JSON_DEPTH, InvalidFlow, InvalidRequest, Problem
 
 logger = logging.getLogger("flowc.server")
@@ -198,30 +199,6 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 #: Seconds a client is told to wait when the database is away.
 RETRY_AFTER = 2
 DATABASE_AWAY = "the database is not available right now; try again shortly"
-
-
-def database_away(exc: BaseException) -> bool:
-    """True for failures that mean the database cannot be reached (or is restarting)."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (ConnectionError, TimeoutError, OSError)):
-            return True
-        if isinstance(current, (OperationalError, InterfaceError)):
-            return True
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P", "53")):
-            return True
-        name = type(current).__name__
-        if name in ("ConnectionDoesNotExistError", "InterfaceError", "CannotConnectNowError"):
-            return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-    return False
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,16 +13,21 @@ hears of each of the child's steps as it is written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from flowc.runtime.subflows import child_run_id
 from flowc.server import store
-from flowc.server.db import Database
+from flowc.server.db import Database, database_away
 from flowc.server.models import WorkflowRun, now, utc
-from flowc.server.runlog import ENDED, Hub, RunLog, StepRow
+from flowc.server.runlog import ENDED, RETRY_FIRST, RETRY_MAX, Hub, RunLog, StepRow, cause
+
+logger = logging.getLogger("flowc.server")
+T = TypeVar("T")
 
 
 class UnknownRun(LookupError):
@@ -101,42 +106,54 @@ class Follower:
 
         The steps are read a page at a time by their key, so a long replay holds one page.
         A run that waits gets its `run_waiting` once per wait (`waited`: the step of the one
-        sent already), in its place among the steps.
+        sent already), in its place among the steps.  While the database is away the
+        follower waits for it (woken when this process listens again, or with backoff) and
+        goes on from the last step it sent.
         """
         hub = self.log.hub
         with hub.watch(run_id) as changed:
             watched: set[str] = set()
+            away = RETRY_FIRST  # how long to wait before reading again, the database away
             try:
                 while True:
                     changed.clear()
                     self.expected.clear()  # this pass says again which children it expects
-                    run = await self._row(run_id)
-                    if run is None:
-                        raise UnknownRun(str(run_id))
-                    if not announced:
-                        first = await self.log.steps_after(run_id, 0, limit=1)
-                        yield started(run, first[0].node if first else self._first(run))
-                        announced = True
-                    # Read before its steps: those up to the wait were all there.
-                    waits = run.status == "waiting" and run.step != waited
-                    async with contextlib.aclosing(self.log.read_steps(run_id, sent)) as steps:
-                        async for step in steps:
-                            if waits and step.seq > run.step:  # resumed since the row was read
-                                yield waiting(run)
-                                waits, waited = False, run.step
-                            async for message in self._before(str(run_id), step, self.nodes):
+                    try:
+                        run = await self._row(run_id)
+                        if run is None:
+                            raise UnknownRun(str(run_id))
+                        if not announced:
+                            first = await self.log.steps_after(run_id, 0, limit=1)
+                            yield started(run, first[0].node if first else self._first(run))
+                            announced = True
+                        # Read before its steps: those up to the wait were all there.
+                        waits = run.status == "waiting" and run.step != waited
+                        async with contextlib.aclosing(self.log.read_steps(run_id, sent)) as steps:
+                            async for step in steps:
+                                if waits and step.seq > run.step:  # resumed since the row was read
+                                    yield waiting(run)
+                                    waits, waited = False, run.step
+                                async for message in self._before(str(run_id), step, self.nodes):
+                                    yield message
+                                yield finished(run_id, step)
+                                sent = step.seq
+                        if waits:
+                            yield waiting(run)
+                            waited = run.step
+                        if run.status in ENDED:  # read before its steps: they were all there
+                            yield ended(run)
+                            return
+                        if self.nodes and run.status == "running":
+                            async for message in self._running(str(run_id), sent, self.nodes):
                                 yield message
-                            yield finished(run_id, step)
-                            sent = step.seq
-                    if waits:
-                        yield waiting(run)
-                        waited = run.step
-                    if run.status in ENDED:  # read before its steps: they were all there
-                        yield ended(run)
-                        return
-                    if self.nodes and run.status == "running":
-                        async for message in self._running(str(run_id), sent, self.nodes):
-                            yield message
+                        away = RETRY_FIRST
+                    except Exception as exc:
+                        if not database_away(exc):
+                            raise
+                        # The run goes on once the database is back, and so does its
+                        # follower: the next pass reads on from the last step it sent.
+                        away = await database_back(run_id, changed, away, exc)
+                        continue
                     if self._watch(hub, changed, watched):
                         continue  # a child may have written before it was watched
                     await changed.wait()
@@ -229,6 +246,35 @@ class Follower:
         elif child.nodes and run.status == "running":
             async for message in self._running(child.run_id, child.sent or 0, child.nodes):
                 yield message
+
+
+async def patiently(read: Callable[[], Awaitable[T]], hub: Hub, run_id: uuid.UUID) -> T:
+    """`read()` for a follower of `run_id`, tried again for as long as the database is away."""
+    away = RETRY_FIRST
+    with hub.watch(run_id) as changed:
+        while True:
+            changed.clear()
+            try:
+                return await read()
+            except Exception as exc:
+                if not database_away(exc):
+                    raise
+                away = await database_back(run_id, changed, away, exc)
+
+
+async def database_back(
+    run_id: uuid.UUID, changed: asyncio.Event, away: float, exc: BaseException
+) -> float:
+    """Wait before reading again for a follower whose read found the database away.
+
+    Woken when this process listens again (its listener wakes every follower), else after
+    `away` seconds; the next wait, doubled up to `RETRY_MAX`.  Said once per outage.
+    """
+    if away == RETRY_FIRST:
+        logger.info("following run %s: the database is away (%s)", run_id, cause(exc))
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(changed.wait(), away)
+    return min(away * 2, RETRY_MAX)
 
 
 def started(run: WorkflowRun, node: str | None) -> dict[str, Any]:

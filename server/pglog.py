@@ -207,8 +207,8 @@ class PostgresRunLog(RunLog):
         self._changed: set[uuid.UUID] = set()
         self._changes = asyncio.Event()
         self._notifying: asyncio.Task[None] | None = None
-        #: The LISTENing connection, while it is up: NOTIFYs go out on it too.
-        self._listener: Any = None
+        #: The server process id of the connection that sends this process's NOTIFYs.
+        self._notifier: int | None = None
 
     @property
     def pool(self) -> Any:
@@ -228,32 +228,46 @@ class PostgresRunLog(RunLog):
         """NOTIFY the ids of changed runs, at most every `NOTIFY_EVERY` seconds.
 
         One NOTIFY for many steps keeps it off each step's commit; followers elsewhere
-        hear of a step within that delay.  It goes out on the LISTENing connection, held
-        (no pool connection taken and given back each time), whose session commits
-        without waiting for the WAL's flush: a NOTIFY needs a transaction id, so a
-        synchronous commit of it would take a disk flush away from the steps' commits,
-        and a notification is not kept across a database crash anyway.  While that
-        connection is down the ids wait for the next one (the other processes' listeners
-        may be up all along).
+        hear of a step within that delay.  It goes out on a connection of its own, held (no
+        pool connection taken and given back each time), whose session commits without
+        waiting for the WAL's flush: a NOTIFY needs a transaction id, so a synchronous
+        commit of it would be one more disk flush beside the steps' own, and a notification
+        does not outlive a database crash anyway.  Not on the LISTENing connection: that
+        one stays idle, so its loss is always noticed.  While the database is away the ids
+        wait, tried again with backoff: the other processes may be listening all along.
         """
-        while True:
-            await self._changes.wait()
-            await asyncio.sleep(NOTIFY_EVERY)
-            self._changes.clear()
-            ids, self._changed = list(self._changed), set()
-            connection = self._listener
-            try:
-                if connection is None:
-                    raise ConnectionError("not listening")
-                for start in range(0, len(ids), MAX_BATCH_RUNS):
-                    payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
-                    await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
-            except Exception as exc:
-                # Again, once listening (`_listen` logs why it is not).
-                self._changed.update(ids)
-                self._changes.set()
-                if connection is not None and not connection.is_closed():
-                    logger.warning("telling other processes of run changes failed: %s", cause(exc))
+        connection: Any = None
+        delay = RETRY_FIRST
+        try:
+            while True:
+                await self._changes.wait()
+                await asyncio.sleep(NOTIFY_EVERY)
+                self._changes.clear()
+                ids, self._changed = list(self._changed), set()
+                try:
+                    if connection is None:
+                        connection = await self._connect()
+                        await connection.execute("SET synchronous_commit TO off")
+                        self._notifier = connection.get_server_pid()
+                    for start in range(0, len(ids), MAX_BATCH_RUNS):
+                        payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
+                        await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
+                    delay = RETRY_FIRST
+                except Exception as exc:
+                    logger.warning(
+                        "telling other processes of run changes failed (%s); again soon",
+                        cause(exc),
+                    )
+                    self._changed.update(ids)
+                    self._changes.set()
+                    if connection is not None:
+                        connection.terminate()
+                    connection, self._notifier = None, None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+        finally:
+            if connection is not None:
+                connection.terminate()
 
     async def _connect(self) -> Any:
         import asyncpg
@@ -313,8 +327,6 @@ class PostgresRunLog(RunLog):
                 await connection.add_listener(CHANGED, self._on_changed)
                 await connection.add_listener(QUEUED, self._on_queued)
                 await connection.add_listener(CANCEL, self._on_cancel)
-                await connection.execute("SET synchronous_commit TO off")
-                self._listener = connection
                 delay = RETRY_FIRST
                 if not ready.done():
                     ready.set_result(None)
@@ -331,16 +343,15 @@ class PostgresRunLog(RunLog):
                     return
                 logger.warning("listening for run changes failed (%s); again soon", cause(exc))
             finally:
-                self._listener = None
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=2)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    def _on_changed(self, connection: Any, pid: int, _channel: str, payload: str) -> None:
+    def _on_changed(self, _c: Any, pid: int, _channel: str, payload: str) -> None:
         # This process's own NOTIFY comes back: its followers heard of it at the commit.
-        if payload and pid != connection.get_server_pid():
+        if payload and pid != self._notifier:
             self.hub.changed(uuid.UUID(part) for part in payload.split(","))
 
     def _on_queued(self, _c: Any, _pid: int, _channel: str, _payload: str) -> None:

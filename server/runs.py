@@ -40,7 +40,7 @@ from flowc.server import store
 from flowc.server.children import Children
 from flowc.server.db import Database
 from flowc.server.execution import as_step, execute
-from flowc.server.follow import Follower, Forwarded, subflow_nodes
+from flowc.server.follow import Follower, Forwarded, patiently, subflow_nodes
 from flowc.server.follow import UnknownRun as UnknownRun  # raised by the service too
 from flowc.server.live import Live, Moved, as_json
 from flowc.server.models import WorkflowDefinition
@@ -518,7 +518,8 @@ class RunService:
             if self._draining:
                 raise Draining(str(run_id))
             announced = True
-        follower = Follower(self.db, self.log, await self._flow_of(run_id), forwarded)
+        flow = await patiently(lambda: self._flow_of(run_id), self.log.hub, run_id)
+        follower = Follower(self.db, self.log, flow, forwarded)
         async for message in follower.follow(run_id, sent, announced=announced, waited=waited):
             yield message
 

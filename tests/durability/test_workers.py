@@ -258,14 +258,31 @@ def test_chaos_100_runs_over_3_workers_one_killed_every_few_seconds(
     api.close()
 
 
+def following(api: Api, run_id: str) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    """A WebSocket follower of the run on `api`'s server, in a thread; the events it got
+    (all of them once the thread ends: the server closed the socket normally)."""
+
+    async def follow() -> list[dict[str, Any]]:
+        address = api.server.url.replace("http://", "ws://")
+        async with connect(f"{address}/ws/graph/{run_id}") as socket:
+            return [json.loads(message) async for message in socket]
+
+    events: list[dict[str, Any]] = []
+    follower = threading.Thread(target=lambda: events.extend(asyncio.run(follow())))
+    follower.start()
+    return follower, events
+
+
 def test_postgresql_restarted_under_load_every_run_succeeds_and_no_500(
     cluster: Cluster, cluster_database: str, processes: Processes, calls_file: Path
 ) -> None:
     env = environment(cluster_database, calls_file, FLOWC_LEASE_SECONDS="15")
     api = api_server(processes, cluster_database, env, "--migrate")  # with its own worker
+    replica = api_server(processes, cluster_database, env)  # executes nothing: it follows
     graph_id = api.create(counting(80, pause=0.02))
     run_ids = [api.start(graph_id) for _ in range(20)]
     api.until(run_ids[-1], lambda s: s["step"] >= 10, "progress")
+    follower, events = following(replica, run_ids[-1])
     answers: list[int] = []
     stop = threading.Event()
 
@@ -289,7 +306,13 @@ def test_postgresql_restarted_under_load_every_run_succeeds_and_no_500(
         assert_complete(api, run_id, 80)
     assert set(answers) <= {200, 503}, sorted(set(answers))
     assert 200 in answers
+    # A follower on another replica, through both restarts: every step once, and the end.
+    follower.join(WAIT)
+    assert not follower.is_alive()
+    assert [e["step"] for e in events if e["type"] == "node_finished"] == list(range(1, 81))
+    assert events[-1]["type"] == "run_finished"
     api.close()
+    replica.close()
 
 
 def test_sigterm_releases_the_run_and_another_worker_resumes_it_at_once(
@@ -382,15 +405,7 @@ def test_a_follower_on_another_process_sees_a_resumed_run_to_its_end(
     api = api_server(processes, cluster_database, env)
     first, second = workers(processes, env, 2)
     run_id = api.start(api.create(counting(100)))
-
-    async def follow() -> list[dict[str, Any]]:
-        address = api.server.url.replace("http://", "ws://")
-        async with connect(f"{address}/ws/graph/{run_id}") as socket:
-            return [json.loads(message) async for message in socket]
-
-    events: list[dict[str, Any]] = []
-    follower = threading.Thread(target=lambda: events.extend(asyncio.run(follow())))
-    follower.start()
+    follower, events = following(api, run_id)
     running = api.until(run_id, lambda s: s["step"] >= 30, "step 30")
     (first if first.pid == pid_of(running) else second).kill(signal.SIGKILL)
     follower.join(WAIT)

@@ -207,35 +207,45 @@ def woken(log: RunLog) -> list[uuid.UUID]:
 async def test_a_commit_wakes_followers_here_at_once_and_elsewhere_by_notify(
     postgres_url: str,
 ) -> None:
-    # `first` and `second` stand for two processes: each has its own LISTENing connection.
+    # `first` and `second` stand for two processes: each LISTENs on a connection of its own.
     async with two_owners(postgres_url) as (_, mine, first, second):
         assert isinstance(first, PostgresRunLog)
         here, there = woken(first), woken(second)
-        # NOTIFYs go out on the LISTENing connection, which does not wait for disk flushes.
-        assert await first._listener.fetchval("SHOW synchronous_commit") == "off"
+        made: list[Any] = []
+        connect = first._connect
+
+        async def kept() -> Any:
+            made.append(await connect())
+            return made[-1]
+
+        first._connect = kept  # type: ignore[method-assign]
         at = datetime.now(timezone.utc)
         await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
         assert here == [mine.run_id]  # at the commit, before any NOTIFY
         await until(lambda: mine.run_id in there, "the other process hears of the step")
         await asyncio.sleep(10 * NOTIFY_EVERY)
         assert here == [mine.run_id]  # its own NOTIFY, come back, wakes no one twice
+        # They go out on a connection of their own that does not wait for disk flushes.
+        (sending,) = [c for c in made if c.get_server_pid() == first._notifier]
+        assert await sending.fetchval("SHOW synchronous_commit") == "off"
 
 
-async def test_changes_made_while_not_listening_are_told_once_listening_again(
+async def test_changes_are_told_again_after_the_sending_connection_was_lost(
     postgres_url: str,
 ) -> None:
     async with two_owners(postgres_url) as (_, mine, first, second):
         assert isinstance(first, PostgresRunLog) and isinstance(second, PostgresRunLog)
         there = woken(second)
-        listening = first._listener
-        async with second.pool.acquire() as connection:
-            await connection.execute("SELECT pg_terminate_backend($1)", listening.get_server_pid())
-        await until(lambda: first._listener is None, "the listener knows it lost its connection")
         at = datetime.now(timezone.utc)
         await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
-        await asyncio.sleep(5 * NOTIFY_EVERY)
+        await until(lambda: first._notifier is not None, "a NOTIFY sent")
+        sending = first._notifier
+        async with second.pool.acquire() as connection:
+            await connection.execute("SELECT pg_terminate_backend($1)", sending)
+        there.clear()
+        await first.record(mine.run_id, mine.attempt, StepRow(2, "one", {"n": 2}, at, at))
         await until(lambda: mine.run_id in there, "the other process hears of it in the end")
-        assert first._listener is not None and first._listener is not listening
+        assert first._notifier not in (None, sending)
 
 
 def answer_lost_once(log: RunLog) -> list[dict[uuid.UUID, BaseException | None]]:
