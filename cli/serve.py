@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         # Requests still open after the runs were released are answered, then cut.
         timeout_graceful_shutdown=settings.shutdown_grace + 5,
     )
-    logging.getLogger("uvicorn.error").addFilter(_refused_websocket_is_no_error)
-    configure_logging()
+    log_as_serve()
     settle_process()
     _DrainingServer(config, app).run()
     return EXIT_OK
@@ -173,9 +172,14 @@ def reloaded_app() -> Any:
     """The application in `--reload`'s child process, which logs as `flowc serve` does."""
     from flowc.server.app import create_app
 
+    log_as_serve()
+    return create_app()
+
+
+def log_as_serve() -> None:
+    """The log of a serving process: flowc's lines, and no error for a refused WebSocket."""
     logging.getLogger("uvicorn.error").addFilter(_refused_websocket_is_no_error)
     configure_logging()
-    return create_app()
 
 
 def settle_process() -> None:
