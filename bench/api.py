@@ -9,9 +9,10 @@ beat: one INSERT per step into a table keyed by (run_id, seq), committed (autoco
       connection for its whole run                                target: >= 0.9x the runs/s;
   (a) and (b) again with a 20 KB string in the input state: the floor's rows stay the same,
       since a step writes only what it changes;
-  and, for what the fence costs alone: the floor's 1,000 rows written on the same held
-      connection with flowc's own fenced step statement (the run's row read and share-locked
-      with each insert), with no flowc Python around it;
+  and, for what flowc's statements cost alone: the floor's 1,000 rows written on the same
+      held connection with flowc's fenced step statement (the run's row read and
+      share-locked with the insert: a claim's first step on a connection), and with its
+      held one (a claim's later steps there: a plain insert), with no flowc Python around;
   (c) `POST /graph/run` (wait) on the code-review flow at concurrency 1, 8 and 32, over HTTP:
       runs/s and p50/p99 latency.
 Runs are posted through `LeanClient`, plain HTTP/1.1 on kept-alive connections, so that the
@@ -93,21 +94,30 @@ async def floor_run(connection: Any, steps: int) -> float:
     return time.perf_counter() - start
 
 
-async def fenced_run(connection: Any, run_id: uuid.UUID, first: int, steps: int) -> float:
-    """The floor's rows written with flowc's own fenced statement (attempt 1); seconds.
+async def statement_run(
+    connection: Any, run_id: uuid.UUID, first: int, steps: int, *, fenced: bool
+) -> float:
+    """The floor's rows written with flowc's own step statement (attempt 1); seconds.
 
-    Not a floor: what the fence (the run's row read and share-locked with each insert)
-    costs on top of one, with no flowc Python around it.
+    Not a floor: what the statement costs on top of one, with no flowc Python around it.
+    `fenced`: the run's row read and share-locked with each insert (a claim's first step
+    on a connection); else the plain insert of the later ones.
     """
     start = time.perf_counter()
     for seq in range(first, first + steps):
         started = datetime.now(timezone.utc)
         delta = json.dumps({"n": seq})
         finished = datetime.now(timezone.utc)
-        tag = await connection.execute(
-            PostgresRunLog._STEP, run_id, seq, "tick", delta, started, finished, 1, 1, False,
-            None,
-        )  # fmt: skip
+        if fenced:
+            tag = await connection.execute(
+                PostgresRunLog._STEP, run_id, seq, "tick", delta, started, finished, 1, 1,
+                False, None,
+            )  # fmt: skip
+        else:
+            tag = await connection.execute(
+                PostgresRunLog._STEP_HELD, run_id, seq, "tick", delta, started, finished, 1,
+                False, None,
+            )  # fmt: skip
         assert tag == "INSERT 0 1", tag
     return time.perf_counter() - start
 
@@ -363,14 +373,20 @@ async def durable_runs(url: str, api: Api, repeats: int) -> list[list[str]]:
         rows = []
         fence = await fenced_target(held, long_flow)
         written = itertools.count(0, LONG_RUN_STEPS)
-        fenced = await in_turns(
-            lambda: fenced_run(held, fence, 1 + next(written), LONG_RUN_STEPS),
-            partial(floor_run, held, LONG_RUN_STEPS),
-            repeats,
-        )
-        rows.append(serial_row("(a) the floor's rows with flowc's fenced statement", fenced))
-        rows[-1][4] = "(what the fence costs)"
-        print(" | ".join(rows[-1]), flush=True)
+        for fenced, label, what in (
+            (True, "fenced statement (a claim's first step)", "(what the fence costs)"),
+            (False, "held statement (its later steps)", "(what flowc writes)"),
+        ):
+            pair = await in_turns(
+                lambda fenced=fenced: statement_run(  # type: ignore[misc]
+                    held, fence, 1 + next(written), LONG_RUN_STEPS, fenced=fenced
+                ),
+                partial(floor_run, held, LONG_RUN_STEPS),
+                repeats,
+            )
+            rows.append(serial_row(f"(a) the floor's rows with flowc's {label}", pair))
+            rows[-1][4] = what
+            print(" | ".join(rows[-1]), flush=True)
         for label, state in (("", {}), (", 20 KB string", {"code": "x" * BIG_STRING_BYTES})):
             serial = await in_turns(
                 partial(api.run, long_flow, state, LONG_RUN_STEPS),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +28,7 @@ from flowc.server.runlog import (
     RETRY_MAX,
     Claimed,
     Created,
+    FenceOutFailed,
     Item,
     LeaseLost,
     RunLog,
@@ -68,6 +71,24 @@ def transient_asyncpg(exc: BaseException) -> bool:
 
 # -- PostgreSQL -----------------------------------------------------------------------------
 
+#: Milliseconds a takeover waits for each of the silent owner's writer connections to end.
+FENCE_OUT_MS = 5_000
+#: The runs a writer connection remembers as held: past that, the oldest is fenced again.
+HELD_PER_CONNECTION = 10_000
+
+
+def writer_name(owner: str) -> str:
+    """The `application_name` of an owner's writer connections: how a takeover finds them.
+
+    `flowc writer host:pid` when PostgreSQL keeps it as it is (printable ASCII, at most 63
+    bytes); a digest of the owner otherwise.  Two owners with one name only cost each other
+    reconnections, never a fence.
+    """
+    name = f"flowc writer {owner}"
+    if len(name) <= 63 and all(" " <= c <= "~" for c in name):
+        return name
+    return f"flowc writer #{hashlib.sha256(owner.encode()).hexdigest()[:24]}"
+
 
 class PostgresRunLog(RunLog):
     """asyncpg on connections this process holds: writers, a listener, and a small pool."""
@@ -97,11 +118,11 @@ class PostgresRunLog(RunLog):
         )
         SELECT array_agg(id) AS owned FROM fence
     """
-    #: One step of one run (the common case: `sync` runs that do not wait for each other),
-    #: kept to one plain statement whose answer is its tag: `INSERT 0 1` is written.  No
-    #: row comes back and there is no CTE: 5-8 µs less a step than a CTE that returned the
-    #: fence's row, measured on one held connection.  `INSERT 0 0` is a lost lease or the
-    #: same row written before (its commit's answer was lost): `_FENCE` tells which.
+    #: One step of one run, fenced: the first write of a run's claim on a writer connection.
+    #: One plain statement whose answer is its tag: `INSERT 0 1` is written.  No row comes
+    #: back and there is no CTE: 5-8 µs less a step than a CTE that returned the fence's
+    #: row, measured on one held connection.  `INSERT 0 0` is a lost lease or the same row
+    #: written before (its commit's answer was lost): `_FENCE` tells which.
     _STEP = """
         INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
                               failed, branch)
@@ -109,6 +130,22 @@ class PostgresRunLog(RunLog):
          WHERE id = $1 AND attempt = $8 AND status = 'running'
            FOR SHARE
             ON CONFLICT (run_id, seq) DO NOTHING
+    """
+    #: Each later step of that claim on the same connection, while the connection lives: a
+    #: plain insert, as the floor's.  A takeover ends the silent owner's writer connections
+    #: before it commits (`_fence_out`), so a connection that was fenced once stays fenced.
+    #: Reading and share-locking the run's row cost 10-15% of a lone `sync` step (bench/api.py).
+    _STEP_HELD = """
+        INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                              failed, branch)
+        VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)
+    """
+    #: Ends the writer connections of the owners named (`writer_name`), waiting for each.
+    _FENCE_OUT = """
+        SELECT pid, pg_terminate_backend(pid, $2) AS ended
+          FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = ANY($1::text[])
+           AND pid <> pg_backend_pid()
     """
     #: Whether the owner still holds the run (an epoch, once lost, is never held again).
     _FENCE = "SELECT 1 FROM workflow_run WHERE id = $1 AND attempt = $2 AND status = 'running'"
@@ -149,23 +186,26 @@ class PostgresRunLog(RunLog):
     """
     #: A sub-flow's run is never claimed on its own; the claim of the run at the top of its
     #: tree gives it the new owner and epoch (`server/childlog.py`).
+    #: `silent`: the owner the run is taken from (it went silent), whose writer connections
+    #: are ended before the claim commits (`_fence_out`).
     _CLAIM = """
         WITH claimed AS (
             UPDATE workflow_run r
                SET status = 'running', owner = $1, attempt = r.attempt + 1,
                    lease_expires_at = now() + make_interval(secs => $2),
                    started_at = coalesce(r.started_at, now()), updated_at = now()
-             WHERE r.id IN (
-                    SELECT id FROM workflow_run
+              FROM (SELECT id, CASE WHEN status = 'running' THEN owner END AS silent
+                      FROM workflow_run
                      WHERE (status = 'queued'
                             OR (status = 'running' AND (lease_expires_at IS NULL
                                                         OR lease_expires_at < now())))
                        AND parent_run_id IS NULL
                      ORDER BY created_at
                      LIMIT $3
-                       FOR UPDATE SKIP LOCKED)
+                       FOR UPDATE SKIP LOCKED) AS old
+             WHERE r.id = old.id
          RETURNING r.id, r.attempt, r.definition_id, r.durability, r.input, r.state, r.step,
-                   r.current_node, r.cancel_requested
+                   r.current_node, r.cancel_requested, old.silent
         ), tree AS (
             UPDATE workflow_run c SET owner = $1, attempt = claimed.attempt, updated_at = now()
               FROM claimed
@@ -209,6 +249,12 @@ class PostgresRunLog(RunLog):
         self._notifying: asyncio.Task[None] | None = None
         #: The server process id of the connection that sends this process's NOTIFYs.
         self._notifier: int | None = None
+        #: Per writer connection, the claims `(run_id, attempt)` a fenced step of which it
+        #: wrote: their later steps on it are plain inserts (`_STEP_HELD`).  A connection
+        #: replaced (lost, broken) takes its claims with it.
+        self._held: weakref.WeakKeyDictionary[Any, dict[tuple[uuid.UUID, int], None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def pool(self) -> Any:
@@ -274,6 +320,14 @@ class PostgresRunLog(RunLog):
 
         return await asyncpg.connect(self.dsn)
 
+    async def _connect_writer(self) -> Any:
+        """A writer connection, named for this owner: a takeover from it ends it."""
+        import asyncpg
+
+        return await asyncpg.connect(
+            self.dsn, server_settings={"application_name": writer_name(self.owner)}
+        )
+
     @staticmethod
     async def _close_connection(connection: Any) -> None:
         await connection.close(timeout=2)
@@ -289,7 +343,7 @@ class PostgresRunLog(RunLog):
         )
         self._queue = WriteQueue(
             self._write,
-            self._connect,
+            self._connect_writer,
             self._close_connection,
             writers=self.writers,
             transient=transient_asyncpg,
@@ -436,20 +490,81 @@ class PostgresRunLog(RunLog):
     async def _insert_step(self, connection: Any, item: Item) -> bool:
         """Write one step, fenced; whether the owner still holds the run.
 
-        Not inserted while held (`INSERT 0 0`, then `_FENCE`): the row was there already,
-        from this owner's own earlier commit of it (no one else could write it while the
-        lease was held).
+        The first step of a claim on a connection is fenced by the statement; the later
+        ones, outside a transaction, by the connection (`_STEP_HELD`).  Not inserted while
+        held (`INSERT 0 0`, or a unique violation, then `_FENCE`): the row was there
+        already, from this owner's own earlier commit of it (no one else could write it
+        while the lease was held).
         """
         row = item.step
         assert row is not None
-        tag = await connection.execute(
-            self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
-            row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
-            row.branch,
-        )  # fmt: skip
-        if tag == "INSERT 0 1":
-            return True
+        claim = (item.run_id, item.attempt)
+        held = self._held.get(connection)
+        if held is not None and claim in held and not connection.is_in_transaction():
+            import asyncpg
+
+            try:
+                await connection.execute(
+                    self._STEP_HELD, item.run_id, row.seq, row.node, dumps(row.delta),
+                    row.started_at, row.finished_at, row.attempts, row.failed, row.branch,
+                )  # fmt: skip
+                return True
+            except asyncpg.UniqueViolationError:
+                pass
+        else:
+            tag = await connection.execute(
+                self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),
+                row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
+                row.branch,
+            )  # fmt: skip
+            if tag == "INSERT 0 1":
+                self._hold(connection, claim)
+                return True
         return await connection.fetchval(self._FENCE, item.run_id, item.attempt) is not None
+
+    def _hold(self, connection: Any, claim: tuple[uuid.UUID, int]) -> None:
+        """Remember that `connection` wrote a fenced step of `claim`."""
+        held = self._held.get(connection)
+        if held is None:
+            held = self._held[connection] = {}
+        elif len(held) >= HELD_PER_CONNECTION:
+            del held[next(iter(held))]
+        held[claim] = None
+
+    @staticmethod
+    async def _fence_out(connection: Any, owners: Iterable[str]) -> None:
+        """End the writer connections of silent `owners` and wait for each; raise if not.
+
+        Called in the transaction that takes their runs, before it commits: a step an old
+        connection committed is in the log the new owner reads, and a connection that owner
+        opens after this one is fenced by the statement (its first write waits for this
+        transaction's row locks, then sees the new epoch).  Every flowc process must connect
+        as one role (or one allowed `pg_signal_backend`): PostgreSQL refuses otherwise.
+        """
+        import asyncpg
+
+        names = sorted({writer_name(owner) for owner in owners})
+        try:
+            ended = await connection.fetch(PostgresRunLog._FENCE_OUT, names, FENCE_OUT_MS)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise FenceOutFailed(
+                f"cannot take runs over from {', '.join(sorted(set(owners)))}: PostgreSQL "
+                f"refused to end their writer connections ({exc}); every flowc process must "
+                "connect as the same role, or as one granted pg_signal_backend"
+            ) from None
+        left = [record["pid"] for record in ended if not record["ended"]]
+        if left:
+            # `false` also means the backend had ended already: look again, afresh.
+            await connection.execute("SELECT pg_stat_clear_snapshot()")
+            alive = await connection.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])", left
+            )
+            if alive:
+                raise FenceOutFailed(
+                    f"cannot take runs over from {', '.join(sorted(set(owners)))}: their "
+                    f"writer connections (server pids {', '.join(str(r['pid']) for r in alive)})"
+                    f" did not end within {FENCE_OUT_MS} ms"
+                )
 
     async def _written(self, connection: Any, ending: Item, items: list[Item]) -> bool:
         """Whether a batch refused for a run no longer `running` was committed before.
@@ -522,8 +637,11 @@ class PostgresRunLog(RunLog):
         """Claim runs that are queued or whose owner went silent, oldest first."""
         if limit <= 0:
             return []
-        async with self._pool.acquire() as connection:
+        async with self._pool.acquire() as connection, connection.transaction():
             records = await connection.fetch(self._CLAIM, self.owner, self.lease_seconds, limit)
+            silent = {r["silent"] for r in records if r["silent"] is not None}
+            if silent:
+                await self._fence_out(connection, silent)
         return [
             Claimed(
                 r["id"],
@@ -572,6 +690,8 @@ class PostgresRunLog(RunLog):
                 )
                 await connection.execute("SELECT pg_notify('flowc_cancel', $1::text)", str(run_id))
                 return "cancelling"
+            if run["status"] == "running" and run["owner"] is not None:
+                await self._fence_out(connection, [run["owner"]])
             # Imported here: the child log builds on this module.
             from flowc.server.childlog import PostgresChildLog
 

@@ -70,6 +70,10 @@ class LeaseLost(Exception):
     """The run is no longer this process's: another claimed it, or it was ended."""
 
 
+class FenceOutFailed(Exception):
+    """A silent owner's writer connections could not be ended: its runs are not taken."""
+
+
 class DatabaseAway(ConnectionError):
     """The database cannot be reached right now (the API answers 503)."""
 

@@ -29,6 +29,9 @@ from flowc.server.settings import async_url
 HEAD = "0006"
 #: The first revision: the tables `create_all` made before there were migrations.
 INITIAL = "0001"
+#: The oldest PostgreSQL flowc runs on: a takeover waits for the old owner's connections to
+#: end with `pg_terminate_backend(pid, timeout)` (docs/durability.md).
+POSTGRES_MIN = (14, 140000)
 #: Where the revisions are (a folder of the installed package).
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The `pg_advisory_lock` key every flowc process migrates under ("flowc" in ASCII).
@@ -56,6 +59,28 @@ def revisions() -> list[str]:
     """Every revision id flowc knows, oldest first."""
     script = ScriptDirectory.from_config(alembic_config())
     return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+async def check_server(url: str) -> None:
+    """Raise `SchemaError` when the PostgreSQL at `url` is older than flowc needs."""
+    if not async_url(url).startswith("postgresql"):
+        return
+    engine = _engine(url)
+    try:
+        async with engine.connect() as connection:
+            number = int((await connection.execute(text("SHOW server_version_num"))).scalar_one())
+            version = (await connection.execute(text("SHOW server_version"))).scalar_one()
+    finally:
+        await engine.dispose()
+    server_too_old(number, version)
+
+
+def server_too_old(number: int, version: str) -> None:
+    """Raise `SchemaError` for a `server_version_num` below `POSTGRES_MIN`."""
+    if number < POSTGRES_MIN[1]:
+        raise SchemaError(
+            f"flowc needs PostgreSQL {POSTGRES_MIN[0]} or newer; this server is {version}"
+        )
 
 
 async def schema_revision(url: str) -> str | None:
@@ -112,6 +137,7 @@ async def prepare(url: str, *, migrate: bool) -> None:
     Empty: the schema is created (a first start needs no command).  At `HEAD`: nothing to
     do.  Older: upgraded when `migrate`, refused otherwise.  Newer than this flowc: refused.
     """
+    await check_server(url)
     found = await schema_revision(url)
     if found == HEAD:
         return

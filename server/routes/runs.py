@@ -20,13 +20,14 @@ from flowc.server.errors import (
     BAD_BODY,
     INVALID_BODY,
     INVALID_PARAMETER,
+    RETRY_AFTER,
     Responses,
     StrictJSONRoute,
     not_found,
     not_found_response,
 )
 from flowc.server.models import WorkflowDefinition
-from flowc.server.runlog import MAX_SEQ
+from flowc.server.runlog import MAX_SEQ, FenceOutFailed
 from flowc.server.runs import Draining, Durability, RunService, SubflowRun
 from flowc.server.schemas import (
     InvalidRequest,
@@ -238,6 +239,12 @@ def request_hash(body: RunRequest, durability: str) -> str:
             "description": "the run has already ended, or it is the run of a sub-flow (the "
             "sentence names its parent: cancel that one)",
         },
+        503: {
+            "model": Problem,
+            "description": "the run's owner went silent and its connections to the database "
+            "could not be ended (the sentence says why), or the database is not available; "
+            "`Retry-After` says when to try again",
+        },
         **INVALID_PARAMETER,
     },
 )
@@ -256,6 +263,8 @@ async def cancel_run(run_id: uuid.UUID, runs: RunsDep) -> RunCancelling:
             f"{child.parent_run_id}: cancel run {child.parent_run_id} instead (its sub-flow "
             "runs are cancelled with it)",
         ) from None
+    except FenceOutFailed as exc:  # its silent owner's connections are still there
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER)}) from None
     if answer is None:
         raise not_found("run", run_id)
     if answer.startswith("ended:"):

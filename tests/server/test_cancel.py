@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from flowc.runtime import REGISTRY, current_step, tool_threads
 from flowc.server.app import create_app
-from flowc.server.runlog import Ending, RunLog
+from flowc.server.runlog import Ending, FenceOutFailed, RunLog
 from tests.server.conftest import (
     BASE_URL,
     WAIT,
@@ -364,6 +364,22 @@ async def test_an_unknown_run_is_404_and_an_id_that_is_not_a_uuid_422(
     assert [(problem["loc"], problem["type"]) for problem in body["detail"]] == [
         (["path", "run_id"], "uuid_parsing")
     ]
+
+
+async def test_a_cancel_that_cannot_end_a_silent_owners_connections_is_503_and_says_why(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What PostgreSQL answers when the silent owner connected as a role this one may not
+    # signal (tests/server/test_runlog.py makes it happen for real).
+    why = "cannot take runs over from w:1: every flowc process must connect as the same role"
+
+    async def refused(run_id: uuid.UUID) -> str | None:
+        raise FenceOutFailed(why)
+
+    monkeypatch.setattr(app.state.runs.log, "cancel", refused)
+    response = await client.post(f"/graph/cancel/{uuid.uuid4()}")
+    assert (response.status_code, response.json()) == (503, {"detail": why})
+    assert response.headers["Retry-After"] == "2"
 
 
 async def test_cancelling_twice_is_cancelling_until_the_run_ended_then_409(

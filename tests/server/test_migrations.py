@@ -623,3 +623,16 @@ async def test_concurrent_upgrades_on_postgresql_migrate_once(
 async def test_concurrent_prepares_on_an_empty_database_both_start(database_url: str) -> None:
     await asyncio.gather(*(schema.prepare(database_url, migrate=False) for _ in range(2)))
     assert await version_table(database_url) == [schema.HEAD]
+
+
+async def test_a_postgresql_older_than_14_is_refused_with_its_version() -> None:
+    with pytest.raises(schema.SchemaError) as refused:
+        schema.server_too_old(130016, "13.16 (Debian 13.16-1)")
+    assert str(refused.value) == (
+        "flowc needs PostgreSQL 14 or newer; this server is 13.16 (Debian 13.16-1)"
+    )
+    schema.server_too_old(140000, "14.0")  # the oldest taken
+
+
+async def test_the_tests_postgresql_is_checked_and_taken(postgres_url: str) -> None:
+    await schema.check_server(postgres_url)

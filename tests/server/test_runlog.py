@@ -8,6 +8,7 @@ taken over (another `attempt`) changes nothing and fails with `LeaseLost`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -20,11 +21,12 @@ from fastapi import FastAPI
 
 from flowc.runtime import REGISTRY, Registry
 from flowc.runtime.events import WaitFor
-from flowc.server.pglog import PostgresRunLog
+from flowc.server.pglog import PostgresRunLog, writer_name
 from flowc.server.runlog import (
     NOTIFY_EVERY,
     Claimed,
     Ending,
+    FenceOutFailed,
     Item,
     LeaseLost,
     RunLog,
@@ -188,6 +190,106 @@ async def test_a_step_its_owner_writes_again_is_taken_once(database_url: str) ->
         await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
         _, steps = await read_run(service.db, mine.run_id)
     assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+
+
+async def writers_of(url: str, owner: str) -> int:
+    """How many connections named as `owner`'s writers the database has now."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            writer_name(owner),
+        )
+        return count
+    finally:
+        await connection.close()
+
+
+async def test_a_takeover_ends_the_silent_owners_writer_connections(postgres_url: str) -> None:
+    # After its first (fenced) step, a claim's steps are plain inserts on the connection
+    # that wrote it; the takeover ends that connection before it commits, so the old owner
+    # can write nothing more, and the run's steps are the new owner's to write.
+    async with two_owners(postgres_url) as (service, mine, first, second):
+        at = datetime.now(timezone.utc)
+        await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        await first.record(mine.run_id, mine.attempt, StepRow(2, "one", {"n": 2}, at, at))
+        assert await writers_of(postgres_url, "first:1") >= 1
+        await asyncio.sleep(0.5)  # the first owner went silent
+        (taken,) = await second.claim(1)
+        assert taken.attempt == mine.attempt + 1
+        assert await writers_of(postgres_url, "first:1") == 0
+        assert await writers_of(postgres_url, "second:2") == 0  # none opened yet
+        with pytest.raises(LeaseLost):
+            await first.record(mine.run_id, mine.attempt, StepRow(3, "one", {"old": 1}, at, at))
+        await second.record(taken.run_id, taken.attempt, StepRow(3, "one", {"n": 3}, at, at))
+        await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 3, "one", None))
+        _, steps = await read_run(service.db, mine.run_id)
+    assert [(s.seq, s.delta) for s in steps] == [(1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})]
+
+
+async def test_later_steps_of_a_claim_on_a_connection_are_fenced_by_the_connection(
+    postgres_url: str,
+) -> None:
+    # What the speed of a lone run rests on, seen from inside: once a claim's step was
+    # written fenced on a connection, its later steps there are not checked against the
+    # run's row.  (A takeover never leaves such a connection alive: the test above.)
+    import asyncpg
+
+    async with two_owners(postgres_url) as (service, mine, first, _):
+        at = datetime.now(timezone.utc)
+        await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {}, at, at))
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            # The epoch moves on behind the log's back, with no takeover to end connections.
+            await admin.execute(
+                "UPDATE workflow_run SET attempt = attempt + 1 WHERE id = $1", mine.run_id
+            )
+        finally:
+            await admin.close()
+        await first.record(mine.run_id, mine.attempt, StepRow(2, "one", {}, at, at))
+        _, steps = await read_run(service.db, mine.run_id)
+    assert [s.seq for s in steps] == [1, 2]
+
+
+async def test_a_takeover_that_cannot_end_the_old_connections_changes_nothing(
+    postgres_url: str,
+) -> None:
+    # A role that may not end the old owner's connections (a superuser's, here: the tests'
+    # role is one) must not take its runs, nor cancel them: rolled back, and says why.
+    import asyncpg
+
+    role, password = f"flowc_weak_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        async with two_owners(postgres_url) as (_service, mine, first, _):
+            await admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+            at = datetime.now(timezone.utc)
+            await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {}, at, at))
+            await asyncio.sleep(0.5)
+            scheme, rest = postgres_url.split("://", 1)
+            weak_url = f"{scheme}://{role}:{password}@{rest.split('@', 1)[1]}"
+            weak = PostgresRunLog(weak_url, owner="weak:3", lease_seconds=30)
+            await weak.open()
+            try:
+                with pytest.raises(FenceOutFailed, match="same role"):
+                    await weak.claim(1)
+                with pytest.raises(FenceOutFailed, match="same role"):
+                    await weak.cancel(mine.run_id)
+            finally:
+                await weak.close()
+            row = await admin.fetchrow(
+                "SELECT owner, attempt FROM workflow_run WHERE id = $1", mine.run_id
+            )
+            assert (row["owner"], row["attempt"]) == ("first:1", mine.attempt)
+            await first.record(mine.run_id, mine.attempt, StepRow(2, "one", {}, at, at))
+    finally:
+        with contextlib.suppress(asyncpg.UndefinedObjectError):
+            await admin.execute(f"DROP OWNED BY {role}")
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
 
 
 def woken(log: RunLog) -> list[uuid.UUID]:
