@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -75,6 +77,8 @@ def transient_asyncpg(exc: BaseException) -> bool:
 FENCE_OUT_MS = 5_000
 #: The runs a writer connection remembers as held: past that, the oldest is fenced again.
 HELD_PER_CONNECTION = 10_000
+#: Seconds between two warnings that the runs of one silent owner cannot be taken.
+REFUSED_WARNING_EVERY = 60.0
 
 
 def writer_name(owner: str) -> str:
@@ -187,7 +191,8 @@ class PostgresRunLog(RunLog):
     #: A sub-flow's run is never claimed on its own; the claim of the run at the top of its
     #: tree gives it the new owner and epoch (`server/childlog.py`).
     #: `silent`: the owner the run is taken from (it went silent), whose writer connections
-    #: are ended before the claim commits (`_fence_out`).
+    #: are ended before the claim commits (`_fence_out`).  The runs of the owners in $4 are
+    #: left alone (their connections could not be ended just now).
     _CLAIM = """
         WITH claimed AS (
             UPDATE workflow_run r
@@ -198,7 +203,8 @@ class PostgresRunLog(RunLog):
                       FROM workflow_run
                      WHERE (status = 'queued'
                             OR (status = 'running' AND (lease_expires_at IS NULL
-                                                        OR lease_expires_at < now())))
+                                                        OR lease_expires_at < now())
+                                AND (owner IS NULL OR NOT owner = ANY($4::text[]))))
                        AND parent_run_id IS NULL
                      ORDER BY created_at
                      LIMIT $3
@@ -249,6 +255,8 @@ class PostgresRunLog(RunLog):
         self._notifying: asyncio.Task[None] | None = None
         #: The server process id of the connection that sends this process's NOTIFYs.
         self._notifier: int | None = None
+        #: When each silent owner whose runs could not be taken was last warned of.
+        self._refused: dict[str, float] = {}
         #: Per writer connection, the claims `(run_id, attempt)` a fenced step of which it
         #: wrote: their later steps on it are plain inserts (`_STEP_HELD`).  A connection
         #: replaced (lost, broken) takes its claims with it.
@@ -531,6 +539,12 @@ class PostgresRunLog(RunLog):
             del held[next(iter(held))]
         held[claim] = None
 
+    def _warn_refused(self, exc: FenceOutFailed) -> None:
+        now = time.monotonic()
+        if any(now - self._refused.get(o, -math.inf) >= REFUSED_WARNING_EVERY for o in exc.owners):
+            logger.warning("%s; left where they are, tried again later", exc)
+            self._refused.update(dict.fromkeys(exc.owners, now))
+
     @staticmethod
     async def _fence_out(connection: Any, owners: Iterable[str]) -> None:
         """End the writer connections of silent `owners` and wait for each; raise if not.
@@ -543,14 +557,16 @@ class PostgresRunLog(RunLog):
         """
         import asyncpg
 
+        owners = set(owners)
         names = sorted({writer_name(owner) for owner in owners})
         try:
             ended = await connection.fetch(PostgresRunLog._FENCE_OUT, names, FENCE_OUT_MS)
         except asyncpg.InsufficientPrivilegeError as exc:
             raise FenceOutFailed(
-                f"cannot take runs over from {', '.join(sorted(set(owners)))}: PostgreSQL "
+                f"cannot take runs over from {', '.join(sorted(owners))}: PostgreSQL "
                 f"refused to end their writer connections ({exc}); every flowc process must "
-                "connect as the same role, or as one granted pg_signal_backend"
+                "connect as the same role, or as one granted pg_signal_backend",
+                owners,
             ) from None
         left = [record["pid"] for record in ended if not record["ended"]]
         if left:
@@ -561,9 +577,10 @@ class PostgresRunLog(RunLog):
             )
             if alive:
                 raise FenceOutFailed(
-                    f"cannot take runs over from {', '.join(sorted(set(owners)))}: their "
+                    f"cannot take runs over from {', '.join(sorted(owners))}: their "
                     f"writer connections (server pids {', '.join(str(r['pid']) for r in alive)})"
-                    f" did not end within {FENCE_OUT_MS} ms"
+                    f" did not end within {FENCE_OUT_MS} ms",
+                    owners,
                 )
 
     async def _written(self, connection: Any, ending: Item, items: list[Item]) -> bool:
@@ -634,14 +651,29 @@ class PostgresRunLog(RunLog):
         return Created(found["id"], False, found["status"], found["request_hash"], found["attempt"])
 
     async def claim(self, limit: int, *, everything: bool = False) -> list[Claimed]:
-        """Claim runs that are queued or whose owner went silent, oldest first."""
+        """Claim runs that are queued or whose owner went silent, oldest first.
+
+        The runs of a silent owner whose writer connections cannot be ended stay where
+        they are (a warning says why, once a minute), and do not hold up the others.
+        """
         if limit <= 0:
             return []
-        async with self._pool.acquire() as connection, connection.transaction():
-            records = await connection.fetch(self._CLAIM, self.owner, self.lease_seconds, limit)
-            silent = {r["silent"] for r in records if r["silent"] is not None}
-            if silent:
-                await self._fence_out(connection, silent)
+        refused: set[str] = set()
+        while True:
+            try:
+                async with self._pool.acquire() as connection, connection.transaction():
+                    records = await connection.fetch(
+                        self._CLAIM, self.owner, self.lease_seconds, limit, sorted(refused)
+                    )
+                    silent = {r["silent"] for r in records if r["silent"] is not None}
+                    if silent:
+                        await self._fence_out(connection, silent)
+                break
+            except FenceOutFailed as exc:
+                if not exc.owners - refused:  # pragma: no cover (the query excludes them)
+                    raise
+                refused |= exc.owners
+                self._warn_refused(exc)
         return [
             Claimed(
                 r["id"],

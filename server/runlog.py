@@ -73,6 +73,11 @@ class LeaseLost(Exception):
 class FenceOutFailed(Exception):
     """A silent owner's writer connections could not be ended: its runs are not taken."""
 
+    def __init__(self, message: str, owners: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        #: The owners whose runs were to be taken (any of them may be the one refused).
+        self.owners = frozenset(owners)
+
 
 class DatabaseAway(ConnectionError):
     """The database cannot be reached right now (the API answers 503)."""

@@ -254,10 +254,11 @@ async def test_later_steps_of_a_claim_on_a_connection_are_fenced_by_the_connecti
 
 
 async def test_a_takeover_that_cannot_end_the_old_connections_changes_nothing(
-    postgres_url: str,
+    postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A role that may not end the old owner's connections (a superuser's, here: the tests'
-    # role is one) must not take its runs, nor cancel them: rolled back, and says why.
+    # role is one) must not take its runs, nor cancel them, and says why; the other runs
+    # it may claim are not held up by them.
     import asyncpg
 
     role, password = f"flowc_weak_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
@@ -274,10 +275,20 @@ async def test_a_takeover_that_cannot_end_the_old_connections_changes_nothing(
             weak = PostgresRunLog(weak_url, owner="weak:3", lease_seconds=30)
             await weak.open()
             try:
-                with pytest.raises(FenceOutFailed, match="same role"):
-                    await weak.claim(1)
+                assert await weak.claim(5) == []
                 with pytest.raises(FenceOutFailed, match="same role"):
                     await weak.cancel(mine.run_id)
+                # A run queued after it (so behind it in the claim's order) is taken.
+                queued = uuid.uuid4()
+                await admin.execute(
+                    "INSERT INTO workflow_run (id, definition_id, status, durability, input, "
+                    "state, step, created_at, updated_at, attempt, cancel_requested) "
+                    "SELECT $1, definition_id, 'queued', 'sync', '{}', '{}', 0, now(), now(), "
+                    "0, false FROM workflow_run WHERE id = $2",
+                    queued,
+                    mine.run_id,
+                )
+                assert [c.run_id for c in await weak.claim(5)] == [queued]
             finally:
                 await weak.close()
             row = await admin.fetchrow(
@@ -290,6 +301,14 @@ async def test_a_takeover_that_cannot_end_the_old_connections_changes_nothing(
             await admin.execute(f"DROP OWNED BY {role}")
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
         await admin.close()
+    # Said once (not at every claim): who, why, and what to do.
+    warned = [r.getMessage() for r in caplog.records if "cannot take runs over" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("cannot take runs over from first:1: PostgreSQL refused")
+    assert warned[0].endswith(
+        "every flowc process must connect as the same role, or as one granted "
+        "pg_signal_backend; left where they are, tried again later"
+    )
 
 
 def woken(log: RunLog) -> list[uuid.UUID]:
