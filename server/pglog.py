@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import math
-import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from flowc.server.pgfence import HeldClaims, RefusedOwners, fence_out, writer_name
 from flowc.server.runlog import (
     CANCEL,
     CHANGED,
@@ -73,26 +70,6 @@ def transient_asyncpg(exc: BaseException) -> bool:
 
 # -- PostgreSQL -----------------------------------------------------------------------------
 
-#: Milliseconds a takeover waits for each of the silent owner's writer connections to end.
-FENCE_OUT_MS = 5_000
-#: The runs a writer connection remembers as held: past that, the oldest is fenced again.
-HELD_PER_CONNECTION = 10_000
-#: Seconds between two warnings that the runs of one silent owner cannot be taken.
-REFUSED_WARNING_EVERY = 60.0
-
-
-def writer_name(owner: str) -> str:
-    """The `application_name` of an owner's writer connections: how a takeover finds them.
-
-    `flowc writer host:pid` when PostgreSQL keeps it as it is (printable ASCII, at most 63
-    bytes); a digest of the owner otherwise.  Two owners with one name only cost each other
-    reconnections, never a fence.
-    """
-    name = f"flowc writer {owner}"
-    if len(name) <= 63 and all(" " <= c <= "~" for c in name):
-        return name
-    return f"flowc writer #{hashlib.sha256(owner.encode()).hexdigest()[:24]}"
-
 
 class PostgresRunLog(RunLog):
     """asyncpg on connections this process holds: writers, a listener, and a small pool."""
@@ -137,19 +114,12 @@ class PostgresRunLog(RunLog):
     """
     #: Each later step of that claim on the same connection, while the connection lives: a
     #: plain insert, as the floor's.  A takeover ends the silent owner's writer connections
-    #: before it commits (`_fence_out`), so a connection that was fenced once stays fenced.
+    #: before it commits (`server/pgfence.py`): a connection fenced once stays fenced.
     #: Reading and share-locking the run's row cost 10-15% of a lone `sync` step (bench/api.py).
     _STEP_HELD = """
         INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
                               failed, branch)
         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)
-    """
-    #: Ends the writer connections of the owners named (`writer_name`), waiting for each.
-    _FENCE_OUT = """
-        SELECT pid, pg_terminate_backend(pid, $2) AS ended
-          FROM pg_stat_activity
-         WHERE datname = current_database() AND application_name = ANY($1::text[])
-           AND pid <> pg_backend_pid()
     """
     #: Whether the owner still holds the run (an epoch, once lost, is never held again).
     _FENCE = "SELECT 1 FROM workflow_run WHERE id = $1 AND attempt = $2 AND status = 'running'"
@@ -191,7 +161,7 @@ class PostgresRunLog(RunLog):
     #: A sub-flow's run is never claimed on its own; the claim of the run at the top of its
     #: tree gives it the new owner and epoch (`server/childlog.py`).
     #: `silent`: the owner the run is taken from (it went silent), whose writer connections
-    #: are ended before the claim commits (`_fence_out`).  The runs of the owners in $4 are
+    #: are ended before the claim commits (`fence_out`).  The runs of the owners in $4 are
     #: left alone (their connections could not be ended just now).
     _CLAIM = """
         WITH claimed AS (
@@ -255,14 +225,10 @@ class PostgresRunLog(RunLog):
         self._notifying: asyncio.Task[None] | None = None
         #: The server process id of the connection that sends this process's NOTIFYs.
         self._notifier: int | None = None
-        #: When each silent owner whose runs could not be taken was last warned of.
-        self._refused: dict[str, float] = {}
-        #: Per writer connection, the claims `(run_id, attempt)` a fenced step of which it
-        #: wrote: their later steps on it are plain inserts (`_STEP_HELD`).  A connection
-        #: replaced (lost, broken) takes its claims with it.
-        self._held: weakref.WeakKeyDictionary[Any, dict[tuple[uuid.UUID, int], None]] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: Silent owners whose runs could not be taken (`claim`).
+        self._refused = RefusedOwners()
+        #: Per writer connection, the claims whose later steps there are plain inserts.
+        self._held = HeldClaims()
 
     @property
     def pool(self) -> Any:
@@ -507,8 +473,7 @@ class PostgresRunLog(RunLog):
         row = item.step
         assert row is not None
         claim = (item.run_id, item.attempt)
-        held = self._held.get(connection)
-        if held is not None and claim in held and not connection.is_in_transaction():
+        if self._held.holds(connection, claim):
             import asyncpg
 
             try:
@@ -526,62 +491,9 @@ class PostgresRunLog(RunLog):
                 row.branch,
             )  # fmt: skip
             if tag == "INSERT 0 1":
-                self._hold(connection, claim)
+                self._held.hold(connection, claim)
                 return True
         return await connection.fetchval(self._FENCE, item.run_id, item.attempt) is not None
-
-    def _hold(self, connection: Any, claim: tuple[uuid.UUID, int]) -> None:
-        """Remember that `connection` wrote a fenced step of `claim`."""
-        held = self._held.get(connection)
-        if held is None:
-            held = self._held[connection] = {}
-        elif len(held) >= HELD_PER_CONNECTION:
-            del held[next(iter(held))]
-        held[claim] = None
-
-    def _warn_refused(self, exc: FenceOutFailed) -> None:
-        now = time.monotonic()
-        if any(now - self._refused.get(o, -math.inf) >= REFUSED_WARNING_EVERY for o in exc.owners):
-            logger.warning("%s; left where they are, tried again later", exc)
-            self._refused.update(dict.fromkeys(exc.owners, now))
-
-    @staticmethod
-    async def _fence_out(connection: Any, owners: Iterable[str]) -> None:
-        """End the writer connections of silent `owners` and wait for each; raise if not.
-
-        Called in the transaction that takes their runs, before it commits: a step an old
-        connection committed is in the log the new owner reads, and a connection that owner
-        opens after this one is fenced by the statement (its first write waits for this
-        transaction's row locks, then sees the new epoch).  Every flowc process must connect
-        as one role (or one allowed `pg_signal_backend`): PostgreSQL refuses otherwise.
-        """
-        import asyncpg
-
-        owners = set(owners)
-        names = sorted({writer_name(owner) for owner in owners})
-        try:
-            ended = await connection.fetch(PostgresRunLog._FENCE_OUT, names, FENCE_OUT_MS)
-        except asyncpg.InsufficientPrivilegeError as exc:
-            raise FenceOutFailed(
-                f"cannot take runs over from {', '.join(sorted(owners))}: PostgreSQL "
-                f"refused to end their writer connections ({exc}); every flowc process must "
-                "connect as the same role, or as one granted pg_signal_backend",
-                owners,
-            ) from None
-        left = [record["pid"] for record in ended if not record["ended"]]
-        if left:
-            # `false` also means the backend had ended already: look again, afresh.
-            await connection.execute("SELECT pg_stat_clear_snapshot()")
-            alive = await connection.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])", left
-            )
-            if alive:
-                raise FenceOutFailed(
-                    f"cannot take runs over from {', '.join(sorted(owners))}: their "
-                    f"writer connections (server pids {', '.join(str(r['pid']) for r in alive)})"
-                    f" did not end within {FENCE_OUT_MS} ms",
-                    owners,
-                )
 
     async def _written(self, connection: Any, ending: Item, items: list[Item]) -> bool:
         """Whether a batch refused for a run no longer `running` was committed before.
@@ -667,13 +579,13 @@ class PostgresRunLog(RunLog):
                     )
                     silent = {r["silent"] for r in records if r["silent"] is not None}
                     if silent:
-                        await self._fence_out(connection, silent)
+                        await fence_out(connection, silent)
                 break
             except FenceOutFailed as exc:
                 if not exc.owners - refused:  # pragma: no cover (the query excludes them)
                     raise
                 refused |= exc.owners
-                self._warn_refused(exc)
+                self._refused.warn(exc)
         return [
             Claimed(
                 r["id"],
@@ -723,7 +635,7 @@ class PostgresRunLog(RunLog):
                 await connection.execute("SELECT pg_notify('flowc_cancel', $1::text)", str(run_id))
                 return "cancelling"
             if run["status"] == "running" and run["owner"] is not None:
-                await self._fence_out(connection, [run["owner"]])
+                await fence_out(connection, [run["owner"]])
             # Imported here: the child log builds on this module.
             from flowc.server.childlog import PostgresChildLog
 

@@ -21,7 +21,8 @@ from fastapi import FastAPI
 
 from flowc.runtime import REGISTRY, Registry
 from flowc.runtime.events import WaitFor
-from flowc.server.pglog import PostgresRunLog, writer_name
+from flowc.server.pgfence import writer_name
+from flowc.server.pglog import PostgresRunLog
 from flowc.server.runlog import (
     NOTIFY_EVERY,
     Claimed,
