@@ -5,12 +5,13 @@ moves by 0.1x and more, so comparing two builds from two runs of it says little.
 serves both builds at once (this checkout, and `--against REV` unpacked with `git archive`
 into a temporary folder that goes first on `PYTHONPATH`), each on a fresh PostgreSQL
 database, and times case (a) of `bench/api.py` (one 1,000-step `sync` run through
-`flowc serve` over HTTP) for each, and the floor, in turns: every round runs all three, in
-an order that changes from round to round.  It prints each build's median ratio to the
-floor and the median of the rounds' ratios of the two builds (below 1: this checkout is
-faster).
+`flowc serve` over HTTP), or with `--concurrent` case (b) (50 concurrent 43-step runs,
+the floor's over a pool of 10), for each, and the floor, in turns: every round runs all
+three, in an order that changes from round to round.  It prints each build's median ratio
+of time to the floor's and the median of the rounds' ratios of the two builds (below 1:
+this checkout is faster; for (b), a runs/s ratio is its inverse).
 
-    .venv/bin/python bench/ab.py --against HEAD~1 --repeats 15 [--big]
+    .venv/bin/python bench/ab.py --against HEAD~1 --repeats 15 [--big] [--concurrent]
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ import asyncpg
 import httpx
 from api import (
     BIG_STRING_BYTES,
+    CONCURRENT_RUNS,
+    FLOOR_POOL_SIZE,
     FLOOR_TABLE,
     LONG_RUN_STEPS,
     REQUEST_TIMEOUT,
+    SHORT_RUN_STEPS,
     Api,
     LeanClient,
+    floor_concurrent,
     floor_run,
     loop,
     machine,
@@ -88,14 +93,31 @@ async def main(args: argparse.Namespace) -> int:
                 )
                 apis.append(api_for(base, client))
                 stack.push_async_callback(apis[-1].lean.close)
-            flows = [await api.create(loop(LONG_RUN_STEPS)) for api in apis]
+            steps = SHORT_RUN_STEPS if args.concurrent else LONG_RUN_STEPS
+            flows = [await api.create(loop(steps)) for api in apis]
             held = await asyncpg.connect(urls[0])
             stack.push_async_callback(held.close)
             await held.execute(FLOOR_TABLE)
+            pool = await asyncpg.create_pool(
+                urls[0], min_size=FLOOR_POOL_SIZE, max_size=FLOOR_POOL_SIZE
+            )
+            stack.push_async_callback(pool.close)
+
+            def flowc(which: int) -> Callable[[], Awaitable[float]]:
+                if args.concurrent:
+                    return lambda: apis[which].concurrent(
+                        flows[which], state, CONCURRENT_RUNS, steps
+                    )
+                return lambda: apis[which].run(flows[which], state, steps)
+
             timed: dict[str, Callable[[], Awaitable[float]]] = {
-                "floor": lambda: floor_run(held, LONG_RUN_STEPS),
-                "this": lambda: apis[0].run(flows[0], state, LONG_RUN_STEPS),
-                args.against: lambda: apis[1].run(flows[1], state, LONG_RUN_STEPS),
+                "floor": (
+                    (lambda: floor_concurrent(pool, CONCURRENT_RUNS, steps))
+                    if args.concurrent
+                    else (lambda: floor_run(held, steps))
+                ),
+                "this": flowc(0),
+                args.against: flowc(1),
             }
             for warm in timed.values():
                 await warm()
@@ -116,7 +138,7 @@ def report(times: dict[str, list[float]], against: str) -> None:
     def ratios(name: str, base: list[float]) -> list[float]:
         return [ours / theirs for ours, theirs in zip(times[name], base, strict=True)]
 
-    print(f"floor: {statistics.median(floor) * 1000:.0f} ms a run (median)")
+    print(f"floor: {statistics.median(floor) * 1000:.0f} ms a round (median)")
     for name in ("this", against):
         per_round = ratios(name, floor)
         shown = " ".join(f"{r:.2f}" for r in per_round)
@@ -129,6 +151,7 @@ if __name__ == "__main__":
     parser.add_argument("--against", required=True, help="the git revision to compare with")
     parser.add_argument("--repeats", type=int, default=15, help="rounds (median)")
     parser.add_argument("--big", action="store_true", help="a 20 KB string in the state")
+    parser.add_argument("--concurrent", action="store_true", help="case (b), not (a)")
     arguments = parser.parse_args()
     runner: Any
     try:
