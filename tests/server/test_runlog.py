@@ -230,6 +230,25 @@ async def test_a_takeover_ends_the_silent_owners_writer_connections(postgres_url
     assert [(s.seq, s.delta) for s in steps] == [(1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})]
 
 
+async def test_writer_connections_are_named_for_their_owner_whatever_the_url_says(
+    postgres_url: str,
+) -> None:
+    # An operator's `application_name` in DATABASE_URL must not hide the writers from a
+    # takeover: the pool's connections may carry it, the writers' never do.
+    log = PostgresRunLog(
+        postgres_url + "?application_name=ops-dashboard", owner="named:7", lease_seconds=30
+    )
+    await log.open()
+    try:
+        connection = await log._connect_writer()
+        try:
+            assert await connection.fetchval("SHOW application_name") == "flowc writer named:7"
+        finally:
+            await connection.close()
+    finally:
+        await log.close()
+
+
 async def test_later_steps_of_a_claim_on_a_connection_are_fenced_by_the_connection(
     postgres_url: str,
 ) -> None:
