@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+from flowc.dsl.limits import MAX_SHOWN_TOKEN
+
 Severity = Literal["error", "warning"]
 
 
@@ -39,6 +41,15 @@ class Diagnostic:
     help: str | None = None
     notes: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # A long quoted token is cut where every message is made, not in each of them.
+        if len(self.message) > MAX_SHOWN_TOKEN:
+            object.__setattr__(self, "message", clip_quoted(self.message))
+        if self.help is not None and len(self.help) > MAX_SHOWN_TOKEN:
+            object.__setattr__(self, "help", clip_quoted(self.help))
+        if any(len(note) > MAX_SHOWN_TOKEN for note in self.notes):
+            object.__setattr__(self, "notes", tuple(clip_quoted(n) for n in self.notes))
+
     @property
     def is_error(self) -> bool:
         """True for errors, False for warnings."""
@@ -47,6 +58,21 @@ class Diagnostic:
     def sort_key(self) -> tuple[int, int, str]:
         """Order diagnostics by position, then code, as every renderer prints them."""
         return (self.span.line, self.span.column, self.code)
+
+
+def clip_quoted(text: str) -> str:
+    """`text` with each backquoted part longer than `MAX_SHOWN_TOKEN` cut, its length said.
+
+    Backquotes pair up in order, as messages write them; an unpaired last one is left as
+    it is.
+    """
+    parts = text.split("`")
+    for index in range(1, len(parts) - 1, 2):
+        quoted = parts[index]
+        if len(quoted) > MAX_SHOWN_TOKEN:
+            parts[index] = f"{quoted[:MAX_SHOWN_TOKEN]}…"
+            parts[index + 1] = f" ({len(quoted):,} characters){parts[index + 1]}"
+    return "`".join(parts)
 
 
 def error(code: str, message: str, span: Span, help: str | None = None) -> Diagnostic:

@@ -36,6 +36,11 @@ MAX_SHOWN_DIAGNOSTICS = 100
 #: the span, with `…` where it is cut.
 MAX_SHOWN_LINE = 120
 
+#: Characters of a name, number or string a diagnostic's message quotes: a longer one is
+#: cut to its first `MAX_SHOWN_TOKEN`, with `…` and its length ("`xxx…` (1,048,576
+#: characters)"), so that a 1 MiB name is not echoed back in every message about it.
+MAX_SHOWN_TOKEN = 60
+
 #: Work the did-you-mean suggestions may do for one text, about one unit per character
 #: compared (a cell of an edit-distance table is one).  Once it is spent, unknown names get
 #: no suggestion (the error is still reported); a name asked about again keeps its answer.

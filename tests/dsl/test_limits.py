@@ -19,7 +19,14 @@ from lark.parsers.lalr_parser_state import ParserState
 
 from flowc.compiler import check_ir, check_source, compile_source
 from flowc.dsl import FlowError, Span, ast, parse
-from flowc.dsl.limits import MAX_NESTING, MAX_SOURCE_BYTES, MAX_TREE_DEPTH, MAX_TYPE_DEPTH
+from flowc.dsl.diagnostics import clip_quoted
+from flowc.dsl.limits import (
+    MAX_NESTING,
+    MAX_SHOWN_TOKEN,
+    MAX_SOURCE_BYTES,
+    MAX_TREE_DEPTH,
+    MAX_TYPE_DEPTH,
+)
 
 Found = tuple[str, str, Span]
 
@@ -323,3 +330,32 @@ def test_a_type_nested_deeper_than_the_limit_is_one_e003_and_formats_nothing() -
         parse(declaration(5_000))  # far past it: one error, no RecursionError anywhere
     assert [d.code for d in caught.value.diagnostics] == ["E003"]
     assert "32 levels" in caught.value.diagnostics[0].message
+
+
+# ------------------------------------------------------------------- what messages quote
+
+
+def test_a_huge_name_is_quoted_cut_to_its_first_characters_with_its_length() -> None:
+    name = "x" * 500_000
+    ((code, message, span),) = problems(name)
+    assert (code, span) == ("E010", Span(1, 500_001, 1, 500_002))
+    shown = "x" * MAX_SHOWN_TOKEN
+    assert message == (
+        f"expected `->` or `?` after `{shown}…` (500,000 characters), found the end of the text"
+    )
+
+
+def test_every_message_about_a_huge_name_is_short() -> None:
+    # The compiler's messages quote names too: an unknown tool, here, and its suggestions.
+    name = "t" * 200_000
+    diagnostics = check_source(f"node a = {name}\na -> end\n", tools={}).diagnostics
+    assert [d.code for d in diagnostics] == ["E201"]
+    assert all(len(d.message) < 400 and len(d.help or "") < 400 for d in diagnostics)
+    assert f"`{'t' * MAX_SHOWN_TOKEN}…` (200,000 characters)" in diagnostics[0].message
+
+
+def test_backquotes_pair_in_order_and_only_long_quotes_are_cut() -> None:
+    prose = "a sentence between two quotes that is well over sixty characters long"
+    text = f"`short` {prose} `{'y' * 61}` and `{'z' * 60}`"
+    assert clip_quoted(text) == (f"`short` {prose} `{'y' * 60}…` (61 characters) and `{'z' * 60}`")
+    assert clip_quoted("an unpaired ` and " + "w" * 80) == "an unpaired ` and " + "w" * 80
