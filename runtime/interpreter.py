@@ -70,6 +70,9 @@ Listener = Callable[[RunEvent], Awaitable[bool | None] | None]
 
 #: How many of the last nodes a `max_steps` error names.
 TRAIL = 8
+#: Characters of a failed tool's exception a run error keeps: the rest is cut, its length
+#: said (an exception's text is the tool's to choose, and may be any size).
+MAX_ERROR_DETAIL = 2_000
 
 #: How many of an input's problems a `bad_input` error names.
 SHOWN_PROBLEMS = 10
@@ -903,6 +906,8 @@ def _call_failed(failure: CallFailed, plan: _Plan) -> RunError:
 
 def _tool_failed(exc: Exception, plan: _Plan) -> RunError:
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if len(detail) > MAX_ERROR_DETAIL:  # it is stored, sent and maybe put in the state
+        detail = f"{detail[:MAX_ERROR_DETAIL]}… ({len(detail):,} characters)"
     return RunError("tool_error", f"tool `{plan.tool}` failed: {detail}", plan.name, plan.span)
 
 

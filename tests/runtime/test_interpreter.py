@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from flowc.runtime import Event, Registry, Resume, RunEvent, RunResult, Step, WorkflowEngine
+from flowc.runtime.interpreter import MAX_ERROR_DETAIL
 from flowc.runtime.state import MAX_INT, Limits
 
 State = dict[str, Any]
@@ -125,6 +126,19 @@ def test_tool_exception_fails_the_run_and_keeps_the_last_good_state() -> None:
     assert result.error.span == {"line": 1, "column": 10, "end_line": 1, "end_column": 17}
     assert result.state == {"n": 1}
     assert nodes(result) == ["count"]
+
+
+def test_a_huge_exception_text_is_cut_in_the_run_error_with_its_length() -> None:
+    registry = make_registry()
+
+    def flood(state: State) -> State:
+        raise ValueError("x" * 3_000_000)
+
+    registry.add(flood)
+    result = run("flood -> end", registry)
+    assert result.error is not None
+    detail = "ValueError: " + "x" * (MAX_ERROR_DETAIL - len("ValueError: "))
+    assert result.error.message == (f"tool `flood` failed: {detail}… (3,000,012 characters)")
 
 
 @pytest.mark.parametrize(
