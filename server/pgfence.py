@@ -63,7 +63,7 @@ class HeldClaims:
     def holds(self, connection: Any, claim: Claim) -> bool:
         """Whether a step of `claim` on `connection` may be a plain insert."""
         held = self._held.get(connection)
-        return held is not None and claim in held and not connection.is_in_transaction()
+        return held is not None and claim in held
 
     def hold(self, connection: Any, claim: Claim) -> None:
         """Remember that `connection` wrote a fenced step of `claim`."""

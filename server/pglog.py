@@ -121,6 +121,20 @@ class PostgresRunLog(RunLog):
                               failed, branch)
         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)
     """
+    #: Many runs' steps when each run's claim is held on the connection: `_STEPS` without its
+    #: fence.  Its tag counts the rows written; fewer than given sends the batch through
+    #: `_STEPS` (`ON CONFLICT` makes that harmless).
+    _STEPS_HELD = """
+        INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                              failed, branch)
+        SELECT v.run_id, v.seq, v.node, v.delta::jsonb, v.started_at, v.finished_at,
+               v.attempts, v.failed, v.branch
+          FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
+                      $6::timestamptz[], $7::int[], $8::bool[], $9::text[])
+               AS v(run_id, seq, node, delta, started_at, finished_at, attempts, failed,
+                    branch)
+            ON CONFLICT (run_id, seq) DO NOTHING
+    """
     #: Whether the owner still holds the run (an epoch, once lost, is never held again).
     _FENCE = "SELECT 1 FROM workflow_run WHERE id = $1 AND attempt = $2 AND status = 'running'"
     _HAS_STEP = "SELECT true FROM run_step WHERE run_id = $1 AND seq = $2"
@@ -419,21 +433,7 @@ class PostgresRunLog(RunLog):
                     outcome[item.run_id] = LeaseLost(str(item.run_id))
             elif rows:
                 runs = {item.run_id: item.attempt for item, _ in _steps(batch)}
-                record = await connection.fetchrow(
-                    self._STEPS,
-                    [run_id for run_id, _ in rows],
-                    [row.seq for _, row in rows],
-                    [row.node for _, row in rows],
-                    [dumps(row.delta) for _, row in rows],
-                    [row.started_at for _, row in rows],
-                    [row.finished_at for _, row in rows],
-                    [row.attempts for _, row in rows],
-                    list(runs),
-                    list(runs.values()),
-                    [row.failed for _, row in rows],
-                    [row.branch for _, row in rows],
-                )
-                owned = set(record["owned"] or ())
+                owned = await self._insert_steps(connection, rows, runs)
                 changed.extend(owned)
                 for run_id in runs:
                     if run_id not in owned:
@@ -454,6 +454,36 @@ class PostgresRunLog(RunLog):
         self._signal(changed)
         return outcome
 
+    async def _insert_steps(
+        self, connection: Any, rows: list[tuple[uuid.UUID, StepRow]], runs: dict[uuid.UUID, int]
+    ) -> set[uuid.UUID]:
+        """Write many runs' steps in one statement; the runs whose owner still holds them.
+
+        Fenced by the statement unless every run's claim is held on the connection; the runs
+        found held are held from then on.
+        """
+        columns = (
+            [run_id for run_id, _ in rows],
+            [row.seq for _, row in rows],
+            [row.node for _, row in rows],
+            [dumps(row.delta) for _, row in rows],
+            [row.started_at for _, row in rows],
+            [row.finished_at for _, row in rows],
+            [row.attempts for _, row in rows],
+        )
+        failed, branches = [row.failed for _, row in rows], [row.branch for _, row in rows]
+        if all(self._held.holds(connection, claim) for claim in runs.items()):
+            tag = await connection.execute(self._STEPS_HELD, *columns, failed, branches)
+            if tag == f"INSERT 0 {len(rows)}":
+                return set(runs)
+        record = await connection.fetchrow(
+            self._STEPS, *columns, list(runs), list(runs.values()), failed, branches
+        )
+        owned = set(record["owned"] or ())
+        for run_id in owned:
+            self._held.hold(connection, (run_id, runs[run_id]))
+        return owned
+
     async def _write_step(self, connection: Any, item: Item) -> BaseException | None:
         """One step alone: a lone `sync` run's every step, kept short; None when taken."""
         if not await self._insert_step(connection, item):
@@ -473,7 +503,8 @@ class PostgresRunLog(RunLog):
         row = item.step
         assert row is not None
         claim = (item.run_id, item.attempt)
-        if self._held.holds(connection, claim):
+        # In a transaction, a unique violation would end it: the fenced statement, then.
+        if self._held.holds(connection, claim) and not connection.is_in_transaction():
             import asyncpg
 
             try:

@@ -230,6 +230,78 @@ async def test_a_takeover_ends_the_silent_owners_writer_connections(postgres_url
     assert [(s.seq, s.delta) for s in steps] == [(1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})]
 
 
+@asynccontextmanager
+async def three_runs_claimed(
+    postgres_url: str,
+) -> AsyncIterator[tuple[RunService, list[Claimed], RunLog, RunLog]]:
+    """`two_owners` with three queued runs, all claimed by the first owner."""
+    registry = Registry()
+
+    def one(state: dict[str, Any]) -> dict[str, Any]:
+        return {"n": 1}
+
+    registry.add(one)
+    async with service_on(postgres_url, registry, worker=False) as service:
+        definition = await define(service.db, "one -> end\n", registry)
+        for _ in range(3):
+            await service.start(definition=definition, input={}, durability="async")
+        first = run_log_for(service.db, owner="first:1", lease_seconds=0.3)
+        second = run_log_for(service.db, owner="second:2", lease_seconds=30)
+        await first.open()
+        await second.open()
+        try:
+            mine = await first.claim(3)
+            assert len(mine) == 3
+            yield service, mine, first, second
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def batch(log: RunLog, claims: list[Claimed], seq: int) -> None:
+    """Step `seq` of each claimed run, queued at once: one batch, one statement."""
+    at = datetime.now(timezone.utc)
+    await asyncio.gather(
+        *(log.append(c.run_id, c.attempt, StepRow(seq, "one", {"n": seq}, at, at)) for c in claims)
+    )
+
+
+async def test_a_takeover_ends_the_connection_of_held_batches_too(postgres_url: str) -> None:
+    async with three_runs_claimed(postgres_url) as (service, mine, first, second):
+        await batch(first, mine, 1)  # fenced by the statement: the claims are held after
+        await batch(first, mine, 2)  # fenced by the connection
+        await asyncio.sleep(0.5)  # the first owner went silent
+        taken = await second.claim(3)
+        assert {c.run_id for c in taken} == {c.run_id for c in mine}
+        at = datetime.now(timezone.utc)
+        late = [first.append(c.run_id, c.attempt, StepRow(3, "one", {}, at, at)) for c in mine]
+        for write in late:
+            with pytest.raises(LeaseLost):
+                await asyncio.wait_for(write, WAIT)
+        logs = [await read_run(service.db, c.run_id) for c in mine]
+    assert [[s.seq for s in steps] for _, steps in logs] == [[1, 2]] * 3
+
+
+async def test_later_batches_of_held_claims_are_fenced_by_the_connection(
+    postgres_url: str,
+) -> None:
+    # As for a lone step: once each run of a batch is held on the connection, the batch is
+    # not checked against the runs' rows.  (A takeover never leaves such a connection
+    # alive: the test above.)
+    import asyncpg
+
+    async with three_runs_claimed(postgres_url) as (service, mine, first, _):
+        await batch(first, mine, 1)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute("UPDATE workflow_run SET attempt = attempt + 1")
+        finally:
+            await admin.close()
+        await batch(first, mine, 2)
+        logs = [await read_run(service.db, c.run_id) for c in mine]
+    assert [[s.seq for s in steps] for _, steps in logs] == [[1, 2]] * 3
+
+
 async def test_writer_connections_are_named_for_their_owner_whatever_the_url_says(
     postgres_url: str,
 ) -> None:
