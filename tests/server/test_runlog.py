@@ -125,11 +125,11 @@ async def test_the_exact_state_is_the_snapshot_and_the_steps_after_it(database_u
 
 
 @asynccontextmanager
-async def two_owners(
-    database_url: str,
-) -> AsyncIterator[tuple[RunService, Claimed, RunLog, RunLog]]:
-    """A queued run of `one -> end`, claimed by a first owner whose 0.3 s lease then runs
-    out; the service, the first owner's claim, and a second owner that may claim it."""
+async def claimed_by_first(
+    database_url: str, runs: int
+) -> AsyncIterator[tuple[RunService, list[Claimed], RunLog, RunLog]]:
+    """`runs` queued runs of `one -> end`, claimed by a first owner whose 0.3 s lease then
+    runs out; the service, the first owner's claims, and a second owner that may claim them."""
     registry = Registry()
 
     def one(state: dict[str, Any]) -> dict[str, Any]:
@@ -138,18 +138,29 @@ async def two_owners(
     registry.add(one)
     async with service_on(database_url, registry, worker=False) as service:
         definition = await define(service.db, "one -> end\n", registry)
-        created = await service.start(definition=definition, input={}, durability="sync")
-        assert created.status == "queued"
+        for _ in range(runs):
+            created = await service.start(definition=definition, input={}, durability="sync")
+            assert created.status == "queued"
         first = run_log_for(service.db, owner="first:1", lease_seconds=0.3)
         second = run_log_for(service.db, owner="second:2", lease_seconds=30)
         await first.open()
         await second.open()
         try:
-            (mine,) = await first.claim(1)
+            mine = await first.claim(runs)
+            assert len(mine) == runs
             yield service, mine, first, second
         finally:
             await first.close()
             await second.close()
+
+
+@asynccontextmanager
+async def two_owners(
+    database_url: str,
+) -> AsyncIterator[tuple[RunService, Claimed, RunLog, RunLog]]:
+    """`claimed_by_first` with one run: the service, its claim, and the two owners."""
+    async with claimed_by_first(database_url, 1) as (service, (mine,), first, second):
+        yield service, mine, first, second
 
 
 async def test_a_write_under_a_lost_claim_changes_nothing(database_url: str) -> None:
@@ -230,34 +241,6 @@ async def test_a_takeover_ends_the_silent_owners_writer_connections(postgres_url
     assert [(s.seq, s.delta) for s in steps] == [(1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})]
 
 
-@asynccontextmanager
-async def three_runs_claimed(
-    postgres_url: str,
-) -> AsyncIterator[tuple[RunService, list[Claimed], RunLog, RunLog]]:
-    """`two_owners` with three queued runs, all claimed by the first owner."""
-    registry = Registry()
-
-    def one(state: dict[str, Any]) -> dict[str, Any]:
-        return {"n": 1}
-
-    registry.add(one)
-    async with service_on(postgres_url, registry, worker=False) as service:
-        definition = await define(service.db, "one -> end\n", registry)
-        for _ in range(3):
-            await service.start(definition=definition, input={}, durability="async")
-        first = run_log_for(service.db, owner="first:1", lease_seconds=0.3)
-        second = run_log_for(service.db, owner="second:2", lease_seconds=30)
-        await first.open()
-        await second.open()
-        try:
-            mine = await first.claim(3)
-            assert len(mine) == 3
-            yield service, mine, first, second
-        finally:
-            await first.close()
-            await second.close()
-
-
 async def batch(log: RunLog, claims: list[Claimed], seq: int) -> None:
     """Step `seq` of each claimed run, queued at once: one batch, one statement."""
     at = datetime.now(timezone.utc)
@@ -267,7 +250,7 @@ async def batch(log: RunLog, claims: list[Claimed], seq: int) -> None:
 
 
 async def test_a_takeover_ends_the_connection_of_held_batches_too(postgres_url: str) -> None:
-    async with three_runs_claimed(postgres_url) as (service, mine, first, second):
+    async with claimed_by_first(postgres_url, 3) as (service, mine, first, second):
         await batch(first, mine, 1)  # fenced by the statement: the claims are held after
         await batch(first, mine, 2)  # fenced by the connection
         await asyncio.sleep(0.5)  # the first owner went silent
@@ -290,7 +273,7 @@ async def test_later_batches_of_held_claims_are_fenced_by_the_connection(
     # alive: the test above.)
     import asyncpg
 
-    async with three_runs_claimed(postgres_url) as (service, mine, first, _):
+    async with claimed_by_first(postgres_url, 3) as (service, mine, first, _):
         await batch(first, mine, 1)
         admin = await asyncpg.connect(postgres_url)
         try:
