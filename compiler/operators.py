@@ -299,14 +299,19 @@ def _not_in(item: Any, container: Any, budget: Budget) -> bool:
     return not _contains(item, container, budget)
 
 
+#: The ordering operators, on two numbers (`int` or `float`, not `bool`): all they do then.
+NUMBER_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}  # fmt: skip
+
 #: Binary operators other than `and`/`or` (those short-circuit, so evaluators own them).
 BINARY: dict[str, Operator] = {
     "==": strict_equal,
     "!=": _not_equal,
-    "<": _order("<", lambda a, b: a < b),
-    "<=": _order("<=", lambda a, b: a <= b),
-    ">": _order(">", lambda a, b: a > b),
-    ">=": _order(">=", lambda a, b: a >= b),
+    "<": _order("<", operator.lt),
+    "<=": _order("<=", operator.le),
+    ">": _order(">", operator.gt),
+    ">=": _order(">=", operator.ge),
     "in": _contains,
     "not in": _not_in,
     "+": _add,

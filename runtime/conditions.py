@@ -20,6 +20,7 @@ from flowc.compiler.ir import Expr, Span
 from flowc.compiler.operators import (
     BINARY,
     FUNCTIONS,
+    NUMBER_ORDER,
     Budget,
     LimitError,
     OperatorError,
@@ -261,6 +262,21 @@ class _Compiler:
 
             return logical
         apply = BINARY[op]
+        compare = NUMBER_ORDER.get(op)
+        if compare is not None:
+
+            def ordered(state: State, budget: Budget) -> Any:
+                a, b = left(state, budget), right(state, budget)
+                # Two numbers, a routing decision's common case, inline: no work to count.
+                kind_a, kind_b = type(a), type(b)
+                if (kind_a is int or kind_a is float) and (kind_b is int or kind_b is float):
+                    return compare(a, b)
+                try:
+                    return apply(a, b, budget)
+                except OperatorError as problem:
+                    self.fail(problem, span, [left_expr, right_expr], [a, b])
+
+            return ordered
 
         def binary(state: State, budget: Budget) -> Any:
             a, b = left(state, budget), right(state, budget)

@@ -8,6 +8,7 @@ no plain step pays for the fields that name the parent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -29,9 +30,31 @@ EventType = Literal[
 JOIN = "join"
 
 
+#: The last whole second `iso` wrote, and its text up to the seconds: a run's steps fall in
+#: few seconds, and the date and time of day cost most of `datetime`'s work.
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def iso(at: float) -> str:
-    """A POSIX timestamp as ISO 8601 in UTC."""
-    return datetime.fromtimestamp(at, timezone.utc).isoformat()
+    """A POSIX timestamp as ISO 8601 in UTC, to the microsecond, as `datetime` writes it.
+
+    `datetime.fromtimestamp(at, timezone.utc).isoformat()`, with the microseconds rounded
+    the same way (half to even) and the date and time of the second kept from the call
+    before: a long run's result writes two of these a step.
+    """
+    global _last_second
+    fraction, whole = math.modf(at)
+    micro = round(fraction * 1e6)
+    second = int(whole)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    cached, text = _last_second
+    if second != cached:
+        text = datetime.fromtimestamp(second, timezone.utc).isoformat()[:-6]
+        _last_second = (second, text)
+    return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,8 @@ async def execute(
                 if row.seq % snapshot_every == 0:
                     snapshot(row)
             finished(event)
+        elif event.type == "node_started":
+            live.publish(event)
         elif event.type == "run_started":
             if live.has_history:
                 live.publish(event)

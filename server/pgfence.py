@@ -53,23 +53,27 @@ def writer_name(owner: str) -> str:
 class HeldClaims:
     """Per writer connection, the claims `(run_id, attempt)` it wrote a fenced step of.
 
-    A connection replaced (lost, broken, closed) takes its claims with it: they are kept
-    in a weak mapping, and a new connection starts with none.
+    A connection replaced (lost, broken, closed) takes its claims with it: they go when
+    it is collected, and a new connection starts with none.  Kept by the connection's
+    `id`, which no other object can have while it lives: a lookup on every step is then
+    a plain dict's, with no weak reference made for it.
     """
 
     def __init__(self) -> None:
-        self._held: weakref.WeakKeyDictionary[Any, dict[Claim, None]] = weakref.WeakKeyDictionary()
+        self._held: dict[int, dict[Claim, None]] = {}
 
     def holds(self, connection: Any, claim: Claim) -> bool:
         """Whether a step of `claim` on `connection` may be a plain insert."""
-        held = self._held.get(connection)
+        held = self._held.get(id(connection))
         return held is not None and claim in held
 
     def hold(self, connection: Any, claim: Claim) -> None:
         """Remember that `connection` wrote a fenced step of `claim`."""
-        held = self._held.get(connection)
+        key = id(connection)
+        held = self._held.get(key)
         if held is None:
-            held = self._held[connection] = {}
+            held = self._held[key] = {}
+            weakref.finalize(connection, self._held.pop, key, None)
         elif len(held) >= HELD_PER_CONNECTION:
             del held[next(iter(held))]
         held[claim] = None

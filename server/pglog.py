@@ -421,8 +421,9 @@ class PostgresRunLog(RunLog):
         # committed alone: each is idempotent (tried again, it changes nothing more), and a
         # snapshot is never ahead of the log, so a transaction would only add two round trips
         # (BEGIN, COMMIT) to every `snapshot_steps`-th step of a lone `sync` run.  An end or
-        # a release is written in one with the steps before it.
-        atomic = any(item.kind != "snapshot" for item in others)
+        # a release is written in one with the steps before it; alone, one statement is
+        # atomic as it is (a run's end after its steps' commits: two round trips less).
+        atomic = any(item.kind != "snapshot" for item in others) and (bool(rows) or len(others) > 1)
         transaction = connection.transaction() if atomic else contextlib.nullcontext()
         async with transaction:
             if len(rows) == 1:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowc.compiler import compile_source
+from flowc.compiler.operators import BINARY, Budget, OperatorError
 from flowc.runtime.conditions import ConditionError, compile_condition, show
 
 State = dict[str, Any]
@@ -246,3 +249,32 @@ def test_paths_never_read_attributes() -> None:
     assert caught.value.code == "missing_key"
     with pytest.raises(ConditionError):
         condition("a.__class__ == 1")({"a": {}})
+
+
+ORDERING = ["<", "<=", ">", ">="]
+#: Values of every kind a state holds, numbers most: the ordering operators' inline case.
+ANY_VALUE = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(op=st.sampled_from(ORDERING), a=ANY_VALUE, b=ANY_VALUE)
+def test_ordering_two_values_says_what_the_operator_table_says(op: str, a: Any, b: Any) -> None:
+    # Two numbers are compared inline (no call into the operator table), anything else
+    # goes through the table: either way the answer, or the refusal, is the table's.
+    try:
+        expected: Any = BINARY[op](a, b, Budget())
+    except OperatorError as problem:
+        expected = problem
+    evaluate = condition(f"a {op} b")
+    if isinstance(expected, OperatorError):
+        with pytest.raises(ConditionError) as caught:
+            evaluate({"a": a, "b": b})
+        assert str(expected) in caught.value.message
+    else:
+        assert evaluate({"a": a, "b": b}) is expected

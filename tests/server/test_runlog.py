@@ -464,14 +464,17 @@ def answer_lost_once(log: RunLog) -> list[dict[uuid.UUID, BaseException | None]]
     return lost
 
 
-@pytest.mark.parametrize("steps", [1, 3], ids=["one step", "steps in one statement"])
+@pytest.mark.parametrize(
+    "steps", [0, 1, 3], ids=["the end alone", "one step", "steps in one statement"]
+)
 @pytest.mark.parametrize("stop", ["end", "wait"])
 async def test_a_last_step_and_end_whose_answer_was_lost_are_taken_when_written_again(
     postgres_url: str, stop: str, steps: int
 ) -> None:
     # The steps and the end (or wait) commit in one transaction; the retry finds the run
     # no longer `running`, because of this very write: taken, not a lost lease.  (One
-    # step is a statement of its own; several go in the statement for many rows.)
+    # step is a statement of its own; several go in the statement for many rows; an end
+    # with no step before it in its batch is one statement, with no transaction.)
     async with two_owners(postgres_url) as (service, mine, first, _):
         lost = answer_lost_once(first)
         at = datetime.now(timezone.utc)
