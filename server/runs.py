@@ -68,6 +68,9 @@ CLOSE_WRITES = 5.0
 ENGINE_CACHE = 128
 #: Seconds before a heartbeat that failed is tried again.
 HEARTBEAT_RETRY = 0.5
+#: Seconds between claims when nothing wakes the claim loop, at most (a third of the lease
+#: when that is shorter): how late a run whose lease expired is found.
+CLAIM_POLL_MAX = 1.0
 
 logger = logging.getLogger("flowc.server")
 
@@ -127,6 +130,10 @@ class RunService:
         self._engines: OrderedDict[uuid.UUID, WorkflowEngine] = OrderedDict()
         self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
         self._wake = asyncio.Event()
+        #: Whether runs may wait for a worker past what the last claim took: it took all the
+        #: room there was (or failed), or a run was queued since.  Only then does a run that
+        #: ends here wake the claim loop; otherwise NOTIFY and the poll do.
+        self._backlog = True
         self._draining = False
         self._drained = asyncio.Event()  # set when draining begins: waiters stop waiting
         self._loops: list[asyncio.Task[None]] = []
@@ -143,7 +150,7 @@ class RunService:
         await self.log.open()
         self._opened = True
         self.log.on_cancel = self._cancel_local
-        self.log.on_queued = self._wake.set
+        self.log.on_queued = self._queued
         if not self.worker:
             return
         if not self.log.shared:  # one process owns the file: what is unfinished was ours
@@ -153,6 +160,11 @@ class RunService:
             asyncio.ensure_future(self._claim_loop()),
             asyncio.ensure_future(self._heartbeat_loop()),
         ]
+
+    def _queued(self) -> None:
+        """A run was queued (NOTIFY, or this process): the claim loop looks at once."""
+        self._backlog = True
+        self._wake.set()
 
     @property
     def draining(self) -> bool:
@@ -341,7 +353,8 @@ class RunService:
             del self._active[live.run_id]
         loop = asyncio.get_running_loop()
         loop.call_later(KEEP_FINISHED, self._drop, live)
-        self._wake.set()  # room for another claim
+        if self._backlog:
+            self._wake.set()  # room for another claim, and runs may be waiting
 
     def _drop(self, live: Live) -> None:
         if self._live.get(live.run_id) is live:
@@ -356,7 +369,7 @@ class RunService:
 
     async def _claim_loop(self) -> None:
         """Claim runs while there is room: woken by NOTIFY, or every poll interval."""
-        interval = min(1.0, self.settings.lease_seconds / 3)
+        interval = min(CLAIM_POLL_MAX, self.settings.lease_seconds / 3)
         while not self._draining:
             self._wake.clear()
             room = self.settings.worker_concurrency - len(self._running())
@@ -364,10 +377,15 @@ class RunService:
                 await self.waits.sweep()  # waits past their deadline go on (or fail)
             except Exception as exc:
                 logger.warning("timing out waits failed: %s", cause(exc))
+            self._backlog = False  # a run queued from now on sets it again
             try:
-                for claimed in await self.log.claim(room):
+                taken = await self.log.claim(room)
+                if len(taken) >= room:
+                    self._backlog = True
+                for claimed in taken:
                     await self._begin(claimed)
             except Exception as exc:
+                self._backlog = True
                 logger.warning("claiming runs failed: %s", cause(exc))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)

@@ -11,10 +11,11 @@ import pytest
 
 from flowc.compiler import compile_source
 from flowc.runtime import Registry
-from flowc.server import store
+from flowc.server import runs, store
 from flowc.server.db import Database
 from flowc.server.models import WorkflowDefinition
 from flowc.server.runs import RunService, UnknownRun
+from tests.server.conftest import define, service_on
 from tests.server.databases import database_url
 
 __all__ = ["database_url"]
@@ -216,3 +217,62 @@ def test_code_review_example_runs_through_the_service(database_url: str) -> None
     assert result.status == "succeeded"
     assert run.state == result.state
     assert run.state["score"] >= 80
+
+
+ONE_STEP = "set max_steps = 1\ncheck -> end\n"
+
+
+async def _claims_counted(service: RunService) -> list[int]:
+    """Count the service's claims from now on: the list holds each claim's room."""
+    counted: list[int] = []
+    claim = service.log.claim
+
+    async def counting(limit: int, *, everything: bool = False) -> Any:
+        counted.append(limit)
+        return await claim(limit, everything=everything)
+
+    service.log.claim = counting  # type: ignore[method-assign]
+    return counted
+
+
+def test_a_run_that_ends_on_an_idle_worker_claims_nothing(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing waits: the run's end need not look for more (NOTIFY and the poll would).
+    monkeypatch.setattr(runs, "CLAIM_POLL_MAX", 60.0)
+
+    async def scenario() -> list[int]:
+        registry = make_registry()
+        async with service_on(database_url, registry) as service:
+            definition = await define(service.db, ONE_STEP, registry)
+            await asyncio.sleep(0.1)  # the claim loop's first turn, at start
+            counted = await _claims_counted(service)
+            for _ in range(3):
+                run_id = (await service.start(definition=definition, input={})).run_id
+                assert (await service.result(run_id)).status == "succeeded"
+            await asyncio.sleep(0.2)
+            return counted
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_run_that_ends_makes_room_for_a_queued_one_at_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One run at a time: the second waits in the queue, and the first one's end claims it
+    # (the poll, a minute here, would be too late for the test's bound).
+    monkeypatch.setattr(runs, "CLAIM_POLL_MAX", 60.0)
+
+    async def scenario() -> list[str]:
+        registry = make_registry()
+        async with service_on(database_url, registry, worker_concurrency=1) as service:
+            definition = await define(service.db, LOOP, registry)
+            started = [
+                (await service.start(definition=definition, input={})).run_id for _ in range(3)
+            ]
+            results = await asyncio.wait_for(
+                asyncio.gather(*(service.result(run_id) for run_id in started)), 10
+            )
+            return [result.status for result in results]
+
+    assert asyncio.run(scenario()) == ["succeeded"] * 3
