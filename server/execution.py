@@ -94,10 +94,10 @@ async def execute(
         if not future.cancelled() and future.exception() is not None and live.failure is None:
             live.failure = future.exception()
 
-    def snapshot(row: StepRow) -> None:
-        # A copy: `state` goes on changing in place while the snapshot waits its turn.
-        ending = Ending("running", dict(state), row.seq, row.node, None)
-        log.snapshot(run_id, attempt, ending).add_done_callback(settle)
+    def snapshot(row: StepRow) -> dict[str, Any] | None:
+        """The state after the step, every `snapshot_every`-th step: written with it."""
+        # A copy: `state` goes on changing in place while the write waits its turn.
+        return dict(state) if row.seq % snapshot_every == 0 else None
 
     def finished(event: Event) -> None:
         """The step is recorded (as the durability says): followers hear of it."""
@@ -106,9 +106,7 @@ async def execute(
             raise Release
 
     async def recorded(event: Event, row: StepRow) -> bool:
-        await log.record(run_id, attempt, row)  # committed before anyone hears
-        if row.seq % snapshot_every == 0:
-            snapshot(row)
+        await log.record(run_id, attempt, row, snapshot(row))  # committed before anyone hears
         finished(event)
         # A committed write always waited for the database: the loop had its turn (the
         # interpreter need not yield again for the run's time slice).
@@ -133,9 +131,7 @@ async def execute(
             else:
                 if live.failure is not None:
                     raise live.failure
-                log.append(run_id, attempt, row).add_done_callback(settle)
-                if row.seq % snapshot_every == 0:
-                    snapshot(row)
+                log.append(run_id, attempt, row, snapshot(row)).add_done_callback(settle)
             finished(event)
         elif event.type == "node_started":
             live.publish(event)

@@ -40,6 +40,7 @@ from flowc.server.runlog import (
     logger,
     on_main_line,
     reaching,
+    snapshot_of,
 )
 
 
@@ -110,6 +111,21 @@ class PostgresRunLog(RunLog):
         SELECT $1, $2, $3, $4::jsonb, $5, $6, $7, $9, $10 FROM workflow_run
          WHERE id = $1 AND attempt = $8 AND status = 'running'
            FOR SHARE
+            ON CONFLICT (run_id, seq) DO NOTHING
+    """
+    #: A step that carries the run's snapshot (every `snapshot_steps`-th), fenced by the
+    #: snapshot's own update of the run's row: one statement, one commit, where a snapshot
+    #: of its own would be a round trip more on the run's way.  The tags say as `_STEP`'s.
+    _STEP_SNAPSHOT = """
+        WITH run AS (
+            UPDATE workflow_run
+               SET state = $11::jsonb, step = $2, current_node = $3, updated_at = now()
+             WHERE id = $1 AND attempt = $8 AND status = 'running'
+         RETURNING id
+        )
+        INSERT INTO run_step (run_id, seq, node, delta, started_at, finished_at, attempts,
+                              failed, branch)
+        SELECT $1, $2, $3, $4::jsonb, $5, $6, $7, $9, $10 FROM run
             ON CONFLICT (run_id, seq) DO NOTHING
     """
     #: Each later step of that claim on the same connection, while the connection lives: a
@@ -413,7 +429,8 @@ class PostgresRunLog(RunLog):
             if len(items) == 1 and items[0].kind == "step":
                 failure = await self._write_step(connection, items[0])
                 return {} if failure is None else {items[0].run_id: failure}
-        rows = [(item.run_id, row) for item, row in _steps(batch)]
+        steps = _steps(batch)
+        rows = [(item.run_id, row) for item, row in steps]
         others = [item for items in batch.values() for item in items if item.kind != "step"]
         outcome: dict[uuid.UUID, BaseException | None] = {}
         changed: list[uuid.UUID] = []
@@ -427,18 +444,21 @@ class PostgresRunLog(RunLog):
         transaction = connection.transaction() if atomic else contextlib.nullcontext()
         async with transaction:
             if len(rows) == 1:
-                ((item, _),) = _steps(batch)
-                if await self._insert_step(connection, item):
+                ((item, _),) = steps
+                if await self._insert_step(connection, item):  # its snapshot with it
                     changed.append(item.run_id)
                 else:
                     outcome[item.run_id] = LeaseLost(str(item.run_id))
             elif rows:
-                runs = {item.run_id: item.attempt for item, _ in _steps(batch)}
+                runs = {item.run_id: item.attempt for item, _ in steps}
                 owned = await self._insert_steps(connection, rows, runs)
                 changed.extend(owned)
                 for run_id in runs:
                     if run_id not in owned:
                         outcome[run_id] = LeaseLost(str(run_id))
+                # The snapshots the steps carry: after the steps' statement, before any end.
+                carried = [snapshot_of(item) for item, _ in steps if item.snapshot is not None]
+                others = [item for item in carried if item.run_id in owned] + others
             for item in others:
                 if outcome.get(item.run_id) is not None:
                     if item.kind in ("end", "wait") and await self._written(
@@ -496,7 +516,9 @@ class PostgresRunLog(RunLog):
         """Write one step, fenced; whether the owner still holds the run.
 
         The first step of a claim on a connection is fenced by the statement; the later
-        ones, outside a transaction, by the connection (`_STEP_HELD`).  Not inserted while
+        ones, outside a transaction, by the connection (`_STEP_HELD`).  A step that carries
+        the run's snapshot goes with it, fenced by the snapshot's update (`_STEP_SNAPSHOT`).
+        Not inserted while
         held (`INSERT 0 0`, or a unique violation, then `_FENCE`): the row was there
         already, from this owner's own earlier commit of it (no one else could write it
         while the lease was held).
@@ -504,8 +526,17 @@ class PostgresRunLog(RunLog):
         row = item.step
         assert row is not None
         claim = (item.run_id, item.attempt)
+        if item.snapshot is not None:
+            tag = await connection.execute(
+                self._STEP_SNAPSHOT, item.run_id, row.seq, row.node, dumps(row.delta),
+                row.started_at, row.finished_at, row.attempts, item.attempt, row.failed,
+                row.branch, dumps(item.snapshot),
+            )  # fmt: skip
+            if tag == "INSERT 0 1":
+                self._held.hold(connection, claim)
+                return True
         # In a transaction, a unique violation would end it: the fenced statement, then.
-        if self._held.holds(connection, claim) and not connection.is_in_transaction():
+        elif self._held.holds(connection, claim) and not connection.is_in_transaction():
             import asyncpg
 
             try:

@@ -232,9 +232,19 @@ class Item:
     step: StepRow | None = None
     ending: Ending | None = None
     wait: WaitFor | None = None
+    #: A step's, every `snapshot_steps`-th: the run's state after it, written with it (in
+    #: the same statement where the log can) as the run's snapshot.
+    snapshot: dict[str, Any] | None = None
     #: Done when the item is committed (or failed): made when it is queued (`put`).  A
     #: step written at once by its own run (`WriteQueue.commit`, alone) never needs one.
     done: asyncio.Future[None] = field(init=False, repr=False, compare=False)
+
+
+def snapshot_of(item: Item) -> Item:
+    """The snapshot a step carries, as an item of its own, for a statement after the step's."""
+    assert item.step is not None and item.snapshot is not None
+    ending = Ending("running", item.snapshot, item.step.seq, item.step.node, None)
+    return Item("snapshot", item.run_id, item.attempt, ending=ending)
 
 
 BatchWriter = Callable[
@@ -590,21 +600,32 @@ class RunLog(abc.ABC):
                     left,
                 )
 
-    def append(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> asyncio.Future[None]:
-        """Queue a step; the future is done when it is committed."""
-        return self.queue.put(Item("step", run_id, attempt, step=row))
+    def append(
+        self,
+        run_id: uuid.UUID,
+        attempt: int,
+        row: StepRow,
+        snapshot: dict[str, Any] | None = None,
+    ) -> asyncio.Future[None]:
+        """Queue a step; the future is done when it is committed.
 
-    def record(self, run_id: uuid.UUID, attempt: int, row: StepRow) -> Awaitable[None]:
+        `snapshot`: the run's state after the step, for the run's row (its snapshot).
+        """
+        return self.queue.put(Item("step", run_id, attempt, step=row, snapshot=snapshot))
+
+    def record(
+        self,
+        run_id: uuid.UUID,
+        attempt: int,
+        row: StepRow,
+        snapshot: dict[str, Any] | None = None,
+    ) -> Awaitable[None]:
         """Write a step; awaited, returns once it is committed (`LeaseLost`, `StorageFailed`).
 
-        Not a coroutine of its own: every resumption of a `sync` run's task goes through
-        each frame it awaits in, once per step.
+        `snapshot` as for `append`.  Not a coroutine of its own: every resumption of a
+        `sync` run's task goes through each frame it awaits in, once per step.
         """
-        return self.queue.commit(Item("step", run_id, attempt, step=row))
-
-    def snapshot(self, run_id: uuid.UUID, attempt: int, ending: Ending) -> asyncio.Future[None]:
-        """Queue a snapshot: the run's row gets the state after step `ending.step`."""
-        return self.queue.put(Item("snapshot", run_id, attempt, ending=ending))
+        return self.queue.commit(Item("step", run_id, attempt, step=row, snapshot=snapshot))
 
     def end(self, run_id: uuid.UUID, attempt: int, ending: Ending) -> asyncio.Future[None]:
         """Queue the run's outcome (after its steps); fails with `LeaseLost` if not owned."""

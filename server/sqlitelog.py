@@ -30,6 +30,7 @@ from flowc.server.runlog import (
     dumps,
     fold,
     on_main_line,
+    snapshot_of,
 )
 
 # -- SQLite -------------------------------------------------------------------------------
@@ -108,7 +109,9 @@ class SqliteRunLog(RunLog):
                     )
                 for item in items:
                     if item.kind == "step":
-                        continue
+                        if item.snapshot is None:
+                            continue
+                        item = snapshot_of(item)  # after the steps: one transaction
                     if not await self._other(connection, item):
                         outcome[run_id] = LeaseLost(str(run_id))
                         break

@@ -204,6 +204,53 @@ async def test_a_step_its_owner_writes_again_is_taken_once(database_url: str) ->
     assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
 
 
+async def test_a_step_with_the_runs_snapshot_is_written_once_and_fenced(
+    database_url: str,
+) -> None:
+    # Every `snapshot_steps`-th step carries the run's state, written with it (on
+    # PostgreSQL, in its statement): taken once when written again, and under a lost claim
+    # neither the step nor the snapshot changes anything.
+    async with two_owners(database_url) as (service, mine, first, second):
+        at = datetime.now(timezone.utc)
+        row = StepRow(1, "one", {"n": 1}, at, at)
+        await first.record(mine.run_id, mine.attempt, row, {"n": 1, "k": "v"})
+        await first.record(mine.run_id, mine.attempt, row, {"n": 1, "k": "v"})  # again
+        run, steps = await read_run(service.db, mine.run_id)
+        assert (run.state, run.step, run.current_node) == ({"n": 1, "k": "v"}, 1, "one")
+        await asyncio.sleep(0.5)
+        (taken,) = await second.claim(1)
+        late = StepRow(2, "two", {"n": 2}, at, at)
+        with pytest.raises(LeaseLost):
+            await first.record(mine.run_id, mine.attempt, late, {"n": 2, "k": "v"})
+        with pytest.raises(LeaseLost):
+            await first.append(mine.run_id, mine.attempt, late, {"n": 2, "k": "v"})
+        run, steps = await read_run(service.db, mine.run_id)
+        assert (run.state, run.step, run.current_node) == ({"n": 1, "k": "v"}, 1, "one")
+        await second.end(taken.run_id, taken.attempt, Ending("succeeded", {}, 1, "one", None))
+    assert [(s.seq, s.node, s.delta) for s in steps] == [(1, "one", {"n": 1})]
+
+
+async def test_snapshots_carried_by_a_batchs_steps_follow_them(database_url: str) -> None:
+    # Many runs' steps in one statement, some carrying their run's snapshot: each run's row
+    # gets the state after its own step, and the runs' ends still come after.
+    async with claimed_by_first(database_url, 3) as (service, mine, first, _):
+        at = datetime.now(timezone.utc)
+        writes = []
+        for index, claim in enumerate(mine):
+            for seq in (1, 2):
+                snapshot = {"n": seq, "run": index} if seq == 1 or index == 0 else None
+                row = StepRow(seq, "one", {"n": seq}, at, at)
+                writes.append(first.append(claim.run_id, claim.attempt, row, snapshot))
+        await asyncio.wait_for(asyncio.gather(*writes), WAIT)
+        rows = [await read_run(service.db, c.run_id) for c in mine]
+    assert [(run.state, run.step) for run, _ in rows] == [
+        ({"n": 2, "run": 0}, 2),
+        ({"n": 1, "run": 1}, 1),
+        ({"n": 1, "run": 2}, 1),
+    ]
+    assert [[s.seq for s in steps] for _, steps in rows] == [[1, 2]] * 3
+
+
 async def writers_of(url: str, owner: str) -> int:
     """How many connections named as `owner`'s writers the database has now."""
     import asyncpg
