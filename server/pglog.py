@@ -518,10 +518,9 @@ class PostgresRunLog(RunLog):
         The first step of a claim on a connection is fenced by the statement; the later
         ones, outside a transaction, by the connection (`_STEP_HELD`).  A step that carries
         the run's snapshot goes with it, fenced by the snapshot's update (`_STEP_SNAPSHOT`).
-        Not inserted while
-        held (`INSERT 0 0`, or a unique violation, then `_FENCE`): the row was there
-        already, from this owner's own earlier commit of it (no one else could write it
-        while the lease was held).
+        Not inserted while held (`INSERT 0 0`, or a unique violation, then `_FENCE`): the
+        row was there already, from this owner's own earlier commit of it (no one else
+        could write it while the lease was held).
         """
         row = item.step
         assert row is not None

@@ -238,12 +238,13 @@ async def _claims_counted(service: RunService) -> list[int]:
 def test_a_run_that_ends_on_an_idle_worker_claims_nothing(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Nothing waits: the run's end need not look for more (NOTIFY and the poll would).
+    # Nothing waits: the run's end need not look for more (NOTIFY and the poll would; the
+    # poll comes a minute apart here).
     monkeypatch.setattr(runs, "CLAIM_POLL_MAX", 60.0)
 
     async def scenario() -> list[int]:
         registry = make_registry()
-        async with service_on(database_url, registry) as service:
+        async with service_on(database_url, registry, lease_seconds=300) as service:
             definition = await define(service.db, ONE_STEP, registry)
             await asyncio.sleep(0.1)  # the claim loop's first turn, at start
             counted = await _claims_counted(service)
@@ -265,7 +266,9 @@ def test_a_run_that_ends_makes_room_for_a_queued_one_at_once(
 
     async def scenario() -> list[str]:
         registry = make_registry()
-        async with service_on(database_url, registry, worker_concurrency=1) as service:
+        async with service_on(
+            database_url, registry, worker_concurrency=1, lease_seconds=300
+        ) as service:
             definition = await define(service.db, LOOP, registry)
             started = [
                 (await service.start(definition=definition, input={})).run_id for _ in range(3)
