@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, pool, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 
 from flowc.server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -68,10 +68,15 @@ async def check_server(url: str) -> None:
     engine = _engine(url)
     try:
         async with engine.connect() as connection:
-            number = int((await connection.execute(text("SHOW server_version_num"))).scalar_one())
-            version = (await connection.execute(text("SHOW server_version"))).scalar_one()
+            await _check_version(connection)
     finally:
         await engine.dispose()
+
+
+async def _check_version(connection: AsyncConnection) -> None:
+    """`server_too_old` for the PostgreSQL `connection` is on."""
+    number = int((await connection.execute(text("SHOW server_version_num"))).scalar_one())
+    version = (await connection.execute(text("SHOW server_version"))).scalar_one()
     server_too_old(number, version)
 
 
@@ -90,9 +95,16 @@ async def schema_revision(url: str) -> str | None:
     holds: the head when it matches the models, else `INITIAL` (the tables before
     migrations), which is what `upgrade` stamps it with before upgrading.
     """
+    return await _read_revision(url, check_server=False)
+
+
+async def _read_revision(url: str, *, check_server: bool) -> str | None:
+    """`schema_revision`; first `check_server`'s check on the same connection, if asked."""
     engine = _engine(url)
     try:
         async with engine.connect() as connection:
+            if check_server and connection.dialect.name == "postgresql":
+                await _check_version(connection)
             return await connection.run_sync(_revision)
     finally:
         await engine.dispose()
@@ -137,8 +149,7 @@ async def prepare(url: str, *, migrate: bool) -> None:
     Empty: the schema is created (a first start needs no command).  At `HEAD`: nothing to
     do.  Older: upgraded when `migrate`, refused otherwise.  Newer than this flowc: refused.
     """
-    await check_server(url)
-    found = await schema_revision(url)
+    found = await _read_revision(url, check_server=True)  # one connection for both
     if found == HEAD:
         return
     if found is not None:
