@@ -57,6 +57,18 @@ def iso(at: float) -> str:
     return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
+def span_ms(started: float, finished: float) -> float:
+    """Milliseconds from `started` to `finished` (POSIX timestamps) as they are written.
+
+    Each is taken to the microsecond as `iso` and `datetime` round it, so a step reads the
+    same live and from its row in the database, which holds those microseconds.
+    """
+    begun, begun_whole = math.modf(started)
+    ended, ended_whole = math.modf(finished)
+    micros = (int(ended_whole) - int(begun_whole)) * 1_000_000
+    return (micros + round(ended * 1e6) - round(begun * 1e6)) / 1000
+
+
 @dataclass(frozen=True, slots=True)
 class RunError:
     """Why a run failed: a stable code, a message, the node, and the span in the source."""
@@ -128,7 +140,7 @@ class Step(NamedTuple):
             "delta": self.delta,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
-            "duration_ms": round(self.duration_ms, 3),
+            "duration_ms": span_ms(self.started_at, self.finished_at),
             "attempts": self.attempts,
         }
         if self.failed:
@@ -205,8 +217,8 @@ class Event(NamedTuple):
             "delta": self.delta,
             "at": iso(self.at),
         }
-        if self.duration_ms is not None:
-            data["duration_ms"] = round(self.duration_ms, 3)
+        if self.duration_ms is not None:  # its start as the step's row has it (`at` less this)
+            data["duration_ms"] = span_ms(self.at - self.duration_ms / 1000, self.at)
         if self.status is not None:
             data["status"] = self.status
         if self.state is not None:

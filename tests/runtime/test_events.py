@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowc.runtime import events
-from flowc.runtime.events import RunResult, Step, iso
+from flowc.runtime.events import Event, RunResult, Step, iso
 
 
 def by_datetime(at: float) -> str:
@@ -80,3 +80,34 @@ def test_a_result_writes_its_steps_times_with_iso() -> None:
     assert data["steps"][0]["duration_ms"] == 0.125
     assert events._last_second[0] == 1_700_000_000
     assert sys.float_info.dig >= 15  # the rounding above is the platform's double's
+
+
+def by_row(started: float, finished: float) -> float:
+    """A step's `duration_ms` as read back from its row: the two times as `datetime`s."""
+    begun = datetime.fromtimestamp(started, timezone.utc)
+    ended = datetime.fromtimestamp(finished, timezone.utc)
+    return round((ended - begun).total_seconds() * 1000, 3)
+
+
+@given(
+    started=st.floats(0, 4e9, allow_nan=False),
+    took=st.one_of(
+        st.floats(0, 1e5, allow_nan=False), st.integers(0, 10**9).map(lambda u: u / 1e6)
+    ),
+)
+def test_a_steps_duration_reads_the_same_live_and_from_its_row(started: float, took: float) -> None:
+    finished = started + took
+    step = Step(1, "a", {}, started, finished)
+    assert step.to_json()["duration_ms"] == by_row(started, finished)
+    # The event names the step's end and its duration; its row's start is `at` less that.
+    event = Event("node_finished", "r", 1, "a", finished, duration_ms=(finished - started) * 1000)
+    written_start = finished - (finished - started) * 1000 / 1000
+    assert event.to_json()["duration_ms"] == by_row(written_start, finished)
+
+
+def test_a_duration_reads_as_its_rows_microseconds() -> None:
+    # 42.8 µs by the clock, but the row holds the start as ...001 and the end as ...043:
+    # 0.042 ms, where the raw difference would round to 0.043.
+    started, finished = 1_000_000.0000006, 1_000_000.0000434
+    assert by_row(started, finished) == 0.042
+    assert Step(1, "a", {}, started, finished).to_json()["duration_ms"] == 0.042
