@@ -27,6 +27,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from flowc.compiler.inputs import InputProblem, Inputs
@@ -325,6 +326,7 @@ class RunService:
         self._live[claimed.run_id] = live
         self._active[claimed.run_id] = live
         live.task = asyncio.ensure_future(execute(self, claimed, engine, live))
+        live.task.add_done_callback(partial(_ended, live))
 
     # -- executing runs ---------------------------------------------------------------------
 
@@ -584,6 +586,24 @@ class RunService:
                 data["step"], data["current_node"] = last.seq, last.node
         data["waiting"] = shown(run)
         return data
+
+
+def _ended(live: Live, task: asyncio.Task[RunResult]) -> None:
+    """A run's task is done: let its result go, and log an error no one may be waiting for.
+
+    The result holds every step, as objects the collector tracks; kept for the minute a
+    finished run stays here, they made each full collection walk the last minute's steps.
+    Whoever waits on the task has it; a later `result()` reads the database.  `Moved` (the
+    run stopped here and goes on elsewhere) is expected; anything else is a fault, logged
+    here rather than as "Task exception was never retrieved" when the task is collected.
+    """
+    if live.task is task:
+        live.task = None
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, Moved):
+        logger.error("run %s: its task failed", live.run_id, exc_info=error)
 
 
 def _is_final(message: dict[str, Any]) -> bool:

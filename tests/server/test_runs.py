@@ -15,7 +15,7 @@ from flowc.server import runs, store
 from flowc.server.db import Database
 from flowc.server.models import WorkflowDefinition
 from flowc.server.runs import RunService, UnknownRun
-from tests.server.conftest import define, service_on
+from tests.server.conftest import define, service_on, until
 from tests.server.databases import database_url
 
 __all__ = ["database_url"]
@@ -279,3 +279,52 @@ def test_a_run_that_ends_makes_room_for_a_queued_one_at_once(
             return [result.status for result in results]
 
     assert asyncio.run(scenario()) == ["succeeded"] * 3
+
+
+def test_a_finished_run_kept_for_followers_lets_its_result_go(database_url: str) -> None:
+    # Its events stay a while for late followers; its result (every step) is the database's
+    # to give: a late `result()` answers the same.
+    async def scenario() -> None:
+        registry = make_registry()
+        async with service_on(database_url, registry) as service:
+            definition = await define(service.db, LOOP, registry)
+            run_id = (await service.start(definition=definition, input={})).run_id
+            first = await service.result(run_id)
+            await asyncio.sleep(0)  # the task's done callbacks
+            live = service.live_run(run_id)
+            assert live is not None and live.task is None
+            assert [m["type"] for m in await _collect(service, run_id)][-1] == "run_finished"
+            again = await service.result(run_id)
+            assert (again.status, again.state) == (first.status, first.state) == (
+                "succeeded", {"n": 5, "log": [0, 1, 2, 3, 4]},
+            )  # fmt: skip
+            assert [(s.seq, s.node, s.delta) for s in again.steps] == [
+                (s.seq, s.node, s.delta) for s in first.steps
+            ]
+
+    asyncio.run(scenario())
+
+
+def test_a_run_task_that_fails_is_logged_when_it_ends(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fault in the run's task reaches whoever waits, and the log even if no one does.
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a fault in execute")
+
+    monkeypatch.setattr(runs, "execute", broken)
+
+    async def scenario() -> None:
+        registry = make_registry()
+        async with service_on(database_url, registry) as service:
+            definition = await define(service.db, LOOP, registry)
+            await service.start(definition=definition, input={})
+            await until(lambda: bool(failed()), "the fault to be logged")
+
+    def failed() -> list[Any]:
+        return [r for r in caplog.records if "its task failed" in r.getMessage()]
+
+    asyncio.run(scenario())
+    records = failed()
+    assert len(records) == 1 and records[0].levelname == "ERROR"
+    assert isinstance(records[0].exc_info[1], RuntimeError)

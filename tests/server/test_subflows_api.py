@@ -417,9 +417,10 @@ async def test_an_owner_that_lost_the_parent_writes_nothing_to_its_child(
             assert (child.owner, child.attempt, child.status) == ("other:2", 2, "running")
             gates.open("one")  # the old owner's child goes on: its next write is refused
             live = service._live[run_id]
-            assert live.task is not None
-            await asyncio.wait_for(asyncio.wait({live.task}), WAIT)
-            assert (live.stop, type(live.task.exception())) == ("lost", Moved)
+            task = live.task
+            assert task is not None
+            await asyncio.wait_for(asyncio.wait({task}), WAIT)
+            assert (live.stop, type(task.exception())) == ("lost", Moved)
             run, parent_steps = await read_run(service.db, run_id)
             child, child_steps = await read_run(service.db, child_id)
         finally:
@@ -452,9 +453,10 @@ async def test_cancelling_a_parent_whose_owner_is_gone_ends_its_child_too(
             await other.close()
         gates.open("one")  # the old owner's child goes on: nothing it writes is taken
         live = service._live[run_id]
-        assert live.task is not None
-        await asyncio.wait_for(asyncio.wait({live.task}), WAIT)
-        assert (live.stop, type(live.task.exception())) == ("lost", Moved)
+        task = live.task
+        assert task is not None
+        await asyncio.wait_for(asyncio.wait({task}), WAIT)
+        assert (live.stop, type(task.exception())) == ("lost", Moved)
         run, parent_steps = await read_run(service.db, run_id)
         child, child_steps = await read_run(service.db, child_id)
     assert (run.status, run.error, run.state, run.owner) == ("cancelled", CANCELLED, {"n": 1},
