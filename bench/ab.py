@@ -43,6 +43,7 @@ from api import (
     floor_run,
     loop,
     machine,
+    quietly,
 )
 from serving import ADMIN_URL, ROOT, scratch_database, served
 
@@ -126,7 +127,7 @@ async def main(args: argparse.Namespace) -> int:
             for index in range(args.repeats):
                 order = names[index % 3 :] + names[: index % 3]
                 for name in reversed(order) if index % 2 else order:
-                    times[name].append(await timed[name]())
+                    times[name].append(await quietly(timed[name]))
             report(times, args.against)
     return 0
 

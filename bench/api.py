@@ -18,7 +18,8 @@ beat: one INSERT per step into a table keyed by (run_id, seq), committed (autoco
 Runs are posted through `LeanClient`, plain HTTP/1.1 on kept-alive connections, so that the
 client's own CPU on these shared cores takes as little as it can from the server measured.
 Each (a)/(b) case is timed `--repeats` rounds, flowc and the floor one after the other
-(taking turns to go first) so that both meet the same noise.  The table gives each side's
+(taking turns to go first) so that both meet the same noise, and each timing with this
+process's garbage collector off, as `timeit` times.  The table gives each side's
 median time and the median of the rounds' ratios: a round's two timings share the machine's
 load of the moment, two medians may come from different rounds.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -264,18 +266,32 @@ class Pair(NamedTuple):
     floor: list[float]
 
 
+async def quietly(timing: Callable[[], Awaitable[float]]) -> float:
+    """`timing()` with this process's garbage collector off, after a full collection.
+
+    As `timeit` does: a full collection of this process's heap (30-45 ms here) would
+    otherwise land in a timing now and then, the floor's or the client's side of flowc's.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        return await timing()
+    finally:
+        gc.enable()
+
+
 async def in_turns(
     ours: Callable[[], Awaitable[float]], floor: Callable[[], Awaitable[float]], repeats: int
 ) -> Pair:
-    """Time both `repeats` times, taking turns to go first."""
+    """Time both `repeats` times, taking turns to go first (`quietly`)."""
     pair = Pair([], [])
     for index in range(repeats):
         if index % 2 == 0:
-            pair.ours.append(await ours())
-            pair.floor.append(await floor())
+            pair.ours.append(await quietly(ours))
+            pair.floor.append(await quietly(floor))
         else:
-            pair.floor.append(await floor())
-            pair.ours.append(await ours())
+            pair.floor.append(await quietly(floor))
+            pair.ours.append(await quietly(ours))
     return pair
 
 
