@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from flowc.server.pgconnect import connect
 from flowc.server.pgfence import HeldClaims, RefusedOwners, fence_out, writer_name
 from flowc.server.runlog import (
     CANCEL,
@@ -320,15 +321,11 @@ class PostgresRunLog(RunLog):
                 connection.terminate()
 
     async def _connect(self) -> Any:
-        import asyncpg
-
-        return await asyncpg.connect(self.dsn)
+        return await connect(self.dsn)
 
     async def _connect_writer(self) -> Any:
         """A writer connection, named for this owner: a takeover from it ends it."""
-        import asyncpg
-
-        return await asyncpg.connect(
+        return await connect(
             self.dsn, server_settings={"application_name": writer_name(self.owner)}
         )
 
@@ -343,7 +340,7 @@ class PostgresRunLog(RunLog):
         # No floor of open connections: asyncpg would keep reopening it while the database
         # is away, with a traceback each time.
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=4, reset=_keep_session
+            self.dsn, min_size=0, max_size=4, reset=_keep_session, connect=connect
         )
         self._queue = WriteQueue(
             self._write,
