@@ -23,6 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from flowc.cli.main import main
 from flowc.cli.serve import (
+    GC_YOUNG,
     SWITCH_INTERVAL,
     configure_logging,
     is_loopback,
@@ -200,15 +201,18 @@ def test_serve_help_names_insecure(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--insecure" in capsys.readouterr().out
 
 
-def test_a_server_hands_the_gil_over_quickly() -> None:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)  # Python's default (another test may have served in process)
+def test_a_server_hands_the_gil_over_quickly_and_collects_the_young_less_often() -> None:
+    before, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    sys.setswitchinterval(0.005)  # Python's defaults (another test may have served in process)
+    gc.set_threshold(700, 10, 10)
     try:
         settle_process()
         assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
         assert gc.get_freeze_count() == 0  # a frozen heap makes full collections frequent
+        assert gc.get_threshold() == (GC_YOUNG, 10, 10)  # the older generations as they were
     finally:
         sys.setswitchinterval(before)
+        gc.set_threshold(*thresholds)
 
 
 @pytest.fixture
