@@ -184,11 +184,12 @@ def log_as_serve() -> None:
 
 
 #: New container objects the garbage collector lets come before it looks at the youngest
-#: (Python's default is 700).  A 1,000-step run holds about 800 objects across its
-#: middle-aged collections, each time one comes: at 700, one full collection of the whole
-#: heap (90-130 ms here, for some 150,000 objects, most of them the start-up's) every 20-30
-#: such runs, 3-4 ms a run in all; at 10,000, 0.5 ms a run, none in 30 runs.  A cycle of
-#: garbage waits longer to be freed: at most this many objects' worth.
+#: (Python's default is 700).  What a run holds while the middle generation is collected
+#: moves to the oldest, and enough of that brings a full collection of the whole heap
+#: (90-130 ms here, for some 150,000 objects, most of them the start-up's).  At 700 a
+#: 1,000-step run saw one every 20-30 runs, and 4.2 ms of collecting a run in all; at
+#: 10,000, none in 30 runs and 0.5 ms a run.  A cycle of garbage may wait longer to be
+#: freed: at most this many objects' worth.
 GC_YOUNG = 10_000
 
 
