@@ -308,7 +308,7 @@ def test_a_finished_run_kept_for_followers_lets_its_result_go(database_url: str)
 def test_a_run_task_that_fails_is_logged_when_it_ends(
     database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A fault in the run's task reaches whoever waits, and the log even if no one does.
+    # A fault in the run's task is logged when the task ends, though no one waits on it.
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a fault in execute")
 
