@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -11,7 +12,8 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from flowc.server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from flowc.server.settings import async_url
+from flowc.server.pgconnect import connect
+from flowc.server.settings import async_url, asyncpg_dsn
 
 
 class Database:
@@ -24,6 +26,7 @@ class Database:
         if not self.is_sqlite:
             # A connection the database dropped (a restart) is replaced, not handed out.
             options = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+        options.update(connecting(self.url))
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -43,6 +46,18 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def connecting(url: str) -> dict[str, object]:
+    """The engine options that open `url`'s connections: on PostgreSQL, as the run log's.
+
+    Through `pgconnect`, from the URL read as asyncpg reads it (`asyncpg_dsn`): a request
+    cancelled while its connection opens leaves no error behind in a future nothing
+    awaits, and every connection of the process takes the same parameters.
+    """
+    if url.startswith("postgresql+asyncpg://"):
+        return {"async_creator": partial(connect, asyncpg_dsn(url))}
+    return {}
 
 
 def _sqlite_pragmas(connection: object, record: object) -> None:

@@ -39,6 +39,7 @@ from pydantic_core import to_json
 
 from flowc.runtime.events import JOIN, WaitFor
 from flowc.server.db import Database
+from flowc.server.settings import asyncpg_dsn
 
 logger = logging.getLogger("flowc.server")
 
@@ -720,7 +721,7 @@ def run_log_for(db: Database, *, owner: str, lease_seconds: float, writers: int 
 
     if db.url.startswith("postgresql+asyncpg://"):
         return PostgresRunLog(
-            "postgresql://" + db.url.removeprefix("postgresql+asyncpg://"),
+            asyncpg_dsn(db.url),
             owner=owner,
             lease_seconds=lease_seconds,
             writers=writers,

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlmodel import SQLModel
 
 from flowc.server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from flowc.server.db import connecting
 from flowc.server.settings import async_url
 
 #: The newest revision, the schema `flowc.server.models` describes.
@@ -167,7 +168,9 @@ def _engine(url: str, *, migrating: bool = False) -> AsyncEngine:
     # keys would get in the way of batch mode copying a table.
     url = async_url(url)
     on_sqlite = url.startswith("sqlite")
-    options: dict[str, Any] = {"connect_args": {"timeout": SQLITE_LOCK_WAIT}} if on_sqlite else {}
+    options: dict[str, Any] = (
+        {"connect_args": {"timeout": SQLITE_LOCK_WAIT}} if on_sqlite else connecting(url)
+    )
     engine = create_async_engine(url, poolclass=pool.NullPool, **options)
     if migrating and on_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_explicit_transactions)

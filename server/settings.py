@@ -118,3 +118,12 @@ def async_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+def asyncpg_dsn(url: str) -> str:
+    """`postgresql+asyncpg://...` (`async_url`'s) -> asyncpg's own `postgresql://...`.
+
+    What every PostgreSQL connection of the server is opened with, so that the run log's
+    and the engine's connections read one URL the same way (asyncpg's way).
+    """
+    return "postgresql://" + url.removeprefix("postgresql+asyncpg://")

@@ -20,6 +20,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 from flowc.server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from flowc.server.db import connecting
 from flowc.server.settings import async_url, get_settings
 
 
@@ -44,7 +45,7 @@ def render_item(kind: str, item: Any, autogen_context: Any) -> str | Literal[Fal
 
 async def run_on_own_engine(url: str) -> None:
     """Open `url` with the async driver, run the revisions on it, and close it."""
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(url, poolclass=pool.NullPool, **connecting(url))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_migrations)
