@@ -67,7 +67,7 @@ def test_the_schema_is_prepared_on_the_url_read_the_same_way(postgres_url: str) 
     assert asyncio.run(scenario()) == HEAD
 
 
-def test_sessions_cancelled_while_connecting_leave_nothing_behind(postgres_url: str) -> None:
+def test_engine_connects_cancelled_at_any_moment_leave_nothing_behind(postgres_url: str) -> None:
     # A request's connection, on asyncio's own loop (the one `asyncio.run` makes), as on
     # platforms without uvloop: with SQLAlchemy opening connections itself, 62 of 200 such
     # cancels left "Future exception was never retrieved" for asyncio to log (asyncpg's
