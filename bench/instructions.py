@@ -1,0 +1,177 @@
+"""Benchmark: what a durable step costs in instructions, flowc's run service against the floor.
+
+Wall-clock rounds on a shared machine move by 10-30% from one to the next (bench/api.py
+prints them): a change worth 1-2% of case (a) cannot be seen that way.  valgrind's
+callgrind counts the instructions a process executes, whatever else the machine does:
+between two runs here, flowc's count a step moved by 0.3% and the floor's by 0.01%, so
+two builds can be told apart by a difference of about a thousand instructions a step.
+It measures CPU work only: not the waits for the database, and not what a microsecond of
+work costs in wall time here (README, "Where (a)'s excess goes").
+
+In process, on a fresh database dropped afterwards: the run service (`RunService.start` +
+`result`: claim, interpreter, fenced writes, outcome) running case (a)'s 1,000-step `sync`
+run, against the floor's loop (one INSERT committed per step on a held connection).  Each
+side runs in its own process under callgrind, with `--runs` timed runs and with none
+(after one warm run each time): the difference, over the steps, is the cost of a step with
+start-up taken out.  Each process takes `flowc serve`'s collector setting.  Its timers
+(NOTIFYs every 20 ms, the claim poll every second, the lease's heartbeat) fire once an
+hour instead: under valgrind a run lasts about 50 times as long, so a timer would fire 50
+times as often per step, and as often as the machine's load of the moment makes it.
+About 3 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+from serving import ADMIN_URL
+
+STEPS = 1_000
+FLOOR_TABLE = (
+    "CREATE TABLE IF NOT EXISTS floor_step (run_id uuid, seq int, node text, delta jsonb, "
+    "started_at timestamptz, finished_at timestamptz, PRIMARY KEY (run_id, seq))"
+)
+FLOOR_INSERT = "INSERT INTO floor_step VALUES ($1, $2, $3, $4::jsonb, $5, $6)"
+#: Seconds between the measured process's timed work: NOTIFYs, claim polls, heartbeats.
+QUIET = 3600.0
+
+
+def tick(state: dict[str, Any]) -> dict[str, Any]:
+    """One step: count."""
+    return {"n": state.get("n", 0) + 1}
+
+
+async def floor_run(connection: Any) -> None:
+    """The floor: one row per step, each committed, on a held connection."""
+    run_id = uuid.uuid4()
+    for seq in range(1, STEPS + 1):
+        started = datetime.now(timezone.utc)
+        delta = json.dumps({"n": seq})
+        finished = datetime.now(timezone.utc)
+        await connection.execute(FLOOR_INSERT, run_id, seq, "tick", delta, started, finished)
+
+
+async def child(side: str, runs: int, url: str) -> None:
+    """One measured process: a warm run, then `runs` more, of `side`."""
+    from flowc.cli.serve import settle_process
+    from flowc.compiler import compile_source
+    from flowc.runtime import Registry
+    from flowc.server import pglog, store
+    from flowc.server import runs as service
+    from flowc.server.db import Database
+    from flowc.server.runs import RunService
+    from flowc.server.settings import Settings
+
+    settle_process()
+    # The timers, quiet (the docstring says why).
+    pglog.NOTIFY_EVERY = QUIET  # type: ignore[attr-defined]
+    service.CLAIM_POLL_MAX = QUIET
+    if side == "floor":
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(FLOOR_TABLE)
+            for _ in range(1 + runs):
+                await floor_run(connection)
+        finally:
+            await connection.close()
+        return
+    db = Database(url)
+    registry = Registry()
+    registry.add(tick)
+    runner = RunService(
+        db,
+        registry=registry,
+        settings=Settings.model_validate({"DATABASE_URL": url, "lease_seconds": QUIET}),
+    )
+    await db.create_tables()
+    await runner.open()
+    try:
+        source = f"set max_steps = {STEPS}\ntick ? n < {STEPS} -> tick : end\n"
+        ir = compile_source(source, tools=registry.specs()).ir
+        async with db.session() as session:
+            definition = await store.create_definition(session, name=None, source=source, ir=ir)
+        for _ in range(1 + runs):
+            created = await runner.start(definition=definition, input={}, durability="sync")
+            result = await runner.result(created.run_id)
+            if result.status != "succeeded":
+                raise RuntimeError(f"the run did not succeed: {result.error}")
+    finally:
+        await runner.close()
+        await db.dispose()
+
+
+def counted(side: str, runs: int, url: str) -> int:
+    """Instructions of one child process under callgrind."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, __file__, "--child", side, str(runs), url,
+    ]  # fmt: skip
+    # One hash seed for every process: the layout of sets and dicts moves the count too.
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        sys.exit(f"bench/instructions.py: the {side} process failed:\n{done.stderr[-3000:]}")
+    return int(found.group(1))
+
+
+async def scratch(statement: str) -> None:
+    """Run one statement on the admin database."""
+    admin = await asyncpg.connect(ADMIN_URL, timeout=10)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+def main(runs: int) -> None:
+    """Measure both sides on a scratch database and print instructions a step."""
+    if shutil.which("valgrind") is None:
+        sys.exit("bench/instructions.py: valgrind is not installed (apt-get install valgrind)")
+    name = f"flowc_bench_instructions_{uuid.uuid4().hex[:10]}"
+    asyncio.run(scratch(f'CREATE DATABASE "{name}"'))
+    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        start = time.perf_counter()
+        per_step = {}
+        for side in ("flowc", "floor"):
+            without, with_runs = counted(side, 0, url), counted(side, runs, url)
+            per_step[side] = (with_runs - without) / (runs * STEPS)
+        elapsed = time.perf_counter() - start
+    finally:
+        asyncio.run(scratch(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    flowc, floor = per_step["flowc"], per_step["floor"]
+    print(f"instructions a step, {runs} runs of {STEPS:,} steps each, {elapsed:.0f} s:")
+    print(f"  flowc (run service, in process)  {flowc:>10,.0f}")
+    print(f"  the floor (INSERT + commit)      {floor:>10,.0f}")
+    print(f"  flowc / floor                    {flowc / floor:>10.2f}x")
+    print(f"  flowc's excess                   {flowc - floor:>10,.0f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs counted on top of the warm one")
+    parser.add_argument("--child", nargs=3, metavar=("SIDE", "RUNS", "URL"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        side, count, database = arguments.child
+        try:
+            import uvloop
+
+            uvloop.run(child(side, int(count), database))
+        except ImportError:
+            asyncio.run(child(side, int(count), database))
+    else:
+        main(arguments.runs)
