@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -300,6 +301,8 @@ class PostgresRunLog(RunLog):
                         connection = await self._connect()
                         await connection.execute("SET synchronous_commit TO off")
                         self._notifier = connection.get_server_pid()
+                        lost = functools.partial(self._notifier_lost, self._notifier)
+                        connection.add_termination_listener(lost)
                     for start in range(0, len(ids), MAX_BATCH_RUNS):
                         payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
                         await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
@@ -319,6 +322,17 @@ class PostgresRunLog(RunLog):
         finally:
             if connection is not None:
                 connection.terminate()
+
+    def _notifier_lost(self, pid: int, _connection: Any) -> None:
+        """The connection that sends this process's NOTIFYs ended: forget its `pid` at once.
+
+        PostgreSQL may give that pid to another process's next connection, whose NOTIFYs
+        would then be taken for this process's own and dropped (`_on_changed`) for as long
+        as this process sends none of its own, which may be for ever.  (The pid is taken
+        when the connection is made: an ended connection no longer says it.)
+        """
+        if self._notifier == pid:
+            self._notifier = None
 
     async def _connect(self) -> Any:
         return await connect(self.dsn)

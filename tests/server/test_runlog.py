@@ -491,6 +491,26 @@ async def test_changes_are_told_again_after_the_sending_connection_was_lost(
         assert first._notifier not in (None, sending)
 
 
+async def test_a_lost_sending_connection_is_forgotten_at_once(
+    postgres_url: str, loop_errors: list[dict[str, Any]]
+) -> None:
+    # Its pid may go to another process's next connection: that one's NOTIFYs must not be
+    # taken for this process's own and dropped, even while this process sends none.
+    async with two_owners(postgres_url) as (_, mine, first, second):
+        assert isinstance(first, PostgresRunLog) and isinstance(second, PostgresRunLog)
+        at = datetime.now(timezone.utc)
+        await first.record(mine.run_id, mine.attempt, StepRow(1, "one", {"n": 1}, at, at))
+        await until(lambda: first._notifier is not None, "a NOTIFY sent")
+        async with second.pool.acquire() as connection:
+            await connection.execute("SELECT pg_terminate_backend($1)", first._notifier)
+        await until(lambda: first._notifier is None, "the lost connection forgotten")
+        # The next sending connection is remembered, and forgotten in turn when it closes.
+        await first.record(mine.run_id, mine.attempt, StepRow(2, "one", {"n": 2}, at, at))
+        await until(lambda: first._notifier is not None, "a NOTIFY sent again")
+    await until(lambda: first._notifier is None, "the closed connection forgotten")
+    assert loop_errors == []
+
+
 def answer_lost_once(log: RunLog) -> list[dict[uuid.UUID, BaseException | None]]:
     """Make the log's next batch commit and then lose its answer (the connection drops):
     its writer tries the same batch again.  The list gets what the lost answer said."""
