@@ -10,8 +10,8 @@ work costs in wall time here (README, "Where (a)'s excess goes").
 
 In process, on a fresh database dropped afterwards: the run service (`RunService.start` +
 `result`: claim, interpreter, fenced writes, outcome) running case (a)'s 1,000-step `sync`
-run, against the floor's loop (one INSERT committed per step on a held connection).  Each
-side runs in its own process under callgrind, with `--runs` timed runs and with none
+run, against bench/api.py's floor (one INSERT committed per step on a held connection).  Each
+side runs in its own process under callgrind, with `--runs` counted runs and with none
 (after one warm run each time): the difference, over the steps, is the cost of a step with
 start-up taken out.  Each process takes `flowc serve`'s collector setting.  Its timers
 (NOTIFYs every 20 ms, the claim poll every second, the lease's heartbeat) fire once an
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -32,35 +31,14 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any
 
 import asyncpg
+from api import FLOOR_TABLE, LONG_RUN_STEPS, floor_run, loop
 from serving import ADMIN_URL
+from tools import tick
 
-STEPS = 1_000
-FLOOR_TABLE = (
-    "CREATE TABLE IF NOT EXISTS floor_step (run_id uuid, seq int, node text, delta jsonb, "
-    "started_at timestamptz, finished_at timestamptz, PRIMARY KEY (run_id, seq))"
-)
-FLOOR_INSERT = "INSERT INTO floor_step VALUES ($1, $2, $3, $4::jsonb, $5, $6)"
 #: Seconds between the measured process's timed work: NOTIFYs, claim polls, heartbeats.
 QUIET = 3600.0
-
-
-def tick(state: dict[str, Any]) -> dict[str, Any]:
-    """One step: count."""
-    return {"n": state.get("n", 0) + 1}
-
-
-async def floor_run(connection: Any) -> None:
-    """The floor: one row per step, each committed, on a held connection."""
-    run_id = uuid.uuid4()
-    for seq in range(1, STEPS + 1):
-        started = datetime.now(timezone.utc)
-        delta = json.dumps({"n": seq})
-        finished = datetime.now(timezone.utc)
-        await connection.execute(FLOOR_INSERT, run_id, seq, "tick", delta, started, finished)
 
 
 async def child(side: str, runs: int, url: str) -> None:
@@ -81,9 +59,8 @@ async def child(side: str, runs: int, url: str) -> None:
     if side == "floor":
         connection = await asyncpg.connect(url)
         try:
-            await connection.execute(FLOOR_TABLE)
             for _ in range(1 + runs):
-                await floor_run(connection)
+                await floor_run(connection, LONG_RUN_STEPS)
         finally:
             await connection.close()
         return
@@ -98,7 +75,7 @@ async def child(side: str, runs: int, url: str) -> None:
     await db.create_tables()
     await runner.open()
     try:
-        source = f"set max_steps = {STEPS}\ntick ? n < {STEPS} -> tick : end\n"
+        source = loop(LONG_RUN_STEPS)
         ir = compile_source(source, tools=registry.specs()).ir
         async with db.session() as session:
             definition = await store.create_definition(session, name=None, source=source, ir=ir)
@@ -127,13 +104,13 @@ def counted(side: str, runs: int, url: str) -> int:
     return int(found.group(1))
 
 
-async def scratch(statement: str) -> None:
-    """Run one statement on the admin database."""
-    admin = await asyncpg.connect(ADMIN_URL, timeout=10)
+async def execute(url: str, statement: str) -> None:
+    """Run one statement on the database at `url`."""
+    connection = await asyncpg.connect(url, timeout=10)
     try:
-        await admin.execute(statement)
+        await connection.execute(statement)
     finally:
-        await admin.close()
+        await connection.close()
 
 
 def main(runs: int) -> None:
@@ -141,19 +118,20 @@ def main(runs: int) -> None:
     if shutil.which("valgrind") is None:
         sys.exit("bench/instructions.py: valgrind is not installed (apt-get install valgrind)")
     name = f"flowc_bench_instructions_{uuid.uuid4().hex[:10]}"
-    asyncio.run(scratch(f'CREATE DATABASE "{name}"'))
+    asyncio.run(execute(ADMIN_URL, f'CREATE DATABASE "{name}"'))
     url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     try:
+        asyncio.run(execute(url, FLOOR_TABLE))
         start = time.perf_counter()
         per_step = {}
         for side in ("flowc", "floor"):
             without, with_runs = counted(side, 0, url), counted(side, runs, url)
-            per_step[side] = (with_runs - without) / (runs * STEPS)
+            per_step[side] = (with_runs - without) / (runs * LONG_RUN_STEPS)
         elapsed = time.perf_counter() - start
     finally:
-        asyncio.run(scratch(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(execute(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     flowc, floor = per_step["flowc"], per_step["floor"]
-    print(f"instructions a step, {runs} runs of {STEPS:,} steps each, {elapsed:.0f} s:")
+    print(f"instructions a step, {runs} runs of {LONG_RUN_STEPS:,} steps each, {elapsed:.0f} s:")
     print(f"  flowc (run service, in process)  {flowc:>10,.0f}")
     print(f"  the floor (INSERT + commit)      {floor:>10,.0f}")
     print(f"  flowc / floor                    {flowc / floor:>10.2f}x")
