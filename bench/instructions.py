@@ -30,11 +30,10 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 
 import asyncpg
 from api import FLOOR_TABLE, LONG_RUN_STEPS, floor_run, loop
-from serving import ADMIN_URL
+from serving import ADMIN_URL, scratch_database
 from tools import tick
 
 #: Seconds between the measured process's timed work: NOTIFYs, claim polls, heartbeats.
@@ -104,32 +103,23 @@ def counted(side: str, runs: int, url: str) -> int:
     return int(found.group(1))
 
 
-async def execute(url: str, statement: str) -> None:
-    """Run one statement on the database at `url`."""
-    connection = await asyncpg.connect(url, timeout=10)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-def main(runs: int) -> None:
+async def main(runs: int) -> None:
     """Measure both sides on a scratch database and print instructions a step."""
     if shutil.which("valgrind") is None:
         sys.exit("bench/instructions.py: valgrind is not installed (apt-get install valgrind)")
-    name = f"flowc_bench_instructions_{uuid.uuid4().hex[:10]}"
-    asyncio.run(execute(ADMIN_URL, f'CREATE DATABASE "{name}"'))
-    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    try:
-        asyncio.run(execute(url, FLOOR_TABLE))
+    admin = await asyncpg.connect(ADMIN_URL, timeout=10)
+    async with scratch_database(admin, "flowc_bench_instructions") as url:
+        floor_table = await asyncpg.connect(url)
+        try:
+            await floor_table.execute(FLOOR_TABLE)
+        finally:
+            await floor_table.close()
         start = time.perf_counter()
         per_step = {}
-        for side in ("flowc", "floor"):
+        for side in ("flowc", "floor"):  # one process at a time: nothing else to wait for
             without, with_runs = counted(side, 0, url), counted(side, runs, url)
             per_step[side] = (with_runs - without) / (runs * LONG_RUN_STEPS)
         elapsed = time.perf_counter() - start
-    finally:
-        asyncio.run(execute(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     flowc, floor = per_step["flowc"], per_step["floor"]
     print(f"instructions a step, {runs} runs of {LONG_RUN_STEPS:,} steps each, {elapsed:.0f} s:")
     print(f"  flowc (run service, in process)  {flowc:>10,.0f}")
@@ -152,4 +142,4 @@ if __name__ == "__main__":
         except ImportError:
             asyncio.run(child(side, int(count), database))
     else:
-        main(arguments.runs)
+        asyncio.run(main(arguments.runs))
