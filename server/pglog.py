@@ -46,6 +46,13 @@ from flowc.server.runlog import (
 )
 
 
+def _unique_violation(exc: BaseException) -> bool:
+    """Whether asyncpg raised it for a duplicate key (asyncpg imported only when it did)."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.UniqueViolationError)
+
+
 def transient_asyncpg(exc: BaseException) -> bool:
     """Failures that mean the database went away (trying again later may work)."""
     import asyncpg
@@ -268,6 +275,12 @@ class PostgresRunLog(RunLog):
         assert self._pool is not None, "RunLog.open() first"
         return self._pool
 
+    def _step_signal(self, run_id: uuid.UUID) -> None:
+        """`_signal` for one run's step written alone (every step of a lone `sync` run)."""
+        self.hub.changed((run_id,))
+        self._changed.add(run_id)
+        self._changes.set()
+
     def _signal(self, run_ids: Iterable[uuid.UUID]) -> None:
         """After a commit: wake this process's followers now, the others' soon (NOTIFY)."""
         ids = list(run_ids)
@@ -362,7 +375,8 @@ class PostgresRunLog(RunLog):
             self._close_connection,
             writers=self.writers,
             transient=transient_asyncpg,
-            write_step=self._write_step,
+            write_step=self._insert_step,
+            step_written=self._step_signal,
         )
         ready = asyncio.get_running_loop().create_future()
         self._listening = asyncio.ensure_future(self._listen(ready))
@@ -438,8 +452,11 @@ class PostgresRunLog(RunLog):
         if len(batch) == 1:
             (items,) = batch.values()
             if len(items) == 1 and items[0].kind == "step":
-                failure = await self._write_step(connection, items[0])
-                return {} if failure is None else {items[0].run_id: failure}
+                (item,) = items
+                if not await self._insert_step(connection, item):
+                    return {item.run_id: LeaseLost(str(item.run_id))}
+                self._step_signal(item.run_id)
+                return {}
         steps = _steps(batch)
         rows = [(item.run_id, row) for item, row in steps]
         others = [item for items in batch.values() for item in items if item.kind != "step"]
@@ -516,13 +533,6 @@ class PostgresRunLog(RunLog):
             self._held.hold(connection, (run_id, runs[run_id]))
         return owned
 
-    async def _write_step(self, connection: Any, item: Item) -> BaseException | None:
-        """One step alone: a lone `sync` run's every step, kept short; None when taken."""
-        if not await self._insert_step(connection, item):
-            return LeaseLost(str(item.run_id))
-        self._signal((item.run_id,))
-        return None
-
     async def _insert_step(self, connection: Any, item: Item) -> bool:
         """Write one step, fenced; whether the owner still holds the run.
 
@@ -547,16 +557,15 @@ class PostgresRunLog(RunLog):
                 return True
         # In a transaction, a unique violation would end it: the fenced statement, then.
         elif self._held.holds(connection, claim) and not connection.is_in_transaction():
-            import asyncpg
-
             try:
                 await connection.execute(
                     self._STEP_HELD, item.run_id, row.seq, row.node, dumps(row.delta),
                     row.started_at, row.finished_at, row.attempts, row.failed, row.branch,
                 )  # fmt: skip
                 return True
-            except asyncpg.UniqueViolationError:
-                pass
+            except Exception as exc:
+                if not _unique_violation(exc):
+                    raise
         else:
             tag = await connection.execute(
                 self._STEP, item.run_id, row.seq, row.node, dumps(row.delta),

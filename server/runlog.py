@@ -251,9 +251,9 @@ def snapshot_of(item: Item) -> Item:
 BatchWriter = Callable[
     [Any, dict[uuid.UUID, list[Item]]], Awaitable[dict[uuid.UUID, BaseException | None]]
 ]
-#: Writes one step alone, on a connection: None when it is taken, or why the run is not
-#: the writer's any more (`LeaseLost`); raises as a batch's writer does.
-StepWriter = Callable[[Any, Item], Awaitable[BaseException | None]]
+#: Writes one step alone, on a connection: whether it was taken (False: the run is not the
+#: writer's any more); raises as a batch's writer does.
+StepWriter = Callable[[Any, Item], Awaitable[bool]]
 
 
 class WriteQueue:
@@ -268,9 +268,11 @@ class WriteQueue:
         writers: int,
         transient: Callable[[BaseException], bool],
         write_step: StepWriter | None = None,
+        step_written: Callable[[uuid.UUID], None] = lambda run_id: None,
     ) -> None:
         self._write = write
         self._write_step = write_step
+        self._step_written = step_written
         self._connect = connect
         self._close = close
         self._transient = transient
@@ -285,25 +287,27 @@ class WriteQueue:
         self._tasks = [asyncio.ensure_future(self._writer()) for _ in range(writers)]
         self._closing = False
 
-    async def commit(self, item: Item) -> None:
-        """Queue a write and return once it is committed; raise why not.
+    def commit(self, item: Item) -> Awaitable[None]:
+        """Queue a write; awaited, returns once it is committed; raises why not.
 
         When a connection is idle the caller writes at once, itself, everything waiting
         (its own write and any other run's): no hand-over to a writer task on the way.
         A step with nothing else waiting (a lone `sync` run's every step) is written
-        alone, as it is, without going through the queue at all.
+        alone, as it is, without going through the queue at all.  Not a coroutine of its
+        own: each resumption of such a step's run goes through one frame less.
         """
+        if item.kind == "step" and self._write_step is not None:
+            return self._alone(item, self._write_step)
+        return self._queued(item)
+
+    def _leading(self) -> bool:
+        """Whether a write may start now, by its caller: nothing else is being written."""
+        return len(self._idle) == self._writers and not self._closing
+
+    async def _queued(self, item: Item) -> None:
+        """`commit` through the queue: the caller writes the batch if it leads, else a writer."""
         # Only when nothing else is being written: under load, waiting runs share batches.
-        leading = len(self._idle) == self._writers and not self._closing
-        if (
-            leading
-            and not self._pending
-            and self._write_step is not None
-            and item.kind == "step"
-            and item.run_id not in self._refused
-        ):
-            await self._alone(item, self._write_step)
-            return
+        leading = self._leading()
         done = self.put(item, wake=not leading)
         if leading and not done.done():
             connection = self._idle.pop()
@@ -352,7 +356,7 @@ class WriteQueue:
         return item.done
 
     async def _alone(self, item: Item, write_step: StepWriter) -> None:
-        """Write a step on an idle connection, with nothing else waiting; raise why not.
+        """Write a step on an idle connection if nothing else waits, else queue it; raise why not.
 
         Whatever does not go as it usually does (no connection yet, a failure, a
         cancellation) makes it an item of the queue like any other, at the head of its
@@ -361,6 +365,9 @@ class WriteQueue:
         (the run's stop waits for it, `pending`).
         """
         run_id = item.run_id
+        if not self._leading() or self._pending or run_id in self._refused:
+            await self._queued(item)  # decided here, when awaited: not when it was made
+            return
         connection = self._idle.pop()
         self._busy.add(run_id)  # a later write of the run waits for this one
         failure: BaseException | None = None
@@ -368,7 +375,10 @@ class WriteQueue:
         try:
             if connection is None:
                 raise DatabaseAway("not connected yet")
-            failure = await write_step(connection, item)
+            if await write_step(connection, item):
+                self._step_written(run_id)
+            else:
+                failure = LeaseLost(str(run_id))
         except BaseException as exc:
             # Cancelled mid-write or the database away: the connection's state is unknown
             # (a refusal leaves it as it was).

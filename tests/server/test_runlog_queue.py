@@ -43,6 +43,7 @@ class Database:
         self.batches: list[list[tuple[uuid.UUID, str]]] = []
         self.closed: list[int] = []
         self.refuse: set[uuid.UUID] = set()
+        self.signalled: list[uuid.UUID] = []
         self._connections = itertools.count(1)
 
     async def connect(self) -> int:
@@ -62,11 +63,14 @@ class Database:
         )
         return {}
 
-    async def write_step(self, _connection: int, item: Item) -> BaseException | None:
+    async def write_step(self, _connection: int, item: Item) -> bool:
         await asyncio.sleep(0)
         assert item.step is not None
         self.alone.append((item.run_id, item.step.seq))
-        return None
+        return True
+
+    def step_written(self, run_id: uuid.UUID) -> None:
+        self.signalled.append(run_id)
 
     def queue(self) -> WriteQueue:
         return WriteQueue(
@@ -76,6 +80,7 @@ class Database:
             writers=2,
             transient=lambda exc: isinstance(exc, ConnectionError),
             write_step=self.write_step,
+            step_written=self.step_written,
         )
 
 
@@ -93,6 +98,7 @@ async def test_a_step_with_nothing_else_waiting_is_written_alone() -> None:
     for seq in (2, 3, 4):
         await queue.commit(step(run, seq))
     assert db.alone == [(run, 2), (run, 3), (run, 4)]
+    assert db.signalled == [run, run, run]  # each step's followers woken once
     assert db.batches == []
     assert queue.pending(run) == []
     await queue.close()
@@ -103,6 +109,18 @@ async def test_the_first_step_opens_a_connection_through_the_queue() -> None:
     queue = db.queue()
     await queue.commit(step(run, 1))
     assert (db.alone, db.batches) == ([], [[(run, "step")]])
+    await queue.close()
+
+
+async def test_commits_made_before_they_are_awaited_decide_their_road_when_awaited() -> None:
+    db = Database()
+    queue = await warmed(db, uuid.uuid4())
+    runs = [uuid.uuid4() for _ in range(5)]  # more than the queue's 2 connections
+    made = [queue.commit(step(run, 1)) for run in runs]
+    await asyncio.gather(*made)
+    written = db.alone + [(run, 1) for batch in db.batches for run, _ in batch]
+    assert sorted(written) == sorted((run, 1) for run in runs)  # each once, none lost
+    assert db.alone  # the first awaited found a connection idle
     await queue.close()
 
 
@@ -120,8 +138,8 @@ async def test_a_lost_lease_is_raised_to_the_run() -> None:
     db, run = Database(), uuid.uuid4()
     queue = await warmed(db, run)
 
-    async def fenced(_connection: int, item: Item) -> BaseException | None:
-        return LeaseLost(str(item.run_id))
+    async def fenced(_connection: int, item: Item) -> bool:
+        return False
 
     queue._write_step = fenced
     with pytest.raises(LeaseLost):
@@ -134,7 +152,7 @@ async def test_a_step_whose_connection_dropped_is_written_by_the_queue_on_a_new_
     queue = await warmed(db, run)
     write_step = db.write_step
 
-    async def dropped(connection: int, item: Item) -> BaseException | None:
+    async def dropped(connection: int, item: Item) -> bool:
         queue._write_step = write_step  # once
         raise ConnectionResetError("the server closed the connection")
 
@@ -151,7 +169,7 @@ async def test_a_refused_step_fails_its_run_and_refuses_its_later_steps() -> Non
     db, run = Database(), uuid.uuid4()
     queue = await warmed(db, run)
 
-    async def refused(_connection: int, item: Item) -> BaseException | None:
+    async def refused(_connection: int, item: Item) -> bool:
         raise ValueError("invalid input syntax for type json")
 
     queue._write_step = refused
@@ -173,7 +191,7 @@ async def test_a_step_cancelled_in_the_middle_of_its_write_is_still_written() ->
     queue = await warmed(db, run)
     sent = asyncio.Event()
 
-    async def hangs(_connection: int, _item: Item) -> BaseException | None:
+    async def hangs(_connection: int, _item: Item) -> bool:
         sent.set()
         await asyncio.Event().wait()
         raise AssertionError("never answered")
@@ -200,7 +218,7 @@ async def test_a_later_write_of_the_run_waits_for_the_step_being_written() -> No
     order: list[str] = []
     write, write_step = db.write, db.write_step
 
-    async def slow(connection: int, item: Item) -> BaseException | None:
+    async def slow(connection: int, item: Item) -> bool:
         await release.wait()
         order.append("step")
         return await write_step(connection, item)
