@@ -13,6 +13,7 @@ tables, against a `Budget` that the caller may share between the arms of a branc
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
@@ -29,7 +30,7 @@ from flowc.compiler.operators import (
     not_a_bool,
     type_name,
 )
-from flowc.dsl.limits import MAX_CONDITION_SIZE
+from flowc.dsl.limits import CHARACTERS_PER_UNIT, MAX_CONDITION_SIZE
 
 State = dict[str, Any]
 #: An IR expression (a validated `compiler.ir.Expr`), read as a plain mapping.
@@ -362,7 +363,79 @@ def compile_condition(expr: Expr | Node, source: str = "the condition") -> Condi
             span,
         )
 
-    return condition
+    return _quick(expr, condition) or condition
+
+
+#: `==` and `!=`, as `_quick` inlines them: on two values of one type among these.
+_EQUALITY: dict[str, Callable[[Any, Any], bool]] = {"==": operator.eq, "!=": operator.ne}
+_QUICK_EQUAL = (int, float, bool, type(None), str)
+
+
+def _quick(expr: Node, condition: Condition) -> Condition | None:
+    """`condition` with its common case inline, for `KEY OP LITERAL` (or `LITERAL OP KEY`).
+
+    A routing decision is most often one key compared with a constant: `n < 1000`,
+    `status == "done"`.  Read straight from the state, a number ordered against a number,
+    or a value equal to one of its own type (a string shorter than a unit of work), needs
+    no evaluator, budget or check: the result is a bool.  Anything else (a missing key,
+    another type, a long string) goes to `condition`, which says what is wrong or does the
+    work the rules count.  None when `expr` has another shape.
+    """
+    if expr["type"] != "binary":
+        return None
+    op, left, right = expr["op"], expr["left"], expr["right"]
+    if left["type"] != "path":
+        left, right = right, left
+        op = _MIRRORED.get(op, op)
+    if left["type"] != "path" or len(left["path"]) != 1:
+        return None
+    key, constant = left["path"][0], _constant(right)
+    if constant is _MISSING:
+        return None
+    kind = type(constant)
+    order = NUMBER_ORDER.get(op)
+    if order is not None and kind in (int, float):
+
+        def ordered(state: State, budget: Budget | None = None) -> bool:
+            try:
+                value = state.get(key)
+            except Exception:  # not a state any run holds: `condition` says what it is
+                return condition(state, budget)
+            kind_value = type(value)
+            if kind_value is int or kind_value is float:
+                return order(value, constant)
+            return condition(state, budget)
+
+        return ordered
+    equal = _EQUALITY.get(op)
+    if equal is not None and kind in _QUICK_EQUAL:
+
+        def equality(state: State, budget: Budget | None = None) -> bool:
+            try:
+                value = state.get(key, _MISSING)
+            except Exception:
+                return condition(state, budget)
+            if type(value) is kind and (kind is not str or len(value) < CHARACTERS_PER_UNIT):
+                return equal(value, constant)
+            return condition(state, budget)
+
+        return equality
+    return None
+
+
+def _constant(expr: Node) -> Any:
+    """The value of a literal, or of `-NUMBER` (`n > -1`); `_MISSING` for anything else."""
+    if expr["type"] == "literal":
+        return expr["value"]
+    if expr["type"] == "unary" and expr["op"] == "-" and expr["operand"]["type"] == "literal":
+        value = expr["operand"]["value"]
+        if type(value) in (int, float):
+            return -value
+    return _MISSING
+
+
+#: An ordering with its sides swapped: `1000 > n` is `n < 1000`.
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def _size(expr: Node) -> int:

@@ -877,11 +877,17 @@ class _Run:
         return state
 
     def _branch(self, plan: _Plan) -> str:
-        budget = Budget()  # one routing decision's work on values, shared by its arms
+        arms = plan.arms
         try:
-            for condition, target in plan.arms:
-                if condition(self.state, budget):
+            if len(arms) == 1:  # one condition: its own budget, made only if it needs one
+                condition, target = arms[0]
+                if condition(self.state):
                     return target
+            else:
+                budget = Budget()  # one routing decision's work on values, shared by its arms
+                for condition, target in arms:
+                    if condition(self.state, budget):
+                        return target
         except ConditionError as problem:
             raise RunFailed(
                 RunError(problem.code, problem.message, plan.name, problem.span)

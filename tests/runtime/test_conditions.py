@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -278,3 +279,47 @@ def test_ordering_two_values_says_what_the_operator_table_says(op: str, a: Any, 
         assert str(expected) in caught.value.message
     else:
         assert evaluate({"a": a, "b": b}) is expected
+
+
+#: Constants as a flow writes them, and their values: `_quick`'s inline case is `KEY OP LITERAL`.
+LITERALS = {
+    "3": 3, "-7": -7, "0.5": 0.5, "1000.0": 1000.0, "true": True, "false": False,
+    "null": None, "'ab'": "ab", "''": "", f"'{'x' * 70}'": "x" * 70,
+}  # fmt: skip
+_ABSENT = object()
+#: State values for that key: of every kind, equal or not to the constants, strings on both
+#: sides of a unit of work's 64 characters, or no key at all.
+KEY_VALUES = [
+    3, 3.0, -7, -7.0, 0.5, 1000, 1000.0, 10**30, -(10**30), 1e300, True, False, 1, 0, None,
+    "ab", "", "3", "x" * 70, "x" * 63, "x" * 64, "y" * 200, [3], {"k": 3}, _ABSENT,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("op", "literal"),
+    # Equality with any constant, an ordering with a number (the checks refuse the others).
+    [(op, literal) for op in ("==", "!=") for literal in LITERALS]
+    + [(op, text) for op in ORDERING for text, v in LITERALS.items() if type(v) in (int, float)],
+)
+@pytest.mark.parametrize("swapped", [False, True])
+def test_a_key_against_a_constant_answers_as_the_full_evaluation_does(
+    op: str, literal: str, swapped: bool
+) -> None:
+    # `KEY OP LITERAL` has its common case inline (`_quick`): a bool, or the full
+    # evaluation's own answer, refusal or limit, whichever the value.
+    text = f"{literal} {op} k" if swapped else f"k {op} {literal}"
+    quick = condition(text)
+    with patch("flowc.runtime.conditions._quick", return_value=None):
+        full = condition(text)
+    assert getattr(quick, "__name__", "") in ("ordered", "equality")
+    assert getattr(full, "__name__", "") == "condition"
+
+    def outcome(evaluate: Any, state: State) -> Any:
+        try:
+            return evaluate(state)
+        except ConditionError as problem:
+            return (problem.code, problem.message)
+
+    for value in KEY_VALUES:
+        state = {} if value is _ABSENT else {"k": value}
+        assert outcome(quick, state) == outcome(full, state), value
