@@ -88,6 +88,7 @@ async def execute(
         return await storage_failed(service, live, claimed, exc)
 
     buffered = Buffer()  # `exit`: written at the end
+    new = tuple.__new__
     snapshot_every = service.settings.snapshot_steps
 
     def settle(future: asyncio.Future[None]) -> None:
@@ -118,10 +119,11 @@ async def execute(
         if event.type == "node_finished":
             delta = event.delta or {}
             started = event.at - (event.duration_ms or 0.0) / 1000
-            row = StepRow(
+            # By `tuple.__new__` with every field: half the cost of `StepRow(...)`.
+            row = new(StepRow, (
                 event.step, event.node or "", delta, moment(started), moment(event.at),
                 event.attempts or 1, event.failed is True, event.branch,
-            )  # fmt: skip
+            ))  # fmt: skip
             if event.branch is None or event.branch == JOIN:
                 state.update(delta)  # the state after the step, for snapshots
             if durability == "sync":

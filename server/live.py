@@ -114,6 +114,9 @@ class Live:
         if isinstance(event, dict):
             self.events.append(event)
             self.deltas.append(None)
+        elif event.delta is None:  # `node_started`, most often: an exact tuple of it
+            self.events.append(tuple(event))
+            self.deltas.append(None)
         else:
             # Slices of a named tuple are plain tuples: no copy of the whole event first.
             self.events.append((*event[:_DELTA], None, *event[_DELTA + 1 :]))

@@ -636,7 +636,8 @@ class RunLog(abc.ABC):
         `snapshot` as for `append`.  Not a coroutine of its own: every resumption of a
         `sync` run's task goes through each frame it awaits in, once per step.
         """
-        return self.queue.commit(Item("step", run_id, attempt, step=row, snapshot=snapshot))
+        # Positional: half the cost of a dataclass's keyword call, on every step.
+        return self.queue.commit(Item("step", run_id, attempt, row, None, None, snapshot))
 
     def end(self, run_id: uuid.UUID, attempt: int, ending: Ending) -> asyncio.Future[None]:
         """Queue the run's outcome (after its steps); fails with `LeaseLost` if not owned."""

@@ -59,6 +59,17 @@ def test_chain_runs_in_order_and_merges() -> None:
     assert result.error is None
 
 
+def test_the_result_s_steps_are_whole_steps() -> None:
+    # Made with `tuple.__new__` on the hot path: each has every field `Step` declares, and
+    # equals the `Step` made the usual way.
+    result = run("count -> score -> end")
+    assert [len(step) for step in result.steps] == [len(Step._fields)] * 2
+    first = result.steps[0]
+    assert first == Step(1, "count", {"n": 1}, first.started_at, first.finished_at)
+    assert (first.attempts, first.failed, first.branch) == (1, False, None)
+    assert type(first) is Step
+
+
 def test_a_node_without_a_route_ends_the_run() -> None:
     result = run("count -> score")
     assert result.status == "succeeded"
@@ -325,6 +336,23 @@ def test_events_in_order_with_deltas() -> None:
     assert set(events[2].to_json()) == {"type", "run_id", "step", "node", "delta", "at",
                                         "duration_ms", "attempts"}  # fmt: skip
     assert events[2].to_json()["attempts"] == 1
+
+
+def test_a_step_s_events_are_whole_events() -> None:
+    # Made with `tuple.__new__` on the hot path: every field `Event` declares, in its order.
+    engine = WorkflowEngine("count -> end", make_registry())
+
+    async def collect() -> list[Event]:
+        return [event async for event in engine.stream(run_id="r") if isinstance(event, Event)]
+
+    _, started, finished, _ = asyncio.run(collect())
+    for event in (started, finished):
+        assert type(event) is Event and len(event) == len(Event._fields)
+    assert started == Event("node_started", "r", 1, "count", started.at)
+    assert finished == Event(
+        "node_finished", "r", 1, "count", finished.at, delta={"n": 1},
+        duration_ms=finished.duration_ms, attempts=1,
+    )  # fmt: skip
 
 
 def test_a_failed_run_streams_run_failed_last() -> None:
