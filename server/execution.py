@@ -17,7 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flowc.runtime import Resume
@@ -42,7 +42,6 @@ from flowc.server.runlog import (
     cancelled_error,
     cause,
     fold,
-    moment,
     on_main_line,
 )
 
@@ -88,7 +87,7 @@ async def execute(
         return await storage_failed(service, live, claimed, exc)
 
     buffered = Buffer()  # `exit`: written at the end
-    new = tuple.__new__
+    new, stamp, utc = tuple.__new__, datetime.fromtimestamp, timezone.utc
     snapshot_every = service.settings.snapshot_steps
 
     def settle(future: asyncio.Future[None]) -> None:
@@ -107,7 +106,10 @@ async def execute(
             raise Release
 
     async def recorded(event: Event, row: StepRow) -> bool:
-        await log.record(run_id, attempt, row, snapshot(row))  # committed before anyone hears
+        # Committed before anyone hears; every `snapshot_every`-th step carries a copy of
+        # the state (`snapshot`, inline).
+        copied = dict(state) if row.seq % snapshot_every == 0 else None
+        await log.record(run_id, attempt, row, copied)
         finished(event)
         # A committed write always waited for the database: the loop had its turn (the
         # interpreter need not yield again for the run's time slice).
@@ -119,9 +121,10 @@ async def execute(
         if event.type == "node_finished":
             delta = event.delta or {}
             started = event.at - (event.duration_ms or 0.0) / 1000
-            # By `tuple.__new__` with every field: half the cost of `StepRow(...)`.
+            # By `tuple.__new__` with every field: half the cost of `StepRow(...)`; its
+            # times as `moment` makes them, without a call of its own.
             row = new(StepRow, (
-                event.step, event.node or "", delta, moment(started), moment(event.at),
+                event.step, event.node or "", delta, stamp(started, utc), stamp(event.at, utc),
                 event.attempts or 1, event.failed is True, event.branch,
             ))  # fmt: skip
             if event.branch is None or event.branch == JOIN:

@@ -365,7 +365,13 @@ class WriteQueue:
         (the run's stop waits for it, `pending`).
         """
         run_id = item.run_id
-        if not self._leading() or self._pending or run_id in self._refused:
+        # `_leading()` inline: every step of a lone `sync` run asks.
+        if (
+            len(self._idle) != self._writers
+            or self._closing
+            or self._pending
+            or run_id in self._refused
+        ):
             await self._queued(item)  # decided here, when awaited: not when it was made
             return
         connection = self._idle.pop()
@@ -637,7 +643,9 @@ class RunLog(abc.ABC):
         `sync` run's task goes through each frame it awaits in, once per step.
         """
         # Positional: half the cost of a dataclass's keyword call, on every step.
-        return self.queue.commit(Item("step", run_id, attempt, row, None, None, snapshot))
+        queue = self._queue
+        assert queue is not None, "RunLog.open() first"
+        return queue.commit(Item("step", run_id, attempt, row, None, None, snapshot))
 
     def end(self, run_id: uuid.UUID, attempt: int, ending: Ending) -> asyncio.Future[None]:
         """Queue the run's outcome (after its steps); fails with `LeaseLost` if not owned."""
