@@ -300,14 +300,10 @@ class WriteQueue:
             return self._alone(item, self._write_step)
         return self._queued(item)
 
-    def _leading(self) -> bool:
-        """Whether a write may start now, by its caller: nothing else is being written."""
-        return len(self._idle) == self._writers and not self._closing
-
     async def _queued(self, item: Item) -> None:
         """`commit` through the queue: the caller writes the batch if it leads, else a writer."""
         # Only when nothing else is being written: under load, waiting runs share batches.
-        leading = self._leading()
+        leading = len(self._idle) == self._writers and not self._closing
         done = self.put(item, wake=not leading)
         if leading and not done.done():
             connection = self._idle.pop()
@@ -365,7 +361,7 @@ class WriteQueue:
         (the run's stop waits for it, `pending`).
         """
         run_id = item.run_id
-        # `_leading()` inline: every step of a lone `sync` run asks.
+        # `_queued`'s own road unless it would lead, and nothing else waits.
         if (
             len(self._idle) != self._writers
             or self._closing
