@@ -12,7 +12,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from flowc.compiler.operators import BINARY, Budget, OperatorError, strict_equal
+from flowc.compiler.operators import BINARY, FLIPPED, Budget, OperatorError, strict_equal
 from flowc.compiler.program import Arm
 from flowc.dsl import ast
 
@@ -21,8 +21,6 @@ COVERAGE_BUDGET = 100_000
 
 _ORDERS = ("<", "<=", ">", ">=")
 _COMPARISONS = frozenset(["==", "!=", "<", "<=", ">", ">=", "in", "not in"])
-#: `3 < x` is `x > 3`.
-_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
 class _Unset:
@@ -56,9 +54,9 @@ def _atom(expr: ast.Expr) -> tuple[ast.PathExpr, str, Any] | None:
     if isinstance(expr.left, ast.PathExpr):
         value = constant(expr.right)
         return None if value is _UNSET else (expr.left, expr.op, value)
-    if isinstance(expr.right, ast.PathExpr) and expr.op in _FLIPPED:
+    if isinstance(expr.right, ast.PathExpr) and expr.op in FLIPPED:
         value = constant(expr.left)
-        return None if value is _UNSET else (expr.right, _FLIPPED[expr.op], value)
+        return None if value is _UNSET else (expr.right, FLIPPED[expr.op], value)
     return None
 
 

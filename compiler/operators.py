@@ -299,6 +299,8 @@ def _not_in(item: Any, container: Any, budget: Budget) -> bool:
     return not _contains(item, container, budget)
 
 
+#: A comparison with its sides swapped: `3 < x` is `x > 3`.
+FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 #: The ordering operators, on two numbers (`int` or `float`, not `bool`): all they do then.
 NUMBER_ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, Protocol
 from flowc.compiler.ir import Expr, Span
 from flowc.compiler.operators import (
     BINARY,
+    FLIPPED,
     FUNCTIONS,
     NUMBER_ORDER,
     Budget,
@@ -384,9 +385,8 @@ def _quick(expr: Node, condition: Condition) -> Condition | None:
     if expr["type"] != "binary":
         return None
     op, left, right = expr["op"], expr["left"], expr["right"]
-    if left["type"] != "path":
-        left, right = right, left
-        op = _MIRRORED.get(op, op)
+    if left["type"] != "path" and op in FLIPPED:
+        left, right, op = right, left, FLIPPED[op]
     if left["type"] != "path" or len(left["path"]) != 1:
         return None
     key, constant = left["path"][0], _constant(right)
@@ -432,10 +432,6 @@ def _constant(expr: Node) -> Any:
         if type(value) in (int, float):
             return -value
     return _MISSING
-
-
-#: An ordering with its sides swapped: `1000 > n` is `n < 1000`.
-_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def _size(expr: Node) -> int:

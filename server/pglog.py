@@ -449,14 +449,6 @@ class PostgresRunLog(RunLog):
         self, connection: Any, batch: dict[uuid.UUID, list[Item]]
     ) -> dict[uuid.UUID, BaseException | None]:
         """One batch: every run's steps in one statement; snapshots and ends after them."""
-        if len(batch) == 1:
-            (items,) = batch.values()
-            if len(items) == 1 and items[0].kind == "step":
-                (item,) = items
-                if not await self._insert_step(connection, item):
-                    return {item.run_id: LeaseLost(str(item.run_id))}
-                self._step_signal(item.run_id)
-                return {}
         steps = _steps(batch)
         rows = [(item.run_id, row) for item, row in steps]
         others = [item for items in batch.values() for item in items if item.kind != "step"]
