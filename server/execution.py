@@ -41,6 +41,7 @@ from flowc.server.runlog import (
     StepRow,
     cancelled_error,
     cause,
+    dumps,
     fold,
     on_main_line,
 )
@@ -50,6 +51,12 @@ if TYPE_CHECKING:
 
 #: An `exit` run's buffered rows queued between two turns of the event loop.
 YIELD_EVERY = 1000
+#: A run's state up to this many characters of JSON gets a snapshot every
+#: `FLOWC_SNAPSHOT_STEPS` steps; a bigger one, that many steps more for each such part
+#: begun (`snapshot_spacing`).
+SNAPSHOT_PART = 4096
+#: ... but never more than this many times `FLOWC_SNAPSHOT_STEPS` steps apart.
+SNAPSHOT_STRETCH_MAX = 10
 
 logger = logging.getLogger("flowc.server")
 
@@ -88,16 +95,23 @@ async def execute(
 
     buffered = Buffer()  # `exit`: written at the end
     new, stamp, utc = tuple.__new__, datetime.fromtimestamp, timezone.utc
-    snapshot_every = service.settings.snapshot_steps
+    snapshot_steps = service.settings.snapshot_steps
+    #: The step whose write carries the next snapshot (`due`).
+    snapshot_at = due(claimed.step, snapshot_spacing(state, snapshot_steps))
 
     def settle(future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None and live.failure is None:
             live.failure = future.exception()
 
     def snapshot(row: StepRow) -> dict[str, Any] | None:
-        """The state after the step, every `snapshot_every`-th step: written with it."""
+        """The state after the step when a snapshot is due (`snapshot_at`): written with it."""
+        nonlocal snapshot_at
+        if row.seq < snapshot_at:
+            return None
         # A copy: `state` goes on changing in place while the write waits its turn.
-        return dict(state) if row.seq % snapshot_every == 0 else None
+        copied = dict(state)
+        snapshot_at = due(row.seq, snapshot_spacing(copied, snapshot_steps))
+        return copied
 
     def finished(event: Event) -> None:
         """The step is recorded (as the durability says): followers hear of it."""
@@ -106,9 +120,9 @@ async def execute(
             raise Release
 
     async def recorded(event: Event, row: StepRow) -> bool:
-        # Committed before anyone hears; every `snapshot_every`-th step carries a copy of
-        # the state (`snapshot`, inline).
-        copied = dict(state) if row.seq % snapshot_every == 0 else None
+        # Committed before anyone hears; a step at `snapshot_at` or after carries a copy
+        # of the state (`snapshot`, its test inline: one call less on every step).
+        copied = snapshot(row) if row.seq >= snapshot_at else None
         await log.record(run_id, attempt, row, copied)
         finished(event)
         # A committed write always waited for the database: the loop had its turn (the
@@ -314,6 +328,25 @@ def abandoned_error(root: uuid.UUID) -> dict[str, Any]:
 def time_now() -> float:
     """The current POSIX time."""
     return now().timestamp()
+
+
+def snapshot_spacing(state: dict[str, Any], steps: int) -> int:
+    """Steps from one snapshot of `state` to the next: `steps`, more for a big state.
+
+    A snapshot rewrites the whole state in the run's row, a step only adds its delta: so
+    a state of `SNAPSHOT_PART` characters of JSON or less gets one every `steps` steps,
+    and a bigger one `steps` steps more for each further part begun, at most
+    `SNAPSHOT_STRETCH_MAX` times `steps` apart.  What a snapshot writes a step then
+    stays about the same whatever the state's size, and a read of the current state
+    (`GET /graph/state`) never folds more than that many steps' deltas.
+    """
+    parts = -(-len(dumps(state)) // SNAPSHOT_PART)  # rounded up
+    return steps * min(max(parts, 1), SNAPSHOT_STRETCH_MAX)
+
+
+def due(step: int, spacing: int) -> int:
+    """The step, after `step`, that carries the next snapshot: the next multiple of `spacing`."""
+    return (step // spacing + 1) * spacing
 
 
 def as_step(row: StepRow) -> Step:

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     #: Connections that write steps (group commit: each takes every run's waiting steps).
     writers: int = Field(default=2, ge=1, le=32)
     #: A running run's row gets its whole state every this many steps (recovery reads the
-    #: steps after it).
+    #: steps after it); a state of more than 4 KiB of JSON, every this many for each 4 KiB
+    #: begun, at most ten times this many (`server/execution.py`, `snapshot_spacing`).
     snapshot_steps: int = Field(default=100, ge=1)
     #: Runs one worker (or `flowc serve`'s embedded worker) executes at once.
     worker_concurrency: int = Field(default=100, ge=1, le=10_000)
