@@ -18,7 +18,6 @@ parent), or lost (nothing more is written).
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -40,8 +39,6 @@ from flowc.server.runlog import (
 if TYPE_CHECKING:
     from flowc.server.childlog import Adopted
     from flowc.server.runs import RunService
-
-logger = logging.getLogger("flowc.server")
 
 
 class Children:
@@ -114,16 +111,17 @@ class Children:
         delay = RETRY_FIRST
         while True:
             try:
-                return await self.log.adopt(spec, attempt=attempt, owner=self.runs.log.owner)
+                adopted = await self.log.adopt(spec, attempt=attempt, owner=self.runs.log.owner)
             except DatabaseAway as exc:
-                logger.warning(
-                    "run %s: the database did not take its sub-flow run %s (%s); trying again",
-                    spec.parent_run_id,
-                    spec.run_id,
-                    cause(exc),
+                self.runs.log.outage.away(
+                    f"run {spec.parent_run_id}: writing its sub-flow run {spec.run_id}", cause(exc)
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+                continue
+            if delay != RETRY_FIRST:
+                self.runs.log.outage.back()
+            return adopted
 
 
 def _graph(graph_id: str | None) -> uuid.UUID | None:

@@ -12,6 +12,7 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from flowc.server import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from flowc.server.outage import Outage
 from flowc.server.pgconnect import connect
 from flowc.server.settings import async_url, asyncpg_dsn
 
@@ -31,6 +32,9 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        #: What this process says of the database's outages: everything that reaches the
+        #: database through this object or its run log tells it of failures and successes.
+        self.outage = Outage()
 
     async def create_tables(self) -> None:
         """Create any missing tables."""

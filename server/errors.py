@@ -24,6 +24,8 @@ from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowc.server.db import database_away
+from flowc.server.outage import Outage
+from flowc.server.runlog import cause
 from flowc.server.schemas import MAX_JSON_DEPTH, InvalidFlow, InvalidRequest, Problem
 
 logger = logging.getLogger("flowc.server")
@@ -201,12 +203,20 @@ RETRY_AFTER = 2
 DATABASE_AWAY = "the database is not available right now; try again shortly"
 
 
+#: What a failure before the app has its database is told to (no outage to add it to).
+_NO_DATABASE = Outage()
+
+
+def outage_of(request: Request) -> Outage:
+    """The outages of the app's database (`server/outage.py`), told once each."""
+    db = getattr(request.app.state, "db", None)
+    return db.outage if db is not None else _NO_DATABASE
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """A 503 when the database is away, else a 500 (the details go to the log)."""
     if database_away(exc):
-        logger.warning(
-            "the database is away answering %s %s: %s", request.method, request.url.path, exc
-        )
+        outage_of(request).away(f"answering {request.method} {request.url.path}", cause(exc))
         return JSONResponse(
             status_code=503,
             content={"detail": DATABASE_AWAY},

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -24,9 +23,9 @@ from flowc.runtime.subflows import child_run_id
 from flowc.server import store
 from flowc.server.db import Database, database_away
 from flowc.server.models import WorkflowRun, now, utc
+from flowc.server.outage import Outage
 from flowc.server.runlog import ENDED, RETRY_FIRST, RETRY_MAX, Hub, RunLog, StepRow, cause
 
-logger = logging.getLogger("flowc.server")
 T = TypeVar("T")
 
 
@@ -152,7 +151,7 @@ class Follower:
                             raise
                         # The run goes on once the database is back, and so does its
                         # follower: the next pass reads on from the last step it sent.
-                        away = await database_back(run_id, changed, away, exc)
+                        away = await database_back(self.log.outage, run_id, changed, away, exc)
                         continue
                     if self._watch(hub, changed, watched):
                         continue  # a child may have written before it was watched
@@ -248,7 +247,9 @@ class Follower:
                 yield message
 
 
-async def patiently(read: Callable[[], Awaitable[T]], hub: Hub, run_id: uuid.UUID) -> T:
+async def patiently(
+    read: Callable[[], Awaitable[T]], hub: Hub, run_id: uuid.UUID, outage: Outage
+) -> T:
     """`read()` for a follower of `run_id`, tried again for as long as the database is away."""
     away = RETRY_FIRST
     with hub.watch(run_id) as changed:
@@ -259,19 +260,19 @@ async def patiently(read: Callable[[], Awaitable[T]], hub: Hub, run_id: uuid.UUI
             except Exception as exc:
                 if not database_away(exc):
                     raise
-                away = await database_back(run_id, changed, away, exc)
+                away = await database_back(outage, run_id, changed, away, exc)
 
 
 async def database_back(
-    run_id: uuid.UUID, changed: asyncio.Event, away: float, exc: BaseException
+    outage: Outage, run_id: uuid.UUID, changed: asyncio.Event, away: float, exc: BaseException
 ) -> float:
     """Wait before reading again for a follower whose read found the database away.
 
     Woken when this process listens again (its listener wakes every follower), else after
-    `away` seconds; the next wait, doubled up to `RETRY_MAX`.  Said once per outage.
+    `away` seconds; the next wait, doubled up to `RETRY_MAX`.  Told to `outage`
+    (`server/outage.py`): said once per outage, not once per follower.
     """
-    if away == RETRY_FIRST:
-        logger.info("following run %s: the database is away (%s)", run_id, cause(exc))
+    outage.away(f"following run {run_id}", cause(exc))
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(changed.wait(), away)
     return min(away * 2, RETRY_MAX)

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from flowc.server.outage import Outage
 from flowc.server.pgconnect import connect
 from flowc.server.pgfence import HeldClaims, RefusedOwners, fence_out, writer_name
 from flowc.server.runlog import (
@@ -36,10 +37,8 @@ from flowc.server.runlog import (
     StepRow,
     WriteQueue,
     cancelled_error,
-    cause,
     dumps,
     fold,
-    logger,
     on_main_line,
     reaching,
     snapshot_of,
@@ -253,8 +252,16 @@ class PostgresRunLog(RunLog):
           FROM made
     """
 
-    def __init__(self, dsn: str, *, owner: str, lease_seconds: float, writers: int = 2) -> None:
-        super().__init__(owner=owner, lease_seconds=lease_seconds, writers=writers)
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        owner: str,
+        lease_seconds: float,
+        writers: int = 2,
+        outage: Outage | None = None,
+    ) -> None:
+        super().__init__(owner=owner, lease_seconds=lease_seconds, writers=writers, outage=outage)
         self.dsn = dsn
         self._pool: Any = None
         self._listening: asyncio.Task[None] | None = None
@@ -319,12 +326,11 @@ class PostgresRunLog(RunLog):
                     for start in range(0, len(ids), MAX_BATCH_RUNS):
                         payload = ",".join(str(i) for i in ids[start : start + MAX_BATCH_RUNS])
                         await connection.execute("SELECT pg_notify($1, $2)", CHANGED, payload)
+                    if delay != RETRY_FIRST:
+                        self.outage.back()
                     delay = RETRY_FIRST
                 except Exception as exc:
-                    logger.warning(
-                        "telling other processes of run changes failed (%s); again soon",
-                        cause(exc),
-                    )
+                    self.trouble("telling other processes of run changes", exc)
                     self._changed.update(ids)
                     self._changes.set()
                     if connection is not None:
@@ -377,6 +383,7 @@ class PostgresRunLog(RunLog):
             transient=transient_asyncpg,
             write_step=self._insert_step,
             step_written=self._step_signal,
+            outage=self.outage,
         )
         ready = asyncio.get_running_loop().create_future()
         self._listening = asyncio.ensure_future(self._listen(ready))
@@ -414,6 +421,7 @@ class PostgresRunLog(RunLog):
                 if not ready.done():
                     ready.set_result(None)
                 else:
+                    self.outage.back()
                     self.hub.everything_changed()  # what was said while we were away
                     if self.on_queued:
                         self.on_queued()
@@ -424,7 +432,7 @@ class PostgresRunLog(RunLog):
                 if not ready.done():
                     ready.set_exception(exc)
                     return
-                logger.warning("listening for run changes failed (%s); again soon", cause(exc))
+                self.trouble("listening for run changes", exc)
             finally:
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):

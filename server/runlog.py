@@ -38,7 +38,8 @@ from typing import Any, Literal, NamedTuple
 from pydantic_core import to_json
 
 from flowc.runtime.events import JOIN, WaitFor
-from flowc.server.db import Database
+from flowc.server.db import Database, database_away
+from flowc.server.outage import Outage
 from flowc.server.settings import asyncpg_dsn
 
 logger = logging.getLogger("flowc.server")
@@ -269,8 +270,10 @@ class WriteQueue:
         transient: Callable[[BaseException], bool],
         write_step: StepWriter | None = None,
         step_written: Callable[[uuid.UUID], None] = lambda run_id: None,
+        outage: Outage | None = None,
     ) -> None:
         self._write = write
+        self._outage = outage or Outage()
         self._write_step = write_step
         self._step_written = step_written
         self._connect = connect
@@ -455,6 +458,7 @@ class WriteQueue:
         whose writes it refused.
         """
         delay = RETRY_FIRST
+        failed = False
         while True:
             try:
                 if connection is None:
@@ -467,13 +471,21 @@ class WriteQueue:
                     outcome = await self._one_by_one(connection, batch, exc)
                 break
             except Exception as exc:
-                logger.warning("the database did not take a write (%s); trying again", cause(exc))
+                failed = True
+                if self._transient(exc):
+                    self._outage.away("writing steps", cause(exc))
+                else:
+                    logger.warning(
+                        "the database did not take a write (%s); trying again", cause(exc)
+                    )
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         await self._close(connection)
                 connection = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+        if failed:
+            self._outage.back()
         for run_id, items in batch.items():
             queue = self._pending[run_id]
             for _ in items:
@@ -579,16 +591,27 @@ class RunLog(abc.ABC):
     #: True when other processes may run this database's runs (claims matter).
     shared = False
 
-    def __init__(self, *, owner: str, lease_seconds: float, writers: int) -> None:
+    def __init__(
+        self, *, owner: str, lease_seconds: float, writers: int, outage: Outage | None = None
+    ) -> None:
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.writers = writers
         self.hub = Hub()
+        #: The database's outages, told once each (`server/outage.py`): the `Database`'s.
+        self.outage = outage or Outage()
         #: Called with run ids whose cancellation was asked for (set by the worker).
         self.on_cancel: Callable[[uuid.UUID], None] | None = None
         #: Called when runs may be waiting for a worker (set by the worker).
         self.on_queued: Callable[[], None] | None = None
         self._queue: WriteQueue | None = None
+
+    def trouble(self, what: str, exc: BaseException) -> None:
+        """`what` failed and will be tried again: an outage's, or said here if it is not one."""
+        if database_away(exc):
+            self.outage.away(what, cause(exc))
+        else:
+            logger.warning("%s failed (%s); trying again", what, cause(exc))
 
     @property
     def queue(self) -> WriteQueue:
@@ -740,5 +763,6 @@ def run_log_for(db: Database, *, owner: str, lease_seconds: float, writers: int 
             owner=owner,
             lease_seconds=lease_seconds,
             writers=writers,
+            outage=db.outage,
         )
     return SqliteRunLog(db, owner=owner, lease_seconds=lease_seconds)

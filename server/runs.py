@@ -50,7 +50,6 @@ from flowc.server.runlog import (
     Claimed,
     Created,
     RunLog,
-    cause,
     on_main_line,
     owner_name,
     run_log_for,
@@ -378,17 +377,18 @@ class RunService:
             try:
                 await self.waits.sweep()  # waits past their deadline go on (or fail)
             except Exception as exc:
-                logger.warning("timing out waits failed: %s", cause(exc))
+                self.log.trouble("timing out waits", exc)
             self._backlog = False  # a run queued from now on sets it again
             try:
                 taken = await self.log.claim(room)
+                self.log.outage.back()
                 if len(taken) >= room:
                     self._backlog = True
                 for claimed in taken:
                     await self._begin(claimed)
             except Exception as exc:
                 self._backlog = True
-                logger.warning("claiming runs failed: %s", cause(exc))
+                self.log.trouble("claiming runs", exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
@@ -404,9 +404,10 @@ class RunService:
             except Exception as exc:
                 # A deadlock with a step batch that holds the rows, or a lost connection:
                 # try again soon rather than a third of the lease later.
-                logger.warning("renewing leases failed: %s", cause(exc))
+                self.log.trouble("renewing leases", exc)
                 wait = min(interval, HEARTBEAT_RETRY)
                 continue
+            self.log.outage.back()
             wait = interval
             for run_id, live in running.items():
                 if run_id not in kept:
@@ -538,7 +539,7 @@ class RunService:
             if self._draining:
                 raise Draining(str(run_id))
             announced = True
-        flow = await patiently(lambda: self._flow_of(run_id), self.log.hub, run_id)
+        flow = await patiently(lambda: self._flow_of(run_id), self.log.hub, run_id, self.log.outage)
         follower = Follower(self.db, self.log, flow, forwarded)
         async for message in follower.follow(run_id, sent, announced=announced, waited=waited):
             yield message

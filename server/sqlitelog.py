@@ -48,7 +48,7 @@ class SqliteRunLog(RunLog):
     """SQLAlchemy on the server's engine: one process owns the file, signals stay inside."""
 
     def __init__(self, db: Database, *, owner: str, lease_seconds: float) -> None:
-        super().__init__(owner=owner, lease_seconds=lease_seconds, writers=1)
+        super().__init__(owner=owner, lease_seconds=lease_seconds, writers=1, outage=db.outage)
         self.db = db
 
     async def open(self) -> None:
@@ -60,7 +60,9 @@ class SqliteRunLog(RunLog):
         async def close(_engine: Any) -> None:
             return None
 
-        self._queue = WriteQueue(self._write, connect, close, writers=1, transient=_transient_sql)
+        self._queue = WriteQueue(
+            self._write, connect, close, writers=1, transient=_transient_sql, outage=self.outage
+        )
 
     def _now(self) -> datetime:
         return datetime.now(timezone.utc)

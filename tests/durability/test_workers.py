@@ -311,6 +311,16 @@ def test_postgresql_restarted_under_load_every_run_succeeds_and_no_500(
     assert not follower.is_alive()
     assert [e["step"] for e in events if e["type"] == "node_finished"] == list(range(1, 81))
     assert events[-1]["type"] == "run_finished"
+    # Each server's log tells of each outage once, and of its end; not of every try of
+    # every part (writes, claims, leases, NOTIFY, LISTEN, each 503 answered, each follower).
+    for server in (api, replica):
+        log = server.server.stderr()
+        warnings = [line for line in log.splitlines() if " WARNING " in line]
+        unreachable = [line for line in warnings if "the database is unreachable" in line]
+        assert 1 <= len(unreachable) <= 4, server.server.output()
+        assert len(warnings) <= 2 * len(unreachable), server.server.output()
+        assert "the database is back after" in log, server.server.output()
+    assert answers.count(503) > len(unreachable)  # many 503s, few lines
     api.close()
     replica.close()
 

@@ -18,6 +18,7 @@ import tests.server.test_subflows_api as subflows
 from flowc.runtime import Registry
 from flowc.runtime.subflows import child_run_id
 from flowc.server.follow import Follower, Forwarded, patiently, subflow_nodes
+from flowc.server.outage import Outage
 from flowc.server.runlog import Hub, StepRow
 from tests.server.conftest import Gates, define, service_on
 from tests.server.databases import database_url
@@ -116,7 +117,7 @@ async def test_a_read_for_a_follower_is_tried_again_only_while_the_database_is_a
             raise ConnectionRefusedError("the database is restarting")
         return 42
 
-    assert await patiently(back_at_the_third, hub, run_id) == 42
+    assert await patiently(back_at_the_third, hub, run_id, Outage()) == 42
     assert tries == [3]
 
     async def broken() -> int:
@@ -124,5 +125,5 @@ async def test_a_read_for_a_follower_is_tried_again_only_while_the_database_is_a
         raise ValueError("not the database's absence")
 
     with pytest.raises(ValueError):
-        await patiently(broken, hub, run_id)
+        await patiently(broken, hub, run_id, Outage())
     assert tries == [4]  # not tried again
