@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -297,22 +298,56 @@ def _peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux and BSD
 
 
-def _resolve(where: Reference) -> Callable[..., Any]:
-    """A function by module and qualified name; from its file when the name does not import."""
-    module_name, qualname, file = where
-    module = sys.modules.get(module_name)
-    if module is None:
+def _module(name: str, file: str | None) -> Any:
+    """The parent's module `name`, loaded from `file` (its `__file__` there).
+
+    By its name when that name finds `file` here too; from the file under that name when
+    nothing here has the name (a tool file the parent loaded under a name of its own);
+    and under a name of the worker's own when the name finds another file.  Two tool
+    files of one name (`a/tools.py`, `b/tools.py`) each put their folder first on the
+    path: the name finds the same one in the parent and in a worker only by chance, and
+    running the other file under it would register its tools a second time.
+    """
+    found = sys.modules.get(name)
+    if file is None or (found is not None and _same_file(getattr(found, "__file__", None), file)):
+        return found if found is not None else importlib.import_module(name)
+    if found is None:
         try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            if file is None:
-                raise
-            spec = importlib.util.spec_from_file_location(module_name, file)
-            if spec is None or spec.loader is None:
-                raise
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and _same_file(spec.origin, file):
+            return importlib.import_module(name)
+        if spec is None:
+            return _load(name, file)
+    digest = hashlib.sha256(os.path.realpath(file).encode("utf-8", "surrogatepass")).hexdigest()
+    own = f"{name}__flowc_{digest[:12]}"
+    return sys.modules.get(own) or _load(own, file)
+
+
+def _load(name: str, file: str) -> Any:
+    """The module in `file`, run under `name` (kept in `sys.modules` as an import would)."""
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{file} is not a Python module", name=name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _same_file(found: str | None, file: str) -> bool:
+    return found is not None and os.path.realpath(found) == os.path.realpath(file)
+
+
+def _resolve(where: Reference) -> Callable[..., Any]:
+    """A function by module and qualified name, from the file the parent loaded it from."""
+    module_name, qualname, file = where
+    module = _module(module_name, file)
     value: Any = module
     for part in qualname.split("."):
         value = getattr(value, part)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -230,3 +231,42 @@ def test_a_freed_worker_goes_to_the_call_that_waited_longest() -> None:
         thread.join(10)
     assert order == ["a", "b", "c"]
     assert (pool.free, len(pool.idle), len(pool.waiting)) == (1, 1, 0)
+
+
+#: A tool file of process tools named `tools.py`, as two packs may both name theirs.
+_PACK = '''\
+from flowc.runtime import register_tool
+
+
+@register_tool(process=True)
+def {name}(state):
+    """{name}, in a worker process."""
+    return {{"{name}": __file__}}
+'''
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_two_tool_files_of_one_name_each_run_their_own_process_tools(
+    tmp_path: Path, order: tuple[str, str]
+) -> None:
+    # Each file puts its folder first on the path, so `import tools` finds the one loaded
+    # last; the parent named the other one apart.  A worker must run each tool from the
+    # file the parent loaded it from, and register nothing twice.
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "tools.py").write_text(_PACK.format(name=name))
+    (tmp_path / "two.flow").write_text("a -> b -> a2\nnode a2 = a\na2 -> end\n")
+    tools = [argument for pack in order for argument in ("--tools", f"{pack}/tools.py")]
+    ran = subprocess.run(
+        [sys.executable, "-m", "flowc.cli.main", "run", "two.flow", *tools, "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    result = json.loads(ran.stdout)
+    assert result["status"] == "succeeded", ran.stdout + ran.stderr
+    assert result["state"] == {
+        "a": str(tmp_path / "a" / "tools.py"),
+        "b": str(tmp_path / "b" / "tools.py"),
+    }
