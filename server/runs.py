@@ -381,7 +381,8 @@ class RunService:
             self._backlog = False  # a run queued from now on sets it again
             try:
                 taken = await self.log.claim(room)
-                self.log.outage.back()
+                if room > 0:  # it asked the database (with no room, it asks nothing)
+                    self.log.outage.back()
                 if len(taken) >= room:
                     self._backlog = True
                 for claimed in taken:
@@ -407,7 +408,8 @@ class RunService:
                 self.log.trouble("renewing leases", exc)
                 wait = min(interval, HEARTBEAT_RETRY)
                 continue
-            self.log.outage.back()
+            if running:  # it asked the database (for no runs, it asks nothing)
+                self.log.outage.back()
             wait = interval
             for run_id, live in running.items():
                 if run_id not in kept:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from flowc.runtime import Registry
 from flowc.server.db import Database
 from flowc.server.outage import QUIET_AFTER, REMIND_EVERY, Outage
 from flowc.server.runlog import DatabaseAway, run_log_for
+from tests.server.conftest import service_on, until
 
 
 class Clock:
@@ -128,3 +131,42 @@ def test_the_run_log_adds_unreachable_databases_to_the_outage_and_says_other_fai
             "renewing leases failed (ValueError: not the database's absence); trying again",
         ),
     ]
+
+
+@pytest.mark.asyncio
+async def test_an_idle_worker_says_an_outage_once_and_its_end_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no runs, the heartbeat asks the database nothing: its "success" must not end
+    # the outage (it did, and an idle server said "unreachable" and "back" every second).
+    caplog.set_level(logging.INFO, logger="flowc")
+    async with service_on(f"sqlite:///{tmp_path}/idle.db", Registry(), lease_seconds=0.3) as runs:
+        down, beats = [True], [0]
+        claim, sweep, heartbeat = runs.log.claim, runs.waits.sweep, runs.log.heartbeat
+
+        async def claim_unless_down(limit: int, **options: Any) -> Any:
+            if down[0]:
+                raise ConnectionRefusedError("[Errno 111] Connection refused")
+            return await claim(limit, **options)
+
+        async def sweep_unless_down() -> Any:
+            if down[0]:
+                raise ConnectionRefusedError("[Errno 111] Connection refused")
+            return await sweep()
+
+        async def counted_heartbeat(owned: dict[Any, int]) -> Any:
+            beats[0] += 1
+            return await heartbeat(owned)
+
+        monkeypatch.setattr(runs.log, "claim", claim_unless_down)
+        monkeypatch.setattr(runs.waits, "sweep", sweep_unless_down)
+        monkeypatch.setattr(runs.log, "heartbeat", counted_heartbeat)
+        caplog.clear()
+        await until(lambda: beats[0] >= 5, "five heartbeats while the database is away")
+        during = said(caplog)
+        down[0] = False
+        await until(lambda: any("is back" in r.getMessage() for r in caplog.records), "its end")
+    assert [level for level, _ in during] == ["WARNING"]
+    assert during[0][1].startswith("the database is unreachable (ConnectionRefusedError")
+    after = [message for _, message in said(caplog) if "database" in message]
+    assert after and after[0].startswith("the database is back after")
