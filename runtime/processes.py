@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -27,11 +26,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from flowc.runtime.calls import hand_over, outcome_of
 from flowc.runtime.context import STEP, StepContext
 from flowc.runtime.registry import Reference, reference
+from flowc.runtime.tools.loading import own_name, run_file
 
 #: Worker processes for process tools, per flowc process (calls beyond wait for one).
 PROCESSES = max(1, min(4, os.cpu_count() or 1))
@@ -303,7 +304,7 @@ def _module(name: str, file: str | None) -> Any:
 
     By its name when that name finds `file` here too; from the file under that name when
     nothing here has the name (a tool file the parent loaded under a name of its own);
-    and under a name of the worker's own when the name finds another file.  Two tool
+    and under a name of its own (`own_name`) when the name finds another file.  Two tool
     files of one name (`a/tools.py`, `b/tools.py`) each put their folder first on the
     path: the name finds the same one in the parent and in a worker only by chance, and
     running the other file under it would register its tools a second time.
@@ -320,23 +321,15 @@ def _module(name: str, file: str | None) -> Any:
             return importlib.import_module(name)
         if spec is None:
             return _load(name, file)
-    digest = hashlib.sha256(os.path.realpath(file).encode("utf-8", "surrogatepass")).hexdigest()
-    own = f"{name}__flowc_{digest[:12]}"
+    own = own_name(Path(file).resolve())
     return sys.modules.get(own) or _load(own, file)
 
 
 def _load(name: str, file: str) -> Any:
-    """The module in `file`, run under `name` (kept in `sys.modules` as an import would)."""
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
+    """The module in `file`, run under `name`; `ImportError` if it is not Python."""
+    module = run_file(name, Path(file))
+    if module is None:
         raise ImportError(f"{file} is not a Python module", name=name)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
     return module
 
 

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 
 class ToolLoadError(Exception):
@@ -85,18 +86,32 @@ def _import_file(path: Path) -> None:
     if stem.isidentifier() and _finds(stem, resolved):
         importlib.import_module(stem)
         return
-    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    name = f"flowc_tools_{_identifier(stem)}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
+    if run_file(own_name(resolved), resolved) is None:
         raise ToolLoadError(f"cannot load tools from `{path}`: not a Python module")
+
+
+def own_name(file: Path) -> str:
+    """A module name for the tool file `file` (resolved) that shadows no other module."""
+    digest = hashlib.sha256(str(file).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"flowc_tools_{_identifier(file.stem)}_{digest}"
+
+
+def run_file(name: str, file: Path) -> ModuleType | None:
+    """The module in `file`, run under `name`; None if the file is not Python.
+
+    Kept in `sys.modules` as an import keeps it: dataclasses and pickling look it up there.
+    """
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        return None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[name]
         raise
+    return module
 
 
 def _finds(name: str, file: Path) -> bool:

@@ -29,6 +29,19 @@ class Clock:
         return self.now
 
 
+@pytest.fixture
+def clock() -> Clock:
+    """The clock of the test's `outage`."""
+    return Clock()
+
+
+@pytest.fixture
+def outage(clock: Clock, caplog: pytest.LogCaptureFixture) -> Outage:
+    """An outage record on `clock`, its every line captured (DEBUG too)."""
+    caplog.set_level(logging.DEBUG, logger="flowc")
+    return Outage(clock)
+
+
 def said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     """What was logged at INFO and above, as (level, message); then forgets it."""
     lines = [
@@ -41,11 +54,8 @@ def said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 
 def test_an_outage_is_said_once_reminded_now_and_then_and_its_end_is_said(
-    caplog: pytest.LogCaptureFixture,
+    outage: Outage, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="flowc")
-    clock = Clock()
-    outage = Outage(clock)
     assert not outage.away_now
     outage.away("claiming runs", "ConnectionRefusedError: [Errno 111] Connection refused")
     assert said(caplog) == [
@@ -79,20 +89,18 @@ def test_an_outage_is_said_once_reminded_now_and_then_and_its_end_is_said(
     assert not outage.away_now
 
 
-def test_a_success_with_no_outage_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="flowc")
-    Outage(Clock()).back()
+def test_a_success_with_no_outage_says_nothing(
+    outage: Outage, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage.back()
     assert said(caplog) == []
 
 
 def test_failures_far_apart_are_outages_of_their_own_where_nothing_says_it_is_back(
-    caplog: pytest.LogCaptureFixture,
+    outage: Outage, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An API-only process hears of the database only through requests: a failure long
     # after the last one starts a new outage, said again.
-    caplog.set_level(logging.DEBUG, logger="flowc")
-    clock = Clock()
-    outage = Outage(clock)
     outage.away("answering GET /graph/state/x", "OSError: down")
     clock.now += QUIET_AFTER / 2
     outage.away("answering GET /graph/state/x", "OSError: down")
